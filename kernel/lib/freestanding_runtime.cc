@@ -1,0 +1,56 @@
+// The four functions a freestanding C++ compiler may emit calls to. Built only for the kernel and
+// the UEFI loader (the host has libc's). -ffreestanding keeps the compiler from turning these
+// loops back into calls to themselves.
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ktl/macros.h>
+
+extern "C" {
+
+KTL_UNSAFE_BUFFER_BEGIN  // the C contract: callers pass valid ranges of `n` bytes
+
+void* memcpy(void* __restrict dst, const void* __restrict src, size_t n) {
+  auto* d = static_cast<unsigned char*>(dst);
+  const auto* s = static_cast<const unsigned char*>(src);
+  if (((reinterpret_cast<uintptr_t>(d) | reinterpret_cast<uintptr_t>(s)) & 7) == 0) {
+    for (; n >= 8; n -= 8, d += 8, s += 8) {
+      *reinterpret_cast<uint64_t*>(d) = *reinterpret_cast<const uint64_t*>(s);
+    }
+  }
+  for (; n > 0; --n) *d++ = *s++;
+  return dst;
+}
+
+void* memmove(void* dst, const void* src, size_t n) {
+  auto* d = static_cast<unsigned char*>(dst);
+  const auto* s = static_cast<const unsigned char*>(src);
+  if (d == s || n == 0) return dst;
+  if (d < s || d >= s + n) return memcpy(dst, src, n);
+  for (size_t i = n; i > 0; --i) d[i - 1] = s[i - 1];
+  return dst;
+}
+
+void* memset(void* dst, int value, size_t n) {
+  auto* d = static_cast<unsigned char*>(dst);
+  auto byte = static_cast<unsigned char>(value);
+  if ((reinterpret_cast<uintptr_t>(d) & 7) == 0) {
+    uint64_t word = byte * 0x0101010101010101ull;
+    for (; n >= 8; n -= 8, d += 8) *reinterpret_cast<uint64_t*>(d) = word;
+  }
+  for (; n > 0; --n) *d++ = byte;
+  return dst;
+}
+
+int memcmp(const void* a, const void* b, size_t n) {
+  const auto* x = static_cast<const unsigned char*>(a);
+  const auto* y = static_cast<const unsigned char*>(b);
+  for (size_t i = 0; i < n; ++i) {
+    if (x[i] != y[i]) return x[i] < y[i] ? -1 : 1;
+  }
+  return 0;
+}
+
+KTL_UNSAFE_BUFFER_END
+
+}  // extern "C"
