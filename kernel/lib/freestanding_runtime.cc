@@ -54,3 +54,13 @@ int memcmp(const void* a, const void* b, size_t n) {
 KTL_UNSAFE_BUFFER_END
 
 }  // extern "C"
+
+// A call through a vtable slot of an abstract class (Itanium ABI: kernel; Microsoft ABI: UEFI).
+extern "C" [[noreturn]] void ferrite_panic(const char* message, const char* file, unsigned line,
+                                           const char* function);
+extern "C" [[noreturn]] void __cxa_pure_virtual() {
+  ferrite_panic("pure virtual function called", __FILE__, __LINE__, __func__);
+}
+extern "C" [[noreturn]] int _purecall() {
+  ferrite_panic("pure virtual function called", __FILE__, __LINE__, __func__);
+}

@@ -81,8 +81,8 @@ class CAPABILITY("mutex") SpinLock {
   SpinLock& operator=(const SpinLock&) = delete;
 
   void lock() ACQUIRE() {
-    for (u32 spins = 0;; ++spins) {
-      if (!locked_.exchange(true, MemoryOrder::Acquire)) return;
+    [[maybe_unused]] u32 spins = 0;
+    while (locked_.exchange(true, MemoryOrder::Acquire)) {
       while (locked_.load(MemoryOrder::Relaxed)) {
         cpu_relax();
 #if __STDC_HOSTED__

@@ -90,7 +90,7 @@ def _cc_module_impl(ctx):
     ).compilation_context
 
     pcm = ctx.actions.declare_file("_pcm/%s/%s.pcm" % (ctx.label.name, file_stem))
-    obj = ctx.actions.declare_file("_objs/%s/%s.o" % (ctx.label.name, file_stem))
+    obj = ctx.actions.declare_file("_pcm/%s/%s.o" % (ctx.label.name, file_stem))
     tool_inputs = cc_toolchain.all_files
 
     # 1. precompile

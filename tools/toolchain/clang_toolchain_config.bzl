@@ -160,6 +160,27 @@ def _impl(ctx):
             ],
         ),
         _libraries_to_link_feature(flavour),
+        feature(
+            name = "archiver_flags",
+            enabled = True,
+            flag_sets = [flag_set(
+                actions = [ACTION_NAMES.cpp_link_static_library],
+                flag_groups = [
+                    flag_group(flags = ["rcsD", "%{output_execpath}"], expand_if_available = "output_execpath"),
+                    flag_group(
+                        iterate_over = "libraries_to_link",
+                        flag_groups = [
+                            _when("object_file", [flag_group(flags = ["%{libraries_to_link.name}"])]),
+                            _when("object_file_group", [flag_group(
+                                flags = ["%{libraries_to_link.object_files}"],
+                                iterate_over = "libraries_to_link.object_files",
+                            )]),
+                        ],
+                        expand_if_available = "libraries_to_link",
+                    ),
+                ],
+            )],
+        ),
     ]
 
     if flavour == "linux":
@@ -168,9 +189,9 @@ def _impl(ctx):
             feature(name = "supports_start_end_lib", enabled = True),
             # Host code is always compiled position-independent (one compile per source serves
             # executables, PIE and shared libraries alike), so "supports_pic" stays off.
-            _sanitizer_feature("asan", ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-DFERRITE_ASAN=1"], ["-fsanitize=address,undefined"]),
-            _sanitizer_feature("tsan", ["-fsanitize=thread", "-fno-omit-frame-pointer", "-DFERRITE_TSAN=1"], ["-fsanitize=thread"]),
-            _sanitizer_feature("fuzzer", ["-fsanitize=fuzzer-no-link,address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-DFERRITE_ASAN=1", "-DFERRITE_FUZZER=1"], ["-fsanitize=fuzzer,address,undefined"]),
+            _sanitizer_feature("asan", ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-DFERRITE_ASAN=1"], ["-fsanitize=address,undefined", "-fsanitize-link-c++-runtime"]),
+            _sanitizer_feature("tsan", ["-fsanitize=thread", "-fno-omit-frame-pointer", "-DFERRITE_TSAN=1"], ["-fsanitize=thread", "-fsanitize-link-c++-runtime"]),
+            _sanitizer_feature("fuzzer", ["-fsanitize=fuzzer-no-link,address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-DFERRITE_ASAN=1", "-DFERRITE_FUZZER=1"], ["-fsanitize=fuzzer,address,undefined", "-fsanitize-link-c++-runtime"]),
             feature(
                 name = "host_link_libs",
                 enabled = True,

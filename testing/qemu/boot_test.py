@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Headless QEMU boot test: boots a disk image under OVMF/AAVMF (TCG), watches the serial log and
+decides pass/fail from marker lines and QEMU's exit status.
+
+The serial log (ANSI escapes and CRs stripped) is saved as a test output
+(bazel-testlogs/<pkg>/<test>/test.outputs/). Typical use, from testing/qemu/defs.bzl:
+
+  boot_test.py --arch x86_64 --image IMG --code CODE --vars VARS \
+      --cmdline "test=boot" --expect "Ferrite kernel" --exit-code 33
+
+Expectations:
+  --expect RE      must appear, in the given order (one line each)
+  --forbid RE      must never appear
+  --until RE       stop QEMU as soon as this appears (otherwise wait for QEMU to exit)
+  --exit-code N    QEMU's exit status must be N (isa-debug-exit: (v << 1) | 1)
+Image edits (on a private copy, through mtools):
+  --cmdline TEXT            replace \\ferrite\\cmdline.txt
+  --replace-file SRC=DST    put SRC at DST in the ESP (e.g. a broken kernel at /ferrite/kernel.elf)
+  --delete-file DST         remove DST from the ESP
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ANSI = re.compile(r"\x1b\[[0-9;?=]*[A-Za-z]")
+ESP_OFFSET = 1024 * 1024  # partition 1 starts at sector 2048 (tools/image/mkimage.sh)
+
+
+def clean(text):
+    return ANSI.sub("", text).replace("\r", "")
+
+
+def mtools(args, image):
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+    subprocess.run(args[:1] + ["-i", "%s@@%d" % (image, ESP_OFFSET)] + args[1:], check=True, env=env)
+
+
+def qemu_command(a, work):
+    accel = os.environ.get("QEMU_ACCEL") or "tcg"
+    if a.arch == "x86_64":
+        cmd = ["qemu-system-x86_64", "-machine", a.machine or "q35", "-accel", accel,
+               "-cpu", a.cpu or "max", "-m", a.memory or "512M",
+               "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+               "-drive", "format=raw,file=%s/disk.img" % work]
+    else:
+        cmd = ["qemu-system-aarch64", "-machine", a.machine or "virt", "-accel", accel,
+               "-cpu", a.cpu or "cortex-a72", "-m", a.memory or "1G",
+               "-drive", "if=none,format=raw,id=disk,file=%s/disk.img" % work,
+               "-device", "virtio-blk-device,drive=disk"]
+    cmd += ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=%s" % a.code,
+            "-drive", "if=pflash,format=raw,unit=1,file=%s/vars.fd" % work,
+            "-display", "none", "-monitor", "none", "-no-reboot", "-net", "none",
+            "-serial", "file:%s/serial.log" % work]
+    if a.qmp:
+        cmd += ["-qmp", "unix:%s/qmp.sock,server=on,wait=off" % work]
+    return cmd + a.qemu_arg
+
+
+def main():
+    # "@FILE" arguments hold one argument per line (see defs.bzl).
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                fromfile_prefix_chars="@")
+    p.add_argument("--arch", choices=["x86_64", "aarch64"], required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--code", required=True)
+    p.add_argument("--vars", required=True)
+    p.add_argument("--machine")
+    p.add_argument("--memory")
+    p.add_argument("--cpu")
+    p.add_argument("--timeout", type=float, default=120)
+    p.add_argument("--cmdline")
+    p.add_argument("--replace-file", action="append", default=[])
+    p.add_argument("--delete-file", action="append", default=[])
+    p.add_argument("--expect", action="append", default=[])
+    p.add_argument("--forbid", action="append", default=[])
+    p.add_argument("--until")
+    p.add_argument("--exit-code", type=int)
+    p.add_argument("--qmp", action="store_true", help="expose a QMP socket (for checks from outside)")
+    p.add_argument("--qemu-arg", action="append", default=[])
+    p.add_argument("--log-name", default="serial.log")
+    a = p.parse_args()
+
+    outputs = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR")
+    work = tempfile.mkdtemp(prefix="boot.", dir=os.environ.get("TEST_TMPDIR"))
+    os.environ["TMPDIR"] = work  # QEMU's temporary files; /var/tmp is read-only in the sandbox
+    shutil.copyfile(a.image, work + "/disk.img")
+    shutil.copyfile(a.vars, work + "/vars.fd")
+    os.chmod(work + "/disk.img", 0o644)
+    os.chmod(work + "/vars.fd", 0o644)
+    img = work + "/disk.img"
+    if a.cmdline is not None:
+        with open(work + "/cmdline.txt", "w") as f:
+            f.write(a.cmdline + "\n")
+        mtools(["mcopy", "-o", work + "/cmdline.txt", "::/ferrite/cmdline.txt"], img)
+    for spec in a.replace_file:
+        src, dst = spec.split("=", 1)
+        mtools(["mcopy", "-o", src, "::" + dst], img)
+    for dst in a.delete_file:
+        mtools(["mdel", "::" + dst], img)
+
+    cmd = qemu_command(a, work)
+    print("boot_test: " + " ".join(cmd), flush=True)
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    log_path = work + "/serial.log"
+    text = ""
+    reason = None
+    stopped_by_us = False
+    while True:
+        time.sleep(0.1)
+        if os.path.exists(log_path):
+            with open(log_path, "rb") as f:
+                text = clean(f.read().decode("utf-8", "replace"))
+        if a.until and re.search(a.until, text):
+            stopped_by_us = True
+            break
+        if proc.poll() is not None:
+            break
+        if time.monotonic() - start > a.timeout:
+            reason = "timed out after %.0f s" % a.timeout
+            break
+    elapsed = time.monotonic() - start
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if os.path.exists(log_path):
+        with open(log_path, "rb") as f:
+            text = clean(f.read().decode("utf-8", "replace"))
+    if outputs:
+        with open(os.path.join(outputs, a.log_name), "w") as f:
+            f.write(text)
+
+    failures = []
+    if reason:
+        failures.append(reason)
+    pos = 0
+    for pattern in a.expect:
+        m = re.compile(pattern, re.M).search(text, pos)
+        if not m:
+            failures.append("expected (in order) but not found: %r" % pattern)
+        else:
+            pos = m.end()
+    for pattern in a.forbid:
+        m = re.search(pattern, text, re.M)
+        if m:
+            failures.append("forbidden text found: %r" % m.group(0))
+    if a.exit_code is not None and not stopped_by_us and proc.returncode != a.exit_code:
+        failures.append("QEMU exited with %s, expected %d" % (proc.returncode, a.exit_code))
+    if a.exit_code is not None and stopped_by_us:
+        failures.append("stopped on --until before QEMU could exit with %d" % a.exit_code)
+
+    print("---- serial log (%.1f s) ----" % elapsed)
+    print(text.rstrip())
+    print("---- end of serial log ----")
+    if failures:
+        for f in failures:
+            print("FAIL: " + f)
+        return 1
+    print("PASS (%.1f s, QEMU status %s)" % (elapsed, "stopped" if stopped_by_us else proc.returncode))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""qemu_boot_test: a headless QEMU boot of a disk image, judged by testing/qemu/boot_test.py."""
+
+_FIRMWARE = {
+    "x86_64": ("@ovmf//:OVMF_CODE_4M.fd", "@ovmf//:OVMF_VARS_4M.fd"),
+    "aarch64": ("@aavmf//:AAVMF_CODE.fd", "@aavmf//:AAVMF_VARS.fd"),
+}
+
+def _args_file_impl(ctx):
+    out = ctx.actions.declare_file(ctx.label.name + ".args")
+    lines = [ctx.expand_location(a, targets = ctx.attr.data) for a in ctx.attr.arguments]
+    for line in lines:
+        if "\n" in line:
+            fail("boot test arguments may not contain newlines: %r" % line)
+    ctx.actions.write(out, "\n".join(lines) + "\n")
+    return [DefaultInfo(files = depset([out]), runfiles = ctx.runfiles(files = [out]))]
+
+# Writes one argument per line. sh_test's `args` would split the expectations (regular
+# expressions with spaces, quotes and backslashes) with shell tokenisation.
+_args_file = rule(
+    implementation = _args_file_impl,
+    attrs = {
+        "arguments": attr.string_list(),
+        "data": attr.label_list(allow_files = True),
+    },
+)
+
+def _esc(text):
+    return text
+
+def qemu_boot_test(
+        name,
+        arch,
+        image,
+        expect = [],
+        forbid = [],
+        until = None,
+        exit_code = None,
+        cmdline = None,
+        replace_files = {},
+        delete_files = [],
+        machine = None,
+        memory = None,
+        cpu = None,
+        timeout_seconds = 120,
+        extra_args = [],
+        data = [],
+        **kwargs):
+    """One boot of `image` under QEMU; see boot_test.py for the meaning of each check.
+
+    replace_files maps a label (one file) to its destination path in the ESP.
+    """
+    code, vars = _FIRMWARE[arch]
+    args = [
+        "--arch",
+        arch,
+        "--image",
+        "$(rootpath %s)" % image,
+        "--code",
+        "$(rootpath %s)" % code,
+        "--vars",
+        "$(rootpath %s)" % vars,
+        "--timeout",
+        str(timeout_seconds),
+    ]
+    for e in expect:
+        args += ["--expect", _esc(e)]
+    for f in forbid:
+        args += ["--forbid", _esc(f)]
+    if until:
+        args += ["--until", _esc(until)]
+    if exit_code != None:
+        args += ["--exit-code", str(exit_code)]
+    if cmdline != None:
+        args += ["--cmdline", _esc(cmdline)]
+    for label, dst in replace_files.items():
+        args += ["--replace-file", "$(rootpath %s)=%s" % (label, dst)]
+    for dst in delete_files:
+        args += ["--delete-file", dst]
+    if machine:
+        args += ["--machine", machine]
+    if memory:
+        args += ["--memory", memory]
+    if cpu:
+        args += ["--cpu", cpu]
+    args += extra_args
+    inputs = [image, code, vars] + list(replace_files.keys()) + data
+    _args_file(
+        name = name + "_args",
+        arguments = args,
+        data = inputs,
+        testonly = True,
+    )
+    native.sh_test(
+        name = name,
+        srcs = ["//testing/qemu:boot_test.sh"],
+        args = ["@$(rootpath :%s_args)" % name],
+        data = [
+            "//testing/qemu:boot_test.py",
+            ":%s_args" % name,
+        ] + inputs,
+        # Two TCG guests at once on a 2-core machine slow each other past their timeouts.
+        tags = ["cpu:2", "qemu"] + kwargs.pop("tags", []),
+        size = kwargs.pop("size", "medium"),
+        **kwargs
+    )

@@ -1,0 +1,88 @@
+// loader.x86_64_tables: builds fresh x86_64 4-level page tables for the kernel hand-off.
+//
+// Runs under the firmware's identity mapping, so a table's physical address is also a pointer to
+// it. The builder never edits the firmware's tables. Mapping is "first come wins": an address that
+// is already mapped keeps its mapping, which lets the caller map special pages (the hand-off
+// trampoline) with 4 KiB precision first and then cover the rest with large pages.
+module;
+
+#include <ktl/macros.h>
+
+export module loader.x86_64_tables;
+
+import ktl;
+
+export namespace loader::x86_64 {
+
+using ktl::u32;
+using ktl::u64;
+using ktl::usize;
+
+// Page-table entry bits.
+inline constexpr u64 kPresent = u64{1} << 0;
+inline constexpr u64 kWritable = u64{1} << 1;
+inline constexpr u64 kUser = u64{1} << 2;
+inline constexpr u64 kWriteThrough = u64{1} << 3;
+inline constexpr u64 kCacheDisable = u64{1} << 4;
+inline constexpr u64 kHuge = u64{1} << 7;  // PS in a PDPT/PD entry
+inline constexpr u64 kGlobal = u64{1} << 8;
+inline constexpr u64 kPatLarge = u64{1} << 12;  // PAT bit in a huge entry
+inline constexpr u64 kPat4K = u64{1} << 7;      // PAT bit in a PT entry
+inline constexpr u64 kNoExecute = u64{1} << 63;
+inline constexpr u64 kAddrMask = 0x000f'ffff'ffff'f000ull;
+
+enum class Access : u32 { ReadOnly, ReadWrite, ReadExecute };
+enum class Cache : u32 { WriteBack, WriteCombining, Uncached };
+
+// Where page-table frames come from (UEFI AllocatePages in the loader). Returns a zeroed 4 KiB
+// frame's physical address, or 0 when out of memory.
+class FrameSource {
+ public:
+  virtual u64 allocate_zeroed_frame() = 0;
+
+ protected:
+  ~FrameSource() = default;
+};
+
+enum class TableError : ktl::u32 { OutOfMemory, Misaligned, AddressOverflow };
+
+[[nodiscard]] constexpr const char* to_string(TableError e) {
+  switch (e) {
+    case TableError::OutOfMemory: return "out of memory for page tables";
+    case TableError::Misaligned: return "mapping not 4 KiB aligned";
+    case TableError::AddressOverflow: return "mapping wraps around the address space";
+  }
+  return "unknown page-table error";
+}
+
+class TableBuilder {
+ public:
+  explicit TableBuilder(FrameSource& frames) : frames_(frames) {}
+
+  // Allocates the PML4. Must succeed before anything else.
+  [[nodiscard]] ktl::Result<void, TableError> init();
+  [[nodiscard]] u64 root() const { return root_; }
+  [[nodiscard]] usize table_frames() const { return table_frames_; }
+  // Whether the CPU supports 1 GiB pages (CPUID 0x80000001 EDX bit 26).
+  void set_gigabyte_pages(bool supported) { gigabyte_pages_ = supported; }
+
+  // Maps [virt, virt+size) to [phys, phys+size), using 1 GiB / 2 MiB pages where alignment and
+  // `allow_huge` permit. Already-mapped pages are left alone.
+  [[nodiscard]] ktl::Result<void, TableError> map(u64 virt, u64 phys, u64 size, Access access,
+                                                  Cache cache, bool allow_huge, bool global);
+
+  // Installs PML4[slot] -> the PML4 itself (the recursive mapping), writable, NX, supervisor.
+  void install_recursive_slot(usize slot);
+
+ private:
+  // Makes `entry` point at a table, allocating a zeroed one if it is empty.
+  [[nodiscard]] ktl::Result<void, TableError> ensure_table(u64& entry);
+  [[nodiscard]] u64 leaf_bits(Access access, Cache cache, bool huge, bool global) const;
+
+  FrameSource& frames_;
+  u64 root_ = 0;
+  usize table_frames_ = 0;
+  bool gigabyte_pages_ = false;
+};
+
+}  // namespace loader::x86_64
