@@ -91,6 +91,12 @@ extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info) {
   arch::x86_64::halt_forever();
 }
 
+// ktl.log's hook: messages from mm and ktl go to the kernel log.
+extern "C" void ferrite_log_write(int level, const char* text, ktl::usize length) {
+  auto lvl = static_cast<klog::Level>(level < 0 ? 0 : level > 3 ? 3 : level);
+  klog::log(lvl, "{}", ktl::StringView(text, length));
+}
+
 // ktl's panic hook: report on every console and stop. In test mode, exit QEMU with a failure code.
 extern "C" [[noreturn]] void ferrite_panic(const char* message, const char* file, unsigned line,
                                            const char* function) {

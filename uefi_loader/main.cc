@@ -413,6 +413,13 @@ extern "C" efi::Status efi_main(efi::Handle image, efi::SystemTable* st) {
   return run(l);
 }
 
+// ktl.log's hook: shared code's messages go to the console while boot services last.
+extern "C" void ferrite_log_write(int, const char* text, ktl::usize length) {
+  efi::Console con(g_panic_console);
+  con.write(ktl::StringView(text, length));
+  con.write("\n");
+}
+
 // The environment hook ktl needs: a panic in the loader prints and stops (before ExitBootServices
 // ConOut still works; after it nothing can be printed and the CPU halts).
 extern "C" [[noreturn]] void ferrite_panic(const char* message, const char* file, unsigned line, const char*) {

@@ -8,3 +8,4 @@ export import ktl.result;
 export import ktl.span;
 export import ktl.sync;
 export import ktl.format;
+export import ktl.log;

@@ -1,0 +1,42 @@
+// The host's implementation of mm.arch's hooks: nothing to invalidate, so record the requests.
+module;
+
+#include <atomic>
+#include <cstdint>
+
+module sim.phys;
+
+import ktl;
+
+namespace {
+std::atomic<std::uint64_t> g_range_flushes{0}, g_pages{0}, g_full{0}, g_activations{0}, g_root{0},
+    g_last_start{0}, g_last_pages{0};
+}
+
+extern "C" void ferrite_arch_flush_tlb_range(ktl::u64 start, ktl::u64 pages) {
+  g_range_flushes.fetch_add(1, std::memory_order_relaxed);
+  g_pages.fetch_add(pages, std::memory_order_relaxed);
+  g_last_start.store(start, std::memory_order_relaxed);
+  g_last_pages.store(pages, std::memory_order_relaxed);
+}
+extern "C" void ferrite_arch_flush_tlb_all() { g_full.fetch_add(1, std::memory_order_relaxed); }
+extern "C" void ferrite_arch_activate_root(ktl::u64 root) {
+  g_activations.fetch_add(1, std::memory_order_relaxed);
+  g_root.store(root, std::memory_order_relaxed);
+}
+extern "C" ktl::u64 ferrite_arch_active_root() { return g_root.load(std::memory_order_relaxed); }
+
+namespace sim {
+TlbLog tlb_log() {
+  return TlbLog{g_range_flushes.load(), g_pages.load(), g_full.load(), g_activations.load(),
+                g_last_start.load(), g_last_pages.load()};
+}
+void reset_tlb_log() {
+  g_range_flushes = 0;
+  g_pages = 0;
+  g_full = 0;
+  g_activations = 0;
+  g_last_start = 0;
+  g_last_pages = 0;
+}
+}  // namespace sim
