@@ -182,10 +182,17 @@ def _cc_module_impl(ctx):
         direct_cc_infos = [CcInfo(compilation_context = own_cc, linking_context = linking_context)],
         cc_infos = dep_infos,
     )
+    archives = [
+        lib.static_library
+        for linker_input in linking_context.linker_inputs.to_list()
+        if linker_input.owner == ctx.label
+        for lib in linker_input.libraries
+        if lib.static_library
+    ]
     return [
         cc_info,
         DefaultInfo(files = depset([pcm, obj])),
-        OutputGroupInfo(pcm = depset([pcm])),
+        OutputGroupInfo(pcm = depset([pcm]), archive = depset(archives)),
     ]
 
 cc_module = rule(

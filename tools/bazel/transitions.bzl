@@ -27,6 +27,8 @@ _to_platform = transition(
 def _platform_artifact_impl(ctx):
     src = _single(ctx.attr.src)
     files = src[DefaultInfo].files
+    if ctx.attr.output_group:
+        files = getattr(src[OutputGroupInfo], ctx.attr.output_group)
     return [DefaultInfo(
         files = files,
         runfiles = ctx.runfiles(transitive_files = files),
@@ -38,6 +40,7 @@ platform_artifact = rule(
     attrs = {
         "src": attr.label(mandatory = True, cfg = _to_platform),
         "platform": attr.label(mandatory = True),
+        "output_group": attr.string(doc = "Take this output group of `src` instead of its default files."),
         "_allowlist_function_transition": attr.label(default = _ALLOWLIST),
     },
 )

@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+set -euo pipefail
+exec python3 testing/artifacts/check_artifacts.py "$@"
