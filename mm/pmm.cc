@@ -1,0 +1,590 @@
+// mm.pmm: implementation (see pmm.cppm for the design and the lock order).
+module;
+
+#include <ktl/macros.h>
+
+module mm.pmm;
+
+import ktl;
+import mm.addr;
+import mm.arch;
+import mm.bitmap;
+import mm.frames;
+
+namespace mm {
+
+namespace {
+
+constexpr u64 kNoLimit = ~u64{0};
+
+struct FrameSpan {
+  u64 first;
+  u64 end;
+  [[nodiscard]] bool empty() const { return end <= first; }
+  [[nodiscard]] u64 size() const { return empty() ? 0 : end - first; }
+};
+
+// Usable ranges shrink to whole frames (a partial frame is not usable), all others grow (a partial
+// frame is not free).
+FrameSpan span_of(const PhysRegion& r) {
+  u64 start = r.range.start().value();
+  u64 end = r.range.end().value();
+  if (r.kind == RegionKind::Usable) {
+    FrameSpan s{ktl::align_up(start, kPageSize) / kPageSize, end / kPageSize};
+    return s.empty() ? FrameSpan{s.first, s.first} : s;
+  }
+  return FrameSpan{start / kPageSize, ktl::align_up(end, kPageSize) / kPageSize};
+}
+
+u64 frames_for_bytes(u64 bytes) { return ktl::align_up(bytes, kPageSize) / kPageSize; }
+
+PhysAddr addr_of(u64 frame) { return PhysAddr::unchecked(frame * kPageSize); }
+Frame4K frame_of(u64 frame) { return Frame4K::from_number(frame).value(); }
+
+ktl::Atomic<Pmm*> g_global_pmm;
+
+}  // namespace
+
+// --- formatting --------------------------------------------------------------------------------------
+void format_value(ktl::FormatSink& sink, NodeId n, const ktl::FormatSpec& spec) {
+  ktl::InlineString<24> s;
+  ktl::format_to(s, "node{}", n.value);
+  ktl::format_value(sink, s.view(), spec);
+}
+void format_value(ktl::FormatSink& sink, RegionKind k, const ktl::FormatSpec& spec) {
+  ktl::format_value(sink, ktl::StringView(to_string(k)), spec);
+}
+void format_value(ktl::FormatSink& sink, PmmError e, const ktl::FormatSpec& spec) {
+  ktl::format_value(sink, ktl::StringView(to_string(e)), spec);
+}
+void format_value(ktl::FormatSink& sink, FrameState s, const ktl::FormatSpec& spec) {
+  ktl::format_value(sink, ktl::StringView(to_string(s)), spec);
+}
+void format_value(ktl::FormatSink& sink, const MemStats& s, const ktl::FormatSpec&) {
+  ktl::format_to(sink, "{{total {} free {} used {} reserved {} metadata {}}}", s.total_bytes, s.free_bytes,
+                 s.used_bytes, s.reserved_bytes, s.metadata_bytes);
+}
+
+// --- AllocatedFrames ----------------------------------------------------------------------------------
+void AllocatedFrames::reset() {
+  Pmm* owner = ktl::exchange(owner_, nullptr);
+  u64 count = ktl::exchange(count_, 0);
+  if (owner != nullptr && count != 0) {
+    // A failure here means someone freed these frames behind the owner's back: the PMM has
+    // already logged it with the address, and changed nothing.
+    (void)owner->free_frames(first_, count);
+  }
+}
+
+SplitFrames AllocatedFrames::split_at(u64 n) && {
+  ktl::check(n > 0 && n < count_, "AllocatedFrames::split_at: split point outside (0, count)");
+  ktl::check(owner_ != nullptr, "AllocatedFrames::split_at: released owner");
+  Pmm& owner = *ktl::exchange(owner_, nullptr);
+  u64 count = ktl::exchange(count_, 0);
+  return SplitFrames{AllocatedFrames(owner, first_, n),
+                     AllocatedFrames(owner, frame_of(first_.number() + n), count - n)};
+}
+
+// --- PmmArena -----------------------------------------------------------------------------------------
+void PmmArena::setup(u64 base, u64 frames, NodeId node, ktl::Span<u64> free_storage,
+                     ktl::Span<u64> managed_storage) {
+  ktl::LockGuard guard(lock_);
+  base_ = base;
+  frames_ = frames;
+  node_ = node;
+  free_ = SummaryBitmap(free_storage, frames);
+  managed_ = BitSpan(managed_storage, frames);
+  managed_.fill(false);
+  managed_count_ = 0;
+}
+
+void PmmArena::add_usable(u64 first, u64 end) {
+  ktl::LockGuard guard(lock_);
+  ktl::check(first >= base_ && end <= base_ + frames_ && first <= end, "PmmArena::add_usable: outside");
+  managed_count_ += (end - first) - managed_.count_set(first - base_, end - base_);
+  managed_.set_range(first - base_, end - base_);
+  free_.set_range(first - base_, end - base_);
+}
+
+void PmmArena::remove_usable(u64 first, u64 end) {
+  ktl::LockGuard guard(lock_);
+  ktl::check(first >= base_ && end <= base_ + frames_ && first <= end, "PmmArena::remove_usable: outside");
+  managed_count_ -= managed_.count_set(first - base_, end - base_);
+  managed_.clear_range(first - base_, end - base_);
+  free_.clear_range(first - base_, end - base_);
+}
+
+ktl::Optional<u64> PmmArena::alloc(u64 count, u64 align, u64 limit) {
+  if (limit <= base_) return ktl::nullopt;
+  u64 to = ktl::min(frames_, limit - base_);
+  ktl::LockGuard guard(lock_);
+  if (free_.count() < count) return ktl::nullopt;
+  ktl::Optional<u64> index;
+  if (count == 1 && align == 1) {
+    index = free_.find_first_set();
+    if (index.has_value() && index.value() >= to) return ktl::nullopt;
+  } else {
+    index = free_.find_set_run(count, align, base_ % align, 0, to);
+  }
+  if (!index.has_value()) return ktl::nullopt;
+  u64 i = index.value();
+  if (count == 1) {
+    free_.clear(i);
+  } else {
+    free_.clear_range(i, i + count);
+  }
+  return base_ + i;
+}
+
+ktl::Result<void, PmmArena::Fault> PmmArena::free(u64 first, u64 count) {
+  ktl::check(contains(first), "PmmArena::free: first frame outside the arena");
+  u64 from = first - base_;
+  u64 to = from + ktl::min(count, frames_ - from);
+  if (count == 1) {
+    // The fast path of a single frame.
+    if (!managed_.test(from)) return ktl::Err(Fault{PmmError::NotManaged, first});
+    ktl::LockGuard guard(lock_);
+    if (free_.test(from)) return ktl::Err(Fault{PmmError::DoubleFree, first});
+    free_.set(from);
+    return ktl::ok();
+  }
+  if (auto hole = managed_.find_first_clear(from, to); hole.has_value()) {
+    return ktl::Err(Fault{PmmError::NotManaged, base_ + hole.value()});
+  }
+  if (to - from < count) return ktl::Err(Fault{PmmError::NotManaged, end()});
+  ktl::LockGuard guard(lock_);
+  if (auto already = free_.find_next_set(from); already.has_value() && already.value() < to) {
+    return ktl::Err(Fault{PmmError::DoubleFree, base_ + already.value()});
+  }
+  free_.set_range(from, to);
+  return ktl::ok();
+}
+
+ktl::Result<void, PmmArena::Fault> PmmArena::claim(u64 first, u64 count) {
+  ktl::check(contains(first), "PmmArena::claim: first frame outside the arena");
+  u64 from = first - base_;
+  u64 to = from + ktl::min(count, frames_ - from);
+  if (auto hole = managed_.find_first_clear(from, to); hole.has_value()) {
+    return ktl::Err(Fault{PmmError::NotManaged, base_ + hole.value()});
+  }
+  if (to - from < count) return ktl::Err(Fault{PmmError::NotManaged, end()});
+  ktl::LockGuard guard(lock_);
+  if (auto taken = free_.find_first_clear(from, to); taken.has_value()) {
+    return ktl::Err(Fault{PmmError::AlreadyAllocated, base_ + taken.value()});
+  }
+  free_.clear_range(from, to);
+  return ktl::ok();
+}
+
+bool PmmArena::is_free(u64 frame) const {
+  ktl::LockGuard guard(lock_);
+  return free_.test(frame - base_);
+}
+
+u64 PmmArena::free_count() const {
+  ktl::LockGuard guard(lock_);
+  return free_.count();
+}
+
+bool PmmArena::check_invariants() const {
+  ktl::LockGuard guard(lock_);
+  if (!free_.check_invariants()) return false;
+  if (managed_.count_set(0, frames_) != managed_count_) return false;
+  for (u64 i = 0; i < frames_; ++i) {
+    if (free_.test(i) && !managed_.test(i)) return false;
+  }
+  return true;
+}
+
+// --- Pmm: building ------------------------------------------------------------------------------------
+ktl::Result<void, PmmError> Pmm::init(ktl::Span<const PhysRegion> map, PhysWindow window) {
+  if (initialized_) return ktl::Err(PmmError::AlreadyInitialized);
+
+  // 1. The map: sorted, non-overlapping, known nodes.
+  u64 records = 0;
+  u64 prev_end = 0;
+  for (usize i = 0; i < map.size(); ++i) {
+    const PhysRegion& r = map[i];
+    if (r.node.value >= kMaxNumaNodes) return ktl::Err(PmmError::BadMemoryMap);
+    if (i > 0 && r.range.start().value() < prev_end) return ktl::Err(PmmError::BadMemoryMap);
+    prev_end = r.range.end().value();
+    if (!span_of(r).empty()) ++records;
+  }
+
+  // 2. Arenas: usable spans of one node, merged across small holes.
+  struct Plan {
+    u64 first;
+    u64 end;
+    NodeId node;
+    u64 free_words;
+    u64 managed_words;
+    usize block;
+  };
+  ktl::Array<Plan, kMaxArenas> plans{};
+  usize plan_count = 0;
+  for (const PhysRegion& r : map) {
+    FrameSpan s = span_of(r);
+    if (r.kind != RegionKind::Usable || s.empty()) continue;
+    if (plan_count > 0) {
+      Plan& last = plans[plan_count - 1];
+      bool same_node = last.node == r.node;
+      if (same_node && (s.first - last.end <= kMergeGapFrames || plan_count == kMaxArenas)) {
+        last.end = s.end;  // sorted and disjoint, so s.first >= last.end
+        continue;
+      }
+      if (plan_count == kMaxArenas) return ktl::Err(PmmError::TooManyArenas);
+    }
+    plans[plan_count++] = Plan{s.first, s.end, r.node, 0, 0, 0};
+  }
+  if (plan_count == 0) return ktl::Err(PmmError::NoUsableMemory);
+
+  // 3. Metadata: every arena's bitmaps (on its own node when possible), then the region table.
+  //    Each block is carved from the top of the highest usable span with room, below any block
+  //    already carved from that span.
+  ktl::Array<MetadataBlock, kMaxArenas + 1> blocks{};
+  usize block_count = 0;
+  auto carve = [&](u64 frames, ktl::Optional<NodeId> node) -> ktl::Optional<MetadataBlock> {
+    for (usize pass = 0; pass < 2; ++pass) {
+      for (usize i = map.size(); i-- > 0;) {
+        const PhysRegion& r = map[i];
+        FrameSpan s = span_of(r);
+        if (r.kind != RegionKind::Usable || s.empty()) continue;
+        if (pass == 0 && node.has_value() && !(r.node == node.value())) continue;
+        u64 top = s.end;
+        for (usize b = 0; b < block_count; ++b) {
+          if (blocks[b].first >= s.first && blocks[b].first < s.end) top = ktl::min(top, blocks[b].first);
+        }
+        if (top - s.first >= frames) return MetadataBlock{top - frames, frames, r.node};
+      }
+      if (!node.has_value()) break;
+    }
+    return ktl::nullopt;
+  };
+  for (usize i = 0; i < plan_count; ++i) {
+    Plan& p = plans[i];
+    u64 frames = p.end - p.first;
+    p.free_words = SummaryBitmap::storage_words(frames);
+    p.managed_words = words_for_bits(frames);
+    auto block = carve(frames_for_bytes((p.free_words + p.managed_words) * sizeof(u64)), p.node);
+    if (!block.has_value()) return ktl::Err(PmmError::NoMemoryForMetadata);
+    p.block = block_count;
+    blocks[block_count++] = block.value();
+  }
+  auto table = carve(frames_for_bytes(records * sizeof(RegionRecord)), ktl::nullopt);
+  if (!table.has_value()) return ktl::Err(PmmError::NoMemoryForMetadata);
+  usize table_block = block_count;
+  blocks[block_count++] = table.value();
+  for (usize b = 0; b < block_count; ++b) {
+    if (!window.covers(addr_of(blocks[b].first), blocks[b].count * kPageSize)) {
+      return ktl::Err(PmmError::MetadataNotMapped);
+    }
+  }
+
+  // 4. Nothing can fail any more: build.
+  window_ = window;
+  for (usize i = 0; i < plan_count; ++i) {
+    const Plan& p = plans[i];
+    ktl::Span<u64> storage =
+        window.array<u64>(addr_of(blocks[p.block].first), static_cast<usize>(p.free_words + p.managed_words));
+    arenas_[i].setup(p.first, p.end - p.first, p.node, storage.first(static_cast<usize>(p.free_words)),
+                     storage.subspan(static_cast<usize>(p.free_words)));
+  }
+  arena_count_ = plan_count;
+  for (const PhysRegion& r : map) {
+    FrameSpan s = span_of(r);
+    if (r.kind != RegionKind::Usable || s.empty()) continue;
+    PmmArena* a = arena_of(s.first);
+    ktl::check(a != nullptr, "pmm: a usable span has no arena");
+    a->add_usable(s.first, s.end);
+  }
+  for (usize b = 0; b < block_count; ++b) {
+    if (blocks[b].count == 0) continue;
+    PmmArena* a = arena_of(blocks[b].first);
+    ktl::check(a != nullptr, "pmm: a metadata block has no arena");
+    a->remove_usable(blocks[b].first, blocks[b].first + blocks[b].count);
+    metadata_[metadata_count_++] = blocks[b];
+  }
+
+  regions_ = window.array<RegionRecord>(addr_of(blocks[table_block].first), static_cast<usize>(records));
+  usize next = 0;
+  u64 reserved_end = 0;  // grown non-usable spans may share their edge frames
+  for (const PhysRegion& r : map) {
+    FrameSpan s = span_of(r);
+    if (s.empty()) continue;
+    regions_[next++] = RegionRecord{s.first, s.end, r.kind, r.node};
+    NodeInfo& n = nodes_[r.node.value];
+    n.present = true;
+    if (r.kind == RegionKind::Usable) {
+      n.usable_frames += s.size();
+    } else {
+      u64 first = ktl::max(s.first, reserved_end);
+      if (s.end > first) n.reserved_frames += s.end - first;
+      reserved_end = ktl::max(reserved_end, s.end);
+    }
+  }
+  for (usize b = 0; b < metadata_count_; ++b) nodes_[metadata_[b].node.value].metadata_frames += metadata_[b].count;
+
+  initialized_ = true;
+  return ktl::ok();
+}
+
+// --- Pmm: lookup and error reports ------------------------------------------------------------------
+PmmArena* Pmm::arena_of(u64 frame) {
+  for (usize i = 0; i < arena_count_; ++i) {
+    if (arenas_[i].contains(frame)) return &arenas_[i];
+  }
+  return nullptr;
+}
+
+const PmmArena* Pmm::arena_of(u64 frame) const {
+  for (usize i = 0; i < arena_count_; ++i) {
+    if (arenas_[i].contains(frame)) return &arenas_[i];
+  }
+  return nullptr;
+}
+
+FrameState Pmm::classify_unmanaged(u64 frame, RegionKind* kind) const {
+  for (usize b = 0; b < metadata_count_; ++b) {
+    if (frame >= metadata_[b].first && frame - metadata_[b].first < metadata_[b].count) return FrameState::Metadata;
+  }
+  // The last record starting at or before `frame`.
+  usize lo = 0;
+  usize hi = regions_.size();
+  while (lo < hi) {
+    usize mid = lo + (hi - lo) / 2;
+    if (regions_[mid].first <= frame) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  if (lo == 0 || frame >= regions_[lo - 1].end) return FrameState::NotManaged;
+  if (kind != nullptr) *kind = regions_[lo - 1].kind;
+  return FrameState::Reserved;
+}
+
+PmmError Pmm::report(PmmArena::Fault fault, const char* operation) const {
+  PhysAddr at = addr_of(fault.frame);
+  switch (fault.error) {
+    case PmmError::NotManaged: {
+      const PmmArena* a = arena_of(fault.frame);
+      if (a != nullptr && a->is_managed(fault.frame)) {
+        ktl::log::error("pmm: {} of {}: the range crosses into another arena ({})", operation, at, a->node());
+        return PmmError::InvalidRequest;
+      }
+      RegionKind kind = RegionKind::Reserved;
+      switch (classify_unmanaged(fault.frame, &kind)) {
+        case FrameState::Metadata:
+          ktl::log::error("pmm: {} of {}: frame holds the PMM's own metadata", operation, at);
+          return PmmError::Reserved;
+        case FrameState::Reserved:
+          ktl::log::error("pmm: {} of {}: frame is reserved ({})", operation, at, kind);
+          return PmmError::Reserved;
+        default:
+          ktl::log::error("pmm: {} of {}: frame is not managed (not RAM in the memory map)", operation, at);
+          return PmmError::NotManaged;
+      }
+    }
+    case PmmError::DoubleFree:
+      ktl::log::error("pmm: {} of {}: double free (frame is already free)", operation, at);
+      return PmmError::DoubleFree;
+    case PmmError::AlreadyAllocated:
+      ktl::log::warn("pmm: {} of {}: frame is already allocated", operation, at);
+      return PmmError::AlreadyAllocated;
+    default:
+      ktl::log::error("pmm: {} of {}: {}", operation, at, fault.error);
+      return fault.error;
+  }
+}
+
+// --- Pmm: allocation ------------------------------------------------------------------------------------
+ktl::Result<u64, PmmError> Pmm::alloc_run(u64 count, u64 align, const AllocOptions& options) {
+  if (!initialized_) return ktl::Err(PmmError::NotInitialized);
+  if (count == 0 || (options.node.has_value() && options.node.value().value >= kMaxNumaNodes)) {
+    return ktl::Err(PmmError::InvalidRequest);
+  }
+  u64 limit = options.below.has_value() ? options.below.value().value() / kPageSize : kNoLimit;
+  if (!options.node.has_value()) {
+    for (usize i = 0; i < arena_count_; ++i) {
+      if (auto f = arenas_[i].alloc(count, align, limit); f.has_value()) return f.value();
+    }
+    return ktl::Err(PmmError::OutOfMemory);
+  }
+  NodeId node = options.node.value();
+  for (usize i = 0; i < arena_count_; ++i) {
+    if (!(arenas_[i].node() == node)) continue;
+    if (auto f = arenas_[i].alloc(count, align, limit); f.has_value()) return f.value();
+  }
+  if (options.fallback == Fallback::None) return ktl::Err(PmmError::OutOfMemory);
+  for (usize i = 0; i < arena_count_; ++i) {
+    if (arenas_[i].node() == node) continue;
+    if (auto f = arenas_[i].alloc(count, align, limit); f.has_value()) return f.value();
+  }
+  return ktl::Err(PmmError::OutOfMemory);
+}
+
+ktl::Result<AllocatedFrames, PmmError> Pmm::alloc_physical_page(const AllocOptions& options) {
+  u64 frame = TRY(alloc_run(1, 1, options));
+  return AllocatedFrames(*this, frame_of(frame), 1);
+}
+
+ktl::Result<Frame4K, PmmError> Pmm::pmm_alloc_page(const AllocOptions& options) {
+  u64 frame = TRY(alloc_run(1, 1, options));
+  return frame_of(frame);
+}
+
+ktl::Result<AllocatedFrames, PmmError> Pmm::alloc_contiguous(u64 count, u64 align_bytes,
+                                                             const AllocOptions& options) {
+  if (!ktl::is_power_of_two(align_bytes) || align_bytes < kPageSize) return ktl::Err(PmmError::InvalidRequest);
+  u64 frame = TRY(alloc_run(count, align_bytes / kPageSize, options));
+  return AllocatedFrames(*this, frame_of(frame), count);
+}
+
+// --- Pmm: claims and frees --------------------------------------------------------------------------------
+ktl::Result<AllocatedFrames, PmmError> Pmm::claim(Frame4K first, u64 count) {
+  if (!initialized_) return ktl::Err(PmmError::NotInitialized);
+  u64 f = first.number();
+  if (count == 0 || count > (PhysAddr::kLimit / kPageSize) - f) return ktl::Err(PmmError::InvalidRequest);
+  PmmArena* a = arena_of(f);
+  if (a == nullptr) return ktl::Err(report({PmmError::NotManaged, f}, "claim"));
+  if (auto r = a->claim(f, count); r.is_err()) return ktl::Err(report(r.error(), "claim"));
+  return AllocatedFrames(*this, first, count);
+}
+
+ktl::Result<AllocatedFrames, PmmError> Pmm::set_page_used(Frame4K frame) { return claim(frame, 1); }
+
+ktl::Result<void, PmmError> Pmm::free_frames(Frame4K first, u64 count) {
+  if (!initialized_) return ktl::Err(PmmError::NotInitialized);
+  u64 f = first.number();
+  if (count == 0 || count > (PhysAddr::kLimit / kPageSize) - f) return ktl::Err(PmmError::InvalidRequest);
+  PmmArena* a = arena_of(f);
+  if (a == nullptr) return ktl::Err(report({PmmError::NotManaged, f}, "free"));
+  if (auto r = a->free(f, count); r.is_err()) return ktl::Err(report(r.error(), "free"));
+  return ktl::ok();
+}
+
+ktl::Result<void, PmmError> Pmm::pmm_free_page(Frame4K frame) { return free_frames(frame, 1); }
+ktl::Result<void, PmmError> Pmm::set_page_free(Frame4K frame) { return free_frames(frame, 1); }
+
+// --- Pmm: queries ---------------------------------------------------------------------------------------
+FrameState Pmm::state_of(Frame4K frame) const {
+  u64 f = frame.number();
+  const PmmArena* a = arena_of(f);
+  if (a != nullptr && a->is_managed(f)) return a->is_free(f) ? FrameState::Free : FrameState::Allocated;
+  return classify_unmanaged(f, nullptr);
+}
+
+ktl::Optional<MemStats> Pmm::node_stats(NodeId node) const {
+  if (node.value >= kMaxNumaNodes || !nodes_[node.value].present) return ktl::nullopt;
+  const NodeInfo& n = nodes_[node.value];
+  u64 free = 0;
+  for (usize i = 0; i < arena_count_; ++i) {
+    if (arenas_[i].node() == node) free += arenas_[i].free_count();
+  }
+  u64 managed = n.usable_frames - n.metadata_frames;
+  MemStats s;
+  s.total_bytes = (n.usable_frames + n.reserved_frames) * kPageSize;
+  s.free_bytes = free * kPageSize;
+  s.used_bytes = (managed - free) * kPageSize;
+  s.reserved_bytes = n.reserved_frames * kPageSize;
+  s.metadata_bytes = n.metadata_frames * kPageSize;
+  return s;
+}
+
+MemStats Pmm::stats() const {
+  MemStats total;
+  for (u32 i = 0; i < kMaxNumaNodes; ++i) {
+    auto s = node_stats(NodeId{i});
+    if (!s.has_value()) continue;
+    total.total_bytes += s->total_bytes;
+    total.free_bytes += s->free_bytes;
+    total.used_bytes += s->used_bytes;
+    total.reserved_bytes += s->reserved_bytes;
+    total.metadata_bytes += s->metadata_bytes;
+  }
+  return total;
+}
+
+u64 Pmm::free_frame_count() const {
+  u64 n = 0;
+  for (usize i = 0; i < arena_count_; ++i) n += arenas_[i].free_count();
+  return n;
+}
+
+PhysRange Pmm::metadata_block(usize i) const {
+  ktl::check(i < metadata_count_, "Pmm::metadata_block: index out of range");
+  return PhysRange::with_size(addr_of(metadata_[i].first), metadata_[i].count * kPageSize).value();
+}
+
+bool Pmm::check_invariants() const {
+  u64 managed = 0;
+  for (usize i = 0; i < arena_count_; ++i) {
+    if (!arenas_[i].check_invariants()) return false;
+    managed += arenas_[i].managed_count();
+  }
+  u64 usable = 0;
+  u64 metadata = 0;
+  for (const NodeInfo& n : nodes_) {
+    usable += n.usable_frames;
+    metadata += n.metadata_frames;
+  }
+  MemStats s = stats();
+  return managed + metadata == usable &&
+         s.total_bytes == s.free_bytes + s.used_bytes + s.reserved_bytes + s.metadata_bytes;
+}
+
+// --- Pmm: mm::FrameAllocator ---------------------------------------------------------------------------
+ktl::Result<Frame4K, FrameError> Pmm::allocate_frame() {
+  auto r = pmm_alloc_page();
+  if (r.is_err()) {
+    return ktl::Err(r.error() == PmmError::OutOfMemory ? FrameError::OutOfMemory : FrameError::InvalidRequest);
+  }
+  return r.value();
+}
+
+void Pmm::free_frame(Frame4K frame) { (void)pmm_free_page(frame); }
+
+// --- the global instance ----------------------------------------------------------------------------------
+ktl::Result<void, PmmError> install_global_pmm(Pmm& pmm) {
+  Pmm* expected = nullptr;
+  if (!g_global_pmm.compare_exchange(expected, &pmm, ktl::MemoryOrder::AcqRel)) {
+    return ktl::Err(PmmError::AlreadyInstalled);
+  }
+  return ktl::ok();
+}
+
+void uninstall_global_pmm(Pmm& pmm) {
+  Pmm* expected = &pmm;
+  ktl::check(g_global_pmm.compare_exchange(expected, nullptr, ktl::MemoryOrder::AcqRel),
+             "uninstall_global_pmm: this Pmm is not the installed one");
+}
+
+Pmm* global_pmm() { return g_global_pmm.load(ktl::MemoryOrder::Acquire); }
+
+ktl::Result<AllocatedFrames, PmmError> alloc_physical_page(const AllocOptions& options) {
+  Pmm* p = global_pmm();
+  if (p == nullptr) return ktl::Err(PmmError::NotInstalled);
+  return p->alloc_physical_page(options);
+}
+ktl::Result<AllocatedFrames, PmmError> set_page_used(Frame4K frame) {
+  Pmm* p = global_pmm();
+  if (p == nullptr) return ktl::Err(PmmError::NotInstalled);
+  return p->set_page_used(frame);
+}
+ktl::Result<void, PmmError> set_page_free(Frame4K frame) {
+  Pmm* p = global_pmm();
+  if (p == nullptr) return ktl::Err(PmmError::NotInstalled);
+  return p->set_page_free(frame);
+}
+ktl::Result<Frame4K, PmmError> pmm_alloc_page() {
+  Pmm* p = global_pmm();
+  if (p == nullptr) return ktl::Err(PmmError::NotInstalled);
+  return p->pmm_alloc_page();
+}
+ktl::Result<void, PmmError> pmm_free_page(Frame4K frame) {
+  Pmm* p = global_pmm();
+  if (p == nullptr) return ktl::Err(PmmError::NotInstalled);
+  return p->pmm_free_page(frame);
+}
+
+}  // namespace mm

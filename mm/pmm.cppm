@@ -1,0 +1,388 @@
+// mm.pmm: the physical memory manager. Hands out 4 KiB frames (single, or contiguous aligned runs
+// for 2 MiB pages and DMA) from the usable memory of the boot memory map, one bit per frame.
+//
+// LOCK ORDER (also in docs/ARCHITECTURE.md):
+//   pmm.arena (one ktl::SpinLock per arena) is a leaf. A thread holds at most one arena lock at a
+//   time and, while holding it, takes no other lock, does not log, and calls nothing outside this
+//   module. Callers may therefore call into the PMM while holding any lock of their own (page-table,
+//   slab, address-space locks all rank above pmm.arena). The global instance is an atomic pointer.
+//
+// Structure:
+//   * The memory map (mm::PhysRegion, the kernel converts the loader's map into these) is grouped
+//     into arenas: runs of usable memory of one NUMA node, merged across holes of at most 64 MiB.
+//   * Each arena has a SummaryBitmap (mm.bitmap) of free frames, so allocation is one word per
+//     level from the top however full memory is, and a plain bitmap of managed frames (usable and
+//     not metadata), so frees of reserved or metadata frames are told apart from double frees.
+//   * The metadata (both bitmaps of every arena and a copy of the map for error reports) is carved
+//     from the top of usable memory, through the PhysWindow, and reported in the statistics.
+//   * Policy: lowest address first, arenas in address order, the preferred node's arenas first.
+//
+// Ownership: allocation returns an AllocatedFrames, a move-only owner that gives its frames back
+// when destroyed. release() hands the frames on as plain values (the seed API pmm_alloc_page /
+// pmm_free_page, and mm::FrameAllocator, deal in those).
+module;
+
+#include <ktl/macros.h>
+
+export module mm.pmm;
+
+import ktl;
+import mm.addr;
+import mm.arch;
+import mm.bitmap;
+import mm.frames;
+
+export namespace mm {
+
+// --- the map the PMM is built from ---------------------------------------------------------------
+struct NodeId {
+  u32 value;
+  friend constexpr bool operator==(NodeId, NodeId) = default;
+};
+inline constexpr u32 kMaxNumaNodes = 8;
+
+enum class RegionKind : u32 {
+  Usable,             // free RAM: the only kind the PMM hands out
+  KernelImage,        // the kernel's segments
+  BootData,           // boot info, boot stack, ramdisk: in use by the kernel during boot
+  LoaderReclaimable,  // loader data; FIXME(reclaim): returned to the PMM once boot info is consumed
+  PageTables,         // the tables the loader built and the kernel runs on
+  Firmware,           // ACPI tables and NVS, EFI runtime services
+  Device,             // MMIO, framebuffer
+  Reserved,           // anything else the firmware keeps
+  Bad,                // defective RAM
+};
+[[nodiscard]] constexpr const char* to_string(RegionKind k) {
+  switch (k) {
+    case RegionKind::Usable: return "usable";
+    case RegionKind::KernelImage: return "kernel-image";
+    case RegionKind::BootData: return "boot-data";
+    case RegionKind::LoaderReclaimable: return "loader-reclaimable";
+    case RegionKind::PageTables: return "page-tables";
+    case RegionKind::Firmware: return "firmware";
+    case RegionKind::Device: return "device";
+    case RegionKind::Reserved: return "reserved";
+    case RegionKind::Bad: return "bad";
+  }
+  return "unknown";
+}
+
+// One entry of the memory map. The map given to Pmm::init is sorted by start and its ranges do not
+// overlap. Usable ranges are shrunk to whole frames, all others grown to whole frames.
+struct PhysRegion {
+  PhysRange range;
+  RegionKind kind;
+  NodeId node;
+};
+
+// --- errors and queries ----------------------------------------------------------------------------
+enum class PmmError : u32 {
+  OutOfMemory,          // no free frames (or no run) satisfy the request
+  InvalidRequest,       // zero count, alignment not a power of two >= 4 KiB, unknown node
+  DoubleFree,           // freeing a frame that is already free
+  NotManaged,           // a frame outside the memory map's RAM (a hole, MMIO, beyond the end)
+  Reserved,             // a frame of a reserved region (kernel, firmware, ...) or of PMM metadata
+  AlreadyAllocated,     // set_page_used / claim of a frame someone else owns
+  BadMemoryMap,         // the map is unsorted, overlapping or names a node >= kMaxNumaNodes
+  TooManyArenas,        // the map has more separate pieces of RAM than Pmm::kMaxArenas
+  NoMemoryForMetadata,  // no usable range can hold the bitmaps
+  MetadataNotMapped,    // the PhysWindow does not cover the memory chosen for the bitmaps
+  NoUsableMemory,       // the map has no usable frame
+  AlreadyInitialized,
+  NotInitialized,
+  NotInstalled,         // the free functions were called before install_global_pmm
+  AlreadyInstalled,
+};
+[[nodiscard]] constexpr const char* to_string(PmmError e) {
+  switch (e) {
+    case PmmError::OutOfMemory: return "out of physical memory";
+    case PmmError::InvalidRequest: return "invalid request";
+    case PmmError::DoubleFree: return "double free";
+    case PmmError::NotManaged: return "frame not managed by the PMM";
+    case PmmError::Reserved: return "frame is reserved";
+    case PmmError::AlreadyAllocated: return "frame already allocated";
+    case PmmError::BadMemoryMap: return "bad memory map";
+    case PmmError::TooManyArenas: return "too many separate memory ranges";
+    case PmmError::NoMemoryForMetadata: return "no memory for PMM metadata";
+    case PmmError::MetadataNotMapped: return "PMM metadata outside the physical window";
+    case PmmError::NoUsableMemory: return "no usable memory";
+    case PmmError::AlreadyInitialized: return "PMM already initialized";
+    case PmmError::NotInitialized: return "PMM not initialized";
+    case PmmError::NotInstalled: return "no global PMM installed";
+    case PmmError::AlreadyInstalled: return "a global PMM is already installed";
+  }
+  return "unknown PMM error";
+}
+
+enum class FrameState : u32 { Free, Allocated, Reserved, Metadata, NotManaged };
+[[nodiscard]] constexpr const char* to_string(FrameState s) {
+  switch (s) {
+    case FrameState::Free: return "free";
+    case FrameState::Allocated: return "allocated";
+    case FrameState::Reserved: return "reserved";
+    case FrameState::Metadata: return "pmm-metadata";
+    case FrameState::NotManaged: return "not-managed";
+  }
+  return "unknown";
+}
+
+// Byte counts. total = free + used + reserved + metadata, where total is every byte the map
+// describes (whole frames), reserved is every non-usable byte, and metadata was usable memory.
+struct MemStats {
+  u64 total_bytes = 0;
+  u64 free_bytes = 0;
+  u64 used_bytes = 0;
+  u64 reserved_bytes = 0;
+  u64 metadata_bytes = 0;
+  friend constexpr bool operator==(const MemStats&, const MemStats&) = default;
+};
+
+void format_value(ktl::FormatSink& sink, NodeId n, const ktl::FormatSpec& spec);
+void format_value(ktl::FormatSink& sink, RegionKind k, const ktl::FormatSpec& spec);
+void format_value(ktl::FormatSink& sink, PmmError e, const ktl::FormatSpec& spec);
+void format_value(ktl::FormatSink& sink, FrameState s, const ktl::FormatSpec& spec);
+void format_value(ktl::FormatSink& sink, const MemStats& s, const ktl::FormatSpec& spec);
+
+// --- allocation requests ---------------------------------------------------------------------------
+enum class Fallback : u32 {
+  AnyNode,  // use other nodes when the preferred one cannot satisfy the request
+  None,     // fail instead
+};
+
+struct AllocOptions {
+  ktl::Optional<NodeId> node{};       // preferred node; none: no preference
+  Fallback fallback = Fallback::AnyNode;
+  ktl::Optional<PhysAddr> below{};    // every frame must end at or below this address (DMA)
+};
+
+class Pmm;
+
+// --- AllocatedFrames ---------------------------------------------------------------------------------
+struct SplitFrames;
+
+// Owns `count` contiguous frames from `first`; frees them to their Pmm when destroyed. Move-only.
+// The Pmm must outlive it.
+class [[nodiscard]] AllocatedFrames {
+ public:
+  // Owns nothing.
+  constexpr AllocatedFrames() = default;
+  AllocatedFrames(const AllocatedFrames&) = delete;
+  AllocatedFrames& operator=(const AllocatedFrames&) = delete;
+  AllocatedFrames(AllocatedFrames&& o)
+      : owner_(ktl::exchange(o.owner_, nullptr)), first_(o.first_), count_(ktl::exchange(o.count_, 0)) {}
+  AllocatedFrames& operator=(AllocatedFrames&& o) {
+    if (this != &o) {
+      reset();
+      owner_ = ktl::exchange(o.owner_, nullptr);
+      first_ = o.first_;
+      count_ = ktl::exchange(o.count_, 0);
+    }
+    return *this;
+  }
+  ~AllocatedFrames() { reset(); }
+
+  [[nodiscard]] bool empty() const { return count_ == 0; }
+  [[nodiscard]] u64 count() const { return count_; }
+  [[nodiscard]] Frame4K first() const { return first_; }
+  [[nodiscard]] PhysAddr start() const { return first_.start(); }
+  [[nodiscard]] u64 size_bytes() const { return count_ * kPageSize; }
+  [[nodiscard]] FrameRange<Size4K> frames() const { return FrameRange<Size4K>(first_, count_); }
+  [[nodiscard]] PhysRange range() const { return PhysRange::with_size(start(), size_bytes()).value(); }
+
+  // Gives up ownership without freeing: the caller now answers for the frames (pmm_free_page,
+  // free_frames). The owner is empty afterwards.
+  [[nodiscard]] FrameRange<Size4K> release() {
+    FrameRange<Size4K> r = frames();
+    owner_ = nullptr;
+    count_ = 0;
+    return r;
+  }
+  // Frees the frames now; the owner is empty afterwards.
+  void reset();
+  // Splits into the first `n` frames and the rest, consuming this owner. 0 < n < count().
+  [[nodiscard]] SplitFrames split_at(u64 n) &&;
+
+ private:
+  friend class Pmm;
+  AllocatedFrames(Pmm& owner, Frame4K first, u64 count) : owner_(&owner), first_(first), count_(count) {}
+
+  Pmm* owner_ = nullptr;  // not owning: the allocator the frames go back to
+  Frame4K first_ = Frame4K::containing(PhysAddr::zero());
+  u64 count_ = 0;
+};
+static_assert(!ktl::is_copy_constructible<AllocatedFrames>, "AllocatedFrames is move-only");
+
+struct SplitFrames {
+  AllocatedFrames head;
+  AllocatedFrames tail;
+};
+
+}  // namespace mm
+
+namespace mm {
+
+// One run of usable memory of one node, with its bitmaps. Internal to the PMM.
+class PmmArena {
+ public:
+  struct Fault {
+    PmmError error = PmmError::InvalidRequest;
+    u64 frame = 0;  // the first offending frame number
+  };
+
+  // Init only (before the Pmm is shared): frames [base, base + frames) of `node`, everything
+  // unmanaged until add_usable().
+  void setup(u64 base, u64 frames, NodeId node, ktl::Span<u64> free_storage,
+             ktl::Span<u64> managed_storage) EXCLUDES(lock_);
+  // Init only: frames [first, end) become managed and free / unmanaged again.
+  void add_usable(u64 first, u64 end) EXCLUDES(lock_);
+  void remove_usable(u64 first, u64 end) EXCLUDES(lock_);
+
+  [[nodiscard]] u64 base() const { return base_; }
+  [[nodiscard]] u64 end() const { return base_ + frames_; }
+  [[nodiscard]] u64 frames() const { return frames_; }
+  [[nodiscard]] NodeId node() const { return node_; }
+  [[nodiscard]] bool contains(u64 frame) const { return frame >= base_ && frame - base_ < frames_; }
+  [[nodiscard]] bool is_managed(u64 frame) const { return managed_.test(frame - base_); }
+  [[nodiscard]] u64 managed_count() const { return managed_count_; }
+
+  // The lowest run of `count` free frames whose first frame number is a multiple of `align` and
+  // that ends at or below frame `limit`; marks it allocated.
+  [[nodiscard]] ktl::Optional<u64> alloc(u64 count, u64 align, u64 limit) EXCLUDES(lock_);
+  // Frees / claims [first, first + count), which must lie in this arena. All or nothing: on a fault
+  // nothing changes.
+  [[nodiscard]] ktl::Result<void, Fault> free(u64 first, u64 count) EXCLUDES(lock_);
+  [[nodiscard]] ktl::Result<void, Fault> claim(u64 first, u64 count) EXCLUDES(lock_);
+
+  [[nodiscard]] bool is_free(u64 frame) const EXCLUDES(lock_);
+  [[nodiscard]] u64 free_count() const EXCLUDES(lock_);
+  [[nodiscard]] bool check_invariants() const EXCLUDES(lock_);
+
+ private:
+  mutable ktl::SpinLock lock_{"pmm.arena"};
+  u64 base_ = 0;
+  u64 frames_ = 0;
+  NodeId node_{0};
+  SummaryBitmap free_ GUARDED_BY(lock_);
+  // Written only during init, read-only afterwards. FIXME(reclaim): guarded by lock_ once
+  // LoaderReclaimable memory can be handed over at run time.
+  BitSpan managed_;
+  u64 managed_count_ = 0;
+};
+
+}  // namespace mm
+
+export namespace mm {
+
+// --- Pmm ---------------------------------------------------------------------------------------------
+class Pmm final : public FrameAllocator {
+ public:
+  static constexpr ktl::usize kMaxArenas = 32;
+  // Usable ranges of one node closer than this (in frames, 64 MiB) share an arena; the hole costs
+  // two bits per frame.
+  static constexpr u64 kMergeGapFrames = u64{1} << 14;
+
+  Pmm() = default;
+  Pmm(const Pmm&) = delete;
+  Pmm& operator=(const Pmm&) = delete;
+  // Outstanding AllocatedFrames must be gone (they point back here).
+  ~Pmm() = default;
+
+  // Builds the allocator from `map` (sorted by start, non-overlapping; see PhysRegion). Only usable
+  // frames are ever handed out. The bitmaps are carved from the top of usable memory (the highest
+  // range of the arena's own node that fits, else any) and accessed through `window`, which must
+  // cover them. Call once, before the Pmm is shared with other CPUs.
+  [[nodiscard]] ktl::Result<void, PmmError> init(ktl::Span<const PhysRegion> map, PhysWindow window);
+
+  // --- the seed API ---
+  // One free frame, owned.
+  [[nodiscard]] ktl::Result<AllocatedFrames, PmmError> alloc_physical_page(const AllocOptions& options = {});
+  // Claims the specific frame `frame` (it must be free): AlreadyAllocated, Reserved, NotManaged.
+  [[nodiscard]] ktl::Result<AllocatedFrames, PmmError> set_page_used(Frame4K frame);
+  // Frees a frame that was released from its owner: DoubleFree, Reserved, NotManaged.
+  [[nodiscard]] ktl::Result<void, PmmError> set_page_free(Frame4K frame);
+  // The unowned form: the caller must pmm_free_page() the frame.
+  [[nodiscard]] ktl::Result<Frame4K, PmmError> pmm_alloc_page(const AllocOptions& options = {});
+  [[nodiscard]] ktl::Result<void, PmmError> pmm_free_page(Frame4K frame);
+
+  // --- runs ---
+  // `count` contiguous frames starting at a multiple of `align_bytes` (a power of two >= 4 KiB).
+  [[nodiscard]] ktl::Result<AllocatedFrames, PmmError> alloc_contiguous(u64 count, u64 align_bytes,
+                                                                        const AllocOptions& options = {});
+  // One naturally aligned frame of size S (512 frames for Size2M).
+  template <PageSize S>
+  [[nodiscard]] ktl::Result<AllocatedFrames, PmmError> alloc_frame_of(const AllocOptions& options = {}) {
+    return alloc_contiguous(S::bytes / kPageSize, S::bytes, options);
+  }
+  // Claims [first, first + count) (all free), or frees it (all allocated). All or nothing: on an
+  // error nothing changes, the error is logged with the first offending frame's address.
+  [[nodiscard]] ktl::Result<AllocatedFrames, PmmError> claim(Frame4K first, u64 count);
+  [[nodiscard]] ktl::Result<void, PmmError> free_frames(Frame4K first, u64 count);
+
+  // --- queries ---
+  [[nodiscard]] FrameState state_of(Frame4K frame) const;
+  [[nodiscard]] MemStats stats() const;
+  [[nodiscard]] ktl::Optional<MemStats> node_stats(NodeId node) const;
+  [[nodiscard]] u64 free_frame_count() const;
+  // The carved metadata blocks, for tests and the boot log.
+  [[nodiscard]] ktl::usize metadata_block_count() const { return metadata_count_; }
+  [[nodiscard]] PhysRange metadata_block(ktl::usize i) const;
+  [[nodiscard]] ktl::usize arena_count() const { return arena_count_; }
+  // Recomputes every summary and counter (O(frames)): tests and debug checks.
+  [[nodiscard]] bool check_invariants() const;
+
+  // --- mm::FrameAllocator ---
+  [[nodiscard]] ktl::Result<Frame4K, FrameError> allocate_frame() override;
+  // Errors are detected and logged (see pmm_free_page); nothing is corrupted.
+  void free_frame(Frame4K frame) override;
+
+ private:
+  struct RegionRecord {
+    u64 first;  // frame numbers [first, end)
+    u64 end;
+    RegionKind kind;
+    NodeId node;
+  };
+  struct MetadataBlock {
+    u64 first = 0;  // frame numbers
+    u64 count = 0;
+    NodeId node{0};
+  };
+  struct NodeInfo {
+    bool present = false;
+    u64 usable_frames = 0;  // metadata included
+    u64 reserved_frames = 0;
+    u64 metadata_frames = 0;
+  };
+
+  [[nodiscard]] ktl::Result<u64, PmmError> alloc_run(u64 count, u64 align, const AllocOptions& options);
+  [[nodiscard]] PmmArena* arena_of(u64 frame);
+  [[nodiscard]] const PmmArena* arena_of(u64 frame) const;
+  // What a frame that no arena manages is: Reserved (with its kind), Metadata, or NotManaged.
+  [[nodiscard]] FrameState classify_unmanaged(u64 frame, RegionKind* kind) const;
+  [[nodiscard]] PmmError report(PmmArena::Fault fault, const char* operation) const;
+
+  bool initialized_ = false;
+  PhysWindow window_;
+  ktl::Array<PmmArena, kMaxArenas> arenas_;
+  ktl::usize arena_count_ = 0;
+  ktl::Array<MetadataBlock, kMaxArenas + 1> metadata_{};
+  ktl::usize metadata_count_ = 0;
+  ktl::Span<RegionRecord> regions_;
+  ktl::Array<NodeInfo, kMaxNumaNodes> nodes_{};
+};
+
+// --- the global instance -------------------------------------------------------------------------
+// The kernel builds its Pmm from the boot map and registers it; the free functions below use it.
+[[nodiscard]] ktl::Result<void, PmmError> install_global_pmm(Pmm& pmm);
+// Unregisters `pmm` (which must be the installed one). For tests; the kernel never does this.
+void uninstall_global_pmm(Pmm& pmm);
+// The installed Pmm, or null.
+[[nodiscard]] Pmm* global_pmm();
+
+[[nodiscard]] ktl::Result<AllocatedFrames, PmmError> alloc_physical_page(const AllocOptions& options = {});
+[[nodiscard]] ktl::Result<AllocatedFrames, PmmError> set_page_used(Frame4K frame);
+[[nodiscard]] ktl::Result<void, PmmError> set_page_free(Frame4K frame);
+[[nodiscard]] ktl::Result<Frame4K, PmmError> pmm_alloc_page();
+[[nodiscard]] ktl::Result<void, PmmError> pmm_free_page(Frame4K frame);
+
+}  // namespace mm
