@@ -47,6 +47,32 @@ Result<u64> File::size(const BootServices& bs) const {
   return info.file_size;
 }
 
+Result<void> File::read_into(ktl::Span<u8> out) const {
+  TRY(check(f_->set_position(f_, 0)));
+  usize done = 0;
+  while (done < out.size()) {
+    usize chunk = out.size() - done;
+    TRY(check(f_->read(f_, &chunk, out.subspan(done).data())));
+    if (chunk == 0) return ktl::Err(Status::EndOfFile);  // the file shrank under us
+    done += chunk;
+  }
+  return ktl::ok();
+}
+
+Result<GraphicsOutputModeInformation> BootServices::query_mode(GraphicsOutput* gop, u32 mode) const {
+  usize size = 0;
+  GraphicsOutputModeInformation* info = nullptr;
+  TRY(check(gop->query_mode(gop, mode, &size, &info)));
+  if (info == nullptr) return ktl::Err(Status::DeviceError);
+  GraphicsOutputModeInformation out{};
+  // Older GOPs may return a shorter structure; copy what is there.
+  usize n = ktl::min(size, sizeof out);
+  ktl::copy_bytes(ktl::Span<u8>::from_raw(reinterpret_cast<u8*>(&out), n),
+                  ktl::Span<const u8>::from_raw(reinterpret_cast<const u8*>(info), n));
+  t_->free_pool(info);
+  return out;
+}
+
 Result<PoolBuffer> File::read_all(const BootServices& bs, u64 max_size) const {
   u64 size = TRY(this->size(bs));
   if (size > max_size) return ktl::Err(Status::BadBufferSize);

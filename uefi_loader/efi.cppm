@@ -270,6 +270,12 @@ struct SystemTable {
 };
 static_assert(__builtin_offsetof(SystemTable, boot_services) == 96);
 
+// The firmware's configuration tables (ACPI, SMBIOS, ...) as a span.
+[[nodiscard]] inline ktl::Span<const ConfigurationTable> configuration_tables(const SystemTable& st) {
+  if (st.configuration_table == nullptr) return {};
+  return ktl::Span<const ConfigurationTable>::from_raw(st.configuration_table, st.number_of_table_entries);
+}
+
 // --- protocols -------------------------------------------------------------------------------------------
 struct DevicePath;
 
@@ -333,6 +339,47 @@ struct SimpleFileSystem {
   static constexpr Guid kGuid{0x964e5b22, 0x6459, 0x11d2, {0x8e, 0x39, 0x00, 0xa0, 0xc9, 0x69, 0x72, 0x3b}};
   u64 revision;
   Status (*open_volume)(SimpleFileSystem*, FileProtocol** root);
+};
+
+struct PixelBitmask {
+  u32 red_mask;
+  u32 green_mask;
+  u32 blue_mask;
+  u32 reserved_mask;
+};
+
+enum class GraphicsPixelFormat : u32 {
+  RedGreenBlueReserved8BitPerColor = 0,
+  BlueGreenRedReserved8BitPerColor = 1,
+  BitMask = 2,
+  BltOnly = 3,
+};
+
+struct GraphicsOutputModeInformation {
+  u32 version;
+  u32 horizontal_resolution;
+  u32 vertical_resolution;
+  GraphicsPixelFormat pixel_format;
+  PixelBitmask pixel_information;
+  u32 pixels_per_scan_line;
+};
+static_assert(sizeof(GraphicsOutputModeInformation) == 36);
+
+struct GraphicsOutputMode {
+  u32 max_mode;
+  u32 mode;
+  GraphicsOutputModeInformation* info;
+  usize size_of_info;
+  u64 frame_buffer_base;
+  usize frame_buffer_size;
+};
+
+struct GraphicsOutput {
+  static constexpr Guid kGuid{0x9042a9de, 0x23dc, 0x4a38, {0x96, 0xfb, 0x7a, 0xde, 0xd0, 0x80, 0x51, 0x6a}};
+  Status (*query_mode)(GraphicsOutput*, u32 mode, usize* size_of_info, GraphicsOutputModeInformation** info);
+  Status (*set_mode)(GraphicsOutput*, u32 mode);
+  void* blt;
+  GraphicsOutputMode* mode;
 };
 
 // Configuration-table GUIDs.
@@ -422,6 +469,20 @@ class BootServices {
     return addr;
   }
   Result<void> disable_watchdog() const { return check(t_->set_watchdog_timer(0, 0x10000, 0, nullptr)); }
+  // Every handle that carries `Protocol`, in a pool buffer of Handle values.
+  template <class Protocol>
+  [[nodiscard]] Result<PoolBuffer> locate_handles() const {
+    usize size = 0;
+    Status s = t_->locate_handle(LocateSearchType::ByProtocol, &Protocol::kGuid, nullptr, &size, nullptr);
+    if (s != Status::BufferTooSmall) return ktl::Err(is_error(s) ? s : Status::NotFound);
+    PoolBuffer buffer = TRY(allocate_pool(size));
+    TRY(check(t_->locate_handle(LocateSearchType::ByProtocol, &Protocol::kGuid, nullptr, &size,
+                                reinterpret_cast<Handle*>(buffer.bytes().data()))));
+    buffer.truncate(size);
+    return buffer;
+  }
+  // GOP's QueryMode, copying the firmware's pool-allocated answer and freeing it.
+  [[nodiscard]] Result<GraphicsOutputModeInformation> query_mode(GraphicsOutput* gop, u32 mode) const;
 
  private:
   BootServicesTable* t_;
@@ -440,6 +501,8 @@ class File : ktl::NoCopy {
   [[nodiscard]] Result<u64> size(const BootServices& bs) const;
   // Reads the whole file into a new pool buffer; fails if it is larger than `max_size`.
   [[nodiscard]] Result<PoolBuffer> read_all(const BootServices& bs, u64 max_size) const;
+  // Reads exactly `out.size()` bytes from the start of the file into `out`.
+  [[nodiscard]] Result<void> read_into(ktl::Span<ktl::u8> out) const;
 
  private:
   FileProtocol* f_;

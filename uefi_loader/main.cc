@@ -1,11 +1,12 @@
 // The Ferrite UEFI loader: BOOTX64.EFI / BOOTAA64.EFI.
 //
-// x86_64: reads \ferrite\kernel.elf (and optionally \ferrite\cmdline.txt) from the volume it was
-// loaded from, validates the ELF, loads its segments, builds fresh page tables (identity map of
-// RAM, direct map of all physical memory, the kernel in the top 2 GiB with per-segment
-// permissions, a stack with an unmapped guard page), exits boot services and jumps to the kernel
-// with a boot::BootInfo. Every failure before ExitBootServices prints a clear message and returns
-// an error status to the firmware, which then tries its next boot option.
+// x86_64: reads \ferrite\kernel.elf (and optionally \ferrite\cmdline.txt and \ferrite\initrd.img)
+// from the volume it was loaded from, validates the ELF and checks its SHA-256 against the digest
+// built into the loader, finds the ACPI RSDP and SMBIOS entry point (checksums validated), picks a
+// GOP mode, loads the segments, builds fresh page tables (see loader.x86_64_tables), exits boot
+// services and jumps to the kernel with a boot::BootInfo, its own GDT and an empty IDT. Every
+// failure before ExitBootServices prints a clear message and returns an error status to the
+// firmware, which then reports it and tries its next boot option.
 //
 // aarch64: prints its banner and returns EFI_UNSUPPORTED (the aarch64 kernel is a later roadmap
 // item).
@@ -17,12 +18,17 @@ import boot.info;
 import loader.elf;
 import loader.memory_map;
 #if defined(__x86_64__)
+import loader.firmware_tables;
+import loader.framebuffer;
+import loader.kernel_digest;
+import loader.sha256;
 import loader.x86_64_tables;
 import arch.x86_64.cpu;
 #endif
 
 namespace {
 
+using ktl::u16;
 using ktl::u32;
 using ktl::u64;
 using ktl::u8;
@@ -64,18 +70,25 @@ efi::Result<efi::File> open_boot_volume(Loader& l) {
 constexpr const efi::Char16* kKernelPath = u"\\ferrite\\kernel.elf";
 constexpr const char* kKernelName = "\\ferrite\\kernel.elf";
 constexpr const efi::Char16* kCmdlinePath = u"\\ferrite\\cmdline.txt";
+constexpr const efi::Char16* kRamdiskPath = u"\\ferrite\\initrd.img";
+constexpr const char* kRamdiskName = "\\ferrite\\initrd.img";
 constexpr u64 kMaxKernelSize = u64{64} << 20;
 constexpr u64 kMaxCmdlineSize = 4095;
+constexpr u64 kMaxRamdiskSize = u64{1} << 30;
 constexpr u64 kPage = 4096;
 constexpr u64 kStackPages = 16;  // 64 KiB boot stack
 constexpr u64 kMapSlack = 32;    // descriptors the map may grow by before ExitBootServices
+// PAT: PA0..PA7 = WB, WT, UC-, UC, WB, WC, UC-, UC (index 5 is write-combining).
+constexpr u64 kPatValue = 0x0007'0106'0007'0406ull;
+constexpr u16 kKernelCodeSelector = 0x08;
+constexpr u16 kKernelDataSelector = 0x10;
 
 u8* phys_ptr(u64 phys) { return reinterpret_cast<u8*>(static_cast<ktl::uptr>(phys)); }
 ktl::Span<u8> phys_bytes(u64 phys, u64 size) { return ktl::Span<u8>::from_raw(phys_ptr(phys), size); }
 u64 pages_for(u64 bytes) { return ktl::align_up(bytes, kPage) / kPage; }
 
 // Page-table frames come from one contiguous LoaderData block, so the hand-off map can mark
-// exactly the used part as page tables.
+// exactly the used part as page tables. Runs identity-mapped: a frame's address is a pointer.
 class PoolFrames final : public loader::x86_64::FrameSource {
  public:
   PoolFrames(u64 base, u64 frames) : base_(base), frames_(frames) {}
@@ -85,6 +98,9 @@ class PoolFrames final : public loader::x86_64::FrameSource {
     ++used_;
     ktl::fill_bytes(phys_bytes(frame, kPage), 0);
     return frame;
+  }
+  ktl::Span<u64> table(u64 phys) override {
+    return ktl::Span<u64>::from_raw(reinterpret_cast<u64*>(static_cast<ktl::uptr>(phys)), 512);
   }
   [[nodiscard]] u64 base() const { return base_; }
   [[nodiscard]] u64 used_bytes() const { return used_ * kPage; }
@@ -96,11 +112,13 @@ class PoolFrames final : public loader::x86_64::FrameSource {
 };
 
 // Where the boot-info block's parts live: one LoaderData allocation sized before the final
-// GetMemoryMap, so nothing is allocated between that call and ExitBootServices.
+// GetMemoryMap, so nothing is allocated between that call and ExitBootServices. The same buffers
+// first hold the snapshot the page tables are planned from, then the final map.
 struct BootBlock {
   u64 base = 0;
   u64 size = 0;
   boot::BootInfo* info = nullptr;
+  ktl::Span<u64> gdt;
   ktl::Span<char> cmdline;
   ktl::Span<u8> raw_map;
   ktl::Span<loader::FirmwareRange> firmware;
@@ -152,42 +170,290 @@ efi::MemoryDescriptor descriptor_at(ktl::Span<const u8> raw, usize stride, usize
   return d;
 }
 
-// The end of the highest range that is RAM-like (not MMIO), at least 4 GiB so the low MMIO window
-// (local APIC, I/O APIC, PCI BARs) is covered by the identity and direct maps.
-u64 physical_top(ktl::Span<const u8> raw, usize stride, usize count) {
-  u64 top = u64{4} << 30;
+// Decodes `count` raw descriptors into block.firmware.
+void decode_map(BootBlock& block, const MapSnapshot& m) {
+  usize count = m.size / m.descriptor_size;
   for (usize i = 0; i < count; ++i) {
-    efi::MemoryDescriptor d = descriptor_at(raw, stride, i);
-    if (d.type == efi::MemoryType::MemoryMappedIo || d.type == efi::MemoryType::MemoryMappedIoPortSpace) continue;
-    u64 end = d.physical_start + d.number_of_pages * kPage;
-    if (end > top) top = end;
+    efi::MemoryDescriptor d = descriptor_at(block.raw_map, m.descriptor_size, i);
+    block.firmware[i] = loader::FirmwareRange{d.physical_start, d.number_of_pages, ktl::to_underlying(d.type),
+                                              d.attribute};
   }
-  return ktl::align_up<u64>(top, u64{1} << 30);
 }
 
-[[noreturn]] void jump_to_kernel(u64 cr3, u64 stack_top, u64 entry, u64 boot_info_virt) {
+// --- firmware tables ------------------------------------------------------------------------------
+
+struct FirmwareTables {
+  u64 rsdp = 0;
+  u32 acpi_revision = 0;
+  u64 smbios = 0;
+  u32 smbios_major = 0;
+  u32 smbios_minor = 0;
+};
+
+// Copies up to `max` bytes of a firmware structure at `phys` into `out` (firmware tables live in
+// identity-mapped memory while boot services run), in two steps: the fixed prefix, then the length
+// the structure declares.
+template <class LengthFn>
+ktl::Span<const u8> read_structure(u64 phys, usize prefix, LengthFn length_of, ktl::Span<u8> out) {
+  if (phys == 0) return {};
+  ktl::copy_bytes(out.first(prefix), phys_bytes(phys, prefix));
+  usize length = length_of(ktl::Span<const u8>(out.first(prefix)));
+  if (length == 0 || length > out.size()) return ktl::Span<const u8>(out.first(prefix));
+  ktl::copy_bytes(out.first(length), phys_bytes(phys, length));
+  return ktl::Span<const u8>(out.first(length));
+}
+
+FirmwareTables find_firmware_tables(Loader& l) {
+  FirmwareTables t;
+  u64 acpi1 = 0;
+  ktl::Array<u8, 256> buffer{};
+  bool smbios3_valid = false;
+  for (const efi::ConfigurationTable& entry : efi::configuration_tables(*l.st)) {
+    u64 addr = reinterpret_cast<ktl::uptr>(entry.vendor_table);
+    if (entry.vendor_guid == efi::kAcpi20TableGuid && t.rsdp == 0) {
+      auto r = loader::validate_rsdp(read_structure(addr, loader::kRsdpV1Length + 4, loader::rsdp_length, buffer.span()));
+      if (r.is_ok()) {
+        t.rsdp = addr;
+        t.acpi_revision = r.value().revision;
+      } else {
+        ktl::format_to(l.con, "ferrite-loader: warning: ACPI 2.0 RSDP at {:#x} rejected: {}\n", addr,
+                       loader::to_string(r.error()));
+      }
+    } else if (entry.vendor_guid == efi::kAcpi10TableGuid && acpi1 == 0) {
+      auto r = loader::validate_rsdp(read_structure(addr, loader::kRsdpV1Length, loader::rsdp_length, buffer.span()));
+      if (r.is_ok()) {
+        acpi1 = addr;
+      } else {
+        ktl::format_to(l.con, "ferrite-loader: warning: ACPI 1.0 RSDP at {:#x} rejected: {}\n", addr,
+                       loader::to_string(r.error()));
+      }
+    } else if (entry.vendor_guid == efi::kSmbios3TableGuid && !smbios3_valid) {
+      auto r = loader::validate_smbios3(
+          read_structure(addr, loader::kSmbiosPrefixLength, loader::smbios3_length, buffer.span()));
+      if (r.is_ok()) {
+        smbios3_valid = true;
+        t.smbios = addr;
+        t.smbios_major = r.value().major;
+        t.smbios_minor = r.value().minor;
+      } else {
+        ktl::format_to(l.con, "ferrite-loader: warning: SMBIOS 3 entry point at {:#x} rejected: {}\n", addr,
+                       loader::to_string(r.error()));
+      }
+    } else if (entry.vendor_guid == efi::kSmbiosTableGuid && t.smbios == 0) {
+      auto r = loader::validate_smbios2(
+          read_structure(addr, loader::kSmbiosPrefixLength, loader::smbios2_length, buffer.span()));
+      if (r.is_ok()) {
+        t.smbios = addr;
+        t.smbios_major = r.value().major;
+        t.smbios_minor = r.value().minor;
+      } else {
+        ktl::format_to(l.con, "ferrite-loader: warning: SMBIOS 2 entry point at {:#x} rejected: {}\n", addr,
+                       loader::to_string(r.error()));
+      }
+    }
+  }
+  if (t.rsdp == 0 && acpi1 != 0) {
+    t.rsdp = acpi1;
+    t.acpi_revision = 0;
+  }
+  if (t.rsdp != 0) {
+    ktl::format_to(l.con, "ferrite-loader: ACPI {} RSDP at {:#x} (checksums valid)\n",
+                   t.acpi_revision >= 2 ? "2.0+" : "1.0", t.rsdp);
+  } else {
+    ktl::format_to(l.con, "ferrite-loader: warning: no valid ACPI RSDP\n");
+  }
+  if (t.smbios != 0) {
+    ktl::format_to(l.con, "ferrite-loader: SMBIOS {}.{} entry point at {:#x} (checksums valid)\n", t.smbios_major,
+                   t.smbios_minor, t.smbios);
+  } else {
+    ktl::format_to(l.con, "ferrite-loader: warning: no valid SMBIOS entry point\n");
+  }
+  return t;
+}
+
+// --- framebuffer ----------------------------------------------------------------------------------
+
+constexpr usize kMaxGopModes = 256;
+
+// The modes of `gop` and the index of the one to use. If QueryMode reports EFI_NOT_STARTED the
+// GOP has no mode yet; SetMode(0) starts it (Limine does the same).
+ktl::Optional<boot::Framebuffer> setup_gop(Loader& l, efi::GraphicsOutput* gop) {
+  if (gop->mode == nullptr) return ktl::nullopt;
+  if (auto probe = l.bs.query_mode(gop, gop->mode->mode); probe.is_err() && probe.error() == efi::Status::NotStarted) {
+    (void)gop->set_mode(gop, 0);
+  }
+  ktl::Array<loader::GopMode, kMaxGopModes> modes{};
+  usize count = 0;
+  for (u32 m = 0; m < gop->mode->max_mode && count < kMaxGopModes; ++m) {
+    auto info = l.bs.query_mode(gop, m);
+    if (info.is_err()) continue;
+    const efi::GraphicsOutputModeInformation& i = info.value();
+    modes[count++] = loader::GopMode{m,
+                                     i.horizontal_resolution,
+                                     i.vertical_resolution,
+                                     ktl::to_underlying(i.pixel_format),
+                                     i.pixel_information.red_mask,
+                                     i.pixel_information.green_mask,
+                                     i.pixel_information.blue_mask,
+                                     i.pixel_information.reserved_mask,
+                                     i.pixels_per_scan_line};
+  }
+  auto all = ktl::Span<const loader::GopMode>(modes.span()).first(count);
+  auto chosen = loader::choose_mode(all, gop->mode->mode);
+  if (!chosen) {
+    ktl::format_to(l.con, "ferrite-loader: warning: none of the {} GOP modes has a usable linear framebuffer\n",
+                   count);
+    return ktl::nullopt;
+  }
+  const loader::GopMode& mode = all[*chosen];
+  if (mode.number != gop->mode->mode) {
+    if (auto s = efi::check(gop->set_mode(gop, mode.number)); s.is_err()) {
+      ktl::format_to(l.con, "ferrite-loader: warning: GOP SetMode({}) failed: {}\n", mode.number,
+                     efi::to_string(s.error()));
+      return ktl::nullopt;
+    }
+  }
+  auto fb = loader::describe(mode, gop->mode->frame_buffer_base, gop->mode->frame_buffer_size);
+  if (!fb) {
+    ktl::format_to(l.con, "ferrite-loader: warning: GOP mode {} reports a framebuffer too small for it\n",
+                   mode.number);
+    return ktl::nullopt;
+  }
+  constexpr const char* kFormats[] = {"none", "RGBX8", "BGRX8", "bitmask"};
+  ktl::format_to(l.con, "ferrite-loader: framebuffer {}x{} {} pitch {} ({} KiB at {:#x}), GOP mode {} of {}\n",
+                 fb->width, fb->height, ktl::Span<const char* const>(kFormats)[ktl::to_underlying(fb->format)],
+                 fb->pitch, fb->size >> 10, fb->base, mode.number, gop->mode->max_mode);
+  return fb;
+}
+
+ktl::Optional<boot::Framebuffer> find_framebuffer(Loader& l) {
+  // The console's GOP first (the screen the user looks at), then any GOP.
+  if (auto gop = l.bs.handle_protocol<efi::GraphicsOutput>(l.st->console_out_handle); gop.is_ok()) {
+    if (auto fb = setup_gop(l, gop.value())) return fb;
+  }
+  if (auto handles = l.bs.locate_handles<efi::GraphicsOutput>(); handles.is_ok()) {
+    usize n = handles.value().size() / sizeof(efi::Handle);
+    for (usize i = 0; i < n; ++i) {
+      efi::Handle h = nullptr;
+      ktl::copy_bytes(ktl::Span<u8>::from_raw(reinterpret_cast<u8*>(&h), sizeof h),
+                      ktl::Span<const u8>(handles.value().bytes()).subspan(i * sizeof h, sizeof h));
+      if (auto gop = l.bs.handle_protocol<efi::GraphicsOutput>(h); gop.is_ok()) {
+        if (auto fb = setup_gop(l, gop.value())) return fb;
+      }
+    }
+  }
+  ktl::format_to(l.con, "ferrite-loader: no GOP framebuffer; the kernel gets none (serial only)\n");
+  return ktl::nullopt;
+}
+
+// --- hand-off -------------------------------------------------------------------------------------
+
+struct [[gnu::packed]] DescriptorPointer {
+  u16 limit;
+  u64 base;
+};
+static_assert(sizeof(DescriptorPointer) == 10);
+
+// What ferrite_handoff reads (through rcx, the Microsoft x64 first argument) before switching CR3.
+struct HandoffState {
+  u64 cr3;
+  u64 stack_top;
+  u64 entry;
+  u64 boot_info;
+  DescriptorPointer gdtr;
+  u8 pad[6];
+  DescriptorPointer idtr;
+};
+static_assert(__builtin_offsetof(HandoffState, gdtr) == 32 && __builtin_offsetof(HandoffState, idtr) == 48);
+
+}  // namespace
+
+// The last loader code to run, alone at the start of its own page: that page is the only
+// executable page of the new identity map (the page tables map it read-execute). It loads the GDT
+// (its base is a direct-map address: readable only after the CR3 switch, when the segment
+// registers are reloaded) and an empty IDT (any exception now triple-faults instead of jumping
+// into freed firmware code), switches to the new tables, reloads every segment register, moves to
+// the kernel stack with a zero return address, clears the other registers and far-returns into
+// the kernel with CS = kKernelCodeSelector and rdi = the boot info (SysV first argument).
+extern "C" [[noreturn]] void ferrite_handoff(const void* state);  // a HandoffState
+__asm__(R"(
+  .section .text$ferrite_handoff,"xr"
+  .p2align 12
+  .globl ferrite_handoff
+ferrite_handoff:
+  cli
+  lgdt 32(%rcx)
+  lidt 48(%rcx)
+  mov 0(%rcx), %rax
+  mov 8(%rcx), %rsi
+  mov 16(%rcx), %rdx
+  mov 24(%rcx), %rdi
+  mov %rax, %cr3
+  mov $0x10, %eax
+  mov %ax, %ds
+  mov %ax, %es
+  mov %ax, %ss
+  mov %ax, %fs
+  mov %ax, %gs
+  mov %rsi, %rsp
+  pushq $0
+  pushq $0x08
+  pushq %rdx
+  xor %eax, %eax
+  xor %ebx, %ebx
+  xor %ecx, %ecx
+  xor %edx, %edx
+  xor %esi, %esi
+  xor %ebp, %ebp
+  xor %r8d, %r8d
+  xor %r9d, %r9d
+  xor %r10d, %r10d
+  xor %r11d, %r11d
+  xor %r12d, %r12d
+  xor %r13d, %r13d
+  xor %r14d, %r14d
+  xor %r15d, %r15d
+  lretq
+  .globl ferrite_handoff_end
+ferrite_handoff_end:
+  .text
+)");
+extern "C" char ferrite_handoff_end[];
+
+namespace {
+
+static_assert(kKernelCodeSelector == 0x08 && kKernelDataSelector == 0x10, "ferrite_handoff hard-codes them");
+
+[[noreturn]] void jump_to_kernel(const HandoffState& state, bool no_execute) {
   using namespace arch::x86_64;
   cli();
-  // NX for the kernel's tables, and write protection for supervisor writes to read-only pages.
-  wrmsr(msr::kEfer, rdmsr(msr::kEfer) | efer::kNxe);
+  // Mask both 8259 PICs: nothing may interrupt the kernel before it has an IDT.
+  outb(0x21, 0xff);
+  outb(0xa1, 0xff);
+  // NX for the new tables (bit 63 is reserved without it), write protection for supervisor
+  // writes to read-only pages, and the PAT layout the tables use.
+  if (no_execute) wrmsr(msr::kEfer, rdmsr(msr::kEfer) | efer::kNxe);
   write_cr0(read_cr0() | cr0::kWp);
-  // PAT: PA0..PA7 = WB, WT, UC-, UC, WB, WC, UC-, UC (index 5 is write-combining).
-  wrmsr(msr::kPat, 0x0007'0106'0007'0406ull);
-  __asm__ volatile(
-      "mov %0, %%cr3\n\t"
-      "mov %1, %%rsp\n\t"
-      "xor %%ebp, %%ebp\n\t"
-      "pushq $0\n\t"
-      "jmp *%2\n\t"
-      :
-      : "r"(cr3), "r"(stack_top), "r"(entry), "D"(boot_info_virt)
-      : "memory");
-  __builtin_unreachable();
+  wrmsr(msr::kPat, kPatValue);
+  ferrite_handoff(&state);
 }
 
 efi::Status boot_x86_64(Loader& l) {
   using loader::x86_64::Access;
-  using loader::x86_64::Cache;
+
+  // --- the CPU -------------------------------------------------------------------------------------
+  if ((arch::x86_64::read_cr4() & arch::x86_64::cr4::kLa57) != 0) {
+    return fail(l, "the firmware runs with 5-level paging (CR4.LA57); this loader builds 4-level tables",
+                efi::Status::Unsupported);
+  }
+  const u32 ext_features = arch::x86_64::cpuid(0x8000'0000).eax >= 0x8000'0001
+                               ? arch::x86_64::cpuid(0x8000'0001).edx
+                               : 0;
+  const bool no_execute = (ext_features & (1u << 20)) != 0;
+  const bool gigabyte_pages = (ext_features & (1u << 26)) != 0;
+  if (!no_execute) {
+    ktl::format_to(l.con, "ferrite-loader: warning: this CPU has no NX bit; data will be executable\n");
+  }
 
   // --- the kernel file --------------------------------------------------------------------------
   auto root_r = open_boot_volume(l);
@@ -207,20 +473,32 @@ efi::Status boot_x86_64(Loader& l) {
     return fail(l, what.c_str(), kernel_bytes_r.error());
   }
   efi::PoolBuffer kernel_bytes = kernel_bytes_r.release_value();
+  const ktl::Span<const u8> kernel_file_bytes(kernel_bytes.bytes());
 
+  // Structure first (the parser is built for hostile input, so every broken file gets its own
+  // message), then the digest: only the exact kernel this loader was built with may run.
   loader::Constraints constraints{loader::Machine::X86_64, boot::layout::kKernelBase};
-  auto image_r = loader::parse_kernel(ktl::Span<const u8>(kernel_bytes.bytes()), constraints);
+  auto image_r = loader::parse_kernel(kernel_file_bytes, constraints);
   if (image_r.is_err()) {
     ktl::format_to(l.con, "ferrite-loader: error: invalid kernel {}: {}\n", kKernelName,
                    loader::to_string(image_r.error()));
     return fail(l, "refusing to boot an invalid kernel", efi::Status::LoadError);
   }
   const loader::KernelImage image = image_r.release_value();
+  const loader::Sha256Digest digest = loader::sha256(kernel_file_bytes);
+  if (digest != loader::kKernelSha256) {
+    ktl::format_to(l.con,
+                   "ferrite-loader: error: kernel {} does not match the SHA-256 built into this loader\n"
+                   "ferrite-loader:   expected {} ({} bytes)\n"
+                   "ferrite-loader:   found    {} ({} bytes)\n",
+                   kKernelName, loader::kKernelSha256, loader::kKernelFileSize, digest, kernel_file_bytes.size());
+    return fail(l, "refusing to boot a kernel this loader was not built with", efi::Status::SecurityViolation);
+  }
   u64 image_size = image.highest_vaddr - image.lowest_vaddr;
-  ktl::format_to(l.con, "ferrite-loader: kernel {}: {} bytes, {} segments, entry {:#x}\n", kKernelName,
-                 kernel_bytes.size(), image.segment_count, image.entry);
+  ktl::format_to(l.con, "ferrite-loader: kernel {}: {} bytes, {} segments, entry {:#x}, sha256 {} (verified)\n",
+                 kKernelName, kernel_bytes.size(), image.segment_count, image.entry, digest);
 
-  // --- the optional command line ------------------------------------------------------------------
+  // --- the optional command line and ramdisk ------------------------------------------------------
   ktl::Array<char, kMaxCmdlineSize + 1> cmdline{};
   usize cmdline_size = 0;
   if (auto f = root.open(kCmdlinePath); f.is_ok()) {
@@ -235,15 +513,46 @@ efi::Status boot_x86_64(Loader& l) {
   }
   ktl::format_to(l.con, "ferrite-loader: command line: \"{}\"\n", ktl::StringView(cmdline.data(), cmdline_size));
 
+  u64 ramdisk_phys = 0, ramdisk_size = 0;
+  if (auto f = root.open(kRamdiskPath); f.is_ok()) {
+    auto size = f.value().size(l.bs);
+    if (size.is_err()) return fail(l, "cannot read the size of \\ferrite\\initrd.img", size.error());
+    if (size.value() > kMaxRamdiskSize) {
+      return fail(l, "the ramdisk \\ferrite\\initrd.img is larger than 1 GiB", efi::Status::BadBufferSize);
+    }
+    ramdisk_size = size.value();
+    if (ramdisk_size > 0) {
+      auto pages = l.bs.allocate_pages(pages_for(ramdisk_size));
+      if (pages.is_err()) return fail(l, "cannot allocate memory for the ramdisk", pages.error());
+      ramdisk_phys = pages.value();
+      if (auto r = f.value().read_into(phys_bytes(ramdisk_phys, ramdisk_size)); r.is_err()) {
+        return fail(l, "cannot read the ramdisk \\ferrite\\initrd.img", r.error());
+      }
+    }
+    ktl::format_to(l.con, "ferrite-loader: ramdisk {}: {} bytes at {:#x}\n", kRamdiskName, ramdisk_size,
+                   ramdisk_phys);
+  } else if (f.error() != efi::Status::NotFound) {
+    return fail(l, "cannot open \\ferrite\\initrd.img", f.error());
+  }
+
+  // --- firmware tables and the framebuffer (chosen now: modes cannot change after exit) ----------
+  const FirmwareTables tables_found = find_firmware_tables(l);
+  const ktl::Optional<boot::Framebuffer> framebuffer = find_framebuffer(l);
+
   // --- load the segments ------------------------------------------------------------------------
   auto kernel_phys_r = l.bs.allocate_pages(pages_for(image_size));
   if (kernel_phys_r.is_err()) return fail(l, "cannot allocate memory for the kernel image", kernel_phys_r.error());
   u64 kernel_phys = kernel_phys_r.value();
   ktl::fill_bytes(phys_bytes(kernel_phys, image_size), 0);
+  ktl::Array<loader::x86_64::SegmentMapping, loader::kMaxSegments> segment_maps{};
   for (usize i = 0; i < image.segment_count; ++i) {
     const loader::Segment& s = image.segments[i];
     ktl::copy_bytes(phys_bytes(kernel_phys + (s.vaddr - image.lowest_vaddr), s.file_size),
-                    ktl::Span<const u8>(kernel_bytes.bytes()).subspan(s.file_offset, s.file_size));
+                    kernel_file_bytes.subspan(s.file_offset, s.file_size));
+    u64 lo = ktl::align_down(s.vaddr, kPage);
+    u64 hi = ktl::align_up(s.end(), kPage);
+    Access access = s.executable() ? Access::ReadExecute : s.writable() ? Access::ReadWrite : Access::ReadOnly;
+    segment_maps[i] = {lo, kernel_phys + (lo - image.lowest_vaddr), hi - lo, access};
   }
   kernel_bytes = efi::PoolBuffer();  // the file copy is no longer needed
 
@@ -251,19 +560,20 @@ efi::Status boot_x86_64(Loader& l) {
   if (stack_phys_r.is_err()) return fail(l, "cannot allocate the kernel stack", stack_phys_r.error());
   u64 stack_phys = stack_phys_r.value();
   // Stack virtual range: one unmapped guard page above the image, then the stack.
-  u64 stack_bottom = image.highest_vaddr + kPage;
+  u64 guard_page = image.highest_vaddr;
+  u64 stack_bottom = guard_page + kPage;
   u64 stack_top = stack_bottom + kStackPages * kPage;
 
   // --- size and allocate the boot-info block -----------------------------------------------------
   auto map_info = query_map_size(l.bs);
   if (map_info.is_err()) return fail(l, "GetMemoryMap (size query) failed", map_info.error());
   usize max_descriptors = map_info.value().size / map_info.value().descriptor_size + kMapSlack;
-  constexpr usize kPlacements = 5;
+  constexpr usize kPlacements = 6;
   usize raw_map_bytes = max_descriptors * map_info.value().descriptor_size;
   usize out_entries = loader::output_entries_needed(max_descriptors, kPlacements);
-  u64 block_bytes = 2 * kPage + raw_map_bytes + max_descriptors * sizeof(loader::FirmwareRange) +
+  u64 block_bytes = 3 * kPage + raw_map_bytes + max_descriptors * sizeof(loader::FirmwareRange) +
                     loader::scratch_entries_needed(max_descriptors, kPlacements) * sizeof(u64) +
-                    out_entries * sizeof(boot::MemoryRegion) + 64;
+                    out_entries * sizeof(boot::MemoryRegion) + 128;
   auto block_r = l.bs.allocate_pages(pages_for(block_bytes));
   if (block_r.is_err()) return fail(l, "cannot allocate the boot information block", block_r.error());
   BootBlock block;
@@ -273,58 +583,63 @@ efi::Status boot_x86_64(Loader& l) {
   u64 cursor = block.base;
   block.info = reinterpret_cast<boot::BootInfo*>(phys_ptr(cursor));
   cursor += kPage;
+  block.gdt = carve<u64>(cursor, 3);
   block.cmdline = carve<char>(cursor, kPage);
   block.raw_map = carve<u8>(cursor, raw_map_bytes);
   block.firmware = carve<loader::FirmwareRange>(cursor, max_descriptors);
   block.scratch = carve<u64>(cursor, loader::scratch_entries_needed(max_descriptors, kPlacements));
   block.regions = carve<boot::MemoryRegion>(cursor, out_entries);
   for (usize i = 0; i < cmdline_size; ++i) block.cmdline[i] = cmdline[i];
+  // Null, 64-bit kernel code (DPL 0, present, L), kernel data (writable, present).
+  block.gdt[0] = 0;
+  block.gdt[1] = 0x00af'9a00'0000'ffffull;
+  block.gdt[2] = 0x00cf'9200'0000'ffffull;
 
-  // --- page tables -----------------------------------------------------------------------------------
+  // --- page tables, planned from a snapshot of the map --------------------------------------------
   auto snapshot = read_map(l.bs, block.raw_map);
   if (snapshot.is_err()) return fail(l, "GetMemoryMap failed", snapshot.error());
-  u64 top = physical_top(block.raw_map, snapshot.value().descriptor_size,
-                         snapshot.value().size / snapshot.value().descriptor_size);
-  bool gigabyte_pages = (arch::x86_64::cpuid(0x8000'0001).edx & (1u << 26)) != 0;
-  u64 gib = top >> 30;
-  // Worst case with 2 MiB pages: one PD per GiB for each of the two maps, plus PDPTs, plus the
-  // kernel's and the stack's tables.
-  u64 pool_frames = 2 * (gib + gib / 512 + 2) + 16;
+  decode_map(block, snapshot.value());
+  usize snapshot_count = snapshot.value().size / snapshot.value().descriptor_size;
+  const loader::Placement plan_placements[] = {
+      {framebuffer ? framebuffer->base : 0, framebuffer ? framebuffer->size : 0, boot::MemoryKind::Framebuffer},
+  };
+  auto physical = loader::normalise_memory_map(block.firmware.first(snapshot_count),
+                                               ktl::Span<const loader::Placement>(plan_placements), block.scratch,
+                                               block.regions);
+  if (physical.is_err()) return fail(l, "normalising the memory map", efi::Status::BufferTooSmall);
+
+  const u64 trampoline = reinterpret_cast<ktl::uptr>(&ferrite_handoff);
+  if (!ktl::is_aligned(trampoline, kPage) ||
+      reinterpret_cast<ktl::uptr>(&ferrite_handoff_end[0]) - trampoline > kPage) {
+    return fail(l, "the hand-off trampoline is not alone in one page (build problem)", efi::Status::LoadError);
+  }
+  loader::x86_64::AddressSpaceSpec spec{
+      ktl::Span<const boot::MemoryRegion>(block.regions.first(physical.value())),
+      boot::layout::kDirectMapBase,
+      trampoline,
+      ktl::Span<const loader::x86_64::SegmentMapping>(segment_maps.span()).first(image.segment_count),
+      stack_bottom,
+      stack_phys,
+      kStackPages * kPage,
+      boot::layout::kRecursiveSlot};
+  u64 pool_frames = loader::x86_64::frames_needed(spec);
   auto pool_r = l.bs.allocate_pages(pool_frames);
   if (pool_r.is_err()) return fail(l, "cannot allocate page-table memory", pool_r.error());
   PoolFrames frames(pool_r.value(), pool_frames);
   loader::x86_64::TableBuilder tables(frames);
   tables.set_gigabyte_pages(gigabyte_pages);
-  auto map_or_fail = [&](const char* what, ktl::Result<void, loader::x86_64::TableError> r) -> bool {
-    if (r.is_ok()) return true;
-    ktl::format_to(l.con, "ferrite-loader: error: building page tables ({}): {}\n", what,
-                   loader::x86_64::to_string(r.error()));
-    return false;
-  };
-  if (!map_or_fail("root", tables.init())) return fail(l, "page tables", efi::Status::OutOfResources);
-  // The two pages around the hand-off code first, executable, so the instructions after the CR3
-  // switch can run; everything else in the identity map is NX.
-  u64 trampoline = ktl::align_down<u64>(reinterpret_cast<ktl::uptr>(&jump_to_kernel), kPage);
-  bool ok = map_or_fail("trampoline", tables.map(trampoline, trampoline, 2 * kPage, Access::ReadExecute,
-                                                 Cache::WriteBack, false, false)) &&
-            map_or_fail("identity map", tables.map(0, 0, top, Access::ReadWrite, Cache::WriteBack, true, false)) &&
-            map_or_fail("direct map", tables.map(boot::layout::kDirectMapBase, 0, top, Access::ReadWrite,
-                                                 Cache::WriteBack, true, true)) &&
-            map_or_fail("stack", tables.map(stack_bottom, stack_phys, kStackPages * kPage, Access::ReadWrite,
-                                            Cache::WriteBack, false, true));
-  for (usize i = 0; ok && i < image.segment_count; ++i) {
-    const loader::Segment& s = image.segments[i];
-    u64 lo = ktl::align_down(s.vaddr, kPage);
-    u64 hi = ktl::align_up(s.end(), kPage);
-    Access access = s.executable() ? Access::ReadExecute : s.writable() ? Access::ReadWrite : Access::ReadOnly;
-    ok = map_or_fail("kernel segment", tables.map(lo, kernel_phys + (lo - image.lowest_vaddr), hi - lo, access,
-                                                  Cache::WriteBack, false, true));
+  tables.set_no_execute(no_execute);
+  auto built = tables.init();
+  if (built.is_ok()) built = loader::x86_64::build_address_space(tables, spec);
+  if (built.is_err()) {
+    ktl::format_to(l.con, "ferrite-loader: error: building page tables: {}\n", loader::x86_64::to_string(built.error()));
+    return fail(l, "page tables", efi::Status::OutOfResources);
   }
-  if (!ok) return fail(l, "page tables", efi::Status::OutOfResources);
-  tables.install_recursive_slot(boot::layout::kRecursiveSlot);
 
-  ktl::format_to(l.con, "ferrite-loader: page tables: {} frames, identity + direct map of {} GiB ({} pages)\n",
-                 frames.used_bytes() / kPage, gib, gigabyte_pages ? "1 GiB" : "2 MiB");
+  ktl::format_to(l.con, "ferrite-loader: page tables: {} frames ({} pages), identity map of RAM, direct map at {:#x}\n",
+                 frames.used_bytes() / kPage, gigabyte_pages ? "1 GiB" : "2 MiB", boot::layout::kDirectMapBase);
+  ktl::format_to(l.con, "ferrite-loader: boot info at {:#x}, stack {:#x}-{:#x}, guard page {:#x}\n", block.base,
+                 stack_bottom, stack_top, guard_page);
   ktl::format_to(l.con, "ferrite-loader: exiting boot services and starting the kernel\n");
 
   // --- ExitBootServices: nothing may allocate or print between the final GetMemoryMap and it -----
@@ -347,18 +662,15 @@ efi::Status boot_x86_64(Loader& l) {
   g_panic_console = nullptr;
 
   // --- the hand-off map and boot info (no firmware calls from here on) --------------------------
+  decode_map(block, final_map);
   usize count = final_map.size / final_map.descriptor_size;
-  for (usize i = 0; i < count; ++i) {
-    efi::MemoryDescriptor d = descriptor_at(block.raw_map, final_map.descriptor_size, i);
-    block.firmware[i] = loader::FirmwareRange{d.physical_start, d.number_of_pages, ktl::to_underlying(d.type),
-                                              d.attribute};
-  }
   const loader::Placement placements[kPlacements] = {
       {kernel_phys, image_size, boot::MemoryKind::KernelImage},
       {stack_phys, kStackPages * kPage, boot::MemoryKind::KernelStack},
       {frames.base(), frames.used_bytes(), boot::MemoryKind::PageTables},
       {block.base, block.size, boot::MemoryKind::BootInfo},
-      {0, 0, boot::MemoryKind::Reserved},  // FIXME(issue 3): framebuffer, ramdisk
+      {ramdisk_phys, ramdisk_size, boot::MemoryKind::Ramdisk},
+      {framebuffer ? framebuffer->base : 0, framebuffer ? framebuffer->size : 0, boot::MemoryKind::Framebuffer},
   };
   auto regions = loader::normalise_memory_map(block.firmware.first(count), ktl::Span<const loader::Placement>(placements),
                                               block.scratch, block.regions);
@@ -379,15 +691,33 @@ efi::Status boot_x86_64(Loader& l) {
   info.direct_map_base = boot::layout::kDirectMapBase;
   info.command_line = reinterpret_cast<ktl::uptr>(block.cmdline.data());
   info.command_line_size = cmdline_size;
+  info.ramdisk_base = ramdisk_phys;
+  info.ramdisk_size = ramdisk_size;
+  info.acpi_rsdp = tables_found.rsdp;
+  info.acpi_revision = tables_found.acpi_revision;
+  info.smbios_major = tables_found.smbios_major;
+  info.smbios_entry = tables_found.smbios;
   info.efi_system_table = reinterpret_cast<ktl::uptr>(l.st);
   info.efi_memory_map = reinterpret_cast<ktl::uptr>(block.raw_map.data());
   info.efi_memory_map_size = final_map.size;
   info.efi_descriptor_size = static_cast<u32>(final_map.descriptor_size);
   info.efi_descriptor_version = final_map.descriptor_version;
+  if (framebuffer) info.framebuffer = *framebuffer;
+  info.kernel_sha256_verified = 1;
+  for (usize i = 0; i < 32; ++i) ktl::Span<u8>(info.kernel_sha256)[i] = digest.bytes[i];
+  info.pat = kPatValue;
+  info.flags = (no_execute ? boot::kFlagNoExecute : 0) | (gigabyte_pages ? boot::kFlagGigabytePages : 0) |
+               boot::kFlagWriteCombining;
   info.loader_ticks_at_handoff = arch::x86_64::rdtsc();
 
-  jump_to_kernel(tables.root(), stack_top, image.entry,
-                 boot::layout::kDirectMapBase + reinterpret_cast<ktl::uptr>(block.info));
+  HandoffState state{};
+  state.cr3 = tables.root();
+  state.stack_top = stack_top;
+  state.entry = image.entry;
+  state.boot_info = boot::layout::kDirectMapBase + reinterpret_cast<ktl::uptr>(block.info);
+  state.gdtr = {static_cast<u16>(3 * sizeof(u64) - 1), boot::layout::kDirectMapBase + reinterpret_cast<ktl::uptr>(block.gdt.data())};
+  state.idtr = {0, 0};
+  jump_to_kernel(state, no_execute);
 }
 
 #endif  // __x86_64__

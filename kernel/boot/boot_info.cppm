@@ -14,7 +14,12 @@ using ktl::u32;
 using ktl::u64;
 
 inline constexpr u64 kMagic = 0x31'4f'46'4e'49'54'4f'42ull;  // "BOTINFO1" as little-endian bytes
-inline constexpr u32 kVersion = 1;
+// Version history:
+//   1  initial layout (240 bytes)
+//   2  + kernel_sha256, pat, flags (288 bytes); the framebuffer, ACPI, SMBIOS and ramdisk fields
+//      are now filled in; the identity and direct maps cover RAM (+ MMIO/framebuffer in the
+//      direct map) instead of everything below max(4 GiB, top of RAM)
+inline constexpr u32 kVersion = 2;
 
 // The kernel's virtual layout, decided here because the loader builds it.
 namespace layout {
@@ -132,8 +137,36 @@ struct BootInfo {
 
   u64 kernel_sha256_verified;  // 1 if the loader checked the kernel against its embedded digest
   u64 loader_ticks_at_handoff;  // TSC / CNTVCT at the jump (boot-time measurements)
+
+  // --- version 2 ---
+  ktl::u8 kernel_sha256[32];  // the digest the loader checked the kernel file against
+  u64 pat;                    // IA32_PAT at the hand-off: PA0..7 = WB WT UC- UC WB WC UC- UC
+  u64 flags;                  // kFlag* below
 };
-static_assert(sizeof(BootInfo) == 240);
+static_assert(sizeof(BootInfo) == 288);
+// Every offset is part of the ABI (testing/qemu/bootinfo.py reads the structure from outside).
+static_assert(__builtin_offsetof(BootInfo, memory_map) == 16);
+static_assert(__builtin_offsetof(BootInfo, kernel_phys_base) == 32);
+static_assert(__builtin_offsetof(BootInfo, page_table_root) == 56);
+static_assert(__builtin_offsetof(BootInfo, direct_map_base) == 80);
+static_assert(__builtin_offsetof(BootInfo, command_line) == 88);
+static_assert(__builtin_offsetof(BootInfo, ramdisk_base) == 104);
+static_assert(__builtin_offsetof(BootInfo, acpi_rsdp) == 120);
+static_assert(__builtin_offsetof(BootInfo, smbios_entry) == 136);
+static_assert(__builtin_offsetof(BootInfo, efi_memory_map) == 152);
+static_assert(__builtin_offsetof(BootInfo, efi_descriptor_size) == 168);
 static_assert(__builtin_offsetof(BootInfo, framebuffer) == 176);
+static_assert(__builtin_offsetof(BootInfo, kernel_sha256_verified) == 224);
+static_assert(__builtin_offsetof(BootInfo, kernel_sha256) == 240);
+static_assert(__builtin_offsetof(BootInfo, pat) == 272);
+static_assert(__builtin_offsetof(BootInfo, flags) == 280);
+
+// BootInfo::flags.
+inline constexpr u64 kFlagNoExecute = u64{1} << 0;      // EFER.NXE is set; page-table bit 63 means NX
+inline constexpr u64 kFlagGigabytePages = u64{1} << 1;  // the CPU has 1 GiB pages (the loader used them)
+inline constexpr u64 kFlagWriteCombining = u64{1} << 2; // PAT entry 5 is WC (the framebuffer uses it)
+
+// PAT index (the PWT/PCD/PAT bits of a page-table entry) of write-combining in `pat` above.
+inline constexpr u32 kPatIndexWriteCombining = 5;
 
 }  // namespace boot
