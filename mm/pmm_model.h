@@ -1,0 +1,543 @@
+// A shadow model of mm.pmm and a harness that drives a real Pmm (over sim::PhysMemory) and the
+// model side by side, for the differential test (pmm_diff_test.cc) and the fuzzer
+// (fuzz/pmm_fuzz.cc). Host only.
+//
+// The model is deliberately naive: one state per frame, std::set of free frames per node, linear
+// run searches. It predicts every result exactly, including *which* frames an allocation returns
+// (the PMM's documented policy: lowest address first, the preferred node first), the error of every
+// bad free or claim and the frame it names in the log, and the per-node statistics.
+#pragma once
+
+#include <cinttypes>
+#include <cstdarg>
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "testing/host_runtime.h"
+
+import ktl;
+import mm.addr;
+import mm.pmm;
+import sim.phys;
+
+namespace pmm_model {
+
+using u64 = unsigned long long;
+using u32 = std::uint32_t;
+constexpr u64 kPage = 4096;
+constexpr u32 kNodes = mm::kMaxNumaNodes;
+
+enum class St : std::uint8_t { Hole, Reserved, Metadata, Free, Used };
+
+inline const char* st_name(St s) {
+  switch (s) {
+    case St::Hole: return "hole";
+    case St::Reserved: return "reserved";
+    case St::Metadata: return "metadata";
+    case St::Free: return "free";
+    case St::Used: return "used";
+  }
+  return "?";
+}
+
+// A region in plain numbers (bytes), so generators need not build typed values.
+struct Region {
+  u64 start;
+  u64 end;
+  mm::RegionKind kind;
+  u32 node;
+};
+
+inline std::string addr_text(u64 frame) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "P:0x%016llx", frame * kPage);
+  return buf;
+}
+
+class Harness {
+ public:
+  // Simulated memory [base, base + size) (bytes, page aligned); every region must lie inside it.
+  Harness(u64 base, u64 size, const std::vector<Region>& map)
+      : mem_(mm::PhysAddr::from(base), size), base_frame_(base / kPage), frames_(size / kPage) {
+    std::vector<mm::PhysRegion> typed;
+    for (const Region& r : map) {
+      typed.push_back(mm::PhysRegion{mm::PhysRange::try_from(mm::PhysAddr::from(r.start), mm::PhysAddr::from(r.end)).value(),
+                                     r.kind, mm::NodeId{r.node}});
+    }
+    expected_init_ = predict_init(map);
+    auto r = pmm_.init(ktl::Span<const mm::PhysRegion>::from_raw(typed.data(), typed.size()), mem_.window());
+    if (r.is_err()) {
+      init_error_ = r.error();
+      bool tolerated = r.error() == mm::PmmError::NoMemoryForMetadata && metadata_may_not_fit_;
+      if (!tolerated && (!expected_init_.has_value() || expected_init_.value() != r.error())) {
+        fail("init failed with %s, model expected %s", mm::to_string(r.error()),
+             expected_init_ ? mm::to_string(*expected_init_) : "success");
+      }
+      return;
+    }
+    if (expected_init_.has_value()) {
+      fail("init succeeded, model expected %s", mm::to_string(*expected_init_));
+      return;
+    }
+    ready_ = true;
+    build_model(map);
+    baseline_free_ = pmm_.free_frame_count();
+    check_stats();
+    check_all();
+  }
+  Harness(const Harness&) = delete;
+  Harness& operator=(const Harness&) = delete;
+
+  [[nodiscard]] bool ready() const { return ready_ && ok(); }
+  [[nodiscard]] bool ok() const { return failure_.empty(); }
+  [[nodiscard]] const std::string& failure() const { return failure_; }
+  [[nodiscard]] std::optional<mm::PmmError> init_error() const { return init_error_; }
+  [[nodiscard]] mm::Pmm& pmm() { return pmm_; }
+  [[nodiscard]] u64 first_frame() const { return base_frame_; }
+  [[nodiscard]] u64 frame_count() const { return frames_; }
+  [[nodiscard]] size_t owned_count() const { return owned_.size(); }
+  [[nodiscard]] size_t raw_count() const { return raw_.size(); }
+  [[nodiscard]] u64 model_free() const {
+    u64 n = 0;
+    for (const auto& s : free_) n += s.size();
+    return n;
+  }
+  u64 ops = 0;
+  // How often each outcome happened ("alloc ok", "free DoubleFree", ...), so a test can show that
+  // its operation mix reaches every path.
+  std::map<std::string, u64> tally;
+
+  // --- operations (each compares the Pmm with the model) ---------------------------------------
+  // count == 1 && align == 1 goes through alloc_physical_page (or pmm_alloc_page when `raw`).
+  void alloc(u64 count, u64 align_frames, std::optional<u32> node, mm::Fallback fallback,
+             std::optional<u64> below_frame, bool raw = false) {
+    if (!ready()) return;
+    ++ops;
+    mm::AllocOptions o;
+    if (node) o.node = mm::NodeId{*node};
+    o.fallback = fallback;
+    if (below_frame) o.below = mm::PhysAddr::from(*below_frame * kPage);
+    std::optional<u64> want = predict_alloc(count, align_frames, node, fallback, below_frame);
+    bool invalid = count == 0 || (node && *node >= kNodes);
+    if (count == 1 && align_frames == 1 && raw) {
+      auto r = pmm_.pmm_alloc_page(o);
+      if (!check_alloc_result(r.is_ok() ? std::optional<u64>(r.value().number()) : std::nullopt,
+                              r.is_err() ? r.error() : mm::PmmError::OutOfMemory, want, invalid, count)) {
+        return;
+      }
+      if (r.is_ok()) {
+        mark(r.value().number(), 1, St::Used);
+        raw_.push_back({r.value().number(), 1});
+      }
+      return;
+    }
+    auto r = count == 1 && align_frames == 1 ? pmm_.alloc_physical_page(o)
+                                             : pmm_.alloc_contiguous(count, align_frames * kPage, o);
+    if (!check_alloc_result(r.is_ok() ? std::optional<u64>(r.value().first().number()) : std::nullopt,
+                            r.is_err() ? r.error() : mm::PmmError::OutOfMemory, want, invalid, count)) {
+      return;
+    }
+    if (r.is_ok()) {
+      if (r.value().count() != count) return fail("allocation of %llu frames returned %llu", count, r.value().count());
+      mark(*want, count, St::Used);
+      owned_.push_back(r.release_value());
+    }
+  }
+
+  // Destroys owned[i]: its frames must become free.
+  void drop_owned(size_t i) {
+    if (!ready() || owned_.empty()) return;
+    ++ops;
+    i %= owned_.size();
+    u64 first = owned_[i].first().number();
+    u64 count = owned_[i].count();
+    std::swap(owned_[i], owned_.back());
+    owned_.pop_back();  // the destructor frees
+    mark(first, count, St::Free);
+    ++tally["drop ok"];
+    expect_no_log("drop of an owner");
+  }
+
+  void split_owned(size_t i, u64 at) {
+    if (!ready() || owned_.empty()) return;
+    ++ops;
+    i %= owned_.size();
+    if (owned_[i].count() < 2) return;
+    at = 1 + at % (owned_[i].count() - 1);
+    u64 first = owned_[i].first().number();
+    u64 count = owned_[i].count();
+    mm::SplitFrames parts = std::move(owned_[i]).split_at(at);
+    if (!owned_[i].empty()) return fail("split_at left the original non-empty");
+    if (parts.head.first().number() != first || parts.head.count() != at ||
+        parts.tail.first().number() != first + at || parts.tail.count() != count - at) {
+      return fail("split_at(%llu) of [%llu, +%llu) gave wrong halves", at, first, count);
+    }
+    owned_[i] = std::move(parts.head);
+    owned_.push_back(std::move(parts.tail));
+    ++tally["split ok"];
+  }
+
+  // owned[i].release(): the frames stay used and move to the raw list.
+  void release_owned(size_t i) {
+    if (!ready() || owned_.empty()) return;
+    ++ops;
+    i %= owned_.size();
+    mm::FrameRange<mm::Size4K> r = owned_[i].release();
+    if (!owned_[i].empty()) return fail("release() left the owner non-empty");
+    raw_.push_back({r.first().number(), r.count()});
+    std::swap(owned_[i], owned_.back());
+    owned_.pop_back();  // empty: frees nothing
+    for (u64 f = r.first().number(); f < r.first().number() + r.count(); ++f) {
+      if (state(f) != St::Used) return fail("released frame %s is %s in the model", addr_text(f).c_str(), st_name(state(f)));
+    }
+    expect_no_log("release");
+  }
+
+  // Frees raw[i] (pmm_free_page / set_page_free for one frame, free_frames for runs). When
+  // `twice`, frees it again and expects a double free.
+  void free_raw(size_t i, bool twice) {
+    if (!ready() || raw_.empty()) return;
+    ++ops;
+    i %= raw_.size();
+    auto [first, count] = raw_[i];
+    raw_[i] = raw_.back();
+    raw_.pop_back();
+    free_and_check(first, count, (ops & 1) != 0);
+    if (twice) free_and_check(first, count, (ops & 2) != 0);
+  }
+
+  // A free of an arbitrary range: only issued when the model says it must fail (a successful
+  // one would free frames that an owner still holds).
+  void free_arbitrary(u64 first, u64 count) {
+    if (!ready()) return;
+    if (count == 0) return;
+    if (predict_range(first, count, false).error == Outcome::kOk) return;
+    ++ops;
+    free_and_check(first, count, false);
+  }
+
+  // set_page_used / claim of a specific range; success becomes an owner.
+  void claim(u64 first, u64 count) {
+    if (!ready() || count == 0) return;
+    ++ops;
+    Outcome want = predict_range(first, count, true);
+    mm::Frame4K frame = mm::Frame4K::from_number(first).value();
+    before_call();
+    auto r = count == 1 ? pmm_.set_page_used(frame) : pmm_.claim(frame, count);
+    if (want.error == Outcome::kOk) {
+      if (r.is_err()) return fail("claim(%s, %llu) failed with %s; model: success", addr_text(first).c_str(), count, mm::to_string(r.error()));
+      mark(first, count, St::Used);
+      owned_.push_back(r.release_value());
+      ++tally["claim ok"];
+      expect_no_log("claim");
+      return;
+    }
+    if (r.is_ok()) return fail("claim(%s, %llu) succeeded; model: %s", addr_text(first).c_str(), count, mm::to_string(want.error));
+    check_error("claim", r.error(), want);
+  }
+
+  void check_stats() {
+    if (!ready()) return;
+    u64 total_free = 0;
+    for (u32 n = 0; n < kNodes; ++n) {
+      auto s = pmm_.node_stats(mm::NodeId{n});
+      const NodeCount& c = count_[n];
+      if (!c.present) {
+        if (s.has_value()) return fail("node %u has statistics but no regions", n);
+        continue;
+      }
+      if (!s.has_value()) return fail("node %u has regions but no statistics", n);
+      mm::MemStats want;
+      want.free_bytes = free_[n].size() * kPage;
+      want.used_bytes = c.used * kPage;
+      want.reserved_bytes = c.reserved * kPage;
+      want.metadata_bytes = c.metadata * kPage;
+      want.total_bytes = want.free_bytes + want.used_bytes + want.reserved_bytes + want.metadata_bytes;
+      if (!(*s == want)) {
+        ktl::InlineString<256> got, exp;
+        ktl::format_to(got, "{}", *s);
+        ktl::format_to(exp, "{}", want);
+        return fail("node %u stats %s, model %s", n, got.c_str(), exp.c_str());
+      }
+      total_free += free_[n].size();
+    }
+    if (pmm_.free_frame_count() != total_free) return fail("free_frame_count %llu, model %llu", pmm_.free_frame_count(), total_free);
+  }
+
+  // Every frame's state, and the Pmm's own invariants (summaries, counters). O(frames).
+  void check_all() {
+    if (!ready()) return;
+    for (u64 i = 0; i < frames_; ++i) {
+      u64 f = base_frame_ + i;
+      mm::FrameState got = pmm_.state_of(mm::Frame4K::from_number(f).value());
+      mm::FrameState want = to_frame_state(st_[i]);
+      if (got != want) return fail("state_of(%s) = %s, model %s", addr_text(f).c_str(), mm::to_string(got), mm::to_string(want));
+    }
+    if (!pmm_.check_invariants()) return fail("Pmm::check_invariants failed");
+    check_stats();
+  }
+
+  // Returns everything and checks the free count is back to its baseline.
+  void teardown() {
+    if (!ready()) return;
+    for (const mm::AllocatedFrames& o : owned_) mark(o.first().number(), o.count(), St::Free);
+    owned_.clear();
+    for (auto [first, count] : raw_) {
+      auto r = count == 1 ? pmm_.pmm_free_page(mm::Frame4K::from_number(first).value())
+                          : pmm_.free_frames(mm::Frame4K::from_number(first).value(), count);
+      if (r.is_err()) return fail("teardown free of %s failed: %s", addr_text(first).c_str(), mm::to_string(r.error()));
+      mark(first, count, St::Free);
+    }
+    raw_.clear();
+    if (pmm_.free_frame_count() != baseline_free_) {
+      return fail("leak: %llu free frames after teardown, %llu at start", pmm_.free_frame_count(), baseline_free_);
+    }
+    check_all();
+  }
+
+  __attribute__((format(printf, 2, 3))) void fail(const char* fmt, ...) {
+    if (!failure_.empty()) return;
+    char buf[512];
+    va_list args;
+    va_start(args, fmt);
+    std::vsnprintf(buf, sizeof buf, fmt, args);
+    va_end(args);
+    failure_ = "after " + std::to_string(ops) + " ops: " + buf;
+  }
+
+ private:
+  struct Outcome {
+    static constexpr mm::PmmError kOk = mm::PmmError::AlreadyInitialized;  // "no error" marker
+    mm::PmmError error = kOk;
+    u64 frame = 0;  // the frame the log must name
+  };
+  struct NodeCount {
+    bool present = false;
+    u64 used = 0;
+    u64 reserved = 0;
+    u64 metadata = 0;
+  };
+
+  // --- model construction ---
+  static std::pair<u64, u64> span_of(const Region& r) {
+    if (r.kind == mm::RegionKind::Usable) {
+      u64 a = (r.start + kPage - 1) / kPage, b = r.end / kPage;
+      return {a, b > a ? b : a};
+    }
+    return {r.start / kPage, (r.end + kPage - 1) / kPage};
+  }
+
+  std::optional<mm::PmmError> predict_init(const std::vector<Region>& map) {
+    u64 prev_end = 0;
+    u64 largest_usable = 0;
+    for (size_t i = 0; i < map.size(); ++i) {
+      if (map[i].node >= kNodes) return mm::PmmError::BadMemoryMap;
+      if (i > 0 && map[i].start < prev_end) return mm::PmmError::BadMemoryMap;
+      prev_end = map[i].end;
+    }
+    for (const Region& r : map) {
+      auto [a, b] = span_of(r);
+      if (r.kind == mm::RegionKind::Usable && b > a) largest_usable = std::max(largest_usable, b - a);
+    }
+    if (largest_usable == 0) return mm::PmmError::NoUsableMemory;
+    // The bitmaps of a few arenas fit in a few frames; a tiny map may legitimately have no room.
+    metadata_may_not_fit_ = largest_usable < 64;
+    return std::nullopt;
+  }
+
+  void build_model(const std::vector<Region>& map) {
+    st_.assign(frames_, St::Hole);
+    node_.assign(frames_, 0);
+    for (const Region& r : map) {
+      auto [a, b] = span_of(r);
+      for (u64 f = a; f < b; ++f) {
+        if (!in_range(f)) return fail("region frame %s outside simulated memory", addr_text(f).c_str());
+        u64 i = f - base_frame_;
+        if (st_[i] != St::Hole) continue;  // an edge frame shared by two grown reserved regions
+        st_[i] = r.kind == mm::RegionKind::Usable ? St::Free : St::Reserved;
+        node_[i] = static_cast<std::uint8_t>(r.node);
+      }
+      count_[r.node].present = count_[r.node].present || b > a;
+    }
+    // Metadata blocks: inside usable memory, each at the top of its usable span or directly below
+    // another block.
+    std::set<u64> block_starts;
+    for (size_t b = 0; b < pmm_.metadata_block_count(); ++b) block_starts.insert(pmm_.metadata_block(b).start().value() / kPage);
+    for (size_t b = 0; b < pmm_.metadata_block_count(); ++b) {
+      mm::PhysRange r = pmm_.metadata_block(b);
+      u64 first = r.start().value() / kPage, end = r.end().value() / kPage;
+      for (u64 f = first; f < end; ++f) {
+        if (!in_range(f) || st_[f - base_frame_] != St::Free) return fail("metadata frame %s is not usable memory", addr_text(f).c_str());
+        st_[f - base_frame_] = St::Metadata;
+      }
+      bool top_of_span = !in_range(end) || st_[end - base_frame_] != St::Free || node_[end - base_frame_] != node_[first - base_frame_];
+      if (!top_of_span && block_starts.count(end) == 0) return fail("metadata block at %s is not carved from the top", addr_text(first).c_str());
+    }
+    for (u64 i = 0; i < frames_; ++i) {
+      u32 n = node_[i];
+      switch (st_[i]) {
+        case St::Free: free_[n].insert(base_frame_ + i); break;
+        case St::Reserved: ++count_[n].reserved; break;
+        case St::Metadata: ++count_[n].metadata; break;
+        default: break;
+      }
+    }
+  }
+
+  // --- model queries ---
+  [[nodiscard]] bool in_range(u64 f) const { return f >= base_frame_ && f - base_frame_ < frames_; }
+  [[nodiscard]] St state(u64 f) const { return in_range(f) ? st_[f - base_frame_] : St::Hole; }
+  [[nodiscard]] u32 node(u64 f) const { return in_range(f) ? node_[f - base_frame_] : 0; }
+  [[nodiscard]] static bool managed(St s) { return s == St::Free || s == St::Used; }
+  static mm::FrameState to_frame_state(St s) {
+    switch (s) {
+      case St::Free: return mm::FrameState::Free;
+      case St::Used: return mm::FrameState::Allocated;
+      case St::Reserved: return mm::FrameState::Reserved;
+      case St::Metadata: return mm::FrameState::Metadata;
+      case St::Hole: return mm::FrameState::NotManaged;
+    }
+    return mm::FrameState::NotManaged;
+  }
+
+  void mark(u64 first, u64 count, St s) {
+    for (u64 f = first; f < first + count; ++f) {
+      u64 i = f - base_frame_;
+      u32 n = node_[i];
+      if (st_[i] == St::Free) free_[n].erase(f);
+      if (st_[i] == St::Used) --count_[n].used;
+      st_[i] = s;
+      if (s == St::Free) free_[n].insert(f);
+      if (s == St::Used) ++count_[n].used;
+    }
+  }
+
+  // The lowest run on `n`: `count` free frames of node n, first frame a multiple of `align`,
+  // ending at or below `limit`.
+  std::optional<u64> lowest_run(u32 n, u64 count, u64 align, u64 limit) const {
+    auto it = free_[n].begin();
+    while (it != free_[n].end()) {
+      u64 s = (*it + align - 1) / align * align;
+      if (s + count > limit) return std::nullopt;
+      u64 k = s;
+      while (k < s + count && state(k) == St::Free && node(k) == n) ++k;
+      if (k == s + count) return s;
+      it = free_[n].lower_bound(k + 1);
+    }
+    return std::nullopt;
+  }
+
+  std::optional<u64> predict_alloc(u64 count, u64 align, std::optional<u32> pref, mm::Fallback fallback,
+                                   std::optional<u64> below) const {
+    if (count == 0 || (pref && *pref >= kNodes)) return std::nullopt;
+    u64 limit = below ? *below : ~u64{0} / 2;
+    auto best_of = [&](auto accept) {
+      std::optional<u64> best;
+      for (u32 n = 0; n < kNodes; ++n) {
+        if (!accept(n)) continue;
+        auto r = lowest_run(n, count, align, limit);
+        if (r && (!best || *r < *best)) best = r;
+      }
+      return best;
+    };
+    if (!pref) return best_of([](u32) { return true; });
+    auto mine = best_of([&](u32 n) { return n == *pref; });
+    if (mine || fallback == mm::Fallback::None) return mine;
+    return best_of([&](u32 n) { return n != *pref; });
+  }
+
+  // The expected result of freeing (claiming) [first, first + count).
+  Outcome predict_range(u64 first, u64 count, bool claiming) const {
+    if (!managed(state(first))) return classify(first);
+    for (u64 f = first; f < first + count; ++f) {
+      if (!managed(state(f))) return classify(f);
+      if (node(f) != node(first)) return Outcome{mm::PmmError::InvalidRequest, f};  // another arena
+    }
+    for (u64 f = first; f < first + count; ++f) {
+      if (!claiming && state(f) == St::Free) return Outcome{mm::PmmError::DoubleFree, f};
+      if (claiming && state(f) == St::Used) return Outcome{mm::PmmError::AlreadyAllocated, f};
+    }
+    return Outcome{};
+  }
+  Outcome classify(u64 f) const {
+    St s = state(f);
+    return Outcome{s == St::Hole ? mm::PmmError::NotManaged : mm::PmmError::Reserved, f};
+  }
+
+  // --- checks ---
+  bool check_alloc_result(std::optional<u64> got, mm::PmmError error, std::optional<u64> want, bool invalid, u64 count) {
+    if (got && want && *got == *want) {
+      ++tally[count == 1 ? "alloc ok" : "alloc run ok"];
+      return true;
+    }
+    if (!got && !want) {
+      mm::PmmError expected = invalid ? mm::PmmError::InvalidRequest : mm::PmmError::OutOfMemory;
+      ++tally[std::string(count == 1 ? "alloc " : "alloc run ") + mm::to_string(expected)];
+      if (error == expected) return true;
+      fail("allocation of %llu failed with %s, model expected %s", count, mm::to_string(error), mm::to_string(expected));
+      return false;
+    }
+    fail("allocation of %llu frames returned %s, model expected %s", count,
+         got ? addr_text(*got).c_str() : mm::to_string(error), want ? addr_text(*want).c_str() : "failure");
+    return false;
+  }
+
+  void free_and_check(u64 first, u64 count, bool seed_name) {
+    Outcome want = predict_range(first, count, false);
+    mm::Frame4K frame = mm::Frame4K::from_number(first).value();
+    before_call();
+    auto r = count == 1 ? (seed_name ? pmm_.set_page_free(frame) : pmm_.pmm_free_page(frame)) : pmm_.free_frames(frame, count);
+    if (want.error == Outcome::kOk) {
+      if (r.is_err()) return fail("free(%s, %llu) failed with %s; model: success", addr_text(first).c_str(), count, mm::to_string(r.error()));
+      mark(first, count, St::Free);
+      ++tally["free ok"];
+      expect_no_log("free");
+      return;
+    }
+    if (r.is_ok()) return fail("free(%s, %llu) succeeded; model: %s", addr_text(first).c_str(), count, mm::to_string(want.error));
+    check_error("free", r.error(), want);
+  }
+
+  void before_call() { log_.lines.clear(); }
+  void expect_no_log(const char* what) {
+    if (!log_.lines.empty()) fail("%s logged unexpectedly: %s", what, log_.lines.front().c_str());
+    log_.lines.clear();
+  }
+  void check_error(const char* what, mm::PmmError got, Outcome want) {
+    ++tally[std::string(what) + " " + mm::to_string(want.error)];
+    if (got != want.error) return fail("%s failed with %s, model: %s at %s", what, mm::to_string(got), mm::to_string(want.error), addr_text(want.frame).c_str());
+    if (log_.lines.size() != 1 || log_.lines[0].find(addr_text(want.frame)) == std::string::npos) {
+      return fail("%s error %s: expected one log line naming %s, got %zu lines (%s)", what, mm::to_string(got),
+                  addr_text(want.frame).c_str(), log_.lines.size(), log_.lines.empty() ? "" : log_.lines[0].c_str());
+    }
+    log_.lines.clear();
+  }
+
+  ferrite_host::LogCapture log_;  // captures the PMM's error reports (declared first: outlives pmm_)
+  sim::PhysMemory mem_;
+  mm::Pmm pmm_;
+  u64 base_frame_;
+  u64 frames_;
+  bool ready_ = false;
+  bool metadata_may_not_fit_ = false;
+  std::optional<mm::PmmError> expected_init_;
+  std::optional<mm::PmmError> init_error_;
+  std::string failure_;
+  u64 baseline_free_ = 0;
+
+  std::vector<St> st_;
+  std::vector<std::uint8_t> node_;
+  std::set<u64> free_[kNodes];
+  NodeCount count_[kNodes];
+
+  // Declared last: destroyed first, while pmm_ is alive.
+  std::vector<mm::AllocatedFrames> owned_;
+  std::vector<std::pair<u64, u64>> raw_;
+};
+
+}  // namespace pmm_model
