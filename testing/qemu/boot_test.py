@@ -13,6 +13,9 @@ Expectations:
   --forbid RE      must never appear
   --until RE       stop QEMU as soon as this appears (otherwise wait for QEMU to exit)
   --exit-code N    QEMU's exit status must be N (isa-debug-exit: (v << 1) | 1)
+  --usable-slack-mib N
+                   the kernel's "memory map: N regions, X MiB usable" must satisfy
+                   given - N <= X <= given, with `given` the RAM QEMU was started with (--memory)
 Image edits (on a private copy, through mtools):
   --cmdline TEXT            replace \\ferrite\\cmdline.txt
   --replace-file SRC=DST    put SRC at DST in the ESP (e.g. a broken kernel at /ferrite/kernel.elf)
@@ -35,6 +38,29 @@ ESP_OFFSET = 1024 * 1024  # partition 1 starts at sector 2048 (tools/image/mkima
 
 def clean(text):
     return ANSI.sub("", text).replace("\r", "")
+
+
+def mebibytes(size):
+    """QEMU's -m syntax (128M, 1G, 6G, or a plain number of MiB) in MiB."""
+    m = re.fullmatch(r"(\d+)([MG]?)", size.strip().upper())
+    if not m:
+        raise ValueError("cannot parse memory size %r" % size)
+    return int(m.group(1)) * (1024 if m.group(2) == "G" else 1)
+
+
+def check_usable(text, memory, slack_mib):
+    """The usable total the kernel reports must lie in [given - slack, given]."""
+    m = re.search(r"memory map: (\d+) regions, (\d+) MiB usable", text)
+    if not m:
+        return ["no 'memory map: N regions, X MiB usable' line to check"]
+    given, usable = mebibytes(memory), int(m.group(2))
+    print("boot_test: usable %d MiB of %d MiB given (%d MiB reserved or in use, bound %d MiB)"
+          % (usable, given, given - usable, slack_mib))
+    if usable > given:
+        return ["kernel reports %d MiB usable, more than the %d MiB QEMU was given" % (usable, given)]
+    if usable < given - slack_mib:
+        return ["kernel reports %d MiB usable of %d MiB: more than %d MiB lost" % (usable, given, slack_mib)]
+    return []
 
 
 def mtools(args, image):
@@ -82,6 +108,8 @@ def main():
     p.add_argument("--forbid", action="append", default=[])
     p.add_argument("--until")
     p.add_argument("--exit-code", type=int)
+    p.add_argument("--usable-slack-mib", type=int,
+                   help="check the kernel's usable-memory total against --memory (see above)")
     p.add_argument("--qmp", action="store_true", help="expose a QMP socket (for checks from outside)")
     p.add_argument("--qemu-arg", action="append", default=[])
     p.add_argument("--log-name", default="serial.log")
@@ -156,6 +184,8 @@ def main():
         m = re.search(pattern, text, re.M)
         if m:
             failures.append("forbidden text found: %r" % m.group(0))
+    if a.usable_slack_mib is not None:
+        failures += check_usable(text, a.memory or "512M", a.usable_slack_mib)
     if a.exit_code is not None and not stopped_by_us and proc.returncode != a.exit_code:
         failures.append("QEMU exited with %s, expected %d" % (proc.returncode, a.exit_code))
     if a.exit_code is not None and stopped_by_us:

@@ -41,6 +41,7 @@ def qemu_boot_test(
         machine = None,
         memory = None,
         cpu = None,
+        usable_slack_mib = None,
         timeout_seconds = 120,
         extra_args = [],
         data = [],
@@ -82,6 +83,8 @@ def qemu_boot_test(
         args += ["--memory", memory]
     if cpu:
         args += ["--cpu", cpu]
+    if usable_slack_mib != None:
+        args += ["--usable-slack-mib", str(usable_slack_mib)]
     args += extra_args
     inputs = [image, code, vars] + list(replace_files.keys()) + data
     _args_file(
