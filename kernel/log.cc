@@ -14,8 +14,38 @@ struct State {
   ktl::Array<ktl::FormatSink*, kMaxSinks> sinks GUARDED_BY(lock){};
   ktl::usize count GUARDED_BY(lock) = 0;
   ktl::Atomic<ktl::u32> level{ktl::to_underlying(Level::Info)};
+  // A ring of the most recent output, replayed to sinks added later.
+  ktl::Array<char, kHistoryBytes> history GUARDED_BY(lock){};
+  ktl::usize history_next GUARDED_BY(lock) = 0;
+  bool history_wrapped GUARDED_BY(lock) = false;
 };
 State g_state;
+
+void remember_locked(ktl::StringView text) REQUIRES(g_state.lock) {
+  for (char c : text) {
+    g_state.history[g_state.history_next] = c;
+    if (++g_state.history_next == kHistoryBytes) {
+      g_state.history_next = 0;
+      g_state.history_wrapped = true;
+    }
+  }
+}
+
+void write_locked(ktl::StringView text) REQUIRES(g_state.lock) {
+  remember_locked(text);
+  for (ktl::usize i = 0; i < g_state.count; ++i) g_state.sinks[i]->write(text);
+}
+
+void replay_locked(ktl::FormatSink& sink) REQUIRES(g_state.lock) {
+  ktl::Span<const char> all = g_state.history.span();
+  if (g_state.history_wrapped) {
+    ktl::StringView older(all.subspan(g_state.history_next));
+    // Start at the first complete line.
+    ktl::usize nl = older.find('\n');
+    if (nl < older.size()) sink.write(older.substr(nl + 1));
+  }
+  sink.write(ktl::StringView(all.first(g_state.history_next)));
+}
 
 const char* prefix(Level l) {
   switch (l) {
@@ -28,9 +58,10 @@ const char* prefix(Level l) {
 }
 }  // namespace
 
-bool add_sink(ktl::FormatSink& sink) {
+bool add_sink(ktl::FormatSink& sink, Replay replay) {
   ktl::LockGuard guard(g_state.lock);
   if (g_state.count == kMaxSinks) return false;
+  if (replay == Replay::History) replay_locked(sink);
   g_state.sinks[g_state.count++] = &sink;
   return true;
 }
@@ -47,14 +78,23 @@ void write_all(ktl::StringView text) NO_THREAD_SAFETY_ANALYSIS {
   }
 }
 
+void write_first(ktl::StringView text) NO_THREAD_SAFETY_ANALYSIS {
+  // No lock, as write_all.
+  ktl::FormatSink* s = g_state.sinks.span()[0];
+  if (s != nullptr) s->write(text);
+}
+
+void write_raw(ktl::StringView text) {
+  ktl::LockGuard guard(g_state.lock);
+  write_locked(text);
+}
+
 namespace detail {
 void emit(Level l, const LineSink& line) {
   ktl::LockGuard guard(g_state.lock);
-  for (ktl::usize i = 0; i < g_state.count; ++i) {
-    g_state.sinks[i]->write(prefix(l));
-    g_state.sinks[i]->write(line.view());
-    g_state.sinks[i]->write("\n");
-  }
+  write_locked(prefix(l));
+  write_locked(line.view());
+  write_locked("\n");
 }
 }  // namespace detail
 

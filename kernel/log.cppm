@@ -14,14 +14,47 @@ export namespace klog {
 
 enum class Level : ktl::u32 { Debug = 0, Info = 1, Warn = 2, Error = 3 };
 
+[[nodiscard]] constexpr const char* to_string(Level l) {
+  switch (l) {
+    case Level::Debug: return "debug";
+    case Level::Info: return "info";
+    case Level::Warn: return "warn";
+    case Level::Error: return "error";
+  }
+  return "?";
+}
+// "debug", "info", "warn" (or "warning"), "error"; nullopt for anything else.
+[[nodiscard]] constexpr ktl::Optional<Level> level_from_string(ktl::StringView s) {
+  if (s == "debug") return Level::Debug;
+  if (s == "info") return Level::Info;
+  if (s == "warn" || s == "warning") return Level::Warn;
+  if (s == "error") return Level::Error;
+  return ktl::nullopt;
+}
+
 // Registers a console. At most kMaxSinks; the sinks live for the rest of the kernel's life.
+// With Replay::History the sink first receives the recent output (the last kHistoryBytes), so a
+// console that comes up late (the framebuffer) still shows the boot messages.
 inline constexpr ktl::usize kMaxSinks = 4;
-bool add_sink(ktl::FormatSink& sink);
+inline constexpr ktl::usize kHistoryBytes = 8192;
+enum class Replay { None, History };
+bool add_sink(ktl::FormatSink& sink, Replay replay = Replay::None);
 void set_level(Level level);
 [[nodiscard]] Level level();
 
-// Writes raw text to every sink (used by panic, which formats itself).
+// Writes raw text to every sink, without taking the log lock (used by panic, which may have
+// interrupted a holder of the lock). FIXME(smp): serialise panics across CPUs.
 void write_all(ktl::StringView text);
+// Writes raw text to the first sink only (the serial port): for a panic inside a console.
+void write_first(ktl::StringView text);
+// Writes raw text to every sink under the log lock, unprefixed (test output, reports).
+void write_raw(ktl::StringView text);
+
+// A FormatSink over write_raw(): `ktl::format_to(klog::raw(), "...", ...)`.
+class RawSink final : public ktl::FormatSink {
+ public:
+  void write(ktl::StringView text) override { write_raw(text); }
+};
 
 namespace detail {
 // Collects one message in a line buffer, then hands it to every sink at once.

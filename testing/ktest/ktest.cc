@@ -23,13 +23,19 @@ class SinkReporter final : public Reporter {
   ktl::FormatSink& out_;
 };
 
+// Tests named DISABLED_* (GoogleTest's convention, e.g. deliberately failing self-checks) run
+// only when the filter names them explicitly: "Suite.DISABLED_Name" (or a prefix of it).
 bool matches(const TestCase& t, ktl::StringView filter) {
-  if (filter.empty() || filter == "all") return true;
   ktl::StringView suite(t.suite);
-  if (filter.size() <= suite.size()) return suite.starts_with(filter);
+  ktl::StringView name(t.name);
+  bool disabled = name.starts_with("DISABLED_");
+  if (filter.empty() || filter == "all") return !disabled;
+  if (filter.size() <= suite.size()) return !disabled && suite.starts_with(filter);
   // "Suite.Name" prefix
   if (!filter.starts_with(suite) || filter[suite.size()] != '.') return false;
-  return ktl::StringView(t.name).starts_with(filter.substr(suite.size() + 1));
+  ktl::StringView name_filter = filter.substr(suite.size() + 1);
+  if (disabled && !name_filter.starts_with("DISABLED_")) return false;
+  return name.starts_with(name_filter);
 }
 }  // namespace
 

@@ -109,7 +109,8 @@ struct Summary {
 };
 
 // Runs every test whose "Suite.Name" starts with `filter` ("" or "all" runs everything), printing
-// progress and failures to `out`, and returns the totals.
+// progress and failures to `out`, and returns the totals. Tests named DISABLED_* run only when
+// the filter spells out "Suite.DISABLED_..." (as GoogleTest skips them unless asked).
 Summary run_all(ktl::FormatSink& out, ktl::StringView filter);
 
 }  // namespace ktest

@@ -44,6 +44,9 @@ TEST(Ktest, FailuresAreReportedWithValuesAndKtryReturns) {
   EXPECT_NE(c.messages[1].find("KTRY(none) failed"), std::string::npos);
 }
 
+// Fails on purpose; runs only when named (see RunAllSkipsDisabledUnlessNamed).
+KTEST(KtestDisabled, DISABLED_FailsWhenNamed) { KEXPECT_EQ(1, 2); }
+
 class StringSink final : public ktl::FormatSink {
  public:
   void write(ktl::StringView t) override { out.append(t.data(), t.size()); }
@@ -58,6 +61,18 @@ TEST(Ktest, RunAllFiltersAndSummarises) {
   EXPECT_NE(out.out.find("ktest: 1 passed, 0 failed"), std::string::npos);
   auto none = ktest::run_all(out, "NoSuchSuite");
   EXPECT_EQ(none.passed + none.failed, 0u);
+}
+
+TEST(Ktest, RunAllSkipsDisabledUnlessNamed) {
+  StringSink out;
+  auto all = ktest::run_all(out, "all");
+  EXPECT_EQ(all.failed, 0u);
+  EXPECT_EQ(out.out.find("DISABLED_FailsWhenNamed"), std::string::npos);
+  auto suite = ktest::run_all(out, "KtestDisabled");
+  EXPECT_EQ(suite.passed + suite.failed, 0u);
+  auto named = ktest::run_all(out, "KtestDisabled.DISABLED_Fails");
+  EXPECT_EQ(named.failed, 1u);
+  EXPECT_NE(out.out.find("ktest: 0 passed, 1 failed"), std::string::npos);
 }
 
 }  // namespace

@@ -78,6 +78,51 @@ inline u64 rdtsc() {
 }
 
 inline void invlpg(u64 virt) { __asm__ volatile("invlpg (%0)" : : "r"(virt) : "memory"); }
+inline u64 read_rflags() {
+  u64 v;
+  __asm__ volatile("pushfq; popq %0" : "=r"(v));
+  return v;
+}
+inline u64 read_rbp() {
+  u64 v;
+  __asm__ volatile("mov %%rbp, %0" : "=r"(v));
+  return v;
+}
+inline u64 read_rsp() {
+  u64 v;
+  __asm__ volatile("mov %%rsp, %0" : "=r"(v));
+  return v;
+}
+inline u16 read_cs() {
+  u16 v;
+  __asm__ volatile("mov %%cs, %0" : "=r"(v));
+  return v;
+}
+
+// The operand of lgdt/lidt/sgdt/sidt.
+struct [[gnu::packed]] DescriptorTablePointer {
+  u16 limit;
+  u64 base;
+};
+static_assert(sizeof(DescriptorTablePointer) == 10);
+inline void lgdt(const DescriptorTablePointer& p) { __asm__ volatile("lgdt %0" : : "m"(p) : "memory"); }
+inline void lidt(const DescriptorTablePointer& p) { __asm__ volatile("lidt %0" : : "m"(p) : "memory"); }
+inline DescriptorTablePointer sgdt() {
+  DescriptorTablePointer p{};
+  __asm__ volatile("sgdt %0" : "=m"(p));
+  return p;
+}
+inline DescriptorTablePointer sidt() {
+  DescriptorTablePointer p{};
+  __asm__ volatile("sidt %0" : "=m"(p));
+  return p;
+}
+inline void ltr(u16 selector) { __asm__ volatile("ltr %0" : : "r"(selector) : "memory"); }
+inline u16 str() {
+  u16 v;
+  __asm__ volatile("str %0" : "=r"(v));
+  return v;
+}
 inline void cli() { __asm__ volatile("cli" ::: "memory"); }
 inline void sti() { __asm__ volatile("sti" ::: "memory"); }
 inline void hlt() { __asm__ volatile("hlt" ::: "memory"); }
@@ -106,6 +151,7 @@ inline constexpr u64 kPg = u64{1} << 31;
 namespace cr4 {
 inline constexpr u64 kPae = u64{1} << 5;
 inline constexpr u64 kPge = u64{1} << 7;
+inline constexpr u64 kOsfxsr = u64{1} << 9;
 inline constexpr u64 kUmip = u64{1} << 11;
 inline constexpr u64 kLa57 = u64{1} << 12;
 inline constexpr u64 kSmep = u64{1} << 20;

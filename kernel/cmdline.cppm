@@ -1,0 +1,67 @@
+// kernel.cmdline: the kernel command line ("key=value key=value ..."), parsed once at boot.
+//
+//   log=debug|info|warn|error     the log level (default info)
+//   test=boot                     test mode: boot, report, exit QEMU with 33
+//   test=<filter>                 test mode: run the KTEST suites whose "Suite.Name" starts with
+//                                 <filter> ("all" = every suite except DISABLED_ ones); exit 33
+//                                 if all passed, 35 otherwise
+//   test=fault:<kind>             test mode: trigger a deliberate fault (pagefault, divide, wp,
+//                                 stackoverflow, nmi, panic) whose panic report exits with 35
+//   fbcon=on|off                  the framebuffer console (default on when there is a framebuffer)
+//   bootinfo.corrupt=<kind>       test mode only: validate a corrupted copy of the boot information
+//                                 (version, overlap, unsorted, zero-size, huge) to exercise the
+//                                 bad-input policy
+//
+// Unknown keys, bad values and repeated keys are reported as warnings, never fatal: a typo must
+// not keep a machine from booting. The parser is pure (host tests in cmdline_test.cc).
+module;
+
+#include <ktl/macros.h>
+
+export module kernel.cmdline;
+
+import ktl;
+import kernel.log;
+
+export namespace kernel {
+
+using ktl::usize;
+
+enum class TestMode { None, Boot, Suites, Fault };
+enum class FaultKind { None, PageFault, Divide, WriteProtect, StackOverflow, Nmi, Panic };
+enum class Corruption { None, Version, Overlap, Unsorted, ZeroSize, Huge };
+enum class Toggle { On, Off };
+
+[[nodiscard]] const char* to_string(FaultKind k);
+[[nodiscard]] const char* to_string(Corruption c);
+
+struct Options {
+  klog::Level log_level = klog::Level::Info;
+  TestMode test = TestMode::None;
+  ktl::StringView test_filter;  // the value of test= (for Suites: the ktest filter)
+  FaultKind fault = FaultKind::None;
+  Toggle fbcon = Toggle::On;
+  Corruption corrupt = Corruption::None;
+};
+
+enum class WarningKind { UnknownKey, BadValue, Repeated, NotAnOption, IgnoredOutsideTestMode };
+struct Warning {
+  WarningKind kind;
+  ktl::StringView word;  // the offending "key=value" (or word)
+};
+void format_value(ktl::FormatSink& sink, const Warning& w, const ktl::FormatSpec& spec);
+
+struct ParsedCommandLine {
+  Options options;
+  static constexpr usize kMaxWarnings = 8;
+  ktl::Array<Warning, kMaxWarnings> warnings{};
+  usize warning_count = 0;   // at most kMaxWarnings are kept
+  usize dropped_warnings = 0;
+
+  [[nodiscard]] ktl::Span<const Warning> warning_list() const { return warnings.span().first(warning_count); }
+};
+
+// The views in the result point into `text`, which must outlive it.
+[[nodiscard]] ParsedCommandLine parse_command_line(ktl::StringView text);
+
+}  // namespace kernel

@@ -1,0 +1,72 @@
+module;
+
+#include <ktl/macros.h>
+
+module kernel.selftest;
+
+import ktl;
+import kernel.cmdline;
+import arch.x86_64.apic;
+
+namespace kernel::selftest {
+
+namespace {
+
+// An address in the lower half above the loader's identity map (RAM and the low 4 GiB): never
+// mapped, and canonical (a non-canonical one would raise #GP instead of #PF).
+constexpr ktl::u64 kUnmappedAddress = 0x0000'dead'0000'0000ull;
+
+volatile ktl::u64 g_zero = 0;
+volatile ktl::u64 g_one = 1;
+volatile bool g_recurse = true;
+const ktl::u64 g_read_only_word = 0x5a5a'5a5a'5a5a'5a5aull;  // .rodata: mapped read-only
+
+[[gnu::noinline]] void trigger_page_fault() {
+  auto* p = reinterpret_cast<volatile ktl::u64*>(static_cast<ktl::uptr>(kUnmappedAddress));
+  (void)*p;
+}
+
+[[gnu::noinline]] void trigger_divide_error() {
+  ktl::u64 q = g_one / g_zero;  // g_zero is volatile: the compiler must emit the div
+  g_one = q;
+}
+
+[[gnu::noinline]] void trigger_write_to_rodata() {
+  // CR0.WP makes this fault in supervisor mode too.
+  auto* p = const_cast<volatile ktl::u64*>(&g_read_only_word);
+  *p = 0;
+}
+
+[[gnu::noinline]] ktl::u64 trigger_stack_overflow(ktl::u64 depth) {
+  // A large frame, touched so it is really allocated, and an addition after the call so the
+  // recursion cannot become a loop.
+  volatile ktl::u8 frame[512];
+  frame[0] = static_cast<ktl::u8>(depth);
+  if (!g_recurse) return depth;
+  return trigger_stack_overflow(depth + 1) + frame[0];
+}
+
+[[gnu::noinline]] void trigger_nmi() { arch::x86_64::send_nmi_to_self(); }
+
+[[gnu::noinline]] void trigger_panic() { ktl::panic("deliberate panic (test=fault:panic)"); }
+
+}  // namespace
+
+void run_fault(FaultKind kind, ktl::u64 direct_map_base) {
+  arch::x86_64::set_apic_direct_map(direct_map_base);
+  switch (kind) {
+    case FaultKind::PageFault: trigger_page_fault(); break;
+    case FaultKind::Divide: trigger_divide_error(); break;
+    case FaultKind::WriteProtect: trigger_write_to_rodata(); break;
+    case FaultKind::StackOverflow: g_one = trigger_stack_overflow(0); break;
+    case FaultKind::Nmi:
+      trigger_nmi();
+      // Delivery is asynchronous: give it a moment.
+      for (int i = 0; i < 1000000; ++i) ktl::cpu_relax();
+      break;
+    case FaultKind::Panic: trigger_panic(); break;
+    case FaultKind::None: break;
+  }
+}
+
+}  // namespace kernel::selftest
