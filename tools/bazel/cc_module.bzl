@@ -76,7 +76,6 @@ def _cc_module_impl(ctx):
     module_name = ctx.attr.module_name or ctx.label.name
     file_stem = module_name.replace(":", "-")
     dep_infos = [d[CcInfo] for d in ctx.attr.deps]
-    dep_cc = cc_common.merge_cc_infos(cc_infos = dep_infos).compilation_context
 
     # Own headers (e.g. a header of macros, which modules cannot export) are visible to the
     # interface and to every dependent.

@@ -11,6 +11,7 @@ rejected or, worse, silently accepted when importer and module were compiled wit
 dialect or ABI flags (see tools/README.md).
 """
 
+load("@bazel_tools//tools/build_defs/cc:action_names.bzl", "ACTION_NAMES")
 load(
     "@bazel_tools//tools/cpp:cc_toolchain_config_lib.bzl",
     "action_config",
@@ -21,7 +22,6 @@ load(
     "variable_with_value",
     "with_feature_set",
 )
-load("@bazel_tools//tools/build_defs/cc:action_names.bzl", "ACTION_NAMES")
 
 _C_COMPILE = [ACTION_NAMES.c_compile]
 _CXX_COMPILE = [
