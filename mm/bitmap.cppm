@@ -172,6 +172,8 @@ class SummaryBitmap {
   [[nodiscard]] u64 storage_bytes() const { return storage_words(size_) * sizeof(u64); }
 
   [[nodiscard]] bool test(u64 i) const { return any_[0].test(i); }
+  // The bits themselves, 64 to a word (bit i is bit i % 64 of word i / 64).
+  [[nodiscard]] ktl::Span<const u64> words() const { return any_[0].words(); }
   void set(u64 i) {
     ktl::check(i < size_, "SummaryBitmap::set out of range");
     u64 w = i / 64;

@@ -190,8 +190,10 @@ bool PmmArena::check_invariants() const {
   ktl::LockGuard guard(lock_);
   if (!free_.check_invariants()) return false;
   if (managed_.count_set(0, frames_) != managed_count_) return false;
-  for (u64 i = 0; i < frames_; ++i) {
-    if (free_.test(i) && !managed_.test(i)) return false;
+  ktl::Span<const u64> free_words = free_.words();
+  ktl::Span<u64> managed_words = managed_.words();
+  for (usize w = 0; w < free_words.size(); ++w) {
+    if ((free_words[w] & ~managed_words[w]) != 0) return false;  // a free frame that is not managed
   }
   return true;
 }
