@@ -40,6 +40,17 @@ def clean(text):
     return ANSI.sub("", text).replace("\r", "")
 
 
+_SOCKET_DIRS = {}
+
+
+def socket_dir(work):
+    """A short directory for unix sockets (sun_path holds 107 bytes; Bazel's sandbox paths are
+    longer): /tmp/fq.XXXXXX, one per work directory. Tests may write /tmp (see bazel.md)."""
+    if work not in _SOCKET_DIRS:
+        _SOCKET_DIRS[work] = tempfile.mkdtemp(prefix="fq.", dir="/tmp")
+    return _SOCKET_DIRS[work]
+
+
 def mebibytes(size):
     """QEMU's -m syntax (128M, 1G, 6G, or a plain number of MiB) in MiB."""
     m = re.fullmatch(r"(\d+)([MG]?)", size.strip().upper())
@@ -85,7 +96,7 @@ def qemu_command(a, work):
             "-display", "none", "-monitor", "none", "-no-reboot", "-net", "none",
             "-serial", "file:%s/serial.log" % work]
     if a.qmp:
-        cmd += ["-qmp", "unix:%s/qmp.sock,server=on,wait=off" % work]
+        cmd += ["-qmp", "unix:%s/qmp.sock,server=on,wait=off" % socket_dir(work)]
     return cmd + a.qemu_arg
 
 
