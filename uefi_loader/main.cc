@@ -80,6 +80,8 @@ constexpr u64 kStackPages = 16;  // 64 KiB boot stack
 constexpr u64 kMapSlack = 32;    // descriptors the map may grow by before ExitBootServices
 // PAT: PA0..PA7 = WB, WT, UC-, UC, WB, WC, UC-, UC (index 5 is write-combining).
 constexpr u64 kPatValue = 0x0007'0106'0007'0406ull;
+constexpr u32 kApicBaseMsr = 0x1b;
+constexpr u64 kIoApicDefault = 0xfec0'0000;
 constexpr u16 kKernelCodeSelector = 0x08;
 constexpr u16 kKernelDataSelector = 0x10;
 
@@ -568,7 +570,7 @@ efi::Status boot_x86_64(Loader& l) {
   auto map_info = query_map_size(l.bs);
   if (map_info.is_err()) return fail(l, "GetMemoryMap (size query) failed", map_info.error());
   usize max_descriptors = map_info.value().size / map_info.value().descriptor_size + kMapSlack;
-  constexpr usize kPlacements = 6;
+  constexpr usize kPlacements = 8;
   usize raw_map_bytes = max_descriptors * map_info.value().descriptor_size;
   usize out_entries = loader::output_entries_needed(max_descriptors, kPlacements);
   u64 block_bytes = 3 * kPage + raw_map_bytes + max_descriptors * sizeof(loader::FirmwareRange) +
@@ -600,8 +602,14 @@ efi::Status boot_x86_64(Loader& l) {
   if (snapshot.is_err()) return fail(l, "GetMemoryMap failed", snapshot.error());
   decode_map(block, snapshot.value());
   usize snapshot_count = snapshot.value().size / snapshot.value().descriptor_size;
+  // The MMIO the kernel needs before it can map devices itself: the local APIC (where
+  // IA32_APIC_BASE says) and the I/O APIC at its architectural default. Firmware maps rarely list
+  // them, so they are added as MMIO (direct map, uncached; also in the hand-off map).
+  const u64 local_apic = arch::x86_64::rdmsr(kApicBaseMsr) & 0x000f'ffff'ffff'f000ull;
   const loader::Placement plan_placements[] = {
       {framebuffer ? framebuffer->base : 0, framebuffer ? framebuffer->size : 0, boot::MemoryKind::Framebuffer},
+      {local_apic, kPage, boot::MemoryKind::Mmio},
+      {kIoApicDefault, kPage, boot::MemoryKind::Mmio},
   };
   auto physical = loader::normalise_memory_map(block.firmware.first(snapshot_count),
                                                ktl::Span<const loader::Placement>(plan_placements), block.scratch,
@@ -671,6 +679,8 @@ efi::Status boot_x86_64(Loader& l) {
       {block.base, block.size, boot::MemoryKind::BootInfo},
       {ramdisk_phys, ramdisk_size, boot::MemoryKind::Ramdisk},
       {framebuffer ? framebuffer->base : 0, framebuffer ? framebuffer->size : 0, boot::MemoryKind::Framebuffer},
+      {local_apic, kPage, boot::MemoryKind::Mmio},
+      {kIoApicDefault, kPage, boot::MemoryKind::Mmio},
   };
   auto regions = loader::normalise_memory_map(block.firmware.first(count), ktl::Span<const loader::Placement>(placements),
                                               block.scratch, block.regions);

@@ -9,8 +9,9 @@
 // build_address_space() is the policy (the hand-off address space of docs/ARCHITECTURE.md):
 //   identity map   RAM only (usable, loader, runtime, ACPI), read-write, NX; the null page is never
 //                  mapped; the one hand-off trampoline page is read-execute.
-//   direct map     kDirectMapBase + phys for RAM (write-back), firmware MMIO and reserved ranges
-//                  (uncached), the framebuffer (write-combining); bad memory is not mapped.
+//   direct map     kDirectMapBase + phys for RAM (write-back), MMIO (the firmware's, plus the
+//                  local and I/O APIC pages the loader adds) and reserved ranges (uncached), the
+//                  framebuffer (write-combining); bad memory and holes are not mapped.
 //   kernel         each PT_LOAD segment with its own permissions (RX, R+NX, RW+NX), global.
 //   stack          read-write NX, with the page below it left unmapped (guard).
 //   recursive slot PML4[kRecursiveSlot] -> PML4, read-write NX.

@@ -237,6 +237,12 @@ def main():
                         "framebuffer page %#x in the direct map: %s" % (info["fb_base"] + off,
                                                                        pagetables.describe(m) if m else "unmapped"))
 
+        # The local APIC (QEMU: the default 0xfee00000) is in the direct map, uncached.
+        m = pagetables.lookup(maps, direct + 0xfee0_0000)
+        c.check(m is not None and m.cache == "UC" and not m.executable and kind_of(0xfee0_0000) == "mmio",
+                "local APIC page in the direct map: %s, kind %s"
+                % (pagetables.describe(m) if m else "unmapped", kind_of(0xfee0_0000)))
+
         # QEMU's own translation agrees with the walker.
         samples = [0, guard_page, entry, info["stack_virt_top"] - 8, regs["RDI"], direct + info["fb_base"],
                    info["page_table_root"]] + [v for v, _, _ in segs]
