@@ -1,0 +1,289 @@
+// mm.heap: kmalloc / krealloc / kcalloc / kfree over size-class slab caches, and large allocations
+// mapped into the kernel heap region.
+//
+//   mm::heap::init(pmm, direct_map, {.region = heap_range, .pager = &pager, .hardening = On});
+//   void* p = mm::kmalloc(100);      // null when out of memory, never a crash
+//   p = mm::krealloc(p, 4000);
+//   mm::kfree(p);
+//
+// Size classes: 8, 16, 32, 48, ..., 128 (16-byte steps), then four classes per power of two
+// (x1.25, x1.5, x1.75, x2) up to 64 KiB: 45 caches "kmalloc-<size>", at most 25% (typically
+// ~10%) internal waste. A request goes to the smallest class that fits; above 64 KiB (or when a
+// big class cannot get its contiguous slab) it is a large allocation.
+//
+// Large allocations (HeapRegion): whole pages of the heap region, each followed by an unmapped
+// guard page, backed by frames from the PMM (contiguous runs when available, at most
+// LargeObject::kMaxRuns of them) and made visible by a RegionPager: in the kernel a page-table
+// pager over the kernel address space (mm.heap.paging); on the host, a pager that mirrors the
+// same frames at the same virtual addresses with mmap of the memfd behind sim::PhysMemory
+// (mm.heap.host). Why a pager interface rather than the kernel's Mapping type directly: the heap
+// must run unchanged on the host, where only the host kernel can make memory appear at an
+// address; the interface is the one seam, and mm.heap.paging implements it with the same
+// page-table engine the kernel uses (tested on the host against the software walker).
+//
+// Rules (tested in heap_ktest.cc):
+//   * kmalloc(0) returns a unique, non-null pointer to zero usable bytes (any access is a
+//     redzone hit in hardened mode and an ASan report under ASan); kfree it like any other.
+//   * krealloc(nullptr, n) == kmalloc(n); krealloc(p, 0) shrinks p to zero bytes in place and
+//     returns p (it does not free). kfree(nullptr) is a no-op.
+//   * krealloc keeps min(old, new) bytes. It stays in place when the new size fits the object's
+//     class (and is more than half of it) or, for large objects, when the pages after it are free
+//     in the region (growth maps more pages behind the object).
+//   * Alignment: every result is aligned to 16 bytes when n > 8 (8 bytes when n <= 8); a request
+//     of a power of two n <= 4096 is aligned to n; large allocations are page aligned.
+//     kmalloc_aligned(n, a) gives any power-of-two alignment a <= 1 MiB.
+//   * kcalloc(n, size) returns zeroed memory, and null when n * size overflows.
+//   * Out of memory returns null (Result<..., HeapError>::OutOfMemory inside mm).
+//   * kfree of a pointer the heap did not return panics with a report: "not from the heap",
+//     misaligned or interior pointers, double frees. In hardened mode also redzone overwrites
+//     and writes after free (see mm.slab for what each mode detects).
+//
+// LOCK ORDER: heap.region -> (the pager's page-table lock) -> slab.cache (large descriptors)
+//             -> pmm.arena. kmalloc/kfree of small sizes take only the slab locks (mm.slab).
+module;
+
+#include <ktl/macros.h>
+#include <ktl/new.h>
+
+export module mm.heap;
+
+import ktl;
+import mm.addr;
+import mm.arch;
+import mm.bitmap;
+import mm.pmm;
+import mm.slab;
+
+export namespace mm {
+
+enum class HeapError : u32 {
+  OutOfMemory,
+  InvalidArgument,  // alignment not a power of two, or larger than supported
+  TooLarge,         // bigger than the heap region
+  NotInitialized,
+  AlreadyInitialized,
+  MapFailed,        // the pager could not map
+};
+[[nodiscard]] constexpr const char* to_string(HeapError e) {
+  switch (e) {
+    case HeapError::OutOfMemory: return "out of memory";
+    case HeapError::InvalidArgument: return "invalid argument";
+    case HeapError::TooLarge: return "allocation too large";
+    case HeapError::NotInitialized: return "heap not initialized";
+    case HeapError::AlreadyInitialized: return "heap already initialized";
+    case HeapError::MapFailed: return "could not map the heap region";
+  }
+  return "unknown heap error";
+}
+void format_value(ktl::FormatSink& sink, HeapError e, const ktl::FormatSpec& spec);
+
+// How the heap region's pages get their frames (see the module comment).
+class RegionPager {
+ public:
+  // Makes the contiguous `frames` visible (kernel read-write, not executable) at `start`, which
+  // is page aligned, inside the region and not mapped. All or nothing.
+  [[nodiscard]] virtual ktl::Result<void, HeapError> map(VirtAddr start, FrameRange<Size4K> frames) = 0;
+  // Removes the mapping of [start, start + pages) and flushes the TLB for it (once). The frames
+  // stay the caller's.
+  virtual void unmap(VirtAddr start, u64 pages) = 0;
+
+ protected:
+  ~RegionPager() = default;
+};
+
+// --- size classes ------------------------------------------------------------------------------------
+namespace heap_classes {
+inline constexpr usize kCount = 45;
+inline constexpr usize kMaxSize = 65536;
+[[nodiscard]] constexpr usize size_of(usize index) {
+  if (index < 2) return 8 * (index + 1);  // 8, 16
+  if (index < 9) return 16 * index;       // 32 .. 128
+  usize k = index - 9;                    // four per power of two above 128
+  usize pow = usize{128} << (k / 4);
+  return pow + (pow / 4) * (k % 4 + 1);
+}
+// The smallest class of at least `size` bytes (size <= kMaxSize; 0 maps to the 8-byte class).
+[[nodiscard]] constexpr usize index_of(usize size) {
+  if (size <= 16) return size <= 8 ? 0 : 1;
+  if (size <= 128) return (size + 15) / 16;
+  usize s = size - 1;
+  u32 e = ktl::log2_floor(s);  // >= 7
+  return 9 + (e - 7) * 4 + ((s >> (e - 2)) & 3);
+}
+// The alignment every object of a class has: its lowest set bit, at most a page.
+[[nodiscard]] constexpr usize align_of(usize index) {
+  usize s = size_of(index);
+  return ktl::min<usize>(s & (~s + 1), kPageSize);
+}
+}  // namespace heap_classes
+
+// --- large objects ------------------------------------------------------------------------------------
+struct LargeObject {
+  static constexpr u32 kMaxRuns = 4;
+  u64 magic;
+  VirtAddr start = VirtAddr::zero();
+  u64 pages = 0;       // mapped pages (the guard page after them is reserved, not mapped)
+  u64 requested = 0;   // bytes the caller asked for
+  u32 runs = 0;
+  ktl::Array<AllocatedFrames, kMaxRuns> frames;
+};
+
+struct RegionStats {
+  u64 objects = 0;
+  u64 mapped_pages = 0;   // = frames held for large objects
+  u64 reserved_pages = 0; // mapped + guard pages
+  u64 table_frames = 0;   // lookup-table leaves and the bitmap
+};
+
+class HeapRegion {
+ public:
+  HeapRegion() = default;
+  HeapRegion(const HeapRegion&) = delete;
+  HeapRegion& operator=(const HeapRegion&) = delete;
+  // Contract: every large object has been freed (live ones are freed now, leaking nothing).
+  ~HeapRegion();
+
+  // The region [range) (page aligned), whose pages `pager` maps. Bookkeeping (a page bitmap and
+  // a lookup table) comes from `pmm`, through `window`; descriptors from `slab`.
+  [[nodiscard]] ktl::Result<void, HeapError> init(Pmm& pmm, PhysWindow window, SlabAllocator& slab, VirtRange range,
+                                                  RegionPager& pager, Hardening hardening);
+  [[nodiscard]] bool initialized() const { return pager_ != nullptr; }
+
+  [[nodiscard]] ktl::Result<void*, HeapError> allocate(usize bytes, usize align) EXCLUDES(lock_);
+  // Frees a pointer inside the region; panics with a report if it is not a live large object.
+  void free(void* p) EXCLUDES(lock_);
+  // Changes the size of a live large object without moving it; false if it cannot.
+  [[nodiscard]] bool resize_in_place(void* p, usize bytes) EXCLUDES(lock_);
+  [[nodiscard]] bool contains(const void* p) const { return range_.contains(VirtAddr::from(addr(p))); }
+  // The requested size of a live large object (panics on anything else).
+  [[nodiscard]] usize requested_size(const void* p) EXCLUDES(lock_);
+  [[nodiscard]] usize usable_size(const void* p) EXCLUDES(lock_);
+  [[nodiscard]] RegionStats stats() const EXCLUDES(lock_);
+  [[nodiscard]] VirtRange range() const { return range_; }
+  void fail_allocations_after(u64 n) { fail_after_.store(n, ktl::MemoryOrder::Relaxed); }
+
+ private:
+  static constexpr u64 kMagic = 0x4c41524745u;  // "LARGE"
+  static constexpr ktl::uptr kTombstone = 1;     // a freed object's table entry until its VA is reused
+  static constexpr u64 kLeafEntries = kPageSize / sizeof(ktl::uptr);
+
+  [[nodiscard]] static ktl::uptr addr(const void* p) { return reinterpret_cast<ktl::uptr>(p); }
+  [[nodiscard]] u64 page_index(VirtAddr v) const { return (v - range_.start()) / kPageSize; }
+  [[nodiscard]] ktl::uptr table_get(u64 page) const REQUIRES(lock_);
+  [[nodiscard]] bool table_set(u64 page, ktl::uptr value) REQUIRES(lock_);
+  [[nodiscard]] LargeObject* live_object_locked(const void* p, const char* operation) const REQUIRES(lock_);
+  [[nodiscard]] bool map_pages_locked(LargeObject& o, VirtAddr at, u64 pages) REQUIRES(lock_);
+  void release_locked(LargeObject* o) REQUIRES(lock_);
+  void fill_tail(const LargeObject& o) const;
+  void check_tail(const LargeObject& o) const;
+  [[noreturn]] void report(const char* what, const void* p) const;
+
+  Pmm* pmm_ = nullptr;
+  PhysWindow window_;
+  RegionPager* pager_ = nullptr;
+  SlabCache* descriptors_ = nullptr;
+  SlabAllocator* slab_ = nullptr;
+  VirtRange range_ = VirtRange::try_from(VirtAddr::zero(), VirtAddr::zero()).value();
+  bool hardened_ = false;
+  ktl::Atomic<u64> fail_after_{~u64{0}};
+  mutable ktl::SpinLock lock_{"heap.region"};
+  AllocatedFrames bitmap_frames_;
+  AllocatedFrames root_frames_;
+  SummaryBitmap free_pages_ GUARDED_BY(lock_);  // set = free VA page
+  ktl::Span<ktl::uptr> root_ GUARDED_BY(lock_);  // leaf addresses (window views), 0 = none
+  u64 leaves_ GUARDED_BY(lock_) = 0;
+  RegionStats stats_ GUARDED_BY(lock_);
+};
+
+// --- the heap ------------------------------------------------------------------------------------------
+struct HeapConfig {
+  // The heap region for large allocations; without a pager, large allocations fail (null).
+  VirtRange region = VirtRange::try_from(VirtAddr::zero(), VirtAddr::zero()).value();
+  RegionPager* pager = nullptr;
+  Hardening hardening = Hardening::Off;
+  u64 seed = 0x5eed;
+};
+
+struct HeapStats {
+  u64 slab_frames = 0;      // frames in slabs (every cache of the heap's slab allocator)
+  u64 large_frames = 0;     // frames mapped for large objects
+  u64 metadata_frames = 0;  // pagemap, region bitmap and tables
+  [[nodiscard]] u64 total_frames() const { return slab_frames + large_frames + metadata_frames; }
+};
+
+class Heap {
+ public:
+  Heap() = default;
+  Heap(const Heap&) = delete;
+  Heap& operator=(const Heap&) = delete;
+  // Contract: nothing allocated from the heap is still in use.
+  ~Heap() = default;
+
+  [[nodiscard]] ktl::Result<void, HeapError> init(Pmm& pmm, PhysWindow window, const HeapConfig& config);
+
+  // --- the Result API (mm code) ---
+  [[nodiscard]] ktl::Result<void*, HeapError> allocate(usize size, usize align = 0);
+
+  // --- the C-style surface ---
+  [[nodiscard]] void* kmalloc(usize size) {
+    if (size <= heap_classes::kMaxSize) [[likely]] {
+      void* p = classes_[heap_classes::index_of(size)]->alloc_sized(size);
+      if (p != nullptr) [[likely]] return p;
+    }
+    return kmalloc_slow(size);
+  }
+  void kfree(void* p) {
+    if (p == nullptr) return;
+    if (SlabDesc* slab = slab_.slab_of(p)) [[likely]] {
+      SlabCache* cache = slab->cache;
+      cache->check_object_start(*slab, p, "kfree");
+      cache->free_known(p);
+      return;
+    }
+    free_large(p);
+  }
+  [[nodiscard]] void* kmalloc_aligned(usize size, usize align);
+  [[nodiscard]] void* kcalloc(usize count, usize size);
+  [[nodiscard]] void* krealloc(void* p, usize size);
+  // Bytes usable at p (malloc_usable_size): the class size, or the mapped pages of a large
+  // object; in hardened mode the requested size (the rest is redzone).
+  [[nodiscard]] usize usable_size(const void* p);
+
+  // --- administration ---
+  [[nodiscard]] SlabAllocator& slab() { return slab_; }
+  [[nodiscard]] HeapRegion& region() { return region_; }
+  [[nodiscard]] SlabCache& class_cache(usize index) { return *classes_[index]; }
+  [[nodiscard]] HeapStats stats() const;
+  // Returns unused memory: magazines in the depots and empty slabs beyond a few per cache.
+  u64 reclaim(u32 keep = SlabCache::kKeepEmptySlabs) { return slab_.reclaim(keep); }
+  [[nodiscard]] bool hardened() const { return hardening_ == Hardening::On; }
+
+ private:
+  [[nodiscard]] void* kmalloc_slow(usize size);
+  void free_large(void* p);
+  [[noreturn]] void report_invalid_free(const void* p, const char* why) const;
+
+  SlabAllocator slab_;
+  HeapRegion region_;
+  ktl::Array<SlabCache*, heap_classes::kCount> classes_{};
+  Hardening hardening_ = Hardening::Off;
+};
+
+// --- the kernel's heap ------------------------------------------------------------------------------------
+namespace heap {
+// Builds the kernel heap (static storage) over `pmm` and `window` (the direct map), installs it
+// for kmalloc & co. and its slab allocator for kmem_cache_create & co. Call once, after the PMM.
+[[nodiscard]] ktl::Result<void, HeapError> init(Pmm& pmm, PhysWindow window, const HeapConfig& config);
+// The installed heap, or null.
+[[nodiscard]] Heap* installed();
+// Installs `heap` (tests, the host preload library) or uninstalls (null).
+void install(Heap* heap);
+}  // namespace heap
+
+// Over the installed heap; null when there is none or it is out of memory.
+[[nodiscard]] void* kmalloc(usize size);
+[[nodiscard]] void* kcalloc(usize count, usize size);
+[[nodiscard]] void* krealloc(void* p, usize size);
+void kfree(void* p);
+
+}  // namespace mm

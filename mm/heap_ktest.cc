@@ -1,0 +1,302 @@
+// mm.heap unit tests as KTEST bodies (host: heap_test; kernel: test mode). Each test owns a
+// private heap over private memory (mm.heap.testing); the environment checks at the end that every
+// frame went back to that heap's PMM, and tests check their own frame balance where it matters.
+#include <ktest/ktest.h>
+#include <ktl/macros.h>
+
+import ktl;
+import ktest;
+import mm.addr;
+import mm.heap;
+import mm.heap.testing;
+import mm.pmm;
+import mm.slab;
+
+namespace {
+
+using ktl::u64;
+using ktl::u8;
+using ktl::uptr;
+using ktl::usize;
+using mm::Heap;
+using mm::heap_testing::TestHeap;
+namespace classes = mm::heap_classes;
+
+constexpr usize KiB = 1024;
+constexpr usize MiB = 1024 * KiB;
+
+uptr addr(const void* p) { return reinterpret_cast<uptr>(p); }
+
+void fill_pattern(void* p, usize n, u64 seed) {
+  ktl::Span<u8> s = ktl::Span<u8>::from_raw(static_cast<u8*>(p), n);
+  for (usize i = 0; i < n; ++i) s[i] = static_cast<u8>((seed * 131 + i * 7) >> 1);
+}
+bool check_pattern(const void* p, usize n, u64 seed) {
+  ktl::Span<const u8> s = ktl::Span<const u8>::from_raw(static_cast<const u8*>(p), n);
+  for (usize i = 0; i < n; ++i) {
+    if (s[i] != static_cast<u8>((seed * 131 + i * 7) >> 1)) return false;
+  }
+  return true;
+}
+
+KTEST(Heap, SizeClassesAreTightAndOrdered) {
+  KEXPECT_EQ(classes::size_of(0), 8u);
+  KEXPECT_EQ(classes::size_of(classes::kCount - 1), classes::kMaxSize);
+  for (usize i = 1; i < classes::kCount; ++i) {
+    KEXPECT_LT(classes::size_of(i - 1), classes::size_of(i));
+    KEXPECT_EQ(classes::size_of(i) % 16, 0u);  // every class above 8 bytes keeps 16-byte alignment
+  }
+  for (usize n = 0; n <= classes::kMaxSize; ++n) {
+    usize i = classes::index_of(n);
+    if (!KEXPECT_LE(n, classes::size_of(i))) return;
+    if (i > 0 && !KEXPECT_LT(classes::size_of(i - 1), n)) return;  // the smallest class that fits
+    if (n > 128 && !KEXPECT_LE(classes::size_of(i) * 4, n * 5 + 4)) return;  // <= 25% waste
+  }
+}
+
+KTEST(Heap, EverySizeIsWritableDistinctAndFreed) {
+  auto env = KTRY(TestHeap::create());
+  Heap& heap = env.heap();
+  u64 balance = env.balance();
+  ktl::Array<void*, 600> live{};
+  usize count = 0;
+  for (usize n = 0; n <= 8 * KiB; n += (n < 256 ? 1 : 61)) {
+    void* p = heap.kmalloc(n);
+    KASSERT(p != nullptr);
+    KEXPECT_LE(n, heap.usable_size(p));
+    fill_pattern(p, n, n);
+    live[count++] = p;
+    KASSERT(count < live.size());
+  }
+  for (usize n : ktl::Array<usize, 4>{{100 * KiB, 300 * KiB, 1 * MiB, 3 * MiB + 5}}) {
+    void* p = heap.kmalloc(n);
+    KASSERT(p != nullptr);
+    KEXPECT(heap.region().contains(p));
+    KEXPECT_EQ(addr(p) % mm::kPageSize, 0u);
+    fill_pattern(p, n, n);
+    live[count++] = p;
+  }
+  // No two objects overlap: each still holds its own pattern.
+  usize at = 0;
+  for (usize n = 0; n <= 8 * KiB; n += (n < 256 ? 1 : 61)) KEXPECT(check_pattern(live[at++], n, n));
+  for (usize n : ktl::Array<usize, 4>{{100 * KiB, 300 * KiB, 1 * MiB, 3 * MiB + 5}}) {
+    KEXPECT(check_pattern(live[at++], n, n));
+  }
+  for (usize i = 0; i < count; ++i) heap.kfree(live[i]);
+  KEXPECT_EQ(env.balance(), balance);
+}
+
+KTEST(Heap, ZeroSizeRule) {
+  auto env = KTRY(TestHeap::create());
+  Heap& heap = env.heap();
+  void* a = heap.kmalloc(0);
+  void* b = heap.kmalloc(0);
+  KASSERT(a != nullptr && b != nullptr);
+  KEXPECT_NE(a, b);                    // unique, like any allocation
+  KEXPECT_EQ(heap.usable_size(a), 0u);  // hardened: zero usable bytes (the rest is redzone)
+  void* c = heap.kmalloc(5);
+  KEXPECT_EQ(heap.krealloc(c, 0), c);  // shrinks in place, does not free
+  KEXPECT_EQ(heap.usable_size(c), 0u);
+  void* d = heap.krealloc(nullptr, 0);  // krealloc(nullptr, n) == kmalloc(n)
+  KEXPECT(d != nullptr);
+  heap.kfree(nullptr);  // a no-op
+  for (void* p : ktl::Array<void*, 4>{{a, b, c, d}}) heap.kfree(p);
+}
+
+KTEST(Heap, AlignmentGuarantees) {
+  auto env = KTRY(TestHeap::create());
+  Heap& heap = env.heap();
+  ktl::Array<void*, 64> live{};
+  usize count = 0;
+  for (usize n = 1; n <= 8 * KiB; n = n * 3 / 2 + 1) {
+    void* p = heap.kmalloc(n);
+    KEXPECT_EQ(addr(p) % (n <= 8 ? 8 : 16), 0u);
+    live[count++] = p;
+  }
+  for (usize n = 1; n <= 4096; n *= 2) {  // powers of two are naturally aligned
+    for (int i = 0; i < 3; ++i) {
+      void* p = heap.kmalloc(n);
+      KEXPECT_EQ(addr(p) % ktl::max<usize>(n, 8), 0u);
+      heap.kfree(p);
+    }
+  }
+  for (usize a = 1; a <= 1 * MiB; a *= 4) {
+    for (usize n : ktl::Array<usize, 4>{{1, 100, 5000, 70000}}) {
+      void* p = heap.kmalloc_aligned(n, a);
+      KASSERT(p != nullptr);
+      KEXPECT_EQ(addr(p) % a, 0u);
+      fill_pattern(p, n, a);
+      KEXPECT(check_pattern(p, n, a));
+      heap.kfree(p);
+    }
+  }
+  KEXPECT(heap.kmalloc_aligned(16, 48) == nullptr);  // not a power of two
+  void* big = heap.kmalloc(200 * KiB);
+  KEXPECT_EQ(addr(big) % mm::kPageSize, 0u);
+  heap.kfree(big);
+  for (usize i = 0; i < count; ++i) heap.kfree(live[i]);
+}
+
+KTEST(Heap, KcallocZeroesAndRejectsOverflow) {
+  auto env = KTRY(TestHeap::create());
+  Heap& heap = env.heap();
+  // Dirty some memory first so zeroing is observable.
+  void* dirty = heap.kmalloc(4000);
+  fill_pattern(dirty, 4000, 1);
+  heap.kfree(dirty);
+  auto* p = static_cast<u8*>(heap.kcalloc(1000, 4));
+  KASSERT(p != nullptr);
+  ktl::Span<u8> s = ktl::Span<u8>::from_raw(p, 4000);
+  usize nonzero = 0;
+  for (u8 b : s) nonzero += b != 0 ? 1 : 0;
+  KEXPECT_EQ(nonzero, 0u);
+  heap.kfree(p);
+  KEXPECT(heap.kcalloc(~usize{0} / 2, 3) == nullptr);
+  KEXPECT(heap.kcalloc(usize{1} << 33, usize{1} << 33) == nullptr);
+}
+
+KTEST(Heap, KreallocKeepsContentsThroughGrowthAndShrink) {
+  auto env = KTRY(TestHeap::create());
+  Heap& heap = env.heap();
+  u64 balance = env.balance();
+  void* p = heap.kmalloc(1);
+  fill_pattern(p, 1, 5);
+  usize size = 1;
+  while (size < 2 * MiB) {
+    usize next = size * 2 + 3;
+    p = heap.krealloc(p, next);
+    KASSERT(p != nullptr);
+    KASSERT(check_pattern(p, size, 5));
+    fill_pattern(p, next, 5);
+    size = next;
+  }
+  while (size > 1) {
+    size /= 3;
+    p = heap.krealloc(p, size);
+    KASSERT(p != nullptr);
+    KASSERT(check_pattern(p, size, 5));
+  }
+  heap.kfree(p);
+  KEXPECT_EQ(env.balance(), balance);
+}
+
+KTEST(Heap, KreallocGrowsInPlaceWhenItCan) {
+  auto env = KTRY(TestHeap::create());
+  Heap& heap = env.heap();
+  void* small = heap.kmalloc(100);  // class 112
+  KEXPECT_EQ(heap.krealloc(small, 112), small);
+  KEXPECT_EQ(heap.krealloc(small, 60), small);  // more than half the class: stays
+  void* moved = heap.krealloc(small, 113);
+  KEXPECT_NE(moved, small);
+  heap.kfree(moved);
+
+  void* big = heap.kmalloc(100 * KiB);
+  fill_pattern(big, 100 * KiB, 7);
+  void* grown = heap.krealloc(big, 300 * KiB);  // the pages behind it are free: map more there
+  KEXPECT_EQ(grown, big);
+  KEXPECT(check_pattern(grown, 100 * KiB, 7));
+  fill_pattern(grown, 300 * KiB, 8);
+  void* blocker = heap.kmalloc(200 * KiB);  // lands right behind (first fit)
+  void* moved_big = heap.krealloc(grown, 600 * KiB);
+  KASSERT(moved_big != nullptr);
+  if (addr(blocker) == addr(grown) + 300 * KiB + mm::kPageSize) {
+    KEXPECT_NE(moved_big, grown);  // blocked: had to move
+  }
+  KEXPECT(check_pattern(moved_big, 300 * KiB, 8));
+  heap.kfree(blocker);
+  heap.kfree(moved_big);
+}
+
+KTEST(Heap, LargeObjectsMapFramesAndGiveThemBack) {
+  auto env = KTRY(TestHeap::create());
+  Heap& heap = env.heap();
+  u64 balance = env.balance();
+  u64 free_before = env.pmm().free_frame_count();
+  void* p = heap.kmalloc(300 * KiB + 1);
+  KASSERT(p != nullptr);
+  mm::HeapStats s = heap.stats();
+  KEXPECT_EQ(s.large_frames, 76u);  // ceil((300 KiB + 1) / 4 KiB)
+  KEXPECT_LE(free_before - env.pmm().free_frame_count(), 76u + 2);  // plus at most a table leaf
+  fill_pattern(p, 300 * KiB + 1, 11);
+  KEXPECT(check_pattern(p, 300 * KiB + 1, 11));
+  heap.kfree(p);
+  KEXPECT_EQ(heap.stats().large_frames, 0u);
+  KEXPECT_EQ(env.balance(), balance);
+}
+
+KTEST(Heap, OutOfMemoryReturnsNullNeverCrashes) {
+  auto env = KTRY(TestHeap::create(mm::Hardening::On, 16 * MiB));
+  Heap& heap = env.heap();
+  u64 balance = env.balance();
+  KEXPECT(heap.kmalloc(usize{1} << 40) == nullptr);  // bigger than the region
+  KEXPECT(heap.kmalloc(~usize{0}) == nullptr);
+  ktl::Array<void*, 64> big{};
+  usize got = 0;
+  for (void*& p : big) {  // 64 x 1 MiB cannot fit in 16 MiB
+    p = heap.kmalloc(1 * MiB);
+    if (p != nullptr) ++got;
+  }
+  KEXPECT_LT(got, big.size());
+  KEXPECT_LT(0u, got);
+  ktl::Array<void*, 4096> small{};
+  usize small_got = 0;
+  for (void*& p : small) {  // the remaining memory runs out for small objects too
+    p = heap.kmalloc(2048);
+    if (p != nullptr) ++small_got;
+  }
+  KEXPECT_LT(small_got, small.size());
+  for (void* p : small) heap.kfree(p);
+  for (void* p : big) heap.kfree(p);
+  KEXPECT_EQ(env.balance(), balance);
+  void* again = heap.kmalloc(1 * MiB);  // and the heap recovers
+  KEXPECT(again != nullptr);
+  heap.kfree(again);
+}
+
+KTEST(Heap, FaultInjectionFailsCleanly) {
+  auto env = KTRY(TestHeap::create());
+  Heap& heap = env.heap();
+  u64 balance = env.balance();
+  heap.slab().fail_slab_allocations_after(0);
+  KEXPECT(heap.kmalloc(3000) == nullptr);  // a class with no slab yet
+  heap.slab().fail_slab_allocations_after(~u64{0});
+  heap.region().fail_allocations_after(0);
+  KEXPECT(heap.kmalloc(200 * KiB) == nullptr);
+  heap.region().fail_allocations_after(~u64{0});
+  void* p = heap.kmalloc(200 * KiB);
+  KEXPECT(p != nullptr);
+  heap.kfree(p);
+  KEXPECT_EQ(env.balance(), balance);
+}
+
+KTEST(Heap, ClassCachesShowInSlabinfo) {
+  auto env = KTRY(TestHeap::create());
+  Heap& heap = env.heap();
+  void* p = heap.kmalloc(700);
+  usize seen = 0;
+  bool found = false;
+  heap.slab().for_each_info([&](const mm::SlabInfo& info) {
+    ++seen;
+    if (info.name == ktl::StringView("kmalloc-768")) found = info.active >= 1;
+  });
+  KEXPECT_LE(classes::kCount, seen);
+  KEXPECT(found);
+  heap.kfree(p);
+}
+
+KTEST(Heap, GlobalInstanceServesKmalloc) {
+  auto env = KTRY(TestHeap::create());
+  Heap* previous = mm::heap::installed();
+  mm::heap::install(&env.heap());
+  void* p = mm::kmalloc(40);
+  KASSERT(p != nullptr);
+  p = mm::krealloc(p, 4000);
+  void* z = mm::kcalloc(10, 10);
+  KEXPECT(p != nullptr && z != nullptr);
+  mm::kfree(p);
+  mm::kfree(z);
+  mm::kfree(nullptr);
+  mm::heap::install(previous);
+}
+
+}  // namespace

@@ -1,0 +1,559 @@
+// mm.slab: slab caches (Bonwick 1994) with a per-CPU magazine layer (Bonwick & Adams 2001).
+//
+//   SlabCache* c = TRY(slab.create_cache("inode", sizeof(Inode), alignof(Inode), nullptr, CacheFlags::None));
+//   void* p = c->alloc();          // null when out of memory
+//   c->free(p);
+//   (void)slab.destroy_cache(c);   // NotEmpty while objects are live
+//
+// The seed's names are free functions over the installed allocator (kmem_cache_create,
+// slab_alloc, slab_free, kmem_cache_destroy, slab_reclaim), and Cache<T> is the typed surface.
+//
+// Structure, from the top:
+//   * Per-CPU layer (mm.slab.cpu): each CPU has a loaded and a previous magazine per cache.
+//     alloc pops from loaded, free pushes to it; both touch only CPU-local memory, no lock.
+//   * Depot (per cache, under the cache lock): full and empty magazines. A CPU exchanges a whole
+//     magazine with it when both of its own are exhausted, so the lock is taken once per
+//     `capacity` operations. When the depot has nothing, a magazine is filled from (or flushed
+//     to) the slab layer in one batch under the same lock.
+//   * Slab layer (per cache, under the cache lock): slabs are runs of 2^k frames from the PMM,
+//     seen through the PhysWindow, cut into objects of `stride` bytes. Free objects of a slab form
+//     a singly linked list whose links are stored inside the free objects at a per-cache offset
+//     (the middle of the object, or just behind it for constructed and hardened caches). Each link
+//     is stored encoded: link ^ secret ^ bswap(address of the link) (Linux's
+//     SLAB_FREELIST_HARDENED); a decoded link that is not an object of the same slab stops the
+//     kernel with "corrupted free list". Slabs sit on one of three lists: partial, full, empty.
+//     Up to kKeepEmptySlabs empty slabs per cache stay for reuse; reclaim() frees the rest.
+//   * Slab descriptors (SlabDesc) live in the slab's tail when it has room, otherwise (large
+//     strides) in objects of an internal descriptor cache. A radix pagemap indexed by physical
+//     frame gives every frame of a slab its descriptor: that is how kfree finds the cache.
+//
+// Hardened mode (CacheFlags::Hardened; SlabOptions::hardening applies it to every cache): each
+// object gets a 16-byte left and a >= 16-byte right redzone (0xbb), the right one starting right
+// after the *requested* size, plus a metadata word with the requested size and a live/free state;
+// freed objects are filled with 0x6b and checked on reuse. Detected: double free (any order),
+// write after free, buffer over/underflow (at free), invalid and foreign frees. Without it, the
+// always-on checks are: free-list link validation, the descriptor canary, pointers that are not
+// slab objects (not from the heap, misaligned, interior) when the cache is found by pointer
+// (kfree), and an immediate double free (the object already on top of the CPU's magazine).
+// Every detection panics with a report naming the cache and the address.
+//
+// With FERRITE_ASAN (the host's asan builds) free objects, redzones and the unused tail of a
+// kmalloc object are poisoned in ASan's shadow, so ASan reports use-after-free inside slabs.
+//
+// LOCK ORDER (also in docs/ARCHITECTURE.md):
+//   slab.registry  (list of caches: create, destroy, reclaim, slabinfo)
+//     -> slab.cpu_registry  (the per-CPU blocks, mm.slab.cpu; cache slot numbers)
+//       -> slab.cache  (one per cache: depot and slab lists)
+//         -> slab.cache of an internal cache (magazines, off-slab descriptors; never the reverse)
+//           -> pmm.arena
+//   No code holds two ordinary caches' locks at once. The fast paths take no lock. In the kernel
+//   the per-CPU work runs with interrupts masked (CpuPin), so a cache lock is never taken by an
+//   interrupt handler that interrupted its holder on the same CPU.
+module;
+
+#include <ktl/macros.h>
+#include <ktl/new.h>
+#if defined(FERRITE_ASAN)
+#include <sanitizer/asan_interface.h>
+#endif
+
+export module mm.slab;
+
+import ktl;
+import mm.addr;
+import mm.arch;
+import mm.pmm;
+import mm.slab.cpu;
+
+export namespace mm {
+
+enum class SlabError : u32 {
+  OutOfMemory,      // no frames for a slab, a magazine or a descriptor
+  InvalidArgument,  // zero or oversized object size, alignment not a power of two, ...
+  TooManyCaches,    // no per-CPU slot left (slab_cpu::kMaxSlots)
+  NotEmpty,         // destroy with live objects
+  NotInitialized,
+};
+[[nodiscard]] constexpr const char* to_string(SlabError e) {
+  switch (e) {
+    case SlabError::OutOfMemory: return "out of memory";
+    case SlabError::InvalidArgument: return "invalid argument";
+    case SlabError::TooManyCaches: return "too many caches";
+    case SlabError::NotEmpty: return "cache still has live objects";
+    case SlabError::NotInitialized: return "slab allocator not initialized";
+  }
+  return "unknown slab error";
+}
+void format_value(ktl::FormatSink& sink, SlabError e, const ktl::FormatSpec& spec);
+
+enum class CacheFlags : u32 {
+  None = 0,
+  Hardened = 1u << 0,    // redzones, poisoning, live/free state (see above)
+  NoCpuCache = 1u << 1,  // no magazines: every operation goes to the slab layer under the lock
+};
+[[nodiscard]] constexpr CacheFlags operator|(CacheFlags a, CacheFlags b) {
+  return static_cast<CacheFlags>(ktl::to_underlying(a) | ktl::to_underlying(b));
+}
+[[nodiscard]] constexpr bool has(CacheFlags set, CacheFlags flag) {
+  return (ktl::to_underlying(set) & ktl::to_underlying(flag)) != 0;
+}
+
+enum class Hardening : u32 { Off, On };
+
+// Runs once per object, when its slab is created (not on every allocation): freed objects go back
+// in their constructed state (Bonwick's object caching).
+using Constructor = void (*)(void* object);
+
+// One line of slabinfo. objects = slots in all slabs; active = slots not on a slab free list
+// (live objects plus those cached in magazines); cached = objects in the depot's magazines (the
+// CPUs' own magazines are not counted: they change without a lock); waste = slab bytes that are
+// not object payload (tail, padding, redzones, metadata, on-slab descriptors).
+struct SlabInfo {
+  ktl::StringView name;
+  u64 object_size = 0;
+  u64 stride = 0;
+  u64 align = 0;
+  u64 objects_per_slab = 0;
+  u64 frames_per_slab = 0;
+  u64 objects = 0;
+  u64 active = 0;
+  u64 cached = 0;
+  u64 slabs = 0;
+  u64 partial_slabs = 0;
+  u64 full_slabs = 0;
+  u64 empty_slabs = 0;
+  u64 frames = 0;
+  u64 waste_bytes = 0;
+};
+void format_value(ktl::FormatSink& sink, const SlabInfo& info, const ktl::FormatSpec& spec);
+
+struct SlabOptions {
+  Hardening hardening = Hardening::Off;
+  u64 seed = 0x5eed;  // mixed into every cache's free-list secret
+};
+
+class SlabAllocator;
+class SlabCache;
+
+// The descriptor of one slab (internal; exported only because SlabCache's inline paths use it).
+struct SlabDesc {
+  u64 canary;         // secret ^ address of this descriptor: checked on every slow-path visit
+  SlabCache* cache;
+  ktl::u8* base;      // the slab's first byte (window view)
+  SlabDesc* prev;     // links of the partial/full/empty list the slab is on
+  SlabDesc* next;
+  u64 freelist;       // encoded head of the free-object list (see SlabCache::encode)
+  u32 inuse;          // objects not on the free list
+  u32 list;           // which list (SlabCache::ListId)
+  AllocatedFrames frames;
+};
+
+// --- radix pagemap: physical frame -> slab descriptor --------------------------------------------
+class Pagemap {
+ public:
+  static constexpr u64 kLeafEntries = kPageSize / sizeof(void*);  // one frame per 2 MiB
+  Pagemap() = default;
+  Pagemap(const Pagemap&) = delete;
+  Pagemap& operator=(const Pagemap&) = delete;
+
+  [[nodiscard]] ktl::Result<void, SlabError> init(Pmm& pmm, PhysWindow window);
+  void destroy();
+  // The descriptor of the slab containing `p`, or null (not in the window, not a slab frame).
+  [[nodiscard]] SlabDesc* lookup(const void* p) const {
+    u64 offset = reinterpret_cast<ktl::uptr>(p) - view_;
+    if (offset >= size_) return nullptr;
+    u64 frame = offset / kPageSize;
+    ktl::Atomic<ktl::uptr>* leaf = leaf_at(frame / kLeafEntries);
+    if (leaf == nullptr) return nullptr;
+    KTL_UNSAFE_BUFFER_BEGIN  // frame % kLeafEntries < kLeafEntries, the leaf's length
+    return reinterpret_cast<SlabDesc*>(leaf[frame % kLeafEntries].load(ktl::MemoryOrder::Acquire));
+    KTL_UNSAFE_BUFFER_END
+  }
+  // Points every frame of [first, first + count) at `desc` (null to clear). Errors: OutOfMemory
+  // (a leaf could not be allocated; nothing was changed).
+  [[nodiscard]] ktl::Result<void, SlabError> set(PhysAddr first, u64 count, SlabDesc* desc);
+  [[nodiscard]] u64 leaf_frames() const { return leaves_.load(ktl::MemoryOrder::Relaxed); }
+  [[nodiscard]] u64 root_frames() const { return root_frames_.count(); }
+
+ private:
+  [[nodiscard]] ktl::Atomic<ktl::uptr>* leaf_at(u64 index) const {
+    if (index >= root_entries_) return nullptr;
+    KTL_UNSAFE_BUFFER_BEGIN  // index < root_entries_, the root's length
+    return reinterpret_cast<ktl::Atomic<ktl::uptr>*>(root_[index].load(ktl::MemoryOrder::Acquire));
+    KTL_UNSAFE_BUFFER_END
+  }
+
+  Pmm* pmm_ = nullptr;
+  PhysWindow window_;
+  ktl::uptr view_ = 0;  // where the window starts, and its size: the lookup's fast bounds check
+  u64 size_ = 0;
+  AllocatedFrames root_frames_;
+  ktl::Atomic<ktl::uptr>* root_ = nullptr;  // root_entries_ leaf addresses (0: none yet)
+  u64 root_entries_ = 0;
+  ktl::Atomic<u64> leaves_{0};
+};
+
+// --- SlabCache ---------------------------------------------------------------------------------------
+class SlabCache {
+ public:
+  static constexpr u32 kKeepEmptySlabs = 2;
+  static constexpr usize kMaxObjectSize = usize{1} << 20;
+  static constexpr usize kNameLength = 32;
+
+  SlabCache(const SlabCache&) = delete;
+  SlabCache& operator=(const SlabCache&) = delete;
+
+  // --- allocation ---
+  // One object (constructed if the cache has a constructor), or null when out of memory.
+  // In hardened mode the object's redzone starts after `requested` bytes (<= object_size()).
+  [[nodiscard]] void* alloc() { return alloc_sized(size_); }
+  [[nodiscard]] void* alloc_sized(usize requested) {
+    void* object = nullptr;
+    if (cpu_slot_ != slab_cpu::kNoSlot) {
+      slab_cpu::CpuPin pin;
+      slab_cpu::CpuSlot& slot = pin.block().slots[cpu_slot_];
+      slab_cpu::Magazine* m = slot.loaded;
+      if (m != nullptr && !m->empty()) [[likely]] {
+        object = m->pop();
+      } else {
+        object = alloc_slow(pin.block(), slot);
+      }
+    } else {
+      object = alloc_direct();
+    }
+    if (object != nullptr) on_alloc(object, requested);
+    return object;
+  }
+  // Frees an object of this cache. Hardened caches check that it is one (foreign, interior and
+  // double frees panic); other caches trust the caller (see the module comment).
+  void free(void* object) {
+    if (object == nullptr) return;
+    if (hardened_) check_owner(object);
+    free_known(object);
+  }
+  // Frees an object the caller has already checked to be an object of this cache (kfree).
+  void free_known(void* object) {
+    on_free(object);
+    if (cpu_slot_ != slab_cpu::kNoSlot) {
+      slab_cpu::CpuPin pin;
+      slab_cpu::CpuSlot& slot = pin.block().slots[cpu_slot_];
+      slab_cpu::Magazine* m = slot.loaded;
+      if (m != nullptr && !m->full()) [[likely]] {
+        if (m->top() == object) [[unlikely]] report_double_free(object);
+        m->push(object);
+        return;
+      }
+      free_slow(pin.block(), slot, object);
+      return;
+    }
+    free_direct(object);
+  }
+  // Hardened caches: the requested size of a live object changes (krealloc in place): moves the
+  // redzone. No-op otherwise.
+  void resize_in_place(void* object, usize requested);
+  // Hardened caches: the requested size recorded for a live object; object_size() otherwise.
+  [[nodiscard]] usize requested_size(const void* object) const;
+
+  // --- queries ---
+  [[nodiscard]] ktl::StringView name() const { return ktl::StringView(name_.data(), name_length_); }
+  [[nodiscard]] usize object_size() const { return size_; }
+  [[nodiscard]] usize stride() const { return stride_; }
+  [[nodiscard]] usize align() const { return align_; }
+  [[nodiscard]] bool hardened() const { return hardened_; }
+  [[nodiscard]] u32 objects_per_slab() const { return objects_per_slab_; }
+  [[nodiscard]] u32 frames_per_slab() const { return slab_frames_; }
+  [[nodiscard]] u32 magazine_capacity() const { return magazine_capacity_; }
+  [[nodiscard]] SlabInfo info() const EXCLUDES(lock_);
+  // The index of `object` in its slab if it is exactly an object start, else nullopt.
+  [[nodiscard]] ktl::Optional<u32> object_index(const SlabDesc& slab, const void* object) const;
+  // Validates a pointer that the pagemap says lies in a slab of this cache: panics with a report
+  // if it is not an object start ("misaligned" or "interior pointer").
+  void check_object_start(const SlabDesc& slab, const void* object, const char* operation) const;
+
+  // --- reclaim ---
+  // Returns depot magazines to the slabs and frees all but kKeepEmptySlabs empty slabs (all of
+  // them with keep = 0). Returns the frames freed.
+  u64 reclaim(u32 keep = kKeepEmptySlabs) EXCLUDES(lock_);
+  // Returns this CPU's (host: thread's) magazines of this cache to the depot.
+  void flush_local_cpu() EXCLUDES(lock_);
+
+  // Internal (SlabAllocator and the CPU layer).
+  void return_magazines(slab_cpu::CpuSlot& slot) EXCLUDES(lock_);
+
+ private:
+  friend class SlabAllocator;
+  enum ListId : u32 { kPartial = 0, kFull = 1, kEmpty = 2, kNone = 3 };
+  struct List {
+    SlabDesc* head = nullptr;
+    u64 count = 0;
+  };
+  struct Meta {  // hardened objects' metadata word
+    u32 requested;
+    u32 state;
+  };
+  static constexpr u32 kStateLive = 0x4c495645;  // "LIVE"
+  static constexpr u32 kStateFree = 0x46524545;  // "FREE"
+  static constexpr ktl::u8 kRedzoneByte = 0xbb;
+  static constexpr ktl::u8 kPoisonByte = 0x6b;
+  static constexpr usize kRedzone = 16;
+
+  SlabCache() = default;
+  [[nodiscard]] ktl::Result<void, SlabError> setup(SlabAllocator& owner, ktl::StringView name, usize size, usize align,
+                                                   Constructor ctor, CacheFlags flags, u64 secret, bool internal);
+  // Frees every slab (the cache must be empty) and the magazines. Contract: no per-CPU magazines.
+  void teardown() EXCLUDES(lock_);
+
+  [[nodiscard]] void* alloc_slow(slab_cpu::CpuBlock& block, slab_cpu::CpuSlot& slot) EXCLUDES(lock_);
+  void free_slow(slab_cpu::CpuBlock& block, slab_cpu::CpuSlot& slot, void* object) EXCLUDES(lock_);
+  [[nodiscard]] void* alloc_direct() EXCLUDES(lock_);
+  void free_direct(void* object) EXCLUDES(lock_);
+
+  [[nodiscard]] void* alloc_one_locked(bool may_grow = true) REQUIRES(lock_);
+  void free_one_locked(void* object, SlabDesc* slab) REQUIRES(lock_);
+  void fill_locked(slab_cpu::Magazine& m) REQUIRES(lock_);
+  void flush_locked(slab_cpu::Magazine& m) REQUIRES(lock_);
+  [[nodiscard]] slab_cpu::Magazine* take_empty_magazine_locked() REQUIRES(lock_);
+  void put_empty_magazine_locked(slab_cpu::Magazine* m) REQUIRES(lock_);
+  void put_full_magazine_locked(slab_cpu::Magazine* m) REQUIRES(lock_);
+  void purge_depot_locked() REQUIRES(lock_);
+  [[nodiscard]] SlabDesc* new_slab_locked() REQUIRES(lock_);
+  // Unlinks and frees one empty slab; returns its frames (the caller frees them unlocked).
+  [[nodiscard]] AllocatedFrames release_slab_locked(SlabDesc* slab) REQUIRES(lock_);
+  void list_move_locked(SlabDesc* slab, ListId to) REQUIRES(lock_);
+  [[nodiscard]] SlabDesc* slab_of_checked(const void* object, const char* operation) const;
+
+  // Object memory is touched only through these (no_sanitize under ASan: free objects are
+  // poisoned).
+  [[nodiscard]] u64 encode(void* next, void* slot_address) const;
+  [[nodiscard]] void* decode_link(const SlabDesc& slab, void* object) const;
+  void store_link(void* object, void* next) const;
+  void check_desc(const SlabDesc& slab) const;
+  void on_alloc(void* object, usize requested) {
+    if (hardened_) [[unlikely]] hardened_alloc(object, requested);
+    asan_unpoison(object, requested);
+  }
+  void on_free(void* object) {
+    if (hardened_) [[unlikely]] hardened_free(object);
+    asan_poison(object, size_);
+  }
+  void hardened_alloc(void* object, usize requested);
+  void hardened_free(void* object);
+  // Without ASan these are no-ops that the fast paths inline away.
+  static void asan_poison([[maybe_unused]] const void* p, [[maybe_unused]] usize n) {
+#if defined(FERRITE_ASAN)
+    __asan_poison_memory_region(p, n);
+#endif
+  }
+  static void asan_unpoison([[maybe_unused]] const void* p, [[maybe_unused]] usize n) {
+#if defined(FERRITE_ASAN)
+    __asan_unpoison_memory_region(p, n);
+#endif
+  }
+  void init_slab_objects(SlabDesc& slab);
+  void check_owner(const void* object) const;
+
+  [[noreturn]] void report(const char* what, const void* address) const;
+  [[noreturn]] void report_double_free(const void* object) const;
+
+  // Immutable after setup().
+  SlabAllocator* owner_ = nullptr;
+  ktl::Array<char, kNameLength> name_{};
+  usize name_length_ = 0;
+  usize size_ = 0;
+  usize align_ = 0;
+  usize stride_ = 0;
+  usize first_offset_ = 0;   // offset of object 0 in the slab (hardened: room for its left redzone)
+  usize link_offset_ = 0;    // offset of the free-list link within an object's stride
+  usize meta_offset_ = 0;    // hardened: offset of Meta within the stride
+  u64 stride_recip_ = 0;     // ceil(2^32 / stride): division-free object index
+  u32 objects_per_slab_ = 0;
+  u32 slab_frames_ = 0;
+  bool desc_on_slab_ = true;
+  bool hardened_ = false;
+  bool internal_ = false;
+  Constructor ctor_ = nullptr;
+  u64 secret_ = 0;
+  u32 cpu_slot_ = slab_cpu::kNoSlot;
+  u32 magazine_capacity_ = 0;
+  u32 depot_limit_ = 0;      // full magazines the depot keeps before flushing to the slabs
+  SlabCache* magazine_cache_ = nullptr;
+  SlabCache* desc_cache_ = nullptr;
+
+  mutable ktl::SpinLock lock_{"slab.cache"};
+  ktl::Array<List, 3> lists_ GUARDED_BY(lock_){};
+  slab_cpu::Magazine* depot_full_ GUARDED_BY(lock_) = nullptr;
+  slab_cpu::Magazine* depot_empty_ GUARDED_BY(lock_) = nullptr;
+  u32 depot_full_count_ GUARDED_BY(lock_) = 0;
+  u32 depot_empty_count_ GUARDED_BY(lock_) = 0;
+  u64 inuse_ GUARDED_BY(lock_) = 0;
+
+  SlabCache* registry_next_ = nullptr;  // guarded by the owner's registry lock
+};
+
+// --- SlabAllocator -------------------------------------------------------------------------------------
+class SlabAllocator {
+ public:
+  SlabAllocator() = default;
+  SlabAllocator(const SlabAllocator&) = delete;
+  SlabAllocator& operator=(const SlabAllocator&) = delete;
+  // Contract: every cache created here has been destroyed, or has no live objects (they are
+  // destroyed now). The Pmm must outlive the allocator.
+  ~SlabAllocator();
+
+  // Slabs come from `pmm` and are accessed through `window` (which must cover the PMM's memory).
+  [[nodiscard]] ktl::Result<void, SlabError> init(Pmm& pmm, PhysWindow window, const SlabOptions& options = {});
+  [[nodiscard]] bool initialized() const { return pmm_ != nullptr; }
+
+  // A new cache of `size`-byte objects aligned to `align` (a power of two, 0 meaning 8). The name
+  // is copied (truncated to 31 characters). Hardened when the flags or the allocator's options say so.
+  [[nodiscard]] ktl::Result<SlabCache*, SlabError> create_cache(ktl::StringView name, usize size, usize align,
+                                                                Constructor ctor = nullptr,
+                                                                CacheFlags flags = CacheFlags::None);
+  // Destroys `cache`: drains every CPU's magazines of it, then frees its slabs. NotEmpty (and
+  // nothing destroyed) while objects are live. Contract: every other use of the cache
+  // happens-before this call.
+  [[nodiscard]] ktl::Result<void, SlabError> destroy_cache(SlabCache* cache);
+
+  // Depot magazines back to slabs, then all but `keep` empty slabs of every cache to the PMM.
+  // Returns the frames freed. (kswapd calls it through slab_reclaim.)
+  u64 reclaim(u32 keep = SlabCache::kKeepEmptySlabs);
+
+  // Returns this CPU's (host: thread's) magazines of every cache to their depots.
+  void flush_local_cpu();
+
+  // The slab descriptor of the slab containing `p`, or null.
+  [[nodiscard]] SlabDesc* slab_of(const void* p) const { return pagemap_.lookup(p); }
+
+  // slabinfo: f(const SlabInfo&) for every cache, internal ones included.
+  template <class F>
+  void for_each_info(F&& f) {
+    ktl::LockGuard guard(registry_lock_);
+    for (SlabCache* c = registry_; c != nullptr; c = c->registry_next_) f(c->info());
+  }
+  // Frames held: slabs of every cache plus the pagemap.
+  [[nodiscard]] u64 frames_in_use() const { return slab_frames_.load(ktl::MemoryOrder::Relaxed) + metadata_frames(); }
+  [[nodiscard]] u64 slab_frames() const { return slab_frames_.load(ktl::MemoryOrder::Relaxed); }
+  [[nodiscard]] u64 metadata_frames() const { return pagemap_.leaf_frames() + pagemap_.root_frames(); }
+
+  // Fault injection (R8): after `n` more successful slab allocations from the PMM, every further
+  // one fails until reset with n = ~0.
+  void fail_slab_allocations_after(u64 n) { fail_after_.store(n, ktl::MemoryOrder::Relaxed); }
+
+  [[nodiscard]] Pmm& pmm() const { return *pmm_; }
+  [[nodiscard]] PhysWindow window() const { return window_; }
+  [[nodiscard]] Hardening hardening() const { return options_.hardening; }
+
+ private:
+  friend class SlabCache;
+  static constexpr u32 kMagazineKinds = 3;
+
+  [[nodiscard]] ktl::Result<AllocatedFrames, SlabError> alloc_slab_frames(u32 frames);
+  [[nodiscard]] u64 next_secret();
+  void register_cache(SlabCache* cache) EXCLUDES(registry_lock_);
+  void unregister_cache(SlabCache* cache) EXCLUDES(registry_lock_);
+
+  Pmm* pmm_ = nullptr;
+  PhysWindow window_;
+  SlabOptions options_;
+  Pagemap pagemap_;
+  ktl::Atomic<u64> slab_frames_{0};
+  ktl::Atomic<u64> fail_after_{~u64{0}};
+  ktl::Atomic<u64> secret_counter_{0};
+  // Internal caches, embedded (bootstrap): descriptors, SlabCache objects, magazines.
+  SlabCache desc_cache_;
+  SlabCache cache_cache_;
+  SlabCache magazines14_;
+  SlabCache magazines30_;
+  SlabCache magazines62_;
+  [[nodiscard]] SlabCache& magazine_cache(u32 kind) {
+    return kind == 0 ? magazines14_ : kind == 1 ? magazines30_ : magazines62_;
+  }
+  mutable ktl::SpinLock registry_lock_{"slab.registry"};
+  SlabCache* registry_ GUARDED_BY(registry_lock_) = nullptr;
+};
+
+// --- the typed surface ------------------------------------------------------------------------------
+// An owned object of a Cache<T>: destroys and frees it when it goes away. Move-only.
+template <class T>
+class SlabBox {
+ public:
+  SlabBox() = default;
+  SlabBox(SlabCache& cache, T* object) : cache_(&cache), object_(object) {}
+  SlabBox(const SlabBox&) = delete;
+  SlabBox& operator=(const SlabBox&) = delete;
+  SlabBox(SlabBox&& o) : cache_(o.cache_), object_(ktl::exchange(o.object_, nullptr)) {}
+  SlabBox& operator=(SlabBox&& o) {
+    if (this != &o) {
+      reset();
+      cache_ = o.cache_;
+      object_ = ktl::exchange(o.object_, nullptr);
+    }
+    return *this;
+  }
+  ~SlabBox() { reset(); }
+  void reset() {
+    if (T* p = ktl::exchange(object_, nullptr)) {
+      p->~T();
+      cache_->free(p);
+    }
+  }
+  [[nodiscard]] T* get() const { return object_; }
+  T* operator->() const { return object_; }
+  T& operator*() const { return *object_; }
+  explicit operator bool() const { return object_ != nullptr; }
+
+ private:
+  SlabCache* cache_ = nullptr;
+  T* object_ = nullptr;
+};
+
+// A cache of T: make() constructs with placement new and returns an owner. Destroying the Cache
+// destroys the byte cache (all objects must be gone). Move-only.
+template <class T>
+class Cache {
+ public:
+  [[nodiscard]] static ktl::Result<Cache, SlabError> create(SlabAllocator& slab, ktl::StringView name,
+                                                            CacheFlags flags = CacheFlags::None) {
+    SlabCache* c = TRY(slab.create_cache(name, sizeof(T), alignof(T), nullptr, flags));
+    return Cache(slab, c);
+  }
+  Cache(const Cache&) = delete;
+  Cache& operator=(const Cache&) = delete;
+  Cache(Cache&& o) : slab_(o.slab_), cache_(ktl::exchange(o.cache_, nullptr)) {}
+  Cache& operator=(Cache&&) = delete;
+  ~Cache() {
+    if (cache_ != nullptr) {
+      auto r = slab_->destroy_cache(cache_);
+      ktl::check(r.is_ok(), "Cache<T> destroyed while objects are live");
+    }
+  }
+  template <class... A>
+  [[nodiscard]] ktl::Result<SlabBox<T>, SlabError> make(A&&... args) {
+    void* p = cache_->alloc();
+    if (p == nullptr) return ktl::Err(SlabError::OutOfMemory);
+    return SlabBox<T>(*cache_, new (p) T(ktl::forward<A>(args)...));
+  }
+  [[nodiscard]] SlabCache& raw() const { return *cache_; }
+
+ private:
+  Cache(SlabAllocator& slab, SlabCache* cache) : slab_(&slab), cache_(cache) {}
+  SlabAllocator* slab_;
+  SlabCache* cache_;
+};
+
+// --- the seed API over the installed allocator -----------------------------------------------------
+// The kernel's heap (mm.heap) installs its SlabAllocator; tests may install their own.
+void install_slab_allocator(SlabAllocator* slab);
+[[nodiscard]] SlabAllocator* installed_slab_allocator();
+
+// Null on error (logged).
+[[nodiscard]] SlabCache* kmem_cache_create(const char* name, usize size, usize align, Constructor ctor,
+                                           CacheFlags flags);
+// Panics when objects are still live (a broken invariant of the caller).
+void kmem_cache_destroy(SlabCache* cache);
+[[nodiscard]] void* slab_alloc(SlabCache* cache);
+void slab_free(SlabCache* cache, void* object);
+// Frames returned to the PMM.
+u64 slab_reclaim();
+
+}  // namespace mm
