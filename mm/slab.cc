@@ -137,14 +137,14 @@ ktl::Result<void, SlabError> Pagemap::init(Pmm& pmm, PhysWindow window) {
   root_frames_ = frames.release_value();
   ktl::Bytes root = window.bytes(root_frames_.start(), bytes);
   ktl::fill_bytes(root, 0);
-  root_ = reinterpret_cast<ktl::Atomic<ktl::uptr>*>(root.data());
+  root_ = reinterpret_cast<ktl::uptr*>(root.data());
   return ktl::ok();
 }
 
 void Pagemap::destroy() {
   if (root_ == nullptr) return;
   for (u64 i = 0; i < root_entries_; ++i) {
-    ktl::Atomic<ktl::uptr>* leaf = leaf_at(i);
+    ktl::uptr* leaf = leaf_at(i);
     if (leaf == nullptr) continue;
     PhysAddr phys = window_.phys_of(leaf).value();
     auto r = pmm_->free_frames(Frame4K::from_start(phys).value(), 1);
@@ -170,7 +170,8 @@ ktl::Result<void, SlabError> Pagemap::set(PhysAddr first, u64 count, SlabDesc* d
     ktl::fill_bytes(leaf, 0);
     ktl::uptr expected = 0;
     KTL_UNSAFE_BUFFER_BEGIN  // index < root_entries_: the window check above bounds the frame
-    bool won = root_[index].compare_exchange(expected, addr(leaf.data()), ktl::MemoryOrder::AcqRel);
+    bool won = __atomic_compare_exchange_n(&root_[index], &expected, addr(leaf.data()), false, __ATOMIC_ACQ_REL,
+                                           __ATOMIC_ACQUIRE);
     KTL_UNSAFE_BUFFER_END
     if (won) {
       (void)leaf_frame.release();  // owned by the pagemap from now on (freed by destroy())
@@ -178,9 +179,9 @@ ktl::Result<void, SlabError> Pagemap::set(PhysAddr first, u64 count, SlabDesc* d
     }
   }
   for (u64 f = frame0; f < frame0 + count; ++f) {
-    ktl::Atomic<ktl::uptr>* leaf = leaf_at(f / kLeafEntries);
+    ktl::uptr* leaf = leaf_at(f / kLeafEntries);
     KTL_UNSAFE_BUFFER_BEGIN  // f % kLeafEntries < kLeafEntries, the leaf's length
-    leaf[f % kLeafEntries].store(addr(desc), ktl::MemoryOrder::Release);
+    __atomic_store_n(&leaf[f % kLeafEntries], addr(desc), __ATOMIC_RELEASE);
     KTL_UNSAFE_BUFFER_END
   }
   return ktl::ok();
@@ -249,7 +250,7 @@ ktl::Result<void, SlabError> SlabCache::setup(SlabAllocator& owner, ktl::StringV
     magazine_capacity_ = kMagazineCapacity[kind];
     magazine_cache_ = &owner.magazine_cache(kind);
     u64 per_magazine = u64{magazine_capacity_} * stride_;
-    depot_limit_ = static_cast<u32>(ktl::min<u64>(ktl::max<u64>((u64{128} << 10) / per_magazine, 2), 64));
+    depot_limit_ = static_cast<u32>(ktl::min<u64>(ktl::max<u64>((u64{32} << 10) / per_magazine, 2), 64));
     ktl::LockGuard guard(slab_cpu::g_registry_lock);
     for (u32 i = 0; i < slab_cpu::kMaxSlots; ++i) {
       if (g_slot_owner[i] == nullptr) {
@@ -319,8 +320,7 @@ ktl::Optional<u32> SlabCache::object_index(const SlabDesc& slab, const void* obj
   return static_cast<u32>(index);
 }
 
-void SlabCache::check_object_start(const SlabDesc& slab, const void* object, const char* operation) const {
-  if (object_index(slab, object).has_value()) [[likely]] return;
+void SlabCache::report_not_object_start(const void* object, const char* operation) const {
   ktl::InlineString<96> what;
   if (!ktl::is_aligned<ktl::uptr>(addr(object), 8)) {
     ktl::format_to(what, "invalid {} (misaligned pointer)", operation);

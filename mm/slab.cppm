@@ -159,14 +159,14 @@ class Pagemap {
   [[nodiscard]] ktl::Result<void, SlabError> init(Pmm& pmm, PhysWindow window);
   void destroy();
   // The descriptor of the slab containing `p`, or null (not in the window, not a slab frame).
-  [[nodiscard]] SlabDesc* lookup(const void* p) const {
+  [[nodiscard]] inline SlabDesc* lookup(const void* p) const {
     u64 offset = reinterpret_cast<ktl::uptr>(p) - view_;
     if (offset >= size_) return nullptr;
     u64 frame = offset / kPageSize;
-    ktl::Atomic<ktl::uptr>* leaf = leaf_at(frame / kLeafEntries);
+    ktl::uptr* leaf = leaf_at(frame / kLeafEntries);
     if (leaf == nullptr) return nullptr;
     KTL_UNSAFE_BUFFER_BEGIN  // frame % kLeafEntries < kLeafEntries, the leaf's length
-    return reinterpret_cast<SlabDesc*>(leaf[frame % kLeafEntries].load(ktl::MemoryOrder::Acquire));
+    return reinterpret_cast<SlabDesc*>(__atomic_load_n(&leaf[frame % kLeafEntries], __ATOMIC_ACQUIRE));
     KTL_UNSAFE_BUFFER_END
   }
   // Points every frame of [first, first + count) at `desc` (null to clear). Errors: OutOfMemory
@@ -176,10 +176,11 @@ class Pagemap {
   [[nodiscard]] u64 root_frames() const { return root_frames_.count(); }
 
  private:
-  [[nodiscard]] ktl::Atomic<ktl::uptr>* leaf_at(u64 index) const {
+  // (Raw __atomic builtins: ktl::Atomic's members are not inline across the module boundary.)
+  [[nodiscard]] inline ktl::uptr* leaf_at(u64 index) const {
     if (index >= root_entries_) return nullptr;
     KTL_UNSAFE_BUFFER_BEGIN  // index < root_entries_, the root's length
-    return reinterpret_cast<ktl::Atomic<ktl::uptr>*>(root_[index].load(ktl::MemoryOrder::Acquire));
+    return reinterpret_cast<ktl::uptr*>(__atomic_load_n(&root_[index], __ATOMIC_ACQUIRE));
     KTL_UNSAFE_BUFFER_END
   }
 
@@ -188,7 +189,7 @@ class Pagemap {
   ktl::uptr view_ = 0;  // where the window starts, and its size: the lookup's fast bounds check
   u64 size_ = 0;
   AllocatedFrames root_frames_;
-  ktl::Atomic<ktl::uptr>* root_ = nullptr;  // root_entries_ leaf addresses (0: none yet)
+  ktl::uptr* root_ = nullptr;  // root_entries_ leaf addresses (0: none yet), accessed atomically
   u64 root_entries_ = 0;
   ktl::Atomic<u64> leaves_{0};
 };
@@ -206,12 +207,12 @@ class SlabCache {
   // --- allocation ---
   // One object (constructed if the cache has a constructor), or null when out of memory.
   // In hardened mode the object's redzone starts after `requested` bytes (<= object_size()).
-  [[nodiscard]] void* alloc() { return alloc_sized(size_); }
-  [[nodiscard]] void* alloc_sized(usize requested) {
+  [[nodiscard]] inline void* alloc() { return alloc_sized(size_); }
+  [[nodiscard]] inline void* alloc_sized(usize requested) {
     void* object = nullptr;
     if (cpu_slot_ != slab_cpu::kNoSlot) {
       slab_cpu::CpuPin pin;
-      slab_cpu::CpuSlot& slot = pin.block().slots[cpu_slot_];
+      slab_cpu::CpuSlot& slot = local_slot(pin);
       slab_cpu::Magazine* m = slot.loaded;
       if (m != nullptr && !m->empty()) [[likely]] {
         object = m->pop();
@@ -226,17 +227,17 @@ class SlabCache {
   }
   // Frees an object of this cache. Hardened caches check that it is one (foreign, interior and
   // double frees panic); other caches trust the caller (see the module comment).
-  void free(void* object) {
+  inline void free(void* object) {
     if (object == nullptr) return;
     if (hardened_) check_owner(object);
     free_known(object);
   }
   // Frees an object the caller has already checked to be an object of this cache (kfree).
-  void free_known(void* object) {
+  inline void free_known(void* object) {
     on_free(object);
     if (cpu_slot_ != slab_cpu::kNoSlot) {
       slab_cpu::CpuPin pin;
-      slab_cpu::CpuSlot& slot = pin.block().slots[cpu_slot_];
+      slab_cpu::CpuSlot& slot = local_slot(pin);
       slab_cpu::Magazine* m = slot.loaded;
       if (m != nullptr && !m->full()) [[likely]] {
         if (m->top() == object) [[unlikely]] report_double_free(object);
@@ -247,6 +248,12 @@ class SlabCache {
       return;
     }
     free_direct(object);
+  }
+  // This CPU's slot of this cache. Unchecked: cpu_slot_ < kMaxSlots is established by setup().
+  [[nodiscard]] inline slab_cpu::CpuSlot& local_slot(slab_cpu::CpuPin& pin) const {
+    KTL_UNSAFE_BUFFER_BEGIN  // cpu_slot_ < slab_cpu::kMaxSlots (setup), the length of `slots`
+    return pin.block().slots.data()[cpu_slot_];
+    KTL_UNSAFE_BUFFER_END
   }
   // Hardened caches: the requested size of a live object changes (krealloc in place): moves the
   // redzone. No-op otherwise.
@@ -264,11 +271,22 @@ class SlabCache {
   [[nodiscard]] u32 frames_per_slab() const { return slab_frames_; }
   [[nodiscard]] u32 magazine_capacity() const { return magazine_capacity_; }
   [[nodiscard]] SlabInfo info() const EXCLUDES(lock_);
+  // Whether `object` is exactly an object start in `slab` (a slab of this cache).
+  [[nodiscard]] inline bool is_object_start(const SlabDesc& slab, const void* object) const {
+    ktl::uptr p = reinterpret_cast<ktl::uptr>(object);
+    ktl::uptr first = reinterpret_cast<ktl::uptr>(slab.base) + first_offset_;
+    u64 offset = p - first;  // wraps to a huge value below `first`
+    u64 index = (offset * stride_recip_) >> 32;
+    return p >= first && index < objects_per_slab_ && index * stride_ == offset;
+  }
   // The index of `object` in its slab if it is exactly an object start, else nullopt.
   [[nodiscard]] ktl::Optional<u32> object_index(const SlabDesc& slab, const void* object) const;
   // Validates a pointer that the pagemap says lies in a slab of this cache: panics with a report
   // if it is not an object start ("misaligned" or "interior pointer").
-  void check_object_start(const SlabDesc& slab, const void* object, const char* operation) const;
+  inline void check_object_start(const SlabDesc& slab, const void* object, const char* operation) const {
+    if (!is_object_start(slab, object)) [[unlikely]] report_not_object_start(object, operation);
+  }
+  [[noreturn]] void report_not_object_start(const void* object, const char* operation) const;
 
   // --- reclaim ---
   // Returns depot magazines to the slabs and frees all but kKeepEmptySlabs empty slabs (all of
@@ -328,23 +346,23 @@ class SlabCache {
   [[nodiscard]] void* decode_link(const SlabDesc& slab, void* object) const;
   void store_link(void* object, void* next) const;
   void check_desc(const SlabDesc& slab) const;
-  void on_alloc(void* object, usize requested) {
+  inline void on_alloc(void* object, usize requested) {
     if (hardened_) [[unlikely]] hardened_alloc(object, requested);
     asan_unpoison(object, requested);
   }
-  void on_free(void* object) {
+  inline void on_free(void* object) {
     if (hardened_) [[unlikely]] hardened_free(object);
     asan_poison(object, size_);
   }
   void hardened_alloc(void* object, usize requested);
   void hardened_free(void* object);
   // Without ASan these are no-ops that the fast paths inline away.
-  static void asan_poison([[maybe_unused]] const void* p, [[maybe_unused]] usize n) {
+  static inline void asan_poison([[maybe_unused]] const void* p, [[maybe_unused]] usize n) {
 #if defined(FERRITE_ASAN)
     __asan_poison_memory_region(p, n);
 #endif
   }
-  static void asan_unpoison([[maybe_unused]] const void* p, [[maybe_unused]] usize n) {
+  static inline void asan_unpoison([[maybe_unused]] const void* p, [[maybe_unused]] usize n) {
 #if defined(FERRITE_ASAN)
     __asan_unpoison_memory_region(p, n);
 #endif
@@ -422,7 +440,7 @@ class SlabAllocator {
   void flush_local_cpu();
 
   // The slab descriptor of the slab containing `p`, or null.
-  [[nodiscard]] SlabDesc* slab_of(const void* p) const { return pagemap_.lookup(p); }
+  [[nodiscard]] inline SlabDesc* slab_of(const void* p) const { return pagemap_.lookup(p); }
 
   // slabinfo: f(const SlabInfo&) for every cache, internal ones included.
   template <class F>

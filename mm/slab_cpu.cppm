@@ -21,6 +21,9 @@
 // its destruction (as for any object), so no CPU touches that slot while it is drained. The block
 // registry lock serialises the drain against thread exit (which flushes every slot of its block).
 //
+// Hot functions are marked `inline`: in a module, a function defined in its class is not inline
+// (P1779), and only inline ones can be inlined into importers.
+//
 // LOCK ORDER (see mm/slab.cppm for the whole picture): slab.cpu_registry -> slab.cache -> pmm.arena.
 module;
 
@@ -59,22 +62,22 @@ struct Magazine {
   Magazine* next;  // depot list link
   void* round[1];
 
-  [[nodiscard]] bool empty() const { return rounds == 0; }
-  [[nodiscard]] bool full() const { return rounds == capacity; }
+  [[nodiscard]] inline bool empty() const { return rounds == 0; }
+  [[nodiscard]] inline bool full() const { return rounds == capacity; }
   // Contract: !empty().
-  [[nodiscard]] void* pop() {
+  [[nodiscard]] inline void* pop() {
     KTL_UNSAFE_BUFFER_BEGIN  // rounds <= capacity, and the magazine holds `capacity` entries
     return round[--rounds];
     KTL_UNSAFE_BUFFER_END
   }
   // Contract: !full().
-  void push(void* object) {
+  inline void push(void* object) {
     KTL_UNSAFE_BUFFER_BEGIN  // rounds < capacity, and the magazine holds `capacity` entries
     round[rounds++] = object;
     KTL_UNSAFE_BUFFER_END
   }
   // The most recently pushed object (null when empty).
-  [[nodiscard]] void* top() const {
+  [[nodiscard]] inline void* top() const {
     KTL_UNSAFE_BUFFER_BEGIN  // rounds - 1 < capacity when rounds > 0
     return rounds == 0 ? nullptr : round[rounds - 1];
     KTL_UNSAFE_BUFFER_END
@@ -118,11 +121,11 @@ class CpuPin {
  public:
 #if __STDC_HOSTED__
   CpuPin() = default;
-  [[nodiscard]] CpuBlock& block() { return t_block; }
+  [[nodiscard]] inline CpuBlock& block() { return t_block; }
 #else
-  CpuPin() : saved_(ferrite_cpu_pin()) {}
-  ~CpuPin() { ferrite_cpu_unpin(saved_); }
-  [[nodiscard]] CpuBlock& block() { return g_blocks[ferrite_cpu_id()]; }
+  inline CpuPin() : saved_(ferrite_cpu_pin()) {}
+  inline ~CpuPin() { ferrite_cpu_unpin(saved_); }
+  [[nodiscard]] inline CpuBlock& block() { return g_blocks[ferrite_cpu_id()]; }
 #endif
   CpuPin(const CpuPin&) = delete;
   CpuPin& operator=(const CpuPin&) = delete;

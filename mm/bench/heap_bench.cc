@@ -1,0 +1,290 @@
+// Ferrite's heap (mm.heap over a PMM over simulated RAM, the host build of the kernel's code,
+// hardening off) against glibc malloc, mimalloc and tcmalloc loaded in the same process
+// (dlopen RTLD_LOCAL: mi_malloc/mi_free, tc_malloc/tc_free; jemalloc cannot be dlopened and is
+// skipped). Workloads (docs: shared research plan B1-B5):
+//   B1 Pair/<size>:        malloc+free of one block, 16 B .. 4 KiB
+//   B2 Batch<N>/<order>:   N mallocs of 64 B, then N frees in FIFO or LIFO order
+//   B3 Random:             a 4096-slot working set; each step frees a slot and fills it with a
+//                          random size in [8, 1024]
+//   B4 Realloc:            one block grown by doubling from 16 B to 64 KiB, then freed
+//   B5 Fixed/<how>:        256-byte objects from a dedicated slab cache vs kmalloc(256)
+// The last lines print ours/glibc and ours/mimalloc per row and the targets: every row <= 1.0x
+// glibc, median <= 1.5x mimalloc, the fixed-size cache <= kmalloc, and peak footprint / live
+// bytes <= 1.3 on the random workload (measured in a separate, untimed pass).
+//
+//   ./bazelw run -c opt //mm/bench:heap_bench
+#include <benchmark/benchmark.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <ktl/macros.h>
+
+import ktl;
+import mm.heap;
+import mm.heap.host;
+import mm.slab;
+
+namespace {
+
+struct Allocator {
+  const char* name;
+  void* (*malloc)(std::size_t);
+  void (*free)(void*);
+  void* (*realloc)(void*, std::size_t);
+};
+
+mm::heap_host::HostHeap* g_host = nullptr;
+mm::Heap* g_heap = nullptr;
+
+void* ours_malloc(std::size_t n) { return g_heap->kmalloc(n); }
+void ours_free(void* p) { g_heap->kfree(p); }
+void* ours_realloc(void* p, std::size_t n) { return g_heap->krealloc(p, n); }
+
+std::vector<Allocator> load_allocators() {
+  std::vector<Allocator> all;
+  all.push_back({"ours", &ours_malloc, &ours_free, &ours_realloc});
+  all.push_back({"glibc", &::malloc, &::free, &::realloc});
+  if (void* mi = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_LOCAL)) {
+    all.push_back({"mimalloc", reinterpret_cast<void* (*)(std::size_t)>(dlsym(mi, "mi_malloc")),
+                   reinterpret_cast<void (*)(void*)>(dlsym(mi, "mi_free")),
+                   reinterpret_cast<void* (*)(void*, std::size_t)>(dlsym(mi, "mi_realloc"))});
+  } else {
+    std::fprintf(stderr, "mimalloc not loadable (%s): skipped\n", dlerror());
+  }
+  if (void* tc = dlopen("libtcmalloc_minimal.so.4", RTLD_NOW | RTLD_LOCAL)) {
+    all.push_back({"tcmalloc", reinterpret_cast<void* (*)(std::size_t)>(dlsym(tc, "tc_malloc")),
+                   reinterpret_cast<void (*)(void*)>(dlsym(tc, "tc_free")),
+                   reinterpret_cast<void* (*)(void*, std::size_t)>(dlsym(tc, "tc_realloc"))});
+  } else {
+    std::fprintf(stderr, "tcmalloc not loadable (%s): skipped\n", dlerror());
+  }
+  return all;
+}
+
+// --- workloads -----------------------------------------------------------------------------------
+void pair(benchmark::State& state, Allocator a, std::size_t size) {
+  for (auto _ : state) {
+    void* p = a.malloc(size);
+    benchmark::DoNotOptimize(p);
+    a.free(p);
+  }
+}
+
+void batch(benchmark::State& state, Allocator a, std::size_t n, bool fifo) {
+  std::vector<void*> slots(n);
+  for (auto _ : state) {
+    for (std::size_t i = 0; i < n; ++i) {
+      slots[i] = a.malloc(64);
+      benchmark::DoNotOptimize(slots[i]);
+    }
+    if (fifo) {
+      for (std::size_t i = 0; i < n; ++i) a.free(slots[i]);
+    } else {
+      for (std::size_t i = n; i-- > 0;) a.free(slots[i]);
+    }
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * n));
+}
+
+constexpr std::size_t kSlots = 4096;
+const std::vector<std::uint32_t>& random_sizes() {
+  static const std::vector<std::uint32_t> sizes = [] {
+    std::mt19937 rng(42);
+    std::vector<std::uint32_t> v(1 << 16);
+    for (auto& s : v) s = 8 + rng() % (1024 - 8 + 1);
+    return v;
+  }();
+  return sizes;
+}
+
+void random_working_set(benchmark::State& state, Allocator a) {
+  const auto& sizes = random_sizes();
+  std::vector<void*> slots(kSlots);
+  std::size_t k = 0;
+  for (auto& s : slots) s = a.malloc(sizes[k++ % sizes.size()]);
+  std::uint32_t x = 12345;
+  for (auto _ : state) {
+    x = x * 1664525u + 1013904223u;
+    std::size_t slot = (x >> 8) % kSlots;
+    a.free(slots[slot]);
+    slots[slot] = a.malloc(sizes[k++ & (sizes.size() - 1)]);
+    benchmark::DoNotOptimize(slots[slot]);
+  }
+  for (void* s : slots) a.free(s);
+}
+
+void realloc_growth(benchmark::State& state, Allocator a) {
+  for (auto _ : state) {
+    void* p = a.malloc(16);
+    for (std::size_t n = 32; n <= 65536; n *= 2) {
+      p = a.realloc(p, n);
+      benchmark::DoNotOptimize(p);
+    }
+    a.free(p);
+  }
+}
+
+mm::SlabCache* g_fixed = nullptr;
+void fixed_cache(benchmark::State& state) {
+  for (auto _ : state) {
+    void* p = g_fixed->alloc();
+    benchmark::DoNotOptimize(p);
+    g_fixed->free(p);
+  }
+}
+void fixed_kmalloc(benchmark::State& state) {
+  for (auto _ : state) {
+    void* p = g_heap->kmalloc(256);
+    benchmark::DoNotOptimize(p);
+    g_heap->kfree(p);
+  }
+}
+
+// --- footprint: peak bytes the heap holds / peak live bytes, on the B3 workload ---------------
+double random_footprint_ratio(std::size_t steps) {
+  mm::heap_host::HostHeapOptions options;
+  options.phys_bytes = std::uint64_t{1} << 30;
+  options.hardening = mm::Hardening::Off;
+  mm::heap_host::HostHeap host(options);
+  mm::Heap& heap = host.heap();
+  auto held = [&] { return static_cast<std::uint64_t>(heap.stats().total_frames()) * 4096; };
+  std::uint64_t base = held();
+  const auto& sizes = random_sizes();
+  std::vector<void*> slots(kSlots);
+  std::vector<std::uint32_t> size_of(kSlots);
+  std::uint64_t live = 0, peak_live = 0, peak_held = 0;
+  std::size_t k = 0;
+  for (std::size_t i = 0; i < kSlots; ++i) {
+    size_of[i] = sizes[k++ % sizes.size()];
+    slots[i] = heap.kmalloc(size_of[i]);
+    live += size_of[i];
+  }
+  std::uint32_t x = 12345;
+  for (std::size_t i = 0; i < steps; ++i) {
+    x = x * 1664525u + 1013904223u;
+    std::size_t slot = (x >> 8) % kSlots;
+    heap.kfree(slots[slot]);
+    live -= size_of[slot];
+    size_of[slot] = sizes[k++ & (sizes.size() - 1)];
+    slots[slot] = heap.kmalloc(size_of[slot]);
+    live += size_of[slot];
+    peak_live = std::max(peak_live, live);
+    peak_held = std::max(peak_held, held() - base);
+  }
+  for (void* s : slots) heap.kfree(s);
+  return static_cast<double>(peak_held) / static_cast<double>(peak_live);
+}
+
+// --- the ratio lines -------------------------------------------------------------------------------
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& r : runs) {
+      if (r.error_occurred) continue;
+      if (r.run_type == Run::RT_Aggregate && r.aggregate_name != "median") continue;
+      std::string name = r.benchmark_name();
+      // name: <workload>/<allocator>[_median]
+      std::size_t slash = name.rfind('/');
+      std::string allocator = name.substr(slash + 1);
+      std::string workload = name.substr(0, slash);
+      if (std::size_t u = allocator.find('_'); u != std::string::npos) allocator = allocator.substr(0, u);
+      times_[workload][allocator] = r.GetAdjustedRealTime();
+      if (std::find(order_.begin(), order_.end(), workload) == order_.end()) order_.push_back(workload);
+    }
+  }
+  std::map<std::string, std::map<std::string, double>> times_;
+  std::vector<std::string> order_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Three repetitions by default (the ratios use the medians): the machine is shared and noisy.
+  std::vector<char*> args(argv, argv + argc);
+  bool has_repetitions = false;
+  for (char* a : args) has_repetitions |= std::strncmp(a, "--benchmark_repetitions", 23) == 0;
+  static char repetitions[] = "--benchmark_repetitions=3";
+  static char aggregates[] = "--benchmark_report_aggregates_only=true";
+  if (!has_repetitions) {
+    args.push_back(repetitions);
+    args.push_back(aggregates);
+  }
+  argc = static_cast<int>(args.size());
+  argv = args.data();
+  benchmark::Initialize(&argc, argv);
+  mm::heap_host::HostHeapOptions options;
+  options.phys_bytes = std::uint64_t{2} << 30;
+  options.hardening = mm::Hardening::Off;
+  mm::heap_host::HostHeap host(options);
+  g_host = &host;
+  g_heap = &host.heap();
+  g_fixed = host.heap().slab().create_cache("bench-256", 256, 16).value();
+
+  std::vector<Allocator> allocators = load_allocators();
+  for (std::size_t size : {16, 64, 256, 1024, 4096}) {
+    for (const Allocator& a : allocators) {
+      benchmark::RegisterBenchmark(("B1.Pair" + std::to_string(size) + "/" + a.name).c_str(), pair, a, size);
+    }
+  }
+  for (std::size_t n : {25, 100, 400, 1600}) {
+    for (bool fifo : {true, false}) {
+      for (const Allocator& a : allocators) {
+        std::string name = "B2.Batch" + std::to_string(n) + (fifo ? "FIFO" : "LIFO") + "/" + a.name;
+        benchmark::RegisterBenchmark(name.c_str(), batch, a, n, fifo);
+      }
+    }
+  }
+  for (const Allocator& a : allocators) benchmark::RegisterBenchmark(("B3.Random/" + std::string(a.name)).c_str(), random_working_set, a);
+  for (const Allocator& a : allocators) benchmark::RegisterBenchmark(("B4.Realloc/" + std::string(a.name)).c_str(), realloc_growth, a);
+  benchmark::RegisterBenchmark("B5.Fixed256/cache", fixed_cache);
+  benchmark::RegisterBenchmark("B5.Fixed256/kmalloc", fixed_kmalloc);
+
+  RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  std::printf("measuring the footprint of the random workload (untimed)...\n");
+  double footprint = random_footprint_ratio(2000000);
+
+  std::printf("\n%-22s %10s %10s %10s %10s   %s\n", "workload", "ours ns", "glibc ns", "mimalloc", "tcmalloc",
+              "ours/glibc ours/mimalloc ours/tcmalloc");
+  std::vector<double> vs_glibc, vs_mi;
+  for (const std::string& w : reporter.order_) {
+    auto& t = reporter.times_[w];
+    if (!t.count("ours")) continue;
+    auto get = [&](const char* a) { return t.count(a) ? t[a] : 0.0; };
+    double ours = get("ours"), glibc = get("glibc"), mi = get("mimalloc"), tc = get("tcmalloc");
+    std::printf("%-22s %10.1f %10.1f %10.1f %10.1f   %6.2fx %6.2fx %6.2fx\n", w.c_str(), ours, glibc, mi, tc,
+                glibc > 0 ? ours / glibc : 0, mi > 0 ? ours / mi : 0, tc > 0 ? ours / tc : 0);
+    if (glibc > 0) vs_glibc.push_back(ours / glibc);
+    if (mi > 0) vs_mi.push_back(ours / mi);
+  }
+  double worst_glibc = vs_glibc.empty() ? 0 : *std::max_element(vs_glibc.begin(), vs_glibc.end());
+  std::sort(vs_mi.begin(), vs_mi.end());
+  double median_mi = vs_mi.empty() ? 0 : (vs_mi.size() % 2 ? vs_mi[vs_mi.size() / 2]
+                                                           : (vs_mi[vs_mi.size() / 2 - 1] + vs_mi[vs_mi.size() / 2]) / 2);
+  double fixed = 0;
+  if (reporter.times_.count("B5.Fixed256")) {
+    auto& t = reporter.times_["B5.Fixed256"];
+    if (t.count("cache") && t.count("kmalloc")) fixed = t["cache"] / t["kmalloc"];
+  }
+  auto verdict = [](bool ok) { return ok ? "OK" : "MISSED"; };
+  std::printf("\nratio worst row ours/glibc:           %.2fx (target <= 1.00x) %s\n", worst_glibc,
+              verdict(worst_glibc <= 1.0));
+  std::printf("ratio median ours/mimalloc:           %.2fx (target <= 1.50x) %s\n", median_mi, verdict(median_mi <= 1.5));
+  std::printf("ratio fixed-size cache / kmalloc:     %.2fx (target <= 1.00x) %s\n", fixed, verdict(fixed <= 1.0));
+  std::printf("ratio peak footprint / live bytes:    %.2f  (target <= 1.30)  %s\n", footprint,
+              verdict(footprint <= 1.3));
+  (void)host.heap().slab().destroy_cache(g_fixed);
+  benchmark::Shutdown();
+  bool all = worst_glibc <= 1.0 && median_mi <= 1.5 && fixed <= 1.0 && footprint <= 1.3;
+  return all ? 0 : 1;
+}
