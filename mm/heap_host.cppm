@@ -54,6 +54,25 @@ class MirrorPager final : public RegionPager {
   u64 unmaps_ = 0;
 };
 
+// A pager for processes that fork (the preload library): it maps fresh private anonymous memory
+// at the region's addresses instead of the frames themselves, so a forked child gets its own
+// copy-on-write heap like any malloc's. The frames are still taken from and returned to the PMM,
+// so accounting and out-of-memory behave the same; only the aliasing through the window is lost.
+class AnonymousPager final : public RegionPager {
+ public:
+  ktl::Result<void, HeapError> map(VirtAddr start, FrameRange<Size4K> frames) override {
+    void* r = mmap(start.as_ptr<void>(), frames.size_bytes(), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    if (r != start.as_ptr<void>()) return ktl::Err(HeapError::MapFailed);
+    return ktl::ok();
+  }
+  void unmap(VirtAddr start, u64 pages) override {
+    void* r = mmap(start.as_ptr<void>(), pages * kPageSize, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    ktl::check(r == start.as_ptr<void>(), "heap host pager: could not unmap");
+  }
+};
+
 // A reserved, inaccessible range of host address space.
 class Reservation : ktl::NoCopy {
  public:
@@ -77,6 +96,8 @@ struct HostHeapOptions {
   Hardening hardening = Hardening::On;
   u64 seed = 0x5eed;
   bool with_region = true;
+  // Private anonymous RAM and the AnonymousPager (fork-safe), instead of a memfd and the mirror.
+  bool fork_safe = false;
 };
 
 // Simulated RAM at 16 MiB, a PMM over all of it, a heap region and the heap. Owns them all.
@@ -85,7 +106,8 @@ class HostHeap : ktl::NoCopy {
   static constexpr u64 kPhysBase = u64{16} << 20;
 
   explicit HostHeap(const HostHeapOptions& options = {})
-      : memory_(PhysAddr::from(kPhysBase), options.phys_bytes, sim::Backing::Memfd),
+      : memory_(PhysAddr::from(kPhysBase), options.phys_bytes,
+                options.fork_safe ? sim::Backing::Anonymous : sim::Backing::Memfd),
         reservation_(options.region_bytes),
         pager_(memory_) {
     ktl::Array<PhysRegion, 1> map{{PhysRegion{memory_.range(), RegionKind::Usable, NodeId{0}}}};
@@ -96,7 +118,7 @@ class HostHeap : ktl::NoCopy {
     config.seed = options.seed;
     if (options.with_region) {
       config.region = reservation_.range();
-      config.pager = &pager_;
+      config.pager = options.fork_safe ? static_cast<RegionPager*>(&anonymous_pager_) : &pager_;
     }
     baseline_free_ = pmm_.free_frame_count();
     auto h = heap_.emplace().init(pmm_, memory_.window(), config);
@@ -122,6 +144,7 @@ class HostHeap : ktl::NoCopy {
   Pmm pmm_;
   Reservation reservation_;
   MirrorPager pager_;
+  AnonymousPager anonymous_pager_;
   u64 baseline_free_ = 0;
   ktl::Optional<Heap> heap_;  // destroyed first
 };
