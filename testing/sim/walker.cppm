@@ -15,6 +15,7 @@
 // Host only (std is fine here).
 module;
 
+#include <array>
 #include <cstddef>
 #include <cstdio>
 #include <cstdint>
@@ -76,7 +77,13 @@ struct WalkResult {
   MemType memtype = MemType::Invalid;
   unsigned device_kind = 0;    // aarch64 Device-nGnRnE = 0, nGnRE = 1, nGRE = 2, GRE = 3
   unsigned shareability = 0;   // aarch64 SH[1:0] of the leaf
-  std::vector<std::uint64_t> tables;  // physical addresses of the tables walked, root first
+  // Physical addresses of the tables walked, root first (a fixed array: walks are hot in tests).
+  std::array<std::uint64_t, 4> tables{};
+  unsigned depth = 0;
+  void push_table(std::uint64_t t) { tables.at(depth++) = t; }
+  [[nodiscard]] std::vector<std::uint64_t> table_list() const {
+    return std::vector<std::uint64_t>(tables.begin(), tables.begin() + depth);
+  }
 
   [[nodiscard]] bool ok() const { return fault == Fault::None; }
 };
@@ -149,7 +156,7 @@ WalkResult walk_x86_64(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uin
   std::uint64_t table = root & 0x000f'ffff'ffff'f000ull;
   // Level 4 = PML4, 3 = PDPT, 2 = PD, 1 = PT (the SDM's naming order).
   for (int level = 4; level >= 1; --level) {
-    r.tables.push_back(table);
+    r.push_table(table);
     unsigned lo_bit = 12 + 9 * (level - 1);
     std::uint64_t index = field(va, lo_bit + 8, lo_bit);
     std::uint64_t e = read_phys(mem, table + index * 8, 8);
@@ -210,7 +217,7 @@ WalkResult walk_x86_32(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uin
     return r;
   }
   std::uint64_t pd = root & 0xffff'f000ull;
-  r.tables.push_back(pd);
+  r.push_table(pd);
   r.fault_level = 2;
   std::uint64_t pde = read_phys(mem, pd + field(va, 31, 22) * 4, 4);
   if (!bit(pde, 0)) {
@@ -238,7 +245,7 @@ WalkResult walk_x86_32(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uin
     return r;
   }
   std::uint64_t pt = mask_in_place(pde, 31, 12);
-  r.tables.push_back(pt);
+  r.push_table(pt);
   r.fault_level = 1;
   std::uint64_t pte = read_phys(mem, pt + field(va, 21, 12) * 4, 4);
   if (!bit(pte, 0)) {
@@ -297,7 +304,7 @@ WalkResult walk_aarch64(const mm::PhysWindow& mem, const MmuConfig& cfg, std::ui
   bool ap_no_el0 = false, ap_read_only = false, uxn_table = false, pxn_table = false;
   std::uint64_t table = mask_in_place(root, 47, 12);
   for (int level = 0; level <= 3; ++level) {  // the Arm ARM's lookup levels 0..3
-    r.tables.push_back(table);
+    r.push_table(table);
     unsigned lo_bit = 39 - 9 * level;
     std::uint64_t d = read_phys(mem, table + field(va, lo_bit + 8, lo_bit) * 8, 8);
     r.fault_level = level;
