@@ -109,7 +109,7 @@ KTEST(X86Paging, KernelSegmentsHaveTheirPermissions) {
   KASSERT(rw.has_value());
   KEXPECT(rw->writable);
   KEXPECT(rw->no_execute);
-  KEXPECT(!translate(0x0000'dead'0000'0000ull, kDirectMap).has_value());
+  KEXPECT(!translate(0x0000'0bad'0000'0000ull, kDirectMap).has_value());
 }
 
 // Two page-aligned pages of the kernel image (4 KiB mappings). A test points A's page-table

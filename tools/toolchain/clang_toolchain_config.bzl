@@ -156,6 +156,11 @@ def _impl(ctx):
                 ]),
                 flag_set(actions = _CXX_COMPILE, flag_groups = [
                     flag_group(flags = ["-fmodule-file=%{framework_include_paths}"], iterate_over = "framework_include_paths"),
+                    # List the .pcm files a TU imports in its .d file. Bazel's input discovery
+                    # keeps only what the .d file names: without this, a change to a module's
+                    # interface (a new constant, an inline function) did not recompile its
+                    # importers, and stale objects were linked.
+                    flag_group(flags = ["-fmodule-file-deps"], expand_if_available = "framework_include_paths"),
                 ]),
             ],
         ),
