@@ -1,0 +1,172 @@
+// libFuzzer target for mm.pmm: the input is a memory map and a stream of operations, run on a real
+// Pmm and on the shadow model of mm/pmm_model.h, which must agree on every result (frames chosen,
+// errors, logged addresses, statistics, every frame's state). Any disagreement aborts.
+//
+// Input layout (every read past the end yields zeros, so any byte string is valid):
+//   [n] then n regions of 6 bytes: kind, size (2 bytes, frames), gap, node, flags
+//       flags bit 0/1: unaligned start/end (partial frames); bit 2: overlap the previous region,
+//       bit 3: put the region before the previous one (both make the map invalid); gap 0xff is a
+//       hole larger than the PMM's merge gap (a separate arena)
+//   then operations of 1 + 4 bytes until the input ends.
+//
+// Built with -DFERRITE_FUZZER by fuzz_test; otherwise main() below replays files given as
+// arguments (pmm_fuzz_corpus_test runs the checked-in corpus that way).
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "mm/pmm_model.h"
+
+namespace {
+
+using pmm_model::Harness;
+using pmm_model::Region;
+using pmm_model::u64;
+
+class Reader {
+ public:
+  Reader(const std::uint8_t* data, size_t size) : data_(data), size_(size) {}
+  std::uint8_t byte() {
+    if (at_ >= size_) return 0;
+    std::uint8_t b;
+    __builtin_memcpy(&b, reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(data_) + at_), 1);
+    ++at_;
+    return b;
+  }
+  std::uint16_t u16() { return static_cast<std::uint16_t>(byte() | (byte() << 8)); }
+  [[nodiscard]] bool done() const { return at_ >= size_; }
+
+ private:
+  const std::uint8_t* data_;
+  size_t size_;
+  size_t at_ = 0;
+};
+
+constexpr u64 kPage = 4096;
+constexpr u64 kBase = 4ull * 1024 * 1024 * 1024 - 8 * 1024 * 1024;  // 8 MiB below 4 GiB
+
+mm::RegionKind kind_of(std::uint8_t b) {
+  static const mm::RegionKind kinds[] = {mm::RegionKind::KernelImage, mm::RegionKind::BootData,
+                                         mm::RegionKind::LoaderReclaimable, mm::RegionKind::PageTables,
+                                         mm::RegionKind::Firmware, mm::RegionKind::Device,
+                                         mm::RegionKind::Reserved, mm::RegionKind::Bad};
+  return b % 2 == 0 ? mm::RegionKind::Usable : kinds[(b / 2) % 8];
+}
+
+void run(Reader& in) {
+  std::vector<Region> map;
+  u64 cursor = kBase;
+  const int regions = 1 + in.byte() % 8;
+  for (int i = 0; i < regions; ++i) {
+    mm::RegionKind kind = kind_of(in.byte());
+    u64 frames = 1 + in.u16() % 1024;
+    std::uint8_t gap = in.byte();
+    std::uint8_t node_byte = in.byte();
+    std::uint8_t flags = in.byte();
+    cursor += gap == 0xff ? 17'000 * kPage : (gap % 4) * kPage;
+    u64 start = cursor + ((flags & 1) ? 0x800 : 0);
+    u64 end = cursor + frames * kPage - ((flags & 2) ? 0x800 : 0);
+    if (end <= start) end = start + 0x800;
+    std::uint32_t node = node_byte == 0xee ? mm::kMaxNumaNodes : node_byte % 3;
+    if ((flags & 4) && !map.empty()) start = map.back().end - 0x1000;  // overlap
+    Region r{start, end, kind, node};
+    if ((flags & 8) && !map.empty()) {
+      map.insert(map.end() - 1, r);  // out of order
+    } else {
+      map.push_back(r);
+    }
+    cursor += frames * kPage;
+  }
+  u64 size = (cursor - kBase + kPage - 1) / kPage * kPage + kPage;
+  Harness h(kBase, size, map);
+  if (!h.ok()) {
+    std::fprintf(stderr, "pmm_fuzz: %s\n", h.failure().c_str());
+    std::abort();
+  }
+  if (!h.ready()) return;  // an invalid map, rejected with the expected error
+
+  const u64 first = h.first_frame();
+  const u64 span = h.frame_count();
+  const u64 four_gib = 4ull * 1024 * 1024 * 1024 / kPage;
+  int steps = 0;
+  while (!in.done() && h.ok()) {
+    std::uint8_t op = in.byte();
+    std::uint8_t a = in.byte(), b = in.byte(), c = in.byte(), d = in.byte();
+    std::optional<std::uint32_t> node;
+    if (a & 1) node = (a >> 1) % 4;
+    mm::Fallback fallback = (a & 8) ? mm::Fallback::None : mm::Fallback::AnyNode;
+    std::optional<u64> below;
+    if (a & 16) below = (a & 32) ? four_gib : first + (b | (c << 8)) % (span + 1);
+    switch (op % 10) {
+      case 0:
+      case 1:
+      case 2: h.alloc(1, 1, node, fallback, below, /*raw=*/(a & 64) != 0); break;
+      case 3: h.alloc(1 + (b | ((c & 3) << 8)), u64{1} << (d % 10), node, fallback, below); break;
+      case 4: h.drop_owned(b | (c << 8)); break;
+      case 5: h.split_owned(b | (c << 8), d); break;
+      case 6: h.release_owned(b | (c << 8)); break;
+      case 7: h.free_raw(b | (c << 8), (d & 1) != 0); break;
+      case 8: h.free_arbitrary(first - 4 + (b | (c << 8)) % (span + 8), 1 + d % 32); break;
+      case 9: h.claim(first - 4 + (b | (c << 8)) % (span + 8), 1 + d % 4); break;
+    }
+    if (++steps % 256 == 0 && span < 20'000) h.check_all();
+  }
+  h.check_all();
+  h.teardown();
+  if (!h.ok()) {
+    std::fprintf(stderr, "pmm_fuzz: %s\n", h.failure().c_str());
+    std::abort();
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, size_t size) {
+  Reader in(data, size);
+  run(in);
+  return 0;
+}
+
+#if !defined(FERRITE_FUZZER)
+#include <dirent.h>
+
+#include <algorithm>
+#include <string>
+
+namespace {
+int replay(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    std::fprintf(stderr, "pmm_fuzz: cannot open %s\n", path.c_str());
+    return 0;
+  }
+  std::vector<std::uint8_t> bytes;
+  int ch;
+  while ((ch = std::fgetc(f)) != EOF) bytes.push_back(static_cast<std::uint8_t>(ch));
+  std::fclose(f);
+  LLVMFuzzerTestOneInput(bytes.data(), bytes.size());
+  return 1;
+}
+}  // namespace
+
+// Replays the inputs named on the command line (a crash file from the fuzzer, say), or with no
+// arguments every file of the checked-in corpus (the test's working directory is the workspace).
+int main(int argc, char** argv) {
+  std::vector<std::string> paths(argv + 1, argv + argc);
+  if (paths.empty()) {
+    const std::string dir = "mm/fuzz/pmm_corpus";
+    if (DIR* d = opendir(dir.c_str())) {
+      while (dirent* e = readdir(d)) {
+        if (e->d_name[0] != '.') paths.push_back(dir + "/" + e->d_name);
+      }
+      closedir(d);
+    }
+    std::sort(paths.begin(), paths.end());
+  }
+  int replayed = 0;
+  for (const std::string& p : paths) replayed += replay(p);
+  std::printf("pmm_fuzz: replayed %d inputs, all agreed with the model\n", replayed);
+  return replayed > 0 && replayed == static_cast<int>(paths.size()) ? 0 : 1;
+}
+#endif
