@@ -217,9 +217,7 @@ class SummaryBitmap {
     return pos;
   }
   // The lowest set bit at or after `from`.
-  [[nodiscard]] ktl::Optional<u64> find_next_set(u64 from) const {
-    return next_in(any_, any_levels_, from);
-  }
+  [[nodiscard]] ktl::Optional<u64> find_next_set(u64 from) const { return next_in(any_, any_levels_, from); }
   // The lowest clear bit in [from, to); skips all-ones words through full[0].
   [[nodiscard]] ktl::Optional<u64> find_first_clear(u64 from, u64 to) const {
     check_range(from, to);
@@ -242,8 +240,7 @@ class SummaryBitmap {
   // The lowest i in [from, to - count] such that bits [i, i + count) are all set and
   // (i + phase) is a multiple of `align` (a power of two): `phase` is the absolute number of bit 0,
   // so alignment is absolute (a frame number), not relative to this bitmap.
-  [[nodiscard]] ktl::Optional<u64> find_set_run(u64 count, u64 align, u64 phase, u64 from,
-                                                u64 to) const {
+  [[nodiscard]] ktl::Optional<u64> find_set_run(u64 count, u64 align, u64 phase, u64 from, u64 to) const {
     ktl::check(count > 0 && ktl::is_power_of_two(align), "SummaryBitmap::find_set_run: bad request");
     check_range(from, to);
     auto aligned = [&](u64 i) { return ktl::align_up(i + phase, align) - phase; };
@@ -323,8 +320,8 @@ class SummaryBitmap {
   }
   // The lowest set bit at or after `pos` in tree level 0: climb while the rest of the word is
   // empty, then descend (each summary bit promises a non-empty word below it).
-  [[nodiscard]] static ktl::Optional<u64> next_in(const ktl::Array<BitSpan, kMaxLevels>& tree,
-                                                  u32 levels, u64 pos) {
+  [[nodiscard]] static ktl::Optional<u64> next_in(const ktl::Array<BitSpan, kMaxLevels>& tree, u32 levels,
+                                                  u64 pos) {
     u32 k = 0;
     for (;;) {
       if (pos >= tree[k].size()) return ktl::nullopt;

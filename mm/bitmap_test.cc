@@ -18,7 +18,9 @@ using ktl::u64;
 using mm::BitSpan;
 using mm::SummaryBitmap;
 
-std::optional<u64> opt(ktl::Optional<u64> o) { return o.has_value() ? std::optional<u64>(o.value()) : std::nullopt; }
+std::optional<u64> opt(ktl::Optional<u64> o) {
+  return o.has_value() ? std::optional<u64>(o.value()) : std::nullopt;
+}
 
 // The obvious implementations.
 struct Reference {
@@ -52,7 +54,8 @@ struct Reference {
 };
 
 struct Bitmap {
-  explicit Bitmap(u64 bits) : storage(SummaryBitmap::storage_words(bits), 0xdeadbeefdeadbeefull), ref{std::vector<bool>(bits)} {
+  explicit Bitmap(u64 bits)
+      : storage(SummaryBitmap::storage_words(bits), 0xdeadbeefdeadbeefull), ref{std::vector<bool>(bits)} {
     map = SummaryBitmap(ktl::Span<u64>::from_raw(storage.data(), storage.size()), bits);
   }
   std::vector<u64> storage;
@@ -82,7 +85,8 @@ TEST(SummaryBitmap, StorageIsAboutOneBitPerBit) {
   // 64 GiB of frames: 2 MiB of bits plus both summaries.
   u64 frames = (u64{64} << 30) / 4096;
   u64 words = SummaryBitmap::storage_words(frames);
-  EXPECT_EQ(words, frames / 64 + (frames / 64 / 64 + frames / 64 / 64 / 64 + 1) + (frames / 64 / 64 + frames / 64 / 64 / 64 + 1));
+  EXPECT_EQ(words, frames / 64 + (frames / 64 / 64 + frames / 64 / 64 / 64 + 1) +
+                       (frames / 64 / 64 + frames / 64 / 64 / 64 + 1));
   EXPECT_LT(words * 8, frames / 8 * 104 / 100);  // the summaries add about 2/64
   EXPECT_EQ(SummaryBitmap::storage_words(1), 2u);
   EXPECT_EQ(SummaryBitmap::storage_words(64), 2u);
@@ -130,7 +134,8 @@ TEST(SummaryBitmap, AgreesWithAReferenceUnderRandomOperations) {
   const u64 seed = env != nullptr ? std::strtoull(env, nullptr, 0) : std::random_device{}();
   SCOPED_TRACE("FERRITE_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
-  for (u64 size : {u64{1}, u64{63}, u64{64}, u64{65}, u64{1000}, u64{4096}, u64{4097}, u64{70'000}, u64{300'000}}) {
+  for (u64 size :
+       {u64{1}, u64{63}, u64{64}, u64{65}, u64{1000}, u64{4096}, u64{4097}, u64{70'000}, u64{300'000}}) {
     SCOPED_TRACE("size " + std::to_string(size));
     Bitmap b(size);
     auto pick = [&](u64 n) { return n == 0 ? 0 : rng() % n; };
@@ -176,7 +181,8 @@ TEST(SummaryBitmap, AgreesWithAReferenceUnderRandomOperations) {
             from = pick(size);
             to = std::min(size, from + 4096);
           }
-          ASSERT_EQ(opt(b.map.find_set_run(count, align, phase, from, to)), b.ref.run(count, align, phase, from, to))
+          ASSERT_EQ(opt(b.map.find_set_run(count, align, phase, from, to)),
+                    b.ref.run(count, align, phase, from, to))
               << "run " << count << " align " << align << " phase " << phase << " in " << from << ".." << to;
         }
       }

@@ -324,7 +324,8 @@ ktl::Result<void, PmmError> Pmm::init(ktl::Span<const PhysRegion> map, PhysWindo
       reserved_end = ktl::max(reserved_end, s.end);
     }
   }
-  for (usize b = 0; b < metadata_count_; ++b) nodes_[metadata_[b].node.value].metadata_frames += metadata_[b].count;
+  for (usize b = 0; b < metadata_count_; ++b)
+    nodes_[metadata_[b].node.value].metadata_frames += metadata_[b].count;
 
   initialized_ = true;
   return ktl::ok();
@@ -347,7 +348,8 @@ const PmmArena* Pmm::arena_of(u64 frame) const {
 
 FrameState Pmm::classify_unmanaged(u64 frame, RegionKind* kind) const {
   for (usize b = 0; b < metadata_count_; ++b) {
-    if (frame >= metadata_[b].first && frame - metadata_[b].first < metadata_[b].count) return FrameState::Metadata;
+    if (frame >= metadata_[b].first && frame - metadata_[b].first < metadata_[b].count)
+      return FrameState::Metadata;
   }
   // The last record starting at or before `frame`.
   usize lo = 0;
@@ -393,9 +395,7 @@ PmmError Pmm::report(PmmArena::Fault fault, const char* operation) const {
     case PmmError::AlreadyAllocated:
       ktl::log::warn("pmm: {} of {}: frame is already allocated", operation, at);
       return PmmError::AlreadyAllocated;
-    default:
-      ktl::log::error("pmm: {} of {}: {}", operation, at, fault.error);
-      return fault.error;
+    default: ktl::log::error("pmm: {} of {}: {}", operation, at, fault.error); return fault.error;
   }
 }
 
@@ -437,7 +437,8 @@ ktl::Result<Frame4K, PmmError> Pmm::pmm_alloc_page(const AllocOptions& options) 
 
 ktl::Result<AllocatedFrames, PmmError> Pmm::alloc_contiguous(u64 count, u64 align_bytes,
                                                              const AllocOptions& options) {
-  if (!ktl::is_power_of_two(align_bytes) || align_bytes < kPageSize) return ktl::Err(PmmError::InvalidRequest);
+  if (!ktl::is_power_of_two(align_bytes) || align_bytes < kPageSize)
+    return ktl::Err(PmmError::InvalidRequest);
   u64 frame = TRY(alloc_run(count, align_bytes / kPageSize, options));
   return AllocatedFrames(*this, frame_of(frame), count);
 }
@@ -539,7 +540,8 @@ bool Pmm::check_invariants() const {
 ktl::Result<Frame4K, FrameError> Pmm::allocate_frame() {
   auto r = pmm_alloc_page();
   if (r.is_err()) {
-    return ktl::Err(r.error() == PmmError::OutOfMemory ? FrameError::OutOfMemory : FrameError::InvalidRequest);
+    return ktl::Err(r.error() == PmmError::OutOfMemory ? FrameError::OutOfMemory
+                                                       : FrameError::InvalidRequest);
   }
   return r.value();
 }

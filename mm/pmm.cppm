@@ -90,7 +90,7 @@ enum class PmmError : u32 {
   NoUsableMemory,       // the map has no usable frame
   AlreadyInitialized,
   NotInitialized,
-  NotInstalled,         // the free functions were called before install_global_pmm
+  NotInstalled,  // the free functions were called before install_global_pmm
   AlreadyInstalled,
 };
 [[nodiscard]] constexpr const char* to_string(PmmError e) {
@@ -150,9 +150,9 @@ enum class Fallback : u32 {
 };
 
 struct AllocOptions {
-  ktl::Optional<NodeId> node{};       // preferred node; none: no preference
+  ktl::Optional<NodeId> node{};  // preferred node; none: no preference
   Fallback fallback = Fallback::AnyNode;
-  ktl::Optional<PhysAddr> below{};    // every frame must end at or below this address (DMA)
+  ktl::Optional<PhysAddr> below{};  // every frame must end at or below this address (DMA)
 };
 
 class Pmm;
@@ -231,8 +231,8 @@ class PmmArena {
 
   // Init only (before the Pmm is shared): frames [base, base + frames) of `node`, everything
   // unmanaged until add_usable().
-  void setup(u64 base, u64 frames, NodeId node, ktl::Span<u64> free_storage,
-             ktl::Span<u64> managed_storage) EXCLUDES(lock_);
+  void setup(u64 base, u64 frames, NodeId node, ktl::Span<u64> free_storage, ktl::Span<u64> managed_storage)
+      EXCLUDES(lock_);
   // Init only: frames [first, end) become managed and free / unmanaged again.
   void add_usable(u64 first, u64 end) EXCLUDES(lock_);
   void remove_usable(u64 first, u64 end) EXCLUDES(lock_);

@@ -16,10 +16,10 @@
 
 namespace {
 
+using mm::RegionKind;
 using pmm_model::Harness;
 using pmm_model::Region;
 using pmm_model::u64;
-using mm::RegionKind;
 
 constexpr u64 KiB = 1024, MiB = 1024 * KiB, GiB = 1024 * MiB;
 constexpr u64 kBase = 4 * GiB - 16 * MiB;
@@ -37,11 +37,11 @@ std::vector<Region> layout() {
       {B + 2 * MiB + 0x3000, B + 8 * MiB, RegionKind::Usable, 0},
       {B + 8 * MiB, B + 8 * MiB + 16 * KiB, RegionKind::PageTables, 0},
       // hole [8 MiB + 16 KiB, 9 MiB)
-      {B + 9 * MiB, B + 10 * MiB, RegionKind::Usable, 2},   // node 2's low arena, adjacent to node 1
+      {B + 9 * MiB, B + 10 * MiB, RegionKind::Usable, 2},  // node 2's low arena, adjacent to node 1
       {B + 10 * MiB, B + 12 * MiB, RegionKind::Usable, 1},
       {B + 12 * MiB, B + 12 * MiB + 0x1800, RegionKind::BootData, 1},
       {B + 12 * MiB + 0x1800, B + 20 * MiB, RegionKind::Usable, 1},  // crosses 4 GiB
-      {B + 20 * MiB, B + 22 * MiB, RegionKind::Usable, 2},            // node 2's metadata goes here
+      {B + 20 * MiB, B + 22 * MiB, RegionKind::Usable, 2},           // node 2's metadata goes here
       // hole [22 MiB, 100 MiB): more than Pmm::kMergeGapFrames, so a separate arena follows
       {B + 100 * MiB, B + 104 * MiB, RegionKind::Usable, 0},
       {B + 104 * MiB, B + 106 * MiB, RegionKind::Device, 0},
@@ -56,8 +56,8 @@ u64 env_or(const char* name, u64 fallback) {
 TEST(PmmDifferential, MillionOpsAgainstShadowModel) {
   const u64 seed = env_or("FERRITE_SEED", std::random_device{}());
   const u64 target_ops = env_or("FERRITE_OPS", 1'000'000);
-  std::printf("PmmDifferential seed %llu (replay with FERRITE_SEED=%llu)\n", static_cast<unsigned long long>(seed),
-              static_cast<unsigned long long>(seed));
+  std::printf("PmmDifferential seed %llu (replay with FERRITE_SEED=%llu)\n",
+              static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed));
   SCOPED_TRACE("FERRITE_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
   auto pick = [&](u64 n) { return rng() % n; };
@@ -117,11 +117,11 @@ TEST(PmmDifferential, MillionOpsAgainstShadowModel) {
               static_cast<unsigned long long>(iterations));
   for (const auto& [what, n] : h.tally) std::printf("  %-40s %llu\n", what.c_str(), n);
   // The mix must reach every outcome, or the comparison proves less than it claims.
-  for (const char* what : {"alloc ok", "alloc out of physical memory", "alloc invalid request", "alloc run ok",
-                           "alloc run out of physical memory", "drop ok", "split ok", "free ok",
-                           "free double free", "free frame is reserved", "free frame not managed by the PMM",
-                           "free invalid request", "claim ok", "claim frame already allocated",
-                           "claim frame is reserved", "claim frame not managed by the PMM"}) {
+  for (const char* what :
+       {"alloc ok", "alloc out of physical memory", "alloc invalid request", "alloc run ok",
+        "alloc run out of physical memory", "drop ok", "split ok", "free ok", "free double free",
+        "free frame is reserved", "free frame not managed by the PMM", "free invalid request", "claim ok",
+        "claim frame already allocated", "claim frame is reserved", "claim frame not managed by the PMM"}) {
     EXPECT_GT(h.tally[what], 0u) << "never reached: " << what;
   }
 }

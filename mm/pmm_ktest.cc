@@ -37,7 +37,8 @@ constexpr u64 KiB = 1024, MiB = 1024 * KiB, GiB = 1024 * MiB;
 constexpr u64 kPage = 4096;
 
 PhysRegion region(u64 start, u64 end, RegionKind kind, u32 node = 0) {
-  return PhysRegion{mm::PhysRange::try_from(PhysAddr::from(start), PhysAddr::from(end)).value(), kind, NodeId{node}};
+  return PhysRegion{mm::PhysRange::try_from(PhysAddr::from(start), PhysAddr::from(end)).value(), kind,
+                    NodeId{node}};
 }
 Frame4K frame_at(u64 addr) { return Frame4K::from_start(PhysAddr::from(addr)).value(); }
 
@@ -49,8 +50,8 @@ class LeakCheck {
   LeakCheck(const LeakCheck&) = delete;
   LeakCheck& operator=(const LeakCheck&) = delete;
   ~LeakCheck() {
-    ctx_.check_eq(pmm_.free_frame_count(), baseline_, "free frames at the end", "free frames at the start", __FILE__,
-                  __LINE__);
+    ctx_.check_eq(pmm_.free_frame_count(), baseline_, "free frames at the end", "free frames at the start",
+                  __FILE__, __LINE__);
     ctx_.check(pmm_.check_invariants(), "pmm.check_invariants()", __FILE__, __LINE__);
   }
 
@@ -196,8 +197,8 @@ KTEST(Pmm, RejectsBadMaps) {
   sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
   {
     Pmm pmm;
-    ktl::Array<PhysRegion, 2> unsorted{{region(20 * MiB, 24 * MiB, RegionKind::Usable),
-                                        region(16 * MiB, 20 * MiB, RegionKind::Usable)}};
+    ktl::Array<PhysRegion, 2> unsorted{
+        {region(20 * MiB, 24 * MiB, RegionKind::Usable), region(16 * MiB, 20 * MiB, RegionKind::Usable)}};
     KEXPECT_EQ(pmm.init(unsorted.span(), mem.window()).error(), PmmError::BadMemoryMap);
   }
   {
@@ -575,7 +576,8 @@ KTEST(Pmm, ServesPageTablesThroughFrameAllocator) {
 
 KTEST(Pmm, ValuesPrintByName) {
   ktl::InlineString<128> s;
-  ktl::format_to(s, "{} {} {} {}", PmmError::DoubleFree, FrameState::Metadata, RegionKind::KernelImage, NodeId{3});
+  ktl::format_to(s, "{} {} {} {}", PmmError::DoubleFree, FrameState::Metadata, RegionKind::KernelImage,
+                 NodeId{3});
   KEXPECT(s.view() == ktl::StringView("double free pmm-metadata kernel-image node3"));
   for (u32 e = 0; e <= ktl::to_underlying(PmmError::AlreadyInstalled); ++e) {
     KEXPECT(ktl::StringView(mm::to_string(static_cast<PmmError>(e))) != ktl::StringView("unknown PMM error"));

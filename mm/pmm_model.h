@@ -66,8 +66,9 @@ class Harness {
       : mem_(mm::PhysAddr::from(base), size), base_frame_(base / kPage), frames_(size / kPage) {
     std::vector<mm::PhysRegion> typed;
     for (const Region& r : map) {
-      typed.push_back(mm::PhysRegion{mm::PhysRange::try_from(mm::PhysAddr::from(r.start), mm::PhysAddr::from(r.end)).value(),
-                                     r.kind, mm::NodeId{r.node}});
+      typed.push_back(mm::PhysRegion{
+          mm::PhysRange::try_from(mm::PhysAddr::from(r.start), mm::PhysAddr::from(r.end)).value(), r.kind,
+          mm::NodeId{r.node}});
     }
     expected_init_ = predict_init(map);
     auto r = pmm_.init(ktl::Span<const mm::PhysRegion>::from_raw(typed.data(), typed.size()), mem_.window());
@@ -143,7 +144,8 @@ class Harness {
       return;
     }
     if (r.is_ok()) {
-      if (r.value().count() != count) return fail("allocation of %llu frames returned %llu", count, r.value().count());
+      if (r.value().count() != count)
+        return fail("allocation of %llu frames returned %llu", count, r.value().count());
       mark(*want, count, St::Used);
       owned_.push_back(r.release_value());
     }
@@ -193,7 +195,8 @@ class Harness {
     std::swap(owned_[i], owned_.back());
     owned_.pop_back();  // empty: frees nothing
     for (u64 f = r.first().number(); f < r.first().number() + r.count(); ++f) {
-      if (state(f) != St::Used) return fail("released frame %s is %s in the model", addr_text(f).c_str(), st_name(state(f)));
+      if (state(f) != St::Used)
+        return fail("released frame %s is %s in the model", addr_text(f).c_str(), st_name(state(f)));
     }
     expect_no_log("release");
   }
@@ -230,14 +233,18 @@ class Harness {
     before_call();
     auto r = count == 1 ? pmm_.set_page_used(frame) : pmm_.claim(frame, count);
     if (want.error == Outcome::kOk) {
-      if (r.is_err()) return fail("claim(%s, %llu) failed with %s; model: success", addr_text(first).c_str(), count, mm::to_string(r.error()));
+      if (r.is_err())
+        return fail("claim(%s, %llu) failed with %s; model: success", addr_text(first).c_str(), count,
+                    mm::to_string(r.error()));
       mark(first, count, St::Used);
       owned_.push_back(r.release_value());
       ++tally["claim ok"];
       expect_no_log("claim");
       return;
     }
-    if (r.is_ok()) return fail("claim(%s, %llu) succeeded; model: %s", addr_text(first).c_str(), count, mm::to_string(want.error));
+    if (r.is_ok())
+      return fail("claim(%s, %llu) succeeded; model: %s", addr_text(first).c_str(), count,
+                  mm::to_string(want.error));
     check_error("claim", r.error(), want);
   }
 
@@ -266,7 +273,8 @@ class Harness {
       }
       total_free += free_[n].size();
     }
-    if (pmm_.free_frame_count() != total_free) return fail("free_frame_count %llu, model %llu", pmm_.free_frame_count(), total_free);
+    if (pmm_.free_frame_count() != total_free)
+      return fail("free_frame_count %llu, model %llu", pmm_.free_frame_count(), total_free);
   }
 
   // Every frame's state, and the Pmm's own invariants (summaries, counters). O(frames).
@@ -280,7 +288,9 @@ class Harness {
       if (hole_interior) continue;
       mm::FrameState got = pmm_.state_of(mm::Frame4K::from_number(f).value());
       mm::FrameState want = to_frame_state(st_[i]);
-      if (got != want) return fail("state_of(%s) = %s, model %s", addr_text(f).c_str(), mm::to_string(got), mm::to_string(want));
+      if (got != want)
+        return fail("state_of(%s) = %s, model %s", addr_text(f).c_str(), mm::to_string(got),
+                    mm::to_string(want));
     }
     if (!pmm_.check_invariants()) return fail("Pmm::check_invariants failed");
     check_stats();
@@ -294,12 +304,14 @@ class Harness {
     for (auto [first, count] : raw_) {
       auto r = count == 1 ? pmm_.pmm_free_page(mm::Frame4K::from_number(first).value())
                           : pmm_.free_frames(mm::Frame4K::from_number(first).value(), count);
-      if (r.is_err()) return fail("teardown free of %s failed: %s", addr_text(first).c_str(), mm::to_string(r.error()));
+      if (r.is_err())
+        return fail("teardown free of %s failed: %s", addr_text(first).c_str(), mm::to_string(r.error()));
       mark(first, count, St::Free);
     }
     raw_.clear();
     if (pmm_.free_frame_count() != baseline_free_) {
-      return fail("leak: %llu free frames after teardown, %llu at start", pmm_.free_frame_count(), baseline_free_);
+      return fail("leak: %llu free frames after teardown, %llu at start", pmm_.free_frame_count(),
+                  baseline_free_);
     }
     check_all();
   }
@@ -371,16 +383,20 @@ class Harness {
     // Metadata blocks: inside usable memory, each at the top of its usable span or directly below
     // another block.
     std::set<u64> block_starts;
-    for (size_t b = 0; b < pmm_.metadata_block_count(); ++b) block_starts.insert(pmm_.metadata_block(b).start().value() / kPage);
+    for (size_t b = 0; b < pmm_.metadata_block_count(); ++b)
+      block_starts.insert(pmm_.metadata_block(b).start().value() / kPage);
     for (size_t b = 0; b < pmm_.metadata_block_count(); ++b) {
       mm::PhysRange r = pmm_.metadata_block(b);
       u64 first = r.start().value() / kPage, end = r.end().value() / kPage;
       for (u64 f = first; f < end; ++f) {
-        if (!in_range(f) || st_[f - base_frame_] != St::Free) return fail("metadata frame %s is not usable memory", addr_text(f).c_str());
+        if (!in_range(f) || st_[f - base_frame_] != St::Free)
+          return fail("metadata frame %s is not usable memory", addr_text(f).c_str());
         st_[f - base_frame_] = St::Metadata;
       }
-      bool top_of_span = !in_range(end) || st_[end - base_frame_] != St::Free || node_[end - base_frame_] != node_[first - base_frame_];
-      if (!top_of_span && block_starts.count(end) == 0) return fail("metadata block at %s is not carved from the top", addr_text(first).c_str());
+      bool top_of_span = !in_range(end) || st_[end - base_frame_] != St::Free ||
+                         node_[end - base_frame_] != node_[first - base_frame_];
+      if (!top_of_span && block_starts.count(end) == 0)
+        return fail("metadata block at %s is not carved from the top", addr_text(first).c_str());
     }
     for (u64 i = 0; i < frames_; ++i) {
       u32 n = node_[i];
@@ -474,7 +490,8 @@ class Harness {
   }
 
   // --- checks ---
-  bool check_alloc_result(std::optional<u64> got, mm::PmmError error, std::optional<u64> want, bool invalid, u64 count) {
+  bool check_alloc_result(std::optional<u64> got, mm::PmmError error, std::optional<u64> want, bool invalid,
+                          u64 count) {
     if (got && want && *got == *want) {
       ++tally[count == 1 ? "alloc ok" : "alloc run ok"];
       return true;
@@ -483,7 +500,8 @@ class Harness {
       mm::PmmError expected = invalid ? mm::PmmError::InvalidRequest : mm::PmmError::OutOfMemory;
       ++tally[std::string(count == 1 ? "alloc " : "alloc run ") + mm::to_string(expected)];
       if (error == expected) return true;
-      fail("allocation of %llu failed with %s, model expected %s", count, mm::to_string(error), mm::to_string(expected));
+      fail("allocation of %llu failed with %s, model expected %s", count, mm::to_string(error),
+           mm::to_string(expected));
       return false;
     }
     fail("allocation of %llu frames returned %s, model expected %s", count,
@@ -495,15 +513,20 @@ class Harness {
     Outcome want = predict_range(first, count, false);
     mm::Frame4K frame = mm::Frame4K::from_number(first).value();
     before_call();
-    auto r = count == 1 ? (seed_name ? pmm_.set_page_free(frame) : pmm_.pmm_free_page(frame)) : pmm_.free_frames(frame, count);
+    auto r = count == 1 ? (seed_name ? pmm_.set_page_free(frame) : pmm_.pmm_free_page(frame))
+                        : pmm_.free_frames(frame, count);
     if (want.error == Outcome::kOk) {
-      if (r.is_err()) return fail("free(%s, %llu) failed with %s; model: success", addr_text(first).c_str(), count, mm::to_string(r.error()));
+      if (r.is_err())
+        return fail("free(%s, %llu) failed with %s; model: success", addr_text(first).c_str(), count,
+                    mm::to_string(r.error()));
       mark(first, count, St::Free);
       ++tally["free ok"];
       expect_no_log("free");
       return;
     }
-    if (r.is_ok()) return fail("free(%s, %llu) succeeded; model: %s", addr_text(first).c_str(), count, mm::to_string(want.error));
+    if (r.is_ok())
+      return fail("free(%s, %llu) succeeded; model: %s", addr_text(first).c_str(), count,
+                  mm::to_string(want.error));
     check_error("free", r.error(), want);
   }
 
@@ -514,10 +537,13 @@ class Harness {
   }
   void check_error(const char* what, mm::PmmError got, Outcome want) {
     ++tally[std::string(what) + " " + mm::to_string(want.error)];
-    if (got != want.error) return fail("%s failed with %s, model: %s at %s", what, mm::to_string(got), mm::to_string(want.error), addr_text(want.frame).c_str());
+    if (got != want.error)
+      return fail("%s failed with %s, model: %s at %s", what, mm::to_string(got), mm::to_string(want.error),
+                  addr_text(want.frame).c_str());
     if (log_.lines.size() != 1 || log_.lines[0].find(addr_text(want.frame)) == std::string::npos) {
-      return fail("%s error %s: expected one log line naming %s, got %zu lines (%s)", what, mm::to_string(got),
-                  addr_text(want.frame).c_str(), log_.lines.size(), log_.lines.empty() ? "" : log_.lines[0].c_str());
+      return fail("%s error %s: expected one log line naming %s, got %zu lines (%s)", what,
+                  mm::to_string(got), addr_text(want.frame).c_str(), log_.lines.size(),
+                  log_.lines.empty() ? "" : log_.lines[0].c_str());
     }
     log_.lines.clear();
   }

@@ -32,7 +32,8 @@ constexpr u64 KiB = 1024, MiB = 1024 * KiB, GiB = 1024 * MiB;
 constexpr u64 kPage = 4096;
 
 PhysRegion region(u64 start, u64 end, RegionKind kind, unsigned node = 0) {
-  return PhysRegion{mm::PhysRange::try_from(PhysAddr::from(start), PhysAddr::from(end)).value(), kind, mm::NodeId{node}};
+  return PhysRegion{mm::PhysRange::try_from(PhysAddr::from(start), PhysAddr::from(end)).value(), kind,
+                    mm::NodeId{node}};
 }
 Frame4K frame_at(u64 addr) { return Frame4K::from_start(PhysAddr::from(addr)).value(); }
 
@@ -40,9 +41,11 @@ Frame4K frame_at(u64 addr) { return Frame4K::from_start(PhysAddr::from(addr)).va
 class PmmFixture : public testing::Test {
  protected:
   void SetUp() override {
-    map_ = {region(16 * MiB, 17 * MiB, RegionKind::Usable), region(17 * MiB, 17 * MiB + 64 * KiB, RegionKind::KernelImage),
+    map_ = {region(16 * MiB, 17 * MiB, RegionKind::Usable),
+            region(17 * MiB, 17 * MiB + 64 * KiB, RegionKind::KernelImage),
             region(17 * MiB + 64 * KiB, 24 * MiB, RegionKind::Usable)};
-    ASSERT_TRUE(pmm_.init(ktl::Span<const PhysRegion>::from_raw(map_.data(), map_.size()), mem_.window()).is_ok());
+    ASSERT_TRUE(
+        pmm_.init(ktl::Span<const PhysRegion>::from_raw(map_.data(), map_.size()), mem_.window()).is_ok());
     baseline_ = pmm_.free_frame_count();
   }
   // Leak accounting: every test gives back what it took.
@@ -179,7 +182,8 @@ TEST_F(PmmFixture, ConcurrentThreadsNeverShareAFrame) {
       };
       for (int i = 0; i < kIterations; ++i) {
         if (held.size() < 64 && rng() % 2 == 0) {
-          auto r = rng() % 8 == 0 ? pmm_.alloc_contiguous(1 + rng() % 16, kPage << (rng() % 4)) : pmm_.alloc_physical_page();
+          auto r = rng() % 8 == 0 ? pmm_.alloc_contiguous(1 + rng() % 16, kPage << (rng() % 4))
+                                  : pmm_.alloc_physical_page();
           if (r.is_ok()) {
             take(r.value(), 0, t);
             held.push_back(r.release_value());
@@ -201,22 +205,23 @@ TEST_F(PmmFixture, ConcurrentThreadsNeverShareAFrame) {
 // 64 GiB of simulated RAM (MAP_NORESERVE: only the metadata is ever touched).
 TEST(PmmLarge, SixtyFourGibibytesCostLessThanAHundredthOfAPercent) {
   sim::PhysMemory mem(PhysAddr::from(0), 64 * GiB);
-  std::vector<PhysRegion> map = {region(0, 640 * KiB, RegionKind::Usable),
-                                 region(1 * MiB, 2 * MiB, RegionKind::KernelImage),
-                                 region(2 * MiB, 3 * GiB, RegionKind::Usable),
-                                 region(3 * GiB, 4 * GiB, RegionKind::Device),
-                                 region(4 * GiB, 64 * GiB, RegionKind::Usable)};
+  std::vector<PhysRegion> map = {
+      region(0, 640 * KiB, RegionKind::Usable), region(1 * MiB, 2 * MiB, RegionKind::KernelImage),
+      region(2 * MiB, 3 * GiB, RegionKind::Usable), region(3 * GiB, 4 * GiB, RegionKind::Device),
+      region(4 * GiB, 64 * GiB, RegionKind::Usable)};
   Pmm pmm;
   ASSERT_TRUE(pmm.init(ktl::Span<const PhysRegion>::from_raw(map.data(), map.size()), mem.window()).is_ok());
   const u64 baseline = pmm.free_frame_count();
   mm::MemStats s = pmm.stats();
   const u64 ram = s.total_bytes - s.reserved_bytes;
-  EXPECT_LE(s.metadata_bytes * 10'000, ram) << "metadata " << s.metadata_bytes << " bytes for " << ram << " bytes of RAM";
+  EXPECT_LE(s.metadata_bytes * 10'000, ram)
+      << "metadata " << s.metadata_bytes << " bytes for " << ram << " bytes of RAM";
   EXPECT_EQ(pmm.arena_count(), 2u);  // the 1 GiB device hole splits low and high memory
   // 2 MiB pages everywhere, and DMA memory below 4 GiB even with high memory free.
   AllocatedFrames huge = pmm.alloc_frame_of<mm::Size2M>().release_value();
   EXPECT_TRUE(huge.start().is_aligned(2 * MiB));
-  AllocatedFrames dma = pmm.alloc_contiguous(16, 64 * KiB, mm::AllocOptions{.below = PhysAddr::from(4 * GiB)}).release_value();
+  AllocatedFrames dma =
+      pmm.alloc_contiguous(16, 64 * KiB, mm::AllocOptions{.below = PhysAddr::from(4 * GiB)}).release_value();
   EXPECT_LE(dma.range().end(), PhysAddr::from(4 * GiB));
   AllocatedFrames gig = pmm.alloc_frame_of<mm::Size1G>().release_value();
   EXPECT_TRUE(gig.start().is_aligned(GiB));

@@ -47,10 +47,10 @@ constexpr u64 kPage = 4096;
 constexpr u64 kBase = 4ull * 1024 * 1024 * 1024 - 8 * 1024 * 1024;  // 8 MiB below 4 GiB
 
 mm::RegionKind kind_of(std::uint8_t b) {
-  static const mm::RegionKind kinds[] = {mm::RegionKind::KernelImage, mm::RegionKind::BootData,
+  static const mm::RegionKind kinds[] = {mm::RegionKind::KernelImage,       mm::RegionKind::BootData,
                                          mm::RegionKind::LoaderReclaimable, mm::RegionKind::PageTables,
-                                         mm::RegionKind::Firmware, mm::RegionKind::Device,
-                                         mm::RegionKind::Reserved, mm::RegionKind::Bad};
+                                         mm::RegionKind::Firmware,          mm::RegionKind::Device,
+                                         mm::RegionKind::Reserved,          mm::RegionKind::Bad};
   return b % 2 == 0 ? mm::RegionKind::Usable : kinds[(b / 2) % 8];
 }
 
