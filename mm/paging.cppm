@@ -307,6 +307,8 @@ class PageTable {
   }
 
   [[nodiscard]] PhysAddr root() const { return root_; }
+  [[nodiscard]] const PhysWindow& window() const { return window_; }
+  [[nodiscard]] FrameAllocator& frames() const { return *frames_; }
   [[nodiscard]] Ownership ownership() const { return ownership_; }
   [[nodiscard]] const PageTableOptions& options() const { return options_; }
   // Table frames this engine took from the allocator and has not given back (root included).
@@ -763,8 +765,13 @@ class PageTable {
   }
 
   // --- traversals over [lo, hi] (inclusive linear bounds) ---
+  // A root entry that points back at the root: a recursive slot, whether or not this PageTable
+  // installed it (someone else may have, on the same tables). Traversals never follow one.
+  [[nodiscard]] bool is_self_reference(Entry e) const {
+    return F::kind(e, kTop) == paging::EntryKind::Table && F::target(e, kTop) == root_;
+  }
   // Calls fn(Entry& slot, u64 slot_base) for the entries of the level-`level` table `t` (first
-  // address `base`) that intersect [lo, hi], skipping the recursive slot and unowned root slots.
+  // address `base`) that intersect [lo, hi], skipping self-references and unowned root slots.
   // fn returns false to stop.
   template <class Fn>
   void for_each_slot(PhysAddr t, u32 level, u64 base, u64 lo, u64 hi, Fn&& fn) const {
@@ -774,7 +781,7 @@ class PageTable {
     if (a > b) return;
     ktl::Span<Entry> slots = table(t);
     for (usize i = G::index(a, level), last = G::index(b, level); i <= last; ++i) {
-      if (level == kTop && !usable_root_slot(static_cast<u32>(i))) continue;
+      if (level == kTop && (!usable_root_slot(static_cast<u32>(i)) || is_self_reference(load(slots[i])))) continue;
       if (!fn(slots[i], base + i * G::level_size(level))) return;
     }
   }

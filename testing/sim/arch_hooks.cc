@@ -11,6 +11,8 @@ import ktl;
 namespace {
 std::atomic<std::uint64_t> g_range_flushes{0}, g_pages{0}, g_full{0}, g_activations{0}, g_root{0},
     g_last_start{0}, g_last_pages{0};
+std::atomic<sim::TlbFlushObserver> g_observer{nullptr};
+std::atomic<void*> g_observer_context{nullptr};
 }
 
 extern "C" void ferrite_arch_flush_tlb_range(ktl::u64 start, ktl::u64 pages) {
@@ -18,6 +20,7 @@ extern "C" void ferrite_arch_flush_tlb_range(ktl::u64 start, ktl::u64 pages) {
   g_pages.fetch_add(pages, std::memory_order_relaxed);
   g_last_start.store(start, std::memory_order_relaxed);
   g_last_pages.store(pages, std::memory_order_relaxed);
+  if (sim::TlbFlushObserver observer = g_observer.load()) observer(start, pages, g_observer_context.load());
 }
 extern "C" void ferrite_arch_flush_tlb_all() { g_full.fetch_add(1, std::memory_order_relaxed); }
 extern "C" void ferrite_arch_activate_root(ktl::u64 root) {
@@ -38,5 +41,9 @@ void reset_tlb_log() {
   g_activations = 0;
   g_last_start = 0;
   g_last_pages = 0;
+}
+void set_tlb_flush_observer(TlbFlushObserver observer, void* context) {
+  g_observer_context.store(context);
+  g_observer.store(observer);
 }
 }  // namespace sim

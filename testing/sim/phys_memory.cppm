@@ -84,4 +84,9 @@ struct TlbLog {
 [[nodiscard]] TlbLog tlb_log();
 void reset_tlb_log();
 
+// Called on every range flush, after it is recorded (tests that check what holds at the moment of
+// the invalidation: "entries already cleared, frames not yet freed"). Null removes the observer.
+using TlbFlushObserver = void (*)(ktl::u64 start, ktl::u64 pages, void* context);
+void set_tlb_flush_observer(TlbFlushObserver observer, void* context);
+
 }  // namespace sim
