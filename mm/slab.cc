@@ -27,8 +27,9 @@ using slab_cpu::Magazine;
 
 constexpr usize kDescSize = sizeof(SlabDesc);
 constexpr u32 kMaxSlabFrames = 1024;
-// Magazine kinds: capacity and the size of the magazine object (16 + 8 * capacity).
-constexpr ktl::Array<u32, 3> kMagazineCapacity{{14, 30, 62}};
+// Magazine kinds by capacity (the magazine object is 16 + 8 * capacity bytes). Bigger objects get
+// smaller magazines, so the free objects a CPU holds stay around 4 KiB per cache (footprint).
+constexpr ktl::Array<u32, 3> kMagazineCapacity{{6, 14, 62}};
 
 // Which cache owns each per-CPU slot number (null: free).
 ktl::Array<SlabCache*, slab_cpu::kMaxSlots> g_slot_owner GUARDED_BY(slab_cpu::g_registry_lock){};
@@ -65,15 +66,27 @@ SLAB_RAW u64 raw_load(const void* p) { return *static_cast<const volatile u64*>(
 SLAB_RAW void raw_store(void* p, u64 v) { *static_cast<volatile u64*>(p) = v; }
 SLAB_RAW void raw_fill(void* p, usize n, ktl::u8 value) {
   auto* b = static_cast<volatile ktl::u8*>(p);
+  u64 word = 0x0101010101010101ull * value;
+  usize i = 0;
   KTL_UNSAFE_BUFFER_BEGIN  // [p, p + n) is one object or redzone of a slab (caller's contract)
-  for (usize i = 0; i < n; ++i) b[i] = value;
+  for (; i < n && (addr(const_cast<ktl::u8*>(b + i)) & 7) != 0; ++i) b[i] = value;
+  for (; i + 8 <= n; i += 8) *reinterpret_cast<volatile u64*>(b + i) = word;
+  for (; i < n; ++i) b[i] = value;
   KTL_UNSAFE_BUFFER_END
 }
 // The offset of the first byte in [p, p + n) that differs from `value`, or n.
 SLAB_RAW usize raw_find_not(const void* p, usize n, ktl::u8 value) {
   auto* b = static_cast<const volatile ktl::u8*>(p);
+  u64 word = 0x0101010101010101ull * value;
+  usize i = 0;
   KTL_UNSAFE_BUFFER_BEGIN  // as raw_fill
-  for (usize i = 0; i < n; ++i) {
+  for (; i < n && (addr(const_cast<const ktl::u8*>(b + i)) & 7) != 0; ++i) {
+    if (b[i] != value) return i;
+  }
+  for (; i + 8 <= n; i += 8) {
+    if (*reinterpret_cast<const volatile u64*>(b + i) != word) break;
+  }
+  for (; i < n; ++i) {
     if (b[i] != value) return i;
   }
   KTL_UNSAFE_BUFFER_END
@@ -224,7 +237,8 @@ ktl::Result<void, SlabError> SlabCache::setup(SlabAllocator& owner, ktl::StringV
   }
   stride_recip_ = ((u64{1} << 32) + stride_ - 1) / stride_;
 
-  // Slab size: the smallest 2^k frames that hold at least 4 objects with at most 1/8 waste.
+  // Slab size: the smallest 2^k frames that hold at least 4 objects with at most 1/16 waste (1/8
+  // for strides above a page, whose slabs would otherwise grow large).
   bool chosen = false;
   for (u32 f = 1; f <= kMaxSlabFrames && !chosen; f *= 2) {
     usize bytes = usize{f} * kPageSize;
@@ -236,7 +250,9 @@ ktl::Result<void, SlabError> SlabCache::setup(SlabAllocator& owner, ktl::StringV
     usize n = on ? on_slab : off_slab;
     if (n == 0) continue;
     usize waste = bytes - n * stride_;
-    if ((n >= 4 && waste * 8 <= bytes) || f == kMaxSlabFrames || (n >= 1 && bytes >= 16 * stride_ && waste * 8 <= bytes)) {
+    usize tolerance = stride_ > kPageSize ? 8 : 16;
+    if ((n >= 4 && waste * tolerance <= bytes) || f == kMaxSlabFrames ||
+        (n >= 1 && bytes >= 16 * stride_ && waste * 8 <= bytes)) {
       slab_frames_ = f;
       objects_per_slab_ = static_cast<u32>(n);
       desc_on_slab_ = on;
@@ -246,7 +262,7 @@ ktl::Result<void, SlabError> SlabCache::setup(SlabAllocator& owner, ktl::StringV
   if (!chosen) return ktl::Err(SlabError::InvalidArgument);
 
   if (!internal && !has(flags, CacheFlags::NoCpuCache)) {
-    u32 kind = stride_ <= 64 ? 2 : stride_ <= 512 ? 1 : 0;
+    u32 kind = stride_ <= 64 ? 2 : stride_ <= 256 ? 1 : 0;
     magazine_capacity_ = kMagazineCapacity[kind];
     magazine_cache_ = &owner.magazine_cache(kind);
     u64 per_magazine = u64{magazine_capacity_} * stride_;
@@ -841,6 +857,18 @@ u64 SlabAllocator::reclaim(u32 keep) {
   ktl::LockGuard guard(registry_lock_);
   for (SlabCache* c = registry_; c != nullptr; c = c->registry_next_) freed += c->reclaim(keep);
   return freed;
+}
+
+u64 SlabAllocator::live_objects() {
+  flush_local_cpu();
+  u64 live = 0;
+  ktl::LockGuard guard(registry_lock_);
+  for (SlabCache* c = registry_; c != nullptr; c = c->registry_next_) {
+    if (c->internal_) continue;
+    SlabInfo i = c->info();
+    live += i.active - i.cached;
+  }
+  return live;
 }
 
 void SlabAllocator::flush_local_cpu() {

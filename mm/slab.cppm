@@ -438,6 +438,9 @@ class SlabAllocator {
 
   // Returns this CPU's (host: thread's) magazines of every cache to their depots.
   void flush_local_cpu();
+  // Objects handed out and not freed, over every ordinary cache (flushes this CPU's magazines
+  // first; exact when no other CPU holds magazines).
+  [[nodiscard]] u64 live_objects();
 
   // The slab descriptor of the slab containing `p`, or null.
   [[nodiscard]] inline SlabDesc* slab_of(const void* p) const { return pagemap_.lookup(p); }
@@ -480,11 +483,11 @@ class SlabAllocator {
   // Internal caches, embedded (bootstrap): descriptors, SlabCache objects, magazines.
   SlabCache desc_cache_;
   SlabCache cache_cache_;
+  SlabCache magazines6_;
   SlabCache magazines14_;
-  SlabCache magazines30_;
   SlabCache magazines62_;
   [[nodiscard]] SlabCache& magazine_cache(u32 kind) {
-    return kind == 0 ? magazines14_ : kind == 1 ? magazines30_ : magazines62_;
+    return kind == 0 ? magazines6_ : kind == 1 ? magazines14_ : magazines62_;
   }
   mutable ktl::SpinLock registry_lock_{"slab.registry"};
   SlabCache* registry_ GUARDED_BY(registry_lock_) = nullptr;
