@@ -253,9 +253,8 @@ class Heap {
   inline void kfree(void* p) {
     if (p == nullptr) return;
     if (SlabDesc* slab = slab_.slab_of(p)) [[likely]] {
-      SlabCache* cache = slab->cache;
-      cache->check_object_start(*slab, p, "kfree");
-      cache->free_known(p);
+      if (!SlabCache::is_object_start(*slab, p)) [[unlikely]] slab->cache->report_not_object_start(p, "kfree");
+      slab->cache->free_in(p, slab->cpu_slot);
       return;
     }
     free_large(p);

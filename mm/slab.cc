@@ -266,7 +266,7 @@ ktl::Result<void, SlabError> SlabCache::setup(SlabAllocator& owner, ktl::StringV
     magazine_capacity_ = kMagazineCapacity[kind];
     magazine_cache_ = &owner.magazine_cache(kind);
     u64 per_magazine = u64{magazine_capacity_} * stride_;
-    depot_limit_ = static_cast<u32>(ktl::min<u64>(ktl::max<u64>((u64{32} << 10) / per_magazine, 2), 64));
+    depot_limit_ = static_cast<u32>(ktl::min<u64>(ktl::max<u64>((u64{128} << 10) / per_magazine, 2), 64));
     ktl::LockGuard guard(slab_cpu::g_registry_lock);
     for (u32 i = 0; i < slab_cpu::kMaxSlots; ++i) {
       if (g_slot_owner[i] == nullptr) {
@@ -321,7 +321,8 @@ void* SlabCache::decode_link(const SlabDesc& slab, void* object) const {
 }
 
 void SlabCache::check_desc(const SlabDesc& slab) const {
-  if (slab.canary != (secret_ ^ addr(&slab)) || slab.cache != this) {
+  if (slab.canary != (secret_ ^ addr(&slab)) || slab.cache != this || slab.cpu_slot != cpu_slot_ ||
+      slab.stride != stride_ || slab.objects != objects_per_slab_ || slab.first_offset != first_offset_) {
     report("corrupted slab descriptor (overwritten canary)", slab.base);
   }
 }
@@ -463,6 +464,11 @@ SlabDesc* SlabCache::new_slab_locked() {
   slab->canary = secret_ ^ addr(slab);
   slab->cache = this;
   slab->base = base;
+  slab->first_offset = static_cast<u32>(first_offset_);
+  slab->stride = static_cast<u32>(stride_);
+  slab->stride_recip = static_cast<u32>(stride_recip_);
+  slab->objects = objects_per_slab_;
+  slab->cpu_slot = cpu_slot_;
   slab->list = kNone;
   init_slab_objects(*slab);
   PhysAddr start = owned.start();

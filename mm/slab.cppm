@@ -140,6 +140,13 @@ struct SlabDesc {
   u64 canary;         // secret ^ address of this descriptor: checked on every slow-path visit
   SlabCache* cache;
   ktl::u8* base;      // the slab's first byte (window view)
+  // Copies of the cache's geometry, so kfree validates and frees with loads from this one line
+  // (and not from the cache first: the free path's latency is a chain of dependent loads).
+  u32 first_offset;
+  u32 stride;
+  u32 stride_recip;   // ceil(2^32 / stride)
+  u32 objects;
+  u32 cpu_slot;       // the cache's per-CPU slot, or slab_cpu::kNoSlot
   SlabDesc* prev;     // links of the partial/full/empty list the slab is on
   SlabDesc* next;
   u64 freelist;       // encoded head of the free-object list (see SlabCache::encode)
@@ -163,7 +170,10 @@ class Pagemap {
     u64 offset = reinterpret_cast<ktl::uptr>(p) - view_;
     if (offset >= size_) return nullptr;
     u64 frame = offset / kPageSize;
-    ktl::uptr* leaf = leaf_at(frame / kLeafEntries);
+    // offset < size_ bounds the root index (the root covers the whole window): no second check.
+    KTL_UNSAFE_BUFFER_BEGIN  // frame / kLeafEntries < root_entries_ because offset < size_
+    auto* leaf = reinterpret_cast<ktl::uptr*>(__atomic_load_n(&root_[frame / kLeafEntries], __ATOMIC_ACQUIRE));
+    KTL_UNSAFE_BUFFER_END
     if (leaf == nullptr) return nullptr;
     KTL_UNSAFE_BUFFER_BEGIN  // frame % kLeafEntries < kLeafEntries, the leaf's length
     return reinterpret_cast<SlabDesc*>(__atomic_load_n(&leaf[frame % kLeafEntries], __ATOMIC_ACQUIRE));
@@ -233,11 +243,13 @@ class SlabCache {
     free_known(object);
   }
   // Frees an object the caller has already checked to be an object of this cache (kfree).
-  inline void free_known(void* object) {
+  inline void free_known(void* object) { free_in(object, cpu_slot_); }
+  // The same, with the cache's CPU slot number taken from the object's slab descriptor.
+  inline void free_in(void* object, u32 cpu_slot) {
     on_free(object);
-    if (cpu_slot_ != slab_cpu::kNoSlot) {
+    if (cpu_slot != slab_cpu::kNoSlot) {
       slab_cpu::CpuPin pin;
-      slab_cpu::CpuSlot& slot = local_slot(pin);
+      slab_cpu::CpuSlot& slot = slot_at(pin, cpu_slot);
       slab_cpu::Magazine* m = slot.loaded;
       if (m != nullptr && !m->full()) [[likely]] {
         if (m->top() == object) [[unlikely]] report_double_free(object);
@@ -250,9 +262,11 @@ class SlabCache {
     free_direct(object);
   }
   // This CPU's slot of this cache. Unchecked: cpu_slot_ < kMaxSlots is established by setup().
-  [[nodiscard]] inline slab_cpu::CpuSlot& local_slot(slab_cpu::CpuPin& pin) const {
-    KTL_UNSAFE_BUFFER_BEGIN  // cpu_slot_ < slab_cpu::kMaxSlots (setup), the length of `slots`
-    return pin.block().slots.data()[cpu_slot_];
+  [[nodiscard]] inline slab_cpu::CpuSlot& local_slot(slab_cpu::CpuPin& pin) const { return slot_at(pin, cpu_slot_); }
+  // Contract: cpu_slot < kMaxSlots (a cache's slot number, established by setup()).
+  [[nodiscard]] static inline slab_cpu::CpuSlot& slot_at(slab_cpu::CpuPin& pin, u32 cpu_slot) {
+    KTL_UNSAFE_BUFFER_BEGIN  // cpu_slot < slab_cpu::kMaxSlots by contract, the length of `slots`
+    return pin.block().slots.data()[cpu_slot];
     KTL_UNSAFE_BUFFER_END
   }
   // Hardened caches: the requested size of a live object changes (krealloc in place): moves the
@@ -272,12 +286,12 @@ class SlabCache {
   [[nodiscard]] u32 magazine_capacity() const { return magazine_capacity_; }
   [[nodiscard]] SlabInfo info() const EXCLUDES(lock_);
   // Whether `object` is exactly an object start in `slab` (a slab of this cache).
-  [[nodiscard]] inline bool is_object_start(const SlabDesc& slab, const void* object) const {
+  [[nodiscard]] static inline bool is_object_start(const SlabDesc& slab, const void* object) {
     ktl::uptr p = reinterpret_cast<ktl::uptr>(object);
-    ktl::uptr first = reinterpret_cast<ktl::uptr>(slab.base) + first_offset_;
+    ktl::uptr first = reinterpret_cast<ktl::uptr>(slab.base) + slab.first_offset;
     u64 offset = p - first;  // wraps to a huge value below `first`
-    u64 index = (offset * stride_recip_) >> 32;
-    return p >= first && index < objects_per_slab_ && index * stride_ == offset;
+    u64 index = (offset * slab.stride_recip) >> 32;
+    return p >= first && index < slab.objects && index * slab.stride == offset;
   }
   // The index of `object` in its slab if it is exactly an object start, else nullopt.
   [[nodiscard]] ktl::Optional<u32> object_index(const SlabDesc& slab, const void* object) const;
