@@ -28,7 +28,8 @@ struct Collected {
 
 kernel::WalkResult walk(const FakeStack& s, u64 rbp, Collected& c, usize max = 16) {
   kernel::StackBounds b[1] = {s.bounds()};
-  return kernel::walk_frames(rbp, ktl::Span<const kernel::StackBounds>(b), max, [&](u64 r) { c.rets[c.n++] = r; });
+  return kernel::walk_frames(rbp, ktl::Span<const kernel::StackBounds>(b), max,
+                             [&](u64 r) { c.rets[c.n++] = r; });
 }
 
 KTEST(Backtrace, FollowsTheChainToTheEnd) {

@@ -33,27 +33,31 @@ void format_value(ktl::FormatSink& sink, const HeaderError& e, const ktl::Format
   switch (e.problem) {
     case HeaderProblem::Missing: sink.write("no boot information (null pointer)"); break;
     case HeaderProblem::BadMagic:
-      ktl::format_to(sink, "bad magic {:#018x} (expected {:#018x}): not a Ferrite boot information block", e.found,
-                     e.expected);
+      ktl::format_to(sink, "bad magic {:#018x} (expected {:#018x}): not a Ferrite boot information block",
+                     e.found, e.expected);
       break;
     case HeaderProblem::VersionMismatch:
-      ktl::format_to(sink, "boot protocol version {} does not match this kernel's version {}", e.found, e.expected);
+      ktl::format_to(sink, "boot protocol version {} does not match this kernel's version {}", e.found,
+                     e.expected);
       break;
     case HeaderProblem::SizeMismatch:
-      ktl::format_to(sink, "boot information size {} does not match this kernel's size {}", e.found, e.expected);
+      ktl::format_to(sink, "boot information size {} does not match this kernel's size {}", e.found,
+                     e.expected);
       break;
     case HeaderProblem::CommandLineTooLong:
       ktl::format_to(sink, "command line of {} bytes exceeds the limit of {}", e.found, e.expected);
       break;
     case HeaderProblem::DirectMapMismatch:
-      ktl::format_to(sink, "direct map at {:#018x}, but the boot protocol fixes it at {:#018x}", e.found, e.expected);
+      ktl::format_to(sink, "direct map at {:#018x}, but the boot protocol fixes it at {:#018x}", e.found,
+                     e.expected);
       break;
   }
 }
 
 ktl::Result<void, HeaderError> check_header(const boot::BootInfo* info) {
   if (info == nullptr) return ktl::Err(HeaderError{HeaderProblem::Missing, 0, 0});
-  if (info->magic != boot::kMagic) return ktl::Err(HeaderError{HeaderProblem::BadMagic, info->magic, boot::kMagic});
+  if (info->magic != boot::kMagic)
+    return ktl::Err(HeaderError{HeaderProblem::BadMagic, info->magic, boot::kMagic});
   if (info->version != boot::kVersion) {
     return ktl::Err(HeaderError{HeaderProblem::VersionMismatch, info->version, boot::kVersion});
   }
@@ -64,7 +68,8 @@ ktl::Result<void, HeaderError> check_header(const boot::BootInfo* info) {
     return ktl::Err(HeaderError{HeaderProblem::CommandLineTooLong, info->command_line_size, kMaxCommandLine});
   }
   if (info->direct_map_base != boot::layout::kDirectMapBase) {
-    return ktl::Err(HeaderError{HeaderProblem::DirectMapMismatch, info->direct_map_base, boot::layout::kDirectMapBase});
+    return ktl::Err(
+        HeaderError{HeaderProblem::DirectMapMismatch, info->direct_map_base, boot::layout::kDirectMapBase});
   }
   return ktl::ok();
 }
@@ -73,7 +78,8 @@ void format_value(ktl::FormatSink& sink, const MapError& e, const ktl::FormatSpe
   switch (e.problem) {
     case MapProblem::Missing: sink.write("the memory map is missing (no address or no entries)"); return;
     case MapProblem::TooLarge:
-      ktl::format_to(sink, "the memory map has {} entries, more than the limit of {}", e.count, kMaxMapEntries);
+      ktl::format_to(sink, "the memory map has {} entries, more than the limit of {}", e.count,
+                     kMaxMapEntries);
       return;
     case MapProblem::NoUsableMemory: sink.write("the memory map has no usable memory"); return;
     default: break;
@@ -82,10 +88,13 @@ void format_value(ktl::FormatSink& sink, const MapError& e, const ktl::FormatSpe
   switch (e.problem) {
     case MapProblem::ZeroSize: sink.write("is empty (size 0)"); break;
     case MapProblem::Unaligned: sink.write("is not aligned to 4 KiB"); break;
-    case MapProblem::Overflows: sink.write("has an absurd size: it ends beyond the 52-bit physical address space"); break;
+    case MapProblem::Overflows:
+      sink.write("has an absurd size: it ends beyond the 52-bit physical address space");
+      break;
     case MapProblem::UnknownKind: sink.write("has an unknown kind"); break;
     case MapProblem::Unsorted:
-      ktl::format_to(sink, "is out of order: it starts below entry {} {}", e.index - 1, RegionText{e.previous});
+      ktl::format_to(sink, "is out of order: it starts below entry {} {}", e.index - 1,
+                     RegionText{e.previous});
       break;
     case MapProblem::Overlap:
       ktl::format_to(sink, "overlaps entry {} {}", e.index - 1, RegionText{e.previous});
@@ -96,7 +105,8 @@ void format_value(ktl::FormatSink& sink, const MapError& e, const ktl::FormatSpe
 
 bool is_known_kind(boot::MemoryKind k) {
   auto v = ktl::to_underlying(k);
-  return v >= ktl::to_underlying(boot::MemoryKind::Usable) && v <= ktl::to_underlying(boot::MemoryKind::Ramdisk);
+  return v >= ktl::to_underlying(boot::MemoryKind::Usable) &&
+         v <= ktl::to_underlying(boot::MemoryKind::Ramdisk);
 }
 
 ktl::Result<MapSummary, MapError> check_memory_map(ktl::Span<const boot::MemoryRegion> map) {
@@ -112,7 +122,8 @@ ktl::Result<MapSummary, MapError> check_memory_map(ktl::Span<const boot::MemoryR
     if (r.size == 0) return error(MapProblem::ZeroSize, i);
     auto end = ktl::checked_add(r.base, r.size);
     if (end.overflow || end.value > mm::PhysAddr::kLimit) return error(MapProblem::Overflows, i);
-    if (!ktl::is_aligned(r.base, kPage) || !ktl::is_aligned(r.size, kPage)) return error(MapProblem::Unaligned, i);
+    if (!ktl::is_aligned(r.base, kPage) || !ktl::is_aligned(r.size, kPage))
+      return error(MapProblem::Unaligned, i);
     if (!is_known_kind(r.kind)) return error(MapProblem::UnknownKind, i);
     if (i > 0) {
       const boot::MemoryRegion& prev = map[i - 1];

@@ -26,7 +26,14 @@ using ktl::usize;
 inline constexpr u64 kMaxMapEntries = 65536;
 inline constexpr u64 kMaxCommandLine = 4096;
 
-enum class HeaderProblem : u32 { Missing, BadMagic, VersionMismatch, SizeMismatch, CommandLineTooLong, DirectMapMismatch };
+enum class HeaderProblem : u32 {
+  Missing,
+  BadMagic,
+  VersionMismatch,
+  SizeMismatch,
+  CommandLineTooLong,
+  DirectMapMismatch
+};
 
 struct HeaderError {
   HeaderProblem problem;
@@ -40,14 +47,14 @@ void format_value(ktl::FormatSink& sink, const HeaderError& e, const ktl::Format
 [[nodiscard]] ktl::Result<void, HeaderError> check_header(const boot::BootInfo* info);
 
 enum class MapProblem : u32 {
-  Missing,     // no map at all
-  TooLarge,    // more than kMaxMapEntries entries
-  ZeroSize,    // an entry of size 0
-  Unaligned,   // base or size not a multiple of 4 KiB
-  Overflows,   // base + size wraps around or passes the 52-bit physical limit ("absurd size")
-  UnknownKind, // a kind the boot protocol does not define
-  Unsorted,    // base below the previous entry's base
-  Overlap,     // starts before the previous entry ends
+  Missing,      // no map at all
+  TooLarge,     // more than kMaxMapEntries entries
+  ZeroSize,     // an entry of size 0
+  Unaligned,    // base or size not a multiple of 4 KiB
+  Overflows,    // base + size wraps around or passes the 52-bit physical limit ("absurd size")
+  UnknownKind,  // a kind the boot protocol does not define
+  Unsorted,     // base below the previous entry's base
+  Overlap,      // starts before the previous entry ends
   NoUsableMemory,
 };
 

@@ -83,8 +83,9 @@ KTEST(BootCheck, MessagesNameTheEntry) {
   KEXPECT_EQ(r.error().index, 2u);
   ktl::InlineString<256> text;
   ktl::format_to(text, "{}", r.error());
-  KEXPECT_EQ(text.view(), ktl::StringView("memory map entry 2 [0x0000000000f00000 - 0x0000000001100000) kernel-image "
-                                          "(3) overlaps entry 1 [0x0000000000100000 - 0x0000000001000000) usable (1)"));
+  KEXPECT_EQ(text.view(),
+             ktl::StringView("memory map entry 2 [0x0000000000f00000 - 0x0000000001100000) kernel-image "
+                             "(3) overlaps entry 1 [0x0000000000100000 - 0x0000000001000000) usable (1)"));
 }
 
 KTEST(BootCheck, Header) {

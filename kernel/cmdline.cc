@@ -140,7 +140,9 @@ void format_value(ktl::FormatSink& sink, const Warning& w, const ktl::FormatSpec
   switch (w.kind) {
     case WarningKind::UnknownKey: ktl::format_to(sink, "unknown option \"{}\" (ignored)", w.word); break;
     case WarningKind::BadValue: ktl::format_to(sink, "bad value in \"{}\" (ignored)", w.word); break;
-    case WarningKind::Repeated: ktl::format_to(sink, "\"{}\" repeats an earlier option (ignored)", w.word); break;
+    case WarningKind::Repeated:
+      ktl::format_to(sink, "\"{}\" repeats an earlier option (ignored)", w.word);
+      break;
     case WarningKind::NotAnOption: ktl::format_to(sink, "\"{}\" is not key=value (ignored)", w.word); break;
     case WarningKind::IgnoredOutsideTestMode:
       ktl::format_to(sink, "\"{}\" only works with test= (ignored)", w.word);

@@ -55,7 +55,7 @@ struct ParsedCommandLine {
   Options options;
   static constexpr usize kMaxWarnings = 8;
   ktl::Array<Warning, kMaxWarnings> warnings{};
-  usize warning_count = 0;   // at most kMaxWarnings are kept
+  usize warning_count = 0;  // at most kMaxWarnings are kept
   usize dropped_warnings = 0;
 
   [[nodiscard]] ktl::Span<const Warning> warning_list() const { return warnings.span().first(warning_count); }

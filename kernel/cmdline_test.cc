@@ -77,7 +77,8 @@ KTEST(Cmdline, CorruptionOnlyInTestMode) {
   KEXPECT_EQ(ignored.warnings[0].kind, kernel::WarningKind::IgnoredOutsideTestMode);
   auto on = parse_command_line("test=boot bootinfo.corrupt=overlap");
   KEXPECT_EQ(on.options.corrupt, kernel::Corruption::Overlap);
-  KEXPECT_EQ(parse_command_line("test=boot bootinfo.corrupt=version").options.corrupt, kernel::Corruption::Version);
+  KEXPECT_EQ(parse_command_line("test=boot bootinfo.corrupt=version").options.corrupt,
+             kernel::Corruption::Version);
   KEXPECT_EQ(parse_command_line("test=boot bootinfo.corrupt=huge").options.corrupt, kernel::Corruption::Huge);
   KEXPECT_EQ(parse_command_line("test=boot bootinfo.corrupt=bogus").warning_count, 1u);
 }

@@ -67,7 +67,8 @@ ktl::Result<Surface, SurfaceError> Surface::from_boot(const boot::Framebuffer& f
 }
 
 Surface Surface::in_memory(ktl::Span<u32> pixels, u32 width, u32 height, u32 stride) {
-  ktl::check(stride >= width && usize{stride} * height <= pixels.size(), "Surface: pixels smaller than the geometry");
+  ktl::check(stride >= width && usize{stride} * height <= pixels.size(),
+             "Surface: pixels smaller than the geometry");
   Surface s;
   s.pixels_ = pixels.first(usize{stride} * height);
   s.width_ = width;
@@ -81,7 +82,8 @@ u32 Surface::encode(Rgb c) const {
     u32 value = bits >= 8 ? u32{v} << (bits - 8) : u32{v} >> (8 - bits);
     return value << shift;
   };
-  return scale(c.r, red_bits_, red_shift_) | scale(c.g, green_bits_, green_shift_) | scale(c.b, blue_bits_, blue_shift_);
+  return scale(c.r, red_bits_, red_shift_) | scale(c.g, green_bits_, green_shift_) |
+         scale(c.b, blue_bits_, blue_shift_);
 }
 
 void Surface::move_rows(u32 to, u32 from, u32 count) {
@@ -125,9 +127,7 @@ void FramebufferConsole::put_char(char c) {
   switch (c) {
     case '\n': newline(); return;
     case '\r': column_ = 0; return;
-    case '\t':
-      do {
-        put_char(' ');
+    case '\t': do { put_char(' ');
       } while (column_ % kTabWidth != 0 && column_ != 0);
       return;
     default: break;

@@ -46,7 +46,7 @@ class Surface {
   [[nodiscard]] static ktl::Result<void, SurfaceError> validate(const boot::Framebuffer& fb);
   // A surface over `pixels` (the framebuffer's memory, fb.size bytes) described by `fb`.
   [[nodiscard]] static ktl::Result<Surface, SurfaceError> from_boot(const boot::Framebuffer& fb,
-                                                                   ktl::Span<u32> pixels);
+                                                                    ktl::Span<u32> pixels);
   // A surface over plain memory in a fixed format (tests).
   [[nodiscard]] static Surface in_memory(ktl::Span<u32> pixels, u32 width, u32 height, u32 stride);
 

@@ -60,7 +60,7 @@ struct Screen {
   static constexpr u32 kRows = 3;
   static constexpr u32 kWidth = kCols * 8 + 3;  // a partial column at the right edge
   static constexpr u32 kHeight = kRows * 16;
-  static constexpr u32 kStride = kWidth + 5;   // padding after each row
+  static constexpr u32 kStride = kWidth + 5;  // padding after each row
   ktl::Array<u32, kStride * kHeight> pixels{};
   kernel::Font font = kernel::Font::parse(kernel::builtin_font_data()).value();
   kernel::FramebufferConsole con{kernel::Surface::in_memory(pixels.span(), kWidth, kHeight, kStride), font};

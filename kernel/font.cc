@@ -56,7 +56,8 @@ ktl::Result<Font, FontError> Font::parse(ktl::Span<const u8> data) {
   } else {
     return ktl::Err(data.size() < 4 ? FontError::TooSmall : FontError::BadMagic);
   }
-  if (f.width_ == 0 || f.width_ > 32 || f.height_ == 0 || f.height_ > 64) return ktl::Err(FontError::UnsupportedSize);
+  if (f.width_ == 0 || f.width_ > 32 || f.height_ == 0 || f.height_ > 64)
+    return ktl::Err(FontError::UnsupportedSize);
   if (f.count_ == 0 || f.count_ > 65535) return ktl::Err(FontError::BadHeader);
   if (f.bytes_per_glyph_ != f.row_bytes() * f.height_) return ktl::Err(FontError::BadHeader);
   ktl::u64 glyph_bytes = ktl::u64{f.count_} * f.bytes_per_glyph_;
@@ -97,7 +98,8 @@ ktl::Result<Font, FontError> Font::parse(ktl::Span<const u8> data) {
             continue;
           }
         }
-        if (!in_sequence && cp < 128 && f.ascii_[cp] == kUnmapped) f.ascii_[cp] = static_cast<ktl::u16>(glyph);
+        if (!in_sequence && cp < 128 && f.ascii_[cp] == kUnmapped)
+          f.ascii_[cp] = static_cast<ktl::u16>(glyph);
       }
     }
   }

@@ -39,7 +39,13 @@ verified_kernel = rule(
 )
 
 def ksymtab_source(name, out, elf = None):
-    """Generates the `.ksymtab` assembly for `elf` (None: an empty table)."""
+    """Generates the `.ksymtab` assembly for `elf`.
+
+    Args:
+      name: the genrule's name.
+      out: the generated assembly file.
+      elf: the first-stage kernel ELF; None writes an empty table.
+    """
     script = "//kernel/tools:ksymtab.py"
     tools = "--nm %s/llvm-nm --cxxfilt %s/llvm-cxxfilt" % (LLVM_BIN, LLVM_BIN)
     if elf:

@@ -46,7 +46,7 @@ extern const ktl::u8 __ksymtab_start[];
 
 void run_init_array() {
   KTL_UNSAFE_BUFFER_BEGIN  // the linker script brackets .init_array with these two symbols
-  for (InitFn* fn = __init_array_start; fn != __init_array_end; ++fn) (*fn)();
+      for (InitFn* fn = __init_array_start; fn != __init_array_end; ++fn) (*fn)();
   KTL_UNSAFE_BUFFER_END
 }
 
@@ -105,7 +105,8 @@ constexpr usize kMaxCorruptibleEntries = 512;
 boot::BootInfo g_corrupt_info;
 ktl::Array<boot::MemoryRegion, kMaxCorruptibleEntries> g_corrupt_map;
 
-ktl::Span<const boot::MemoryRegion> corrupt_copy(kernel::Corruption c, ktl::Span<const boot::MemoryRegion> map) {
+ktl::Span<const boot::MemoryRegion> corrupt_copy(kernel::Corruption c,
+                                                 ktl::Span<const boot::MemoryRegion> map) {
   if (map.size() < 2 || map.size() > kMaxCorruptibleEntries) {
     fatal_boot_info("bootinfo.corrupt needs a map of 2..512 entries to corrupt");
   }
@@ -158,8 +159,8 @@ void enable_cpu_protections() {
   note(f.smap, "SMAP");
   note(f.umip, "UMIP");
   note(f.pge, "PGE");
-  klog::info("cpu protections on: {}{}{}", on, missing.view().empty() ? "" : "; not supported by this CPU:",
-             missing.view());
+  klog::info("cpu protections on: {}{}{}", on,
+             missing.view().empty() ? "" : "; not supported by this CPU:", missing.view());
   ktl::check(on.wp, "CR0.WP did not stick");
   ktl::check(on.nxe == f.nx && on.smep == f.smep && on.smap == f.smap && on.umip == f.umip,
              "a supported protection bit did not stick");
@@ -198,7 +199,7 @@ void start_framebuffer(const boot::BootInfo& info, const kernel::Options& option
     return;
   }
   auto pixels = ktl::Span<ktl::u32>::from_raw(reinterpret_cast<ktl::u32*>(static_cast<ktl::uptr>(virt)),
-                                               static_cast<usize>(fb.size / 4));
+                                              static_cast<usize>(fb.size / 4));
   auto surface = kernel::Surface::from_boot(fb, pixels);
   if (surface.is_err()) {
     klog::warn("framebuffer console disabled: {}", surface.error());
@@ -253,7 +254,8 @@ extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info) {
 
   if (auto header = kernel::check_header(info); header.is_err()) fatal_boot_info_error(header.error());
   kpanic::set_direct_map(info->direct_map_base);
-  kpanic::add_stack(kernel::StackBounds{info->stack_virt_top - info->stack_size, info->stack_virt_top}, "boot stack");
+  kpanic::add_stack(kernel::StackBounds{info->stack_virt_top - info->stack_size, info->stack_virt_top},
+                    "boot stack");
 
   auto phys = [&](u64 p) { return info->direct_map_base + p; };
   ktl::StringView cmdline;
@@ -277,17 +279,22 @@ extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info) {
   if (options.corrupt == kernel::Corruption::Version) {
     g_corrupt_info = *info;
     g_corrupt_info.version = boot::kVersion + 1;
-    klog::warn("test mode: validating a copy of the boot information with version {}", g_corrupt_info.version);
+    klog::warn("test mode: validating a copy of the boot information with version {}",
+               g_corrupt_info.version);
     checked = &g_corrupt_info;
   }
   if (auto header = kernel::check_header(checked); header.is_err()) fatal_boot_info_error(header.error());
 
   klog::info("kernel image {} ({} KiB) at {}", mm::PhysAddr::from(info->kernel_phys_base),
              info->kernel_phys_size >> 10, mm::VirtAddr::from(info->kernel_virt_base));
-  if (info->memory_map == 0 || info->memory_map_count == 0 || info->memory_map_count > kernel::kMaxMapEntries) {
+  if (info->memory_map == 0 || info->memory_map_count == 0 ||
+      info->memory_map_count > kernel::kMaxMapEntries) {
     kernel::MapError e{info->memory_map_count > kernel::kMaxMapEntries ? kernel::MapProblem::TooLarge
                                                                        : kernel::MapProblem::Missing,
-                       0, {}, {}, info->memory_map_count};
+                       0,
+                       {},
+                       {},
+                       info->memory_map_count};
     fatal_boot_info_error(e);
   }
   auto regions = ktl::Span<const boot::MemoryRegion>::from_raw(

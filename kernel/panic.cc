@@ -76,7 +76,8 @@ void print_registers(ktl::FormatSink& out, const arch::x86_64::TrapFrame& f) {
   ktl::format_to(out, "  RBP {:#018x}  RSP {:#018x}  R8  {:#018x}\n", f.rbp, f.rsp, f.r8);
   ktl::format_to(out, "  R9  {:#018x}  R10 {:#018x}  R11 {:#018x}\n", f.r9, f.r10, f.r11);
   ktl::format_to(out, "  R12 {:#018x}  R13 {:#018x}  R14 {:#018x}\n", f.r12, f.r13, f.r14);
-  ktl::format_to(out, "  R15 {:#018x}  RFLAGS {:#010x}  CS {:#06x}  SS {:#06x}\n", f.r15, f.rflags, f.cs, f.ss);
+  ktl::format_to(out, "  R15 {:#018x}  RFLAGS {:#010x}  CS {:#06x}  SS {:#06x}\n", f.r15, f.rflags, f.cs,
+                 f.ss);
 }
 
 void print_control_registers(ktl::FormatSink& out) {
@@ -96,8 +97,8 @@ void print_stack_hint(ktl::FormatSink& out, const arch::x86_64::TrapFrame& f) {
     for (usize i = 0; i < g_state.stack_count; ++i) {
       const NamedStack& s = g_state.stacks[i];
       if (f.rsp < s.bounds.bottom && s.bounds.bottom - f.rsp <= 64 * 1024) {
-        ktl::format_to(out, "  RSP is {} bytes below the bottom of the {}: stack overflow\n", s.bounds.bottom - f.rsp,
-                       s.name);
+        ktl::format_to(out, "  RSP is {} bytes below the bottom of the {}: stack overflow\n",
+                       s.bounds.bottom - f.rsp, s.name);
       }
     }
   }
@@ -147,8 +148,9 @@ void print_backtrace(ktl::FormatSink& out, u64 rbp, usize first_index) {
   ktl::Array<kernel::StackBounds, kMaxStacks> bounds{};
   for (usize i = 0; i < g_state.stack_count; ++i) bounds[i] = g_state.stacks[i].bounds;
   usize index = first_index;
-  auto result = kernel::walk_frames(rbp, bounds.span().first(g_state.stack_count), kMaxFrames,
-                                    [&](u64 ret) { ktl::format_to(out, "  #{} {}\n", index++, symbolize_return(ret)); });
+  auto result = kernel::walk_frames(rbp, bounds.span().first(g_state.stack_count), kMaxFrames, [&](u64 ret) {
+    ktl::format_to(out, "  #{} {}\n", index++, symbolize_return(ret));
+  });
   ktl::format_to(out, "  ({} frames; {})\n", index, kernel::to_string(result.end));
 }
 

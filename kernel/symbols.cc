@@ -34,7 +34,8 @@ ktl::Result<SymbolTable, TableError> SymbolTable::parse(ktl::Span<const ktl::u8>
   SymbolTable t;
   t.count_ = h.count;
   t.entries_ = blob.subspan(sizeof(Header), static_cast<usize>(entries_bytes));
-  auto strings = blob.subspan(static_cast<usize>(sizeof(Header) + entries_bytes), static_cast<usize>(h.strings_size));
+  auto strings =
+      blob.subspan(static_cast<usize>(sizeof(Header) + entries_bytes), static_cast<usize>(h.strings_size));
   t.strings_ = ktl::Span<const char>::from_raw(reinterpret_cast<const char*>(strings.data()), strings.size());
   u64 previous = 0;
   for (usize i = 0; i < t.count_; ++i) {

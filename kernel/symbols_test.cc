@@ -22,9 +22,9 @@ void put(ktl::Array<u8, kBlobSize>& blob, usize at, const T& value) {
 ktl::Array<u8, kBlobSize> make_blob() {
   ktl::Array<u8, kBlobSize> blob{};
   put(blob, 0, ksym::Header{ksym::kMagic, ksym::kVersion, 3, 17, kBlobSize});
-  put(blob, 32, ksym::Entry{0x1000, 0x40, 0});    // alpha [0x1000, 0x1040)
-  put(blob, 48, ksym::Entry{0x1040, 0x10, 6});    // beta  [0x1040, 0x1050)
-  put(blob, 64, ksym::Entry{0x2000, 0, 11});      // gamma (no size)
+  put(blob, 32, ksym::Entry{0x1000, 0x40, 0});  // alpha [0x1000, 0x1040)
+  put(blob, 48, ksym::Entry{0x1040, 0x10, 6});  // beta  [0x1040, 0x1050)
+  put(blob, 64, ksym::Entry{0x2000, 0, 11});    // gamma (no size)
   const char strings[] = "alpha\0beta\0gamma";
   for (usize i = 0; i < sizeof strings; ++i) blob[80 + i] = static_cast<u8>(strings[i]);
   return blob;
@@ -45,7 +45,7 @@ KTEST(Symbols, LookupFindsContainingFunction) {
   KEXPECT_EQ(b->offset, 0u);
   KEXPECT(!t.value().lookup(0xfff).has_value());   // before everything
   KEXPECT(!t.value().lookup(0x1050).has_value());  // the gap after beta's size
-  auto g = t.value().lookup(0x2100);                // unsized: attributed within the limit
+  auto g = t.value().lookup(0x2100);               // unsized: attributed within the limit
   KASSERT(g.has_value());
   KEXPECT_EQ(g->name, ktl::StringView("gamma"));
   KEXPECT(!t.value().lookup(0x2000 + ksym::kMaxUnsizedDistance).has_value());

@@ -16,14 +16,15 @@ struct Text {
   [[nodiscard]] ktl::StringView view() const { return s.view(); }
 };
 
-
 KTEST(TrapDecode, PageFaultCodes) {
   KEXPECT_EQ(Text(kernel::PageFaultCode{0}).view(), ktl::StringView("not present, read, supervisor mode"));
-  KEXPECT_EQ(Text(kernel::PageFaultCode{3}).view(), ktl::StringView("protection violation, write, supervisor mode"));
+  KEXPECT_EQ(Text(kernel::PageFaultCode{3}).view(),
+             ktl::StringView("protection violation, write, supervisor mode"));
   KEXPECT_EQ(Text(kernel::PageFaultCode{0x15}).view(),
              ktl::StringView("protection violation, instruction fetch, user mode"));
-  KEXPECT_EQ(Text(kernel::PageFaultCode{0x9}).view(),
-             ktl::StringView("protection violation, read, supervisor mode, reserved bit set in a paging entry"));
+  KEXPECT_EQ(
+      Text(kernel::PageFaultCode{0x9}).view(),
+      ktl::StringView("protection violation, read, supervisor mode, reserved bit set in a paging entry"));
 }
 
 KTEST(TrapDecode, SelectorCodes) {

@@ -24,18 +24,18 @@ struct CpuFeatures {
   u32 stepping = 0;
   u32 physical_address_bits = 36;
   u32 linear_address_bits = 48;
-  bool nx = false;        // CPUID 8000_0001h EDX[20]
-  bool smep = false;      // CPUID 7.0 EBX[7]
-  bool smap = false;      // CPUID 7.0 EBX[20]
-  bool umip = false;      // CPUID 7.0 ECX[2]
-  bool pge = false;       // CPUID 1 EDX[13]
-  bool pcid = false;      // CPUID 1 ECX[17]
-  bool invpcid = false;   // CPUID 7.0 EBX[10]
-  bool gbpages = false;   // CPUID 8000_0001h EDX[26]
-  bool x2apic = false;    // CPUID 1 ECX[21]
-  bool la57 = false;      // CPUID 7.0 ECX[16]
-  bool fsgsbase = false;  // CPUID 7.0 EBX[0]
-  bool rdrand = false;    // CPUID 1 ECX[30]
+  bool nx = false;          // CPUID 8000_0001h EDX[20]
+  bool smep = false;        // CPUID 7.0 EBX[7]
+  bool smap = false;        // CPUID 7.0 EBX[20]
+  bool umip = false;        // CPUID 7.0 ECX[2]
+  bool pge = false;         // CPUID 1 EDX[13]
+  bool pcid = false;        // CPUID 1 ECX[17]
+  bool invpcid = false;     // CPUID 7.0 EBX[10]
+  bool gbpages = false;     // CPUID 8000_0001h EDX[26]
+  bool x2apic = false;      // CPUID 1 ECX[21]
+  bool la57 = false;        // CPUID 7.0 ECX[16]
+  bool fsgsbase = false;    // CPUID 7.0 EBX[0]
+  bool rdrand = false;      // CPUID 1 ECX[30]
   bool hypervisor = false;  // CPUID 1 ECX[31]
 
   [[nodiscard]] ktl::StringView vendor_name() const { return ktl::StringView(vendor.data()); }

@@ -78,8 +78,8 @@ void load_gdt() {
   // 64-bit TSS descriptor (available, type 9), 16 bytes (SDM vol. 3, 8.2.3).
   u64 base = address_of(&s.tss);
   u64 limit = sizeof(TaskStateSegment) - 1;
-  s.gdt[5] = (limit & 0xffff) | ((base & 0xff'ffff) << 16) | (u64{0x89} << 40) | (((limit >> 16) & 0xf) << 48) |
-             (((base >> 24) & 0xff) << 56);
+  s.gdt[5] = (limit & 0xffff) | ((base & 0xff'ffff) << 16) | (u64{0x89} << 40) |
+             (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56);
   s.gdt[6] = base >> 32;
 
   lgdt(DescriptorTablePointer{static_cast<u16>(kEntries * sizeof(u64) - 1), address_of(s.gdt.data())});

@@ -29,7 +29,7 @@ ktl::Optional<Translation> translate(u64 virt, u64 direct_map_base) {
       u64 size = u64{1} << shift;
       u64 frame = e & pte::kAddressMask & ~(size - 1);
       return Translation{frame | (virt & (size - 1)), size, writable, user, no_execute,
-                         (e & pte::kGlobal) != 0, &e};
+                         (e & pte::kGlobal) != 0,     &e};
     }
     table_phys = e & pte::kAddressMask;
   }

@@ -26,13 +26,13 @@ inline constexpr u64 kAddressMask = 0x000f'ffff'ffff'f000ull;
 }  // namespace pte
 
 struct Translation {
-  u64 phys;       // the physical address `virt` translates to
-  u64 page_size;  // 4 KiB, 2 MiB or 1 GiB
-  bool writable;  // every level allows writes
-  bool user;      // every level allows user access
+  u64 phys;         // the physical address `virt` translates to
+  u64 page_size;    // 4 KiB, 2 MiB or 1 GiB
+  bool writable;    // every level allows writes
+  bool user;        // every level allows user access
   bool no_execute;  // some level forbids execution (only effective with EFER.NXE)
   bool global;
-  u64* entry;     // the leaf entry, through the direct map (tests edit it and flush)
+  u64* entry;  // the leaf entry, through the direct map (tests edit it and flush)
 };
 
 // Walks the tables rooted at CR3; nullopt if `virt` is not mapped.

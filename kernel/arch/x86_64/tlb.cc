@@ -36,7 +36,8 @@ extern "C" void ferrite_arch_flush_tlb_range(ktl::u64 virt_start, ktl::u64 pages
 }
 
 extern "C" void ferrite_arch_activate_root(ktl::u64 root_phys) {
-  ktl::check((root_phys & ~kRootMask) == 0, "activate_root: the root table must be a page-aligned physical address");
+  ktl::check((root_phys & ~kRootMask) == 0,
+             "activate_root: the root table must be a page-aligned physical address");
   arch::x86_64::write_cr3(root_phys);
 }
 
