@@ -2,7 +2,8 @@
 // serialises every change to them, and what the CPU needs to switch to it.
 //
 //   auto kernel = TRY(mm::KernelAddressSpace::adopt_kernel(window, pmm, boot_info.page_table_root,
-//                                                          {.recursive_slot = boot::layout::kRecursiveSlot}));
+//                                                          {.recursive_slot =
+//                                                          boot::layout::kRecursiveSlot}));
 //   TRY(kernel.prepare_kernel_half());                 // once, before the first user space
 //   auto user = TRY(mm::KernelAddressSpace::create_user(kernel));
 //   user.activate();
@@ -53,9 +54,10 @@ class AddressSpace {
   // Adopts the tables rooted at `root` (the loader's, the CR3 the kernel was entered with).
   // Errors: OutOfRange (the root is not in the window), Reserved (the recursive slot is not a
   // self-reference and not empty).
-  [[nodiscard]] static ktl::Result<AddressSpace, PagingError> adopt_kernel(PhysWindow window, FrameAllocator& frames,
-                                                                          PhysAddr root,
-                                                                          KernelSpaceOptions options = {}) {
+  [[nodiscard]] static ktl::Result<AddressSpace, PagingError> adopt_kernel(PhysWindow window,
+                                                                           FrameAllocator& frames,
+                                                                           PhysAddr root,
+                                                                           KernelSpaceOptions options = {}) {
     PageTableOptions o;
     o.owned = SlotRange::all();
     o.pinned = {kUserSlots, kAllSlots};
@@ -73,8 +75,10 @@ class AddressSpace {
 
   // A new user address space sharing `kernel`'s kernel half. Errors: NoMemory; Reserved if
   // prepare_kernel_half() has not run on `kernel`.
-  [[nodiscard]] static ktl::Result<AddressSpace, PagingError> create_user(AddressSpace& kernel) EXCLUDES(kernel.lock_) {
-    ktl::check(kernel.kind_ == SpaceKind::Kernel, "create_user: the template must be the kernel address space");
+  [[nodiscard]] static ktl::Result<AddressSpace, PagingError> create_user(AddressSpace& kernel)
+      EXCLUDES(kernel.lock_) {
+    ktl::check(kernel.kind_ == SpaceKind::Kernel,
+               "create_user: the template must be the kernel address space");
     ktl::LockGuard guard(kernel.lock_);
     if (kUserSlots < kAllSlots && !kernel.kernel_half_prepared_) return ktl::Err(PagingError::Reserved);
     PageTableOptions o;
@@ -90,10 +94,10 @@ class AddressSpace {
 
   // Moving is for construction only: the source must not be locked or in use.
   AddressSpace(AddressSpace&& o) NO_THREAD_SAFETY_ANALYSIS : lock_("address-space"),
-                                                              kind_(o.kind_),
-                                                              tables_(ktl::move(o.tables_)),
-                                                              kernel_half_prepared_(o.kernel_half_prepared_),
-                                                              mappings_(o.mappings_.load()) {
+                                                             kind_(o.kind_),
+                                                             tables_(ktl::move(o.tables_)),
+                                                             kernel_half_prepared_(o.kernel_half_prepared_),
+                                                             mappings_(o.mappings_.load()) {
     ktl::check(!o.lock_.is_locked(), "AddressSpace moved while locked");
     o.mappings_.store(0);
   }

@@ -47,12 +47,13 @@ struct MmEnv {
   mm::Pmm pmm;
   explicit MmEnv(TestMemory&& m)
       : mem(ktl::move(m)),
-        tables(mem.window(), mm::PhysRange::with_size(mem.base() + kDataBytes, kBytes - kDataBytes).value()) {}
+        tables(mem.window(), mm::PhysRange::with_size(mem.base() + kDataBytes, kBytes - kDataBytes).value()) {
+  }
   [[nodiscard]] ktl::Result<void, mm::PmmError> init() {
     const mm::PhysRegion map[] = {
         {mm::PhysRange::with_size(mem.base(), kDataBytes).value(), mm::RegionKind::Usable, mm::NodeId{0}},
-        {mm::PhysRange::with_size(mem.base() + kDataBytes, kBytes - kDataBytes).value(), mm::RegionKind::PageTables,
-         mm::NodeId{0}},
+        {mm::PhysRange::with_size(mem.base() + kDataBytes, kBytes - kDataBytes).value(),
+         mm::RegionKind::PageTables, mm::NodeId{0}},
     };
     return pmm.init(ktl::Span<const mm::PhysRegion>(map), mem.window());
   }
@@ -72,7 +73,8 @@ class Balance {
   Balance& operator=(const Balance&) = delete;
   ~Balance() {
     ctx_.check_eq(env_.pmm.free_frame_count(), data_, "free data frames", "at the start", __FILE__, __LINE__);
-    ctx_.check_eq(env_.tables.used_count(), tables_, "table frames in use", "at the start", __FILE__, __LINE__);
+    ctx_.check_eq(env_.tables.used_count(), tables_, "table frames in use", "at the start", __FILE__,
+                  __LINE__);
   }
 
  private:
@@ -94,7 +96,8 @@ PageTable<paging::X86_64> build_loader_tables(ktest::Context& ktest_ctx, MmEnv& 
     r.release_value().ignore();
     return true;
   };
-  ok = step(t.map_range(VirtAddr::from(0), PhysAddr::from(0), 16 * kMiB, PageFlags::kernel_rw(), mm::HugePages::Allow)) &&
+  ok = step(t.map_range(VirtAddr::from(0), PhysAddr::from(0), 16 * kMiB, PageFlags::kernel_rw(),
+                        mm::HugePages::Allow)) &&
        step(t.map_range(VirtAddr::from(0xffff'8000'0000'0000ull), PhysAddr::from(0), 64 * kMiB,
                         PageFlags::kernel_rw().with(mm::Scope::Global), mm::HugePages::Allow)) &&
        step(t.map_range(VirtAddr::from(0xffff'ffff'8000'0000ull), PhysAddr::from(0x20'0000), 0x1000,
@@ -110,14 +113,16 @@ KTEST(AddressSpace, AdoptsTheLoaderTables) {
   auto loader = build_loader_tables(ktest_ctx, env, ok);
   KASSERT(ok);
   {
-    auto kernel = KTRY(mm::KernelAddressSpace::adopt_kernel(env.mem.window(), env.tables, loader.root(), {.recursive_slot = 510}));
+    auto kernel = KTRY(mm::KernelAddressSpace::adopt_kernel(env.mem.window(), env.tables, loader.root(),
+                                                            {.recursive_slot = 510}));
     KEXPECT_EQ(kernel.kind(), mm::SpaceKind::Kernel);
     KEXPECT_EQ(kernel.root(), loader.root());
     // What the loader mapped is there.
     auto direct = KTRY(kernel.translate(VirtAddr::from(0xffff'8000'0123'4567ull)));
     KEXPECT_EQ(direct.phys, PhysAddr::from(0x123'4567));
     KEXPECT(direct.flags.global());
-    KEXPECT_EQ(KTRY(kernel.translate(VirtAddr::from(0xffff'ffff'8000'0010ull))).phys, PhysAddr::from(0x20'0010));
+    KEXPECT_EQ(KTRY(kernel.translate(VirtAddr::from(0xffff'ffff'8000'0010ull))).phys,
+               PhysAddr::from(0x20'0010));
     // The recursive window is reserved.
     {
       ktl::LockGuard guard(kernel.lock());
@@ -130,9 +135,13 @@ KTEST(AddressSpace, AdoptsTheLoaderTables) {
       KASSERT_OK(t);
       t.release_value().ignore();
     }
-    KEXPECT_EQ(KTRY(loader.translate(VirtAddr::from(0xffff'c000'0000'0000ull))).frame, PhysAddr::from(0x5000));
+    KEXPECT_EQ(KTRY(loader.translate(VirtAddr::from(0xffff'c000'0000'0000ull))).frame,
+               PhysAddr::from(0x5000));
     ktl::LockGuard guard(kernel.lock());
-    kernel.tables().unmap_range(VirtAddr::from(0xffff'c000'0000'0000ull), 0x1000).release_value().flush.ignore();
+    kernel.tables()
+        .unmap_range(VirtAddr::from(0xffff'c000'0000'0000ull), 0x1000)
+        .release_value()
+        .flush.ignore();
   }
   // The adopted tables survive the address space object; the loader's builder frees them here.
 }
@@ -142,17 +151,21 @@ KTEST(AddressSpace, AdoptionValidatesTheRecursiveSlot) {
   Balance balance(ktest_ctx, env);
   auto loader = KTRY(PageTable<paging::X86_64>::create(env.mem.window(), env.tables));
   // Slot 510 holds an ordinary table: not a self-reference.
-  loader.map(mm::Page<Size4K>::containing(VirtAddr::from(0xffff'ff00'0000'0000ull)), mm::Frame4K::containing(PhysAddr::from(0)),
-             PageFlags())
+  loader
+      .map(mm::Page<Size4K>::containing(VirtAddr::from(0xffff'ff00'0000'0000ull)),
+           mm::Frame4K::containing(PhysAddr::from(0)), PageFlags())
       .release_value()
       .ignore();
-  auto bad = mm::KernelAddressSpace::adopt_kernel(env.mem.window(), env.tables, loader.root(), {.recursive_slot = 510});
+  auto bad = mm::KernelAddressSpace::adopt_kernel(env.mem.window(), env.tables, loader.root(),
+                                                  {.recursive_slot = 510});
   KEXPECT(bad.is_err() && bad.error() == PagingError::Reserved);
   auto outside = mm::KernelAddressSpace::adopt_kernel(env.mem.window(), env.tables, PhysAddr::from(0x1000));
   KEXPECT(outside.is_err() && outside.error() == PagingError::OutOfRange);
   // An empty slot is made the self-reference.
-  auto ok = KTRY(mm::KernelAddressSpace::adopt_kernel(env.mem.window(), env.tables, loader.root(), {.recursive_slot = 509}));
-  KEXPECT_EQ(KTRY(ok.translate(VirtAddr::from(0xffff'fe80'0000'0000ull | (509ull << 30) | (509ull << 21) | (509ull << 12))))
+  auto ok = KTRY(mm::KernelAddressSpace::adopt_kernel(env.mem.window(), env.tables, loader.root(),
+                                                      {.recursive_slot = 509}));
+  KEXPECT_EQ(KTRY(ok.translate(VirtAddr::from(0xffff'fe80'0000'0000ull | (509ull << 30) | (509ull << 21) |
+                                              (509ull << 12))))
                  .frame,
              loader.root());
 }
@@ -165,7 +178,8 @@ void user_spaces_share_the_kernel_half(ktest::Context& ktest_ctx) {
   auto loader = KTRY(PageTable<F>::create(env.mem.window(), env.tables));
   constexpr ktl::u32 kSlot = F::kEntries - 2;
   KTRY(loader.install_recursive_slot(kSlot));
-  auto kernel = KTRY(AddressSpace<F>::adopt_kernel(env.mem.window(), env.tables, loader.root(), {.recursive_slot = kSlot}));
+  auto kernel = KTRY(
+      AddressSpace<F>::adopt_kernel(env.mem.window(), env.tables, loader.root(), {.recursive_slot = kSlot}));
   VirtAddr kernel_va = G::virt(u64{F::kUserRootSlots} << G::shift(G::kTop)) + 0x40'0000;
   VirtAddr user_va = VirtAddr::from(0x40'0000);
 
@@ -183,7 +197,8 @@ void user_spaces_share_the_kernel_half(ktest::Context& ktest_ctx) {
       // A kernel mapping made now shows up in the user space.
       ktl::LockGuard guard(kernel.lock());
       kernel.tables()
-          .map(mm::Page<Size4K>::containing(kernel_va), mm::Frame4K::containing(PhysAddr::from(0x7000)), PageFlags::kernel_rw())
+          .map(mm::Page<Size4K>::containing(kernel_va), mm::Frame4K::containing(PhysAddr::from(0x7000)),
+               PageFlags::kernel_rw())
           .release_value()
           .ignore();
     }
@@ -192,11 +207,12 @@ void user_spaces_share_the_kernel_half(ktest::Context& ktest_ctx) {
       // The user half is private; the kernel half cannot be changed through the user space.
       ktl::LockGuard guard(user.lock());
       user.tables()
-          .map(mm::Page<Size4K>::containing(user_va), mm::Frame4K::containing(PhysAddr::from(0x9000)), PageFlags::user_rw())
+          .map(mm::Page<Size4K>::containing(user_va), mm::Frame4K::containing(PhysAddr::from(0x9000)),
+               PageFlags::user_rw())
           .release_value()
           .ignore();
-      auto r = user.tables().map(mm::Page<Size4K>::containing(kernel_va + 0x1000), mm::Frame4K::containing(PhysAddr::from(0)),
-                                 PageFlags());
+      auto r = user.tables().map(mm::Page<Size4K>::containing(kernel_va + 0x1000),
+                                 mm::Frame4K::containing(PhysAddr::from(0)), PageFlags());
       KEXPECT(r.is_err() && r.error() == PagingError::Reserved);
     }
     KEXPECT_EQ(KTRY(user.translate(user_va)).flags, F::effective(PageFlags::user_rw()));
@@ -215,8 +231,38 @@ void user_spaces_share_the_kernel_half(ktest::Context& ktest_ctx) {
   ktl::LockGuard guard(kernel.lock());
   kernel.tables().unmap_range(kernel_va, 0x1000).release_value().flush.ignore();
 }
-KTEST(AddressSpace_x86_64, UserSpacesShareTheKernelHalf) { user_spaces_share_the_kernel_half<paging::X86_64>(ktest_ctx); }
-KTEST(AddressSpace_x86_32, UserSpacesShareTheKernelHalf) { user_spaces_share_the_kernel_half<paging::X86_32>(ktest_ctx); }
+KTEST(AddressSpace_x86_64, UserSpacesShareTheKernelHalf) {
+  user_spaces_share_the_kernel_half<paging::X86_64>(ktest_ctx);
+}
+KTEST(AddressSpace_x86_32, UserSpacesShareTheKernelHalf) {
+  user_spaces_share_the_kernel_half<paging::X86_32>(ktest_ctx);
+}
+
+// In the kernel the PMM is the page tables' frame allocator: the engine over it, leak-checked.
+KTEST(Paging, TablesFromThePmm) {
+  MM_ENV(env);
+  Balance balance(ktest_ctx, env);
+  u64 free = env.pmm.free_frame_count();
+  {
+    auto pt = KTRY(PageTable<paging::X86_64>::create(env.mem.window(), env.pmm));
+    VirtAddr va = VirtAddr::from(0xffff'c000'0000'0000ull - 0x3000);
+    u64 bytes = 2 * Size2M::bytes + 0x6000;
+    pt.map_range(va, PhysAddr::from(0x1000'0000 - 0x3000), bytes, PageFlags::kernel_rw(),
+                 mm::HugePages::Allow)
+        .release_value()
+        .ignore();
+    KEXPECT_EQ(env.pmm.free_frame_count(), free - pt.table_frames());
+    KEXPECT_EQ(KTRY(pt.translate(va + 0x3000)).page_size, Size2M::bytes);
+    KEXPECT_EQ(KTRY(pt.translate(va + bytes - 1)).phys, PhysAddr::from(0x1000'0000 - 0x3000 + bytes - 1));
+    pt.unmap_range(va, bytes).release_value().flush.ignore();
+    u64 below_root = pt.table_frames() - 1;
+    KEXPECT_LE(3u, below_root);
+    auto reclaimed = KTRY(pt.reclaim_empty_tables(VirtAddr::from(0xffff'8000'0000'0000ull), u64{1} << 47));
+    KEXPECT_EQ(reclaimed.tables, below_root);
+    KEXPECT_EQ(env.pmm.free_frame_count(), free - 1);  // the root
+  }
+  KEXPECT_EQ(env.pmm.free_frame_count(), free);
+}
 
 // --- Mapping ---------------------------------------------------------------------------------------------
 template <class F>
@@ -288,13 +334,13 @@ KTEST(Mapping, UsesHugePagesWhenAligned) {
   auto spaces = KTRY(kernel_space<paging::X86_64>(env));
   AllocatedFrames frames = KTRY(env.pmm.alloc_frame_of<Size2M>());
   {
-    auto m = KTRY(mm::KernelMapping::create(spaces.kernel, VirtAddr::from(0xffff'c000'0020'0000ull), ktl::move(frames),
-                                            PageFlags::kernel_rw()));
+    auto m = KTRY(mm::KernelMapping::create(spaces.kernel, VirtAddr::from(0xffff'c000'0020'0000ull),
+                                            ktl::move(frames), PageFlags::kernel_rw()));
     KEXPECT_EQ(KTRY(spaces.kernel.translate(m.start() + 0x1234)).page_size, Size2M::bytes);
   }
   AllocatedFrames small = KTRY(env.pmm.alloc_frame_of<Size2M>());
-  auto m = KTRY(mm::KernelMapping::create(spaces.kernel, VirtAddr::from(0xffff'c000'0020'0000ull), ktl::move(small),
-                                          PageFlags::kernel_rw(), mm::HugePages::Deny));
+  auto m = KTRY(mm::KernelMapping::create(spaces.kernel, VirtAddr::from(0xffff'c000'0020'0000ull),
+                                          ktl::move(small), PageFlags::kernel_rw(), mm::HugePages::Deny));
   KEXPECT_EQ(KTRY(spaces.kernel.translate(m.start() + 0x1234)).page_size, Size4K::bytes);
 }
 
@@ -303,12 +349,14 @@ KTEST(Mapping, MoveTransfersOwnership) {
   Balance balance(ktest_ctx, env);
   auto spaces = KTRY(kernel_space<paging::X86_64>(env));
   VirtAddr a = VirtAddr::from(0x4000'0000), b = VirtAddr::from(0x5000'0000);
-  auto first = KTRY(mm::KernelMapping::create(spaces.kernel, a, KTRY(env.pmm.alloc_contiguous(2, 4096)), PageFlags::kernel_rw()));
+  auto first = KTRY(mm::KernelMapping::create(spaces.kernel, a, KTRY(env.pmm.alloc_contiguous(2, 4096)),
+                                              PageFlags::kernel_rw()));
   mm::KernelMapping moved(ktl::move(first));
   KEXPECT(first.empty());
   KEXPECT(!moved.empty());
   KEXPECT_EQ(spaces.kernel.live_mappings(), 1u);
-  auto second = KTRY(mm::KernelMapping::create(spaces.kernel, b, KTRY(env.pmm.alloc_contiguous(3, 4096)), PageFlags::kernel_rw()));
+  auto second = KTRY(mm::KernelMapping::create(spaces.kernel, b, KTRY(env.pmm.alloc_contiguous(3, 4096)),
+                                               PageFlags::kernel_rw()));
   u64 free = env.pmm.free_frame_count();
   moved = ktl::move(second);  // releases the first mapping
   KEXPECT_EQ(env.pmm.free_frame_count(), free + 2);
@@ -326,15 +374,17 @@ KTEST(Mapping, FailureLeavesTheFramesWithTheCaller) {
   Balance balance(ktest_ctx, env);
   auto spaces = KTRY(kernel_space<paging::X86_64>(env));
   VirtAddr va = VirtAddr::from(0x4000'0000);
-  auto m = KTRY(mm::KernelMapping::create(spaces.kernel, va, KTRY(env.pmm.alloc_contiguous(4, 4096)), PageFlags::kernel_rw()));
+  auto m = KTRY(mm::KernelMapping::create(spaces.kernel, va, KTRY(env.pmm.alloc_contiguous(4, 4096)),
+                                          PageFlags::kernel_rw()));
   AllocatedFrames frames = KTRY(env.pmm.alloc_contiguous(4, 4096));
-  auto clash = mm::KernelMapping::create(spaces.kernel, va + 0x2000, ktl::move(frames), PageFlags::kernel_rw());
+  auto clash =
+      mm::KernelMapping::create(spaces.kernel, va + 0x2000, ktl::move(frames), PageFlags::kernel_rw());
   KEXPECT(clash.is_err() && clash.error() == PagingError::AlreadyMapped);
   KEXPECT_EQ(frames.count(), 4u);  // still ours
   // No memory for the tables a far-away mapping needs: nothing mapped, frames still ours.
   env.tables.fail_after(0);
-  auto far = mm::KernelMapping::create(spaces.kernel, VirtAddr::from(0xffff'c000'0000'0000ull), ktl::move(frames),
-                                       PageFlags::kernel_rw());
+  auto far = mm::KernelMapping::create(spaces.kernel, VirtAddr::from(0xffff'c000'0000'0000ull),
+                                       ktl::move(frames), PageFlags::kernel_rw());
   env.tables.fail_never();
   KEXPECT(far.is_err() && far.error() == PagingError::NoMemory);
   KEXPECT_EQ(frames.count(), 4u);
@@ -346,8 +396,8 @@ KTEST(Mapping, ProtectChangesTheWholeRange) {
   MM_ENV(env);
   Balance balance(ktest_ctx, env);
   auto spaces = KTRY(kernel_space<paging::X86_64>(env));
-  auto m = KTRY(mm::KernelMapping::create(spaces.kernel, VirtAddr::from(0x4000'0000), KTRY(env.pmm.alloc_contiguous(5, 4096)),
-                                          PageFlags::kernel_rw()));
+  auto m = KTRY(mm::KernelMapping::create(spaces.kernel, VirtAddr::from(0x4000'0000),
+                                          KTRY(env.pmm.alloc_contiguous(5, 4096)), PageFlags::kernel_rw()));
   m.as<u64>(0) = 7;
   KTRY(m.protect(PageFlags::kernel_ro()));
   KEXPECT_EQ(m.flags(), PageFlags::kernel_ro());

@@ -33,7 +33,8 @@ class MappingHostTest : public testing::Test {
  protected:
   void SetUp() override {
     memory_.emplace(mm::paging_testing::TestMemory::acquire(16 * kMiB).release_value());
-    tables_.emplace(memory_->window(), mm::PhysRange::with_size(memory_->base() + 12 * kMiB, 4 * kMiB).value());
+    tables_.emplace(memory_->window(),
+                    mm::PhysRange::with_size(memory_->base() + 12 * kMiB, 4 * kMiB).value());
     const mm::PhysRegion map[] = {
         {mm::PhysRange::with_size(memory_->base(), 12 * kMiB).value(), mm::RegionKind::Usable, mm::NodeId{0}},
     };
@@ -96,21 +97,29 @@ struct FlushProbe {
 
 TEST_F(MappingHostTest, DestructionUnmapsFlushesOnceThenFrees) {
   auto frames = pmm_.alloc_contiguous(24, 4096).release_value();
-  FlushProbe probe{&pmm_, memory_->window(), kernel_->root(), frames.start(), 24, VirtAddr::from(0xffff'c000'0001'0000ull),
-                   {}, {}};
+  FlushProbe probe{&pmm_,
+                   memory_->window(),
+                   kernel_->root(),
+                   frames.start(),
+                   24,
+                   VirtAddr::from(0xffff'c000'0001'0000ull),
+                   {},
+                   {}};
   {
-    auto m = mm::KernelMapping::create(*kernel_, probe.start, std::move(frames), PageFlags::kernel_rw()).release_value();
+    auto m = mm::KernelMapping::create(*kernel_, probe.start, std::move(frames), PageFlags::kernel_rw())
+                 .release_value();
     EXPECT_EQ(sim::tlb_log().range_flushes, 0u);  // fresh entries need no invalidation
     sim::set_tlb_flush_observer(
         [](u64, u64, void* context) {
           auto* p = static_cast<FlushProbe*>(context);
           for (u64 i = 0; i < p->pages; ++i) {
-            p->frames_allocated_at_flush.push_back(p->pmm->state_of(mm::Frame4K::containing(p->first_frame + i * 4096)) ==
-                                                   mm::FrameState::Allocated);
-            p->mapped_at_flush.push_back(mm::paging_testing::independent_mmu()
-                                             ->translate(mm::paging_testing::FormatId::X86_64, p->window, p->root,
-                                                         p->start + i * 4096)
-                                             .has_value());
+            p->frames_allocated_at_flush.push_back(
+                p->pmm->state_of(mm::Frame4K::containing(p->first_frame + i * 4096)) ==
+                mm::FrameState::Allocated);
+            p->mapped_at_flush.push_back(
+                mm::paging_testing::independent_mmu()
+                    ->translate(mm::paging_testing::FormatId::X86_64, p->window, p->root, p->start + i * 4096)
+                    .has_value());
           }
         },
         &probe);
@@ -132,14 +141,17 @@ TEST_F(MappingHostTest, DestructionUnmapsFlushesOnceThenFrees) {
   mm::Reclaimed r{};
   {
     ktl::LockGuard guard(kernel_->lock());
-    r = kernel_->tables().reclaim_empty_tables(VirtAddr::from(0xffff'c000'0000'0000ull), 1ull << 39).release_value();
+    r = kernel_->tables()
+            .reclaim_empty_tables(VirtAddr::from(0xffff'c000'0000'0000ull), 1ull << 39)
+            .release_value();
   }
   EXPECT_EQ(r.tables, 2u);  // the PT and the PD; the PDPT hangs off a pinned kernel-half slot
   EXPECT_EQ(tables_->used_count(), table_baseline_ + 1);
 }
 
 TEST_F(MappingHostTest, ProtectFlushesOnceAndTheWalkerAgrees) {
-  auto m = mm::KernelMapping::create(*kernel_, VirtAddr::from(0x4000'0000), pmm_.alloc_frame_of<mm::Size2M>().release_value(),
+  auto m = mm::KernelMapping::create(*kernel_, VirtAddr::from(0x4000'0000),
+                                     pmm_.alloc_frame_of<mm::Size2M>().release_value(),
                                      PageFlags::user_rw().with(mm::CacheMode::WriteCombining))
                .release_value();
   auto* mmu = mm::paging_testing::independent_mmu();
@@ -159,15 +171,15 @@ TEST_F(MappingHostTest, ProtectFlushesOnceAndTheWalkerAgrees) {
 }
 
 TEST_F(MappingHostTest, ViewsCheckBoundsAndWritability) {
-  auto rw = mm::KernelMapping::create(*kernel_, VirtAddr::from(0x4000'0000), pmm_.alloc_contiguous(2, 4096).release_value(),
-                                      PageFlags::kernel_rw())
+  auto rw = mm::KernelMapping::create(*kernel_, VirtAddr::from(0x4000'0000),
+                                      pmm_.alloc_contiguous(2, 4096).release_value(), PageFlags::kernel_rw())
                 .release_value();
-  auto ro = mm::KernelMapping::create(*kernel_, VirtAddr::from(0x5000'0000), pmm_.alloc_contiguous(1, 4096).release_value(),
-                                      PageFlags::kernel_ro())
+  auto ro = mm::KernelMapping::create(*kernel_, VirtAddr::from(0x5000'0000),
+                                      pmm_.alloc_contiguous(1, 4096).release_value(), PageFlags::kernel_ro())
                 .release_value();
   rw.as<u64>(8192 - 8) = 1;                      // the last word
   EXPECT_EQ(rw.span<ktl::u32>().size(), 2048u);  // 8 KiB of u32
-  EXPECT_EQ(ro.as<const u64>(0), 0u);             // read-only views of read-only memory are fine
+  EXPECT_EQ(ro.as<const u64>(0), 0u);            // read-only views of read-only memory are fine
   EXPECT_DEATH((void)rw.as<u64>(8192 - 4), "out of bounds");
   EXPECT_DEATH((void)rw.span<u64>(8, 1024), "out of bounds");
   EXPECT_DEATH((void)rw.span<u64>(0, ~ktl::usize{0} / 2), "out of bounds");
@@ -180,22 +192,26 @@ TEST_F(MappingHostTest, ViewsCheckBoundsAndWritability) {
 
 void destroy_a_space_with_a_live_mapping() {
   auto memory = mm::paging_testing::TestMemory::acquire(16 * kMiB).release_value();
-  mm::paging_testing::ArenaFrames tables(memory.window(), mm::PhysRange::with_size(memory.base() + 12 * kMiB, 4 * kMiB).value());
+  mm::paging_testing::ArenaFrames tables(
+      memory.window(), mm::PhysRange::with_size(memory.base() + 12 * kMiB, 4 * kMiB).value());
   mm::Pmm pmm;
-  const mm::PhysRegion map[] = {{mm::PhysRange::with_size(memory.base(), 12 * kMiB).value(), mm::RegionKind::Usable, mm::NodeId{0}}};
+  const mm::PhysRegion map[] = {
+      {mm::PhysRange::with_size(memory.base(), 12 * kMiB).value(), mm::RegionKind::Usable, mm::NodeId{0}}};
   (void)pmm.init(ktl::Span<const mm::PhysRegion>(map), memory.window());
   auto loader = mm::PageTable<paging::X86_64>::create(memory.window(), tables).release_value();
   ktl::Optional<mm::KernelMapping> leaked;
   {
     auto space = mm::KernelAddressSpace::adopt_kernel(memory.window(), tables, loader.root()).release_value();
-    leaked.emplace(mm::KernelMapping::create(space, VirtAddr::from(0x4000'0000), pmm.alloc_contiguous(1, 4096).release_value(),
+    leaked.emplace(mm::KernelMapping::create(space, VirtAddr::from(0x4000'0000),
+                                             pmm.alloc_contiguous(1, 4096).release_value(),
                                              PageFlags::kernel_rw())
                        .release_value());
   }
 }
 
 TEST(AddressSpaceDeathTest, MustOutliveItsMappings) {
-  EXPECT_DEATH(destroy_a_space_with_a_live_mapping(), "AddressSpace destroyed while Mappings into it are alive");
+  EXPECT_DEATH(destroy_a_space_with_a_live_mapping(),
+               "AddressSpace destroyed while Mappings into it are alive");
 }
 
 }  // namespace

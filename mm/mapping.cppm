@@ -42,8 +42,8 @@ class [[nodiscard]] Mapping {
   // Mapping owns the frames; on error they stay with the caller and nothing is mapped.
   // Errors: those of PageTable::map_range (AlreadyMapped, NoMemory, Reserved, ...).
   [[nodiscard]] static ktl::Result<Mapping, PagingError> create(AddressSpace<F>& space, VirtAddr start,
-                                                               AllocatedFrames&& frames, PageFlags flags,
-                                                               HugePages huge = HugePages::Allow)
+                                                                AllocatedFrames&& frames, PageFlags flags,
+                                                                HugePages huge = HugePages::Allow)
       EXCLUDES(space.lock()) {
     if (frames.empty()) return ktl::Err(PagingError::Unaligned);
     PhysWindow window;
@@ -146,7 +146,8 @@ class [[nodiscard]] Mapping {
   }
 
  private:
-  Mapping(AddressSpace<F>& space, PhysWindow window, VirtAddr start, AllocatedFrames&& frames, PageFlags flags)
+  Mapping(AddressSpace<F>& space, PhysWindow window, VirtAddr start, AllocatedFrames&& frames,
+          PageFlags flags)
       : space_(&space), window_(window), start_(start), frames_(ktl::move(frames)), flags_(flags) {}
 
   AddressSpace<F>* space_ = nullptr;  // not owned; must outlive the Mapping (checked at its end)

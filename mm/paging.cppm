@@ -264,7 +264,7 @@ class PageTable {
 
   // A new, empty table (one root frame from `frames`).
   [[nodiscard]] static ktl::Result<PageTable, PagingError> create(PhysWindow window, FrameAllocator& frames,
-                                                                 PageTableOptions options = {}) {
+                                                                  PageTableOptions options = {}) {
     auto frame = frames.allocate_frame();
     if (frame.is_err()) return ktl::Err(PagingError::NoMemory);
     PageTable pt(window, frames, frame.value().start(), options, Ownership::Owned);
@@ -275,7 +275,8 @@ class PageTable {
   // Takes over tables someone else built (the loader's, rooted at CR3). They are never torn
   // down: destroying the PageTable frees nothing.
   [[nodiscard]] static ktl::Result<PageTable, PagingError> adopt(PhysWindow window, FrameAllocator& frames,
-                                                                PhysAddr root, PageTableOptions options = {}) {
+                                                                 PhysAddr root,
+                                                                 PageTableOptions options = {}) {
     if (!root.is_aligned(kPageSize) || !window.covers(root, kPageSize)) {
       return ktl::Err(PagingError::OutOfRange);
     }
@@ -400,8 +401,8 @@ class PageTable {
   // Maps [v, v + bytes) to [p, p + bytes), with the largest pages that alignment, length and the
   // existing tables allow (4 KiB only with HugePages::Deny). Nothing in the range may be mapped
   // (AlreadyMapped). All-or-nothing.
-  [[nodiscard]] ktl::Result<TlbFlush, PagingError> map_range(VirtAddr v, PhysAddr p, u64 bytes, PageFlags flags,
-                                                             HugePages huge) {
+  [[nodiscard]] ktl::Result<TlbFlush, PagingError> map_range(VirtAddr v, PhysAddr p, u64 bytes,
+                                                             PageFlags flags, HugePages huge) {
     u64 lo = TRY(checked_range(v, bytes));
     if (!p.is_aligned(kPageSize)) return ktl::Err(PagingError::Unaligned);
     TRY(check_phys(p, bytes));
@@ -498,7 +499,8 @@ class PageTable {
     FramePool pool(window_, *frames_);
     TRY(pool.reserve(missing));
     for (u32 s = slots.first; s < end; ++s) {
-      if (usable_root_slot(s) && load(table(root_)[s]) == 0) store(table(root_)[s], F::table_entry(new_table(pool)));
+      if (usable_root_slot(s) && load(table(root_)[s]) == 0)
+        store(table(root_)[s], F::table_entry(new_table(pool)));
     }
     return ktl::ok();
   }
@@ -584,7 +586,8 @@ class PageTable {
     u64 count_ = 0;
   };
 
-  PageTable(PhysWindow window, FrameAllocator& frames, PhysAddr root, PageTableOptions options, Ownership ownership)
+  PageTable(PhysWindow window, FrameAllocator& frames, PhysAddr root, PageTableOptions options,
+            Ownership ownership)
       : window_(window), frames_(&frames), root_(root), options_(options), ownership_(ownership) {}
 
   // --- entry access ---
@@ -614,13 +617,15 @@ class PageTable {
       return ktl::Err(PagingError::Unaligned);
     }
     auto last = v.checked_add(bytes - 1);
-    if (last.is_err() || !F::virt_ok(v) || !F::virt_ok(last.value())) return ktl::Err(PagingError::OutOfRange);
+    if (last.is_err() || !F::virt_ok(v) || !F::virt_ok(last.value()))
+      return ktl::Err(PagingError::OutOfRange);
     u64 lo = G::linear(v);
     u64 hi = G::linear(last.value());
     if (hi < lo) return ktl::Err(PagingError::OutOfRange);
     u32 first = static_cast<u32>(G::index(lo, kTop));
     u32 final = static_cast<u32>(G::index(hi, kTop));
-    if (!options_.owned.contains(first) || !options_.owned.contains(final)) return ktl::Err(PagingError::Reserved);
+    if (!options_.owned.contains(first) || !options_.owned.contains(final))
+      return ktl::Err(PagingError::Reserved);
     if (recursive_slot_ != kNoSlot && first <= recursive_slot_ && recursive_slot_ <= final) {
       return ktl::Err(PagingError::Reserved);
     }
@@ -647,7 +652,8 @@ class PageTable {
       paging::EntryKind kind = F::kind(e, level);
       if (level == k) {
         if (kind == paging::EntryKind::Empty) return u32{0};
-        return ktl::Err(kind == paging::EntryKind::Leaf ? PagingError::AlreadyMapped : PagingError::TableInTheWay);
+        return ktl::Err(kind == paging::EntryKind::Leaf ? PagingError::AlreadyMapped
+                                                        : PagingError::TableInTheWay);
       }
       if (kind == paging::EntryKind::Empty) return level - k;
       if (kind == paging::EntryKind::Leaf) return ktl::Err(PagingError::AlreadyMapped);
@@ -781,7 +787,8 @@ class PageTable {
     if (a > b) return;
     ktl::Span<Entry> slots = table(t);
     for (usize i = G::index(a, level), last = G::index(b, level); i <= last; ++i) {
-      if (level == kTop && (!usable_root_slot(static_cast<u32>(i)) || is_self_reference(load(slots[i])))) continue;
+      if (level == kTop && (!usable_root_slot(static_cast<u32>(i)) || is_self_reference(load(slots[i]))))
+        continue;
       if (!fn(slots[i], base + i * G::level_size(level))) return;
     }
   }
@@ -793,7 +800,9 @@ class PageTable {
       switch (F::kind(e, level)) {
         case paging::EntryKind::Empty: break;
         case paging::EntryKind::Leaf: found = true; break;
-        case paging::EntryKind::Table: found = any_leaf(F::target(e, level), level - 1, slot_base, lo, hi); break;
+        case paging::EntryKind::Table:
+          found = any_leaf(F::target(e, level), level - 1, slot_base, lo, hi);
+          break;
       }
       return !found;
     });
@@ -812,7 +821,9 @@ class PageTable {
           bytes += b - a + 1;
           break;
         }
-        case paging::EntryKind::Table: bytes += covered_bytes(F::target(e, level), level - 1, slot_base, lo, hi); break;
+        case paging::EntryKind::Table:
+          bytes += covered_bytes(F::target(e, level), level - 1, slot_base, lo, hi);
+          break;
       }
       return true;
     });
@@ -833,7 +844,9 @@ class PageTable {
           hull.add(slot_base, G::level_size(level));
           pages += G::level_size(level) / kPageSize;
           break;
-        case paging::EntryKind::Table: pages += clear_leaves(F::target(e, level), level - 1, slot_base, lo, hi, hull); break;
+        case paging::EntryKind::Table:
+          pages += clear_leaves(F::target(e, level), level - 1, slot_base, lo, hi, hull);
+          break;
       }
       return true;
     });
@@ -851,7 +864,9 @@ class PageTable {
           store(slot, F::leaf_entry(level, F::target(e, level), flags));
           hull.add(slot_base, G::level_size(level));
           break;
-        case paging::EntryKind::Table: protect_leaves(F::target(e, level), level - 1, slot_base, lo, hi, flags, hull); break;
+        case paging::EntryKind::Table:
+          protect_leaves(F::target(e, level), level - 1, slot_base, lo, hi, flags, hull);
+          break;
       }
       return true;
     });

@@ -35,7 +35,8 @@ uint64_t env_or(const char* name, uint64_t fallback) {
 }
 
 uint64_t seed() {
-  static const uint64_t s = env_or("FERRITE_SEED", std::random_device{}() | (uint64_t{std::random_device{}()} << 32));
+  static const uint64_t s =
+      env_or("FERRITE_SEED", std::random_device{}() | (uint64_t{std::random_device{}()} << 32));
   return s;
 }
 
@@ -112,8 +113,9 @@ class Generator {
         op.va = address();
         op.bytes = range_bytes();
         // Often congruent modulo the largest leaf, so huge pages fit.
-        op.pa = chance(60) ? phys(M::size(F::kLargestLeafLevel)) + (op.va & (M::size(F::kLargestLeafLevel) - 1))
-                           : phys(4096);
+        op.pa = chance(60)
+                    ? phys(M::size(F::kLargestLeafLevel)) + (op.va & (M::size(F::kLargestLeafLevel) - 1))
+                    : phys(4096);
         op.huge = chance(80) ? mm::HugePages::Allow : mm::HugePages::Deny;
         break;
       case OpKind::UnmapRange:
@@ -135,7 +137,8 @@ class Generator {
     // Stay inside the half the format translates.
     uint64_t end = Harness<F>::space_end();
     if (op.va + op.bytes > end || op.va + op.bytes < op.va) op.bytes = end - op.va;
-    if (ktl::is_same<F, paging::X86_64> && op.va < (uint64_t{1} << 47) && op.va + op.bytes > (uint64_t{1} << 47)) {
+    if (ktl::is_same<F, paging::X86_64> && op.va < (uint64_t{1} << 47) &&
+        op.va + op.bytes > (uint64_t{1} << 47)) {
       op.bytes = (uint64_t{1} << 47) - op.va;
     }
     return op;
@@ -163,8 +166,10 @@ void differential(uint64_t s) {
     Op op = gen.next();
     std::vector<uint64_t> probes = {op.va, op.va + (op.bytes - 1), gen.address() + gen.below(4096)};
     std::string failure = h.run(op, probes);
-    ASSERT_EQ(failure, "") << "operation " << i << ": " << paging_model::describe(op) << "\n  replay with FERRITE_SEED=" << s;
-    std::string key = std::string(paging_model::name(op.kind)) + " " + (h.last_error() ? mm::to_string(*h.last_error()) : "ok");
+    ASSERT_EQ(failure, "") << "operation " << i << ": " << paging_model::describe(op)
+                           << "\n  replay with FERRITE_SEED=" << s;
+    std::string key = std::string(paging_model::name(op.kind)) + " " +
+                      (h.last_error() ? mm::to_string(*h.last_error()) : "ok");
     ++outcomes[key];
     if (i % 50'000 == 49'999) {
       ASSERT_EQ(h.check_everything(), "") << "after operation " << i << "\n  replay with FERRITE_SEED=" << s;
@@ -175,8 +180,8 @@ void differential(uint64_t s) {
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::string summary;
   for (const auto& [k, n] : outcomes) summary += "  " + k + ": " + std::to_string(n) + "\n";
-  std::printf("%s: %llu operations in %.2f s (seed %llu)\n%s", F::kName, static_cast<unsigned long long>(ops), seconds,
-              static_cast<unsigned long long>(s), summary.c_str());
+  std::printf("%s: %llu operations in %.2f s (seed %llu)\n%s", F::kName, static_cast<unsigned long long>(ops),
+              seconds, static_cast<unsigned long long>(s), summary.c_str());
   // The run exercised what it claims to (with fewer operations only the basics are required).
   EXPECT_GT(outcomes["map ok"], 0u);
   EXPECT_GT(outcomes["unmap ok"] + outcomes["unmap_range ok"], 0u);
@@ -185,8 +190,12 @@ void differential(uint64_t s) {
     EXPECT_GT(outcomes["map a page table occupies the slot"], 0u);
     EXPECT_GT(outcomes["unmap mapped with a different page size"], 0u);
     EXPECT_GT(outcomes["protect_range not mapped"], 0u);
-    EXPECT_GT(outcomes["map out of memory for page tables"] + outcomes["map_range out of memory for page tables"], 0u);
-    EXPECT_GT(outcomes["unmap out of memory for page tables"] + outcomes["unmap_range out of memory for page tables"], 0u);
+    EXPECT_GT(
+        outcomes["map out of memory for page tables"] + outcomes["map_range out of memory for page tables"],
+        0u);
+    EXPECT_GT(outcomes["unmap out of memory for page tables"] +
+                  outcomes["unmap_range out of memory for page tables"],
+              0u);
     EXPECT_GT(outcomes["reclaim ok"], 0u);
   }
 }

@@ -141,10 +141,15 @@ struct X86_64 : x86::Common<u64, true> {
   static constexpr u64 kAddrMask = 0x000f'ffff'ffff'f000ull;
 
   template <PageSize S>
-  static constexpr int kLevelOf = ktl::is_same<S, Size4K> ? 0 : ktl::is_same<S, Size2M> ? 1 : ktl::is_same<S, Size1G> ? 2 : -1;
+  static constexpr int kLevelOf = ktl::is_same<S, Size4K>   ? 0
+                                  : ktl::is_same<S, Size2M> ? 1
+                                  : ktl::is_same<S, Size1G> ? 2
+                                                            : -1;
 
   [[nodiscard]] static constexpr bool virt_ok(VirtAddr) { return true; }  // canonical by construction
-  [[nodiscard]] static constexpr EntryKind kind(Entry e, u32 level) { return kind_at(e, level, kLargestLeafLevel); }
+  [[nodiscard]] static constexpr EntryKind kind(Entry e, u32 level) {
+    return kind_at(e, level, kLargestLeafLevel);
+  }
   [[nodiscard]] static constexpr PhysAddr target(Entry e, u32 level) {
     if (level > 0 && (e & x86::kPageSize) != 0) {
       return PhysAddr::unchecked(e & kAddrMask & ~((u64{1} << (12 + 9 * level)) - 1));
@@ -184,10 +189,14 @@ struct X86_32 : x86::Common<u32, false> {
   static constexpr u64 kPat = x86::kPat;
 
   template <PageSize S>
-  static constexpr int kLevelOf = ktl::is_same<S, Size4K> ? 0 : ktl::is_same<S, Size4M> ? 1 : -1;
+  static constexpr int kLevelOf = ktl::is_same<S, Size4K>   ? 0
+                                  : ktl::is_same<S, Size4M> ? 1
+                                                            : -1;
 
   [[nodiscard]] static constexpr bool virt_ok(VirtAddr v) { return v.value() <= 0xffff'ffffull; }
-  [[nodiscard]] static constexpr EntryKind kind(Entry e, u32 level) { return kind_at(e, level, kLargestLeafLevel); }
+  [[nodiscard]] static constexpr EntryKind kind(Entry e, u32 level) {
+    return kind_at(e, level, kLargestLeafLevel);
+  }
   [[nodiscard]] static constexpr PhysAddr target(Entry e, u32 level) {
     if (level == 1 && (e & x86::kPageSize) != 0) return PhysAddr::unchecked(e & 0xffc0'0000u);
     return PhysAddr::unchecked(e & 0xffff'f000u);
@@ -216,8 +225,8 @@ namespace a64 {
 inline constexpr u64 kValid = u64{1} << 0;
 inline constexpr u64 kTableOrPage = u64{1} << 1;
 inline constexpr u32 kAttrIndxShift = 2;
-inline constexpr u64 kApEl0 = u64{1} << 6;      // AP[1]: EL0 access
-inline constexpr u64 kApReadOnly = u64{1} << 7; // AP[2]
+inline constexpr u64 kApEl0 = u64{1} << 6;       // AP[1]: EL0 access
+inline constexpr u64 kApReadOnly = u64{1} << 7;  // AP[2]
 inline constexpr u64 kShInner = u64{3} << 8;
 inline constexpr u64 kAf = u64{1} << 10;
 inline constexpr u64 kNotGlobal = u64{1} << 11;
@@ -267,7 +276,10 @@ struct Format {
   static constexpr u64 kMair = a64::kMair;
 
   template <PageSize S>
-  static constexpr int kLevelOf = ktl::is_same<S, Size4K> ? 0 : ktl::is_same<S, Size2M> ? 1 : ktl::is_same<S, Size1G> ? 2 : -1;
+  static constexpr int kLevelOf = ktl::is_same<S, Size4K>   ? 0
+                                  : ktl::is_same<S, Size2M> ? 1
+                                  : ktl::is_same<S, Size1G> ? 2
+                                                            : -1;
 
   // VirtAddr is 48-bit canonical, so the TTBR1 half in use is [0xffff8000'00000000, 2^64):
   // root slots 256..511 of a TTBR1 table. FIXME(aarch64): VirtAddr cannot name the lower half of
@@ -277,7 +289,7 @@ struct Format {
   [[nodiscard]] static constexpr EntryKind kind(Entry e, u32 level) {
     if ((e & kValid) == 0) return EntryKind::Empty;
     bool bit1 = (e & kTableOrPage) != 0;
-    if (level == 0) return bit1 ? EntryKind::Leaf : EntryKind::Empty;  // 0b01 at L3 is reserved
+    if (level == 0) return bit1 ? EntryKind::Leaf : EntryKind::Empty;   // 0b01 at L3 is reserved
     if (level == 3) return bit1 ? EntryKind::Table : EntryKind::Empty;  // no L0 blocks with 4 KiB
     return bit1 ? EntryKind::Table : EntryKind::Leaf;
   }
@@ -287,7 +299,9 @@ struct Format {
     }
     return PhysAddr::unchecked(e & kAddrMask);
   }
-  [[nodiscard]] static constexpr Entry table_entry(PhysAddr table) { return table.value() | kValid | kTableOrPage; }
+  [[nodiscard]] static constexpr Entry table_entry(PhysAddr table) {
+    return table.value() | kValid | kTableOrPage;
+  }
   [[nodiscard]] static constexpr Entry leaf_entry(u32 level, PhysAddr frame, PageFlags f) {
     u64 bits = kValid | kAf | (attr_index(f.cache()) << kAttrIndxShift);
     if (level == 0) bits |= kTableOrPage;

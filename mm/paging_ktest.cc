@@ -15,6 +15,7 @@ import mm.paging.testing;
 
 namespace {
 
+using ktl::u64;
 using mm::Frame;
 using mm::GigabytePages;
 using mm::HugePages;
@@ -31,7 +32,6 @@ using mm::TlbFlush;
 using mm::VirtAddr;
 using mm::paging_testing::ArenaFrames;
 using mm::paging_testing::TestMemory;
-using ktl::u64;
 
 namespace paging = mm::paging;
 
@@ -128,19 +128,20 @@ bool tables_accounted(ktest::Context& ktest_ctx, const PageTable<F>& pt, const E
   bool ok = KEXPECT_EQ(env.frames.used_count(), pt.table_frames());
   if (mm::paging_testing::IndependentMmu* mmu = mm::paging_testing::independent_mmu()) {
     ok = KEXPECT_EQ(mmu->table_count(mm::paging_testing::format_id<F>(), env.mem.window(), pt.root()),
-                    pt.table_frames()) && ok;
+                    pt.table_frames()) &&
+         ok;
   }
   return ok;
 }
 
-#define PAGING_ENV(env)                                     \
+#define PAGING_ENV(env)                                       \
   auto env##_memory = KTRY(TestMemory::acquire(kArenaBytes)); \
   Env env(ktl::move(env##_memory))
 
 // Runs body<F> for the formats every test covers.
 #define KTEST_ALL_FORMATS(name, body)                                    \
-  KTEST(Paging_x86_64, name) { body<paging::X86_64>(ktest_ctx); }       \
-  KTEST(Paging_x86_32, name) { body<paging::X86_32>(ktest_ctx); }       \
+  KTEST(Paging_x86_64, name) { body<paging::X86_64>(ktest_ctx); }        \
+  KTEST(Paging_x86_32, name) { body<paging::X86_32>(ktest_ctx); }        \
   KTEST(Paging_aarch64, name) { body<paging::Aarch64Lower>(ktest_ctx); } \
   KTEST(Paging_aarch64_ttbr1, name) { body<paging::Aarch64Upper>(ktest_ctx); }
 
@@ -221,7 +222,8 @@ void flags_round_trip(ktest::Context& ktest_ctx) {
 }
 KTEST_ALL_FORMATS(FlagsRoundTrip, flags_round_trip)
 
-// --- errors ----------------------------------------------------------------------------------------------------
+// --- errors
+// ----------------------------------------------------------------------------------------------------
 template <class F>
 void conflicts_are_errors(ktest::Context& ktest_ctx) {
   using H = Huge<F>;
@@ -231,8 +233,10 @@ void conflicts_are_errors(ktest::Context& ktest_ctx) {
     VirtAddr small = va<F>(H::bytes + 0x3000);  // inside the second huge slot
     consume(KTRY(pt.map(page_at<Size4K>(small), frame_at<Size4K>(kPhys), PageFlags::kernel_rw())));
     u64 used = env.frames.used_count();
-    KEXPECT_PAGING_ERR(pt.map(page_at<Size4K>(small), frame_at<Size4K>(kPhys), PageFlags()), PagingError::AlreadyMapped);
-    KEXPECT_PAGING_ERR(pt.map(page_at<H>(va<F>(H::bytes)), frame_at<H>(kPhys), PageFlags()), PagingError::TableInTheWay);
+    KEXPECT_PAGING_ERR(pt.map(page_at<Size4K>(small), frame_at<Size4K>(kPhys), PageFlags()),
+                       PagingError::AlreadyMapped);
+    KEXPECT_PAGING_ERR(pt.map(page_at<H>(va<F>(H::bytes)), frame_at<H>(kPhys), PageFlags()),
+                       PagingError::TableInTheWay);
     KEXPECT_PAGING_ERR(pt.unmap(page_at<H>(va<F>(H::bytes))), PagingError::SizeMismatch);
     KEXPECT_PAGING_ERR(pt.protect(page_at<H>(va<F>(H::bytes)), PageFlags()), PagingError::SizeMismatch);
     KEXPECT_PAGING_ERR(pt.unmap(page_at<H>(va<F>(0))), PagingError::NotMapped);
@@ -240,25 +244,29 @@ void conflicts_are_errors(ktest::Context& ktest_ctx) {
     consume(KTRY(pt.map(page_at<H>(va<F>(0)), frame_at<H>(kPhys), PageFlags())));
     KEXPECT_PAGING_ERR(pt.map(page_at<Size4K>(va<F>(0x5000)), frame_at<Size4K>(kPhys), PageFlags()),
                        PagingError::AlreadyMapped);
-    KEXPECT_PAGING_ERR(pt.map_range(va<F>(H::bytes - 0x1000), PhysAddr::from(kPhys), 0x2000, PageFlags(), HugePages::Allow),
-                       PagingError::AlreadyMapped);
+    KEXPECT_PAGING_ERR(
+        pt.map_range(va<F>(H::bytes - 0x1000), PhysAddr::from(kPhys), 0x2000, PageFlags(), HugePages::Allow),
+        PagingError::AlreadyMapped);
     // Bad ranges.
     KEXPECT_PAGING_ERR(pt.unmap_range(va<F>(0x10), 0x1000), PagingError::Unaligned);
     KEXPECT_PAGING_ERR(pt.unmap_range(va<F>(0), 0), PagingError::Unaligned);
-    KEXPECT_PAGING_ERR(pt.map_range(va<F>(0x10'0000'0000), PhysAddr::from(0x1001), 0x1000, PageFlags(), HugePages::Allow),
-                       F::kLevels == 2 ? PagingError::OutOfRange : PagingError::Unaligned);
+    KEXPECT_PAGING_ERR(
+        pt.map_range(va<F>(0x10'0000'0000), PhysAddr::from(0x1001), 0x1000, PageFlags(), HugePages::Allow),
+        F::kLevels == 2 ? PagingError::OutOfRange : PagingError::Unaligned);
     // Frames the format cannot reach.
     if constexpr (F::kPhysLimit < PhysAddr::kLimit) {
-      KEXPECT_PAGING_ERR(pt.map(page_at<Size4K>(va<F>(0x7000)), Frame<Size4K>::containing(PhysAddr::from(F::kPhysLimit)),
-                                PageFlags()),
+      KEXPECT_PAGING_ERR(pt.map(page_at<Size4K>(va<F>(0x7000)),
+                                Frame<Size4K>::containing(PhysAddr::from(F::kPhysLimit)), PageFlags()),
                          PagingError::OutOfRange);
     }
     if constexpr (ktl::is_same<F, paging::X86_32>) {
-      KEXPECT_PAGING_ERR(pt.map(page_at<Size4K>(VirtAddr::from(0x1'0000'0000ull)), frame_at<Size4K>(kPhys), PageFlags()),
-                         PagingError::OutOfRange);
+      KEXPECT_PAGING_ERR(
+          pt.map(page_at<Size4K>(VirtAddr::from(0x1'0000'0000ull)), frame_at<Size4K>(kPhys), PageFlags()),
+          PagingError::OutOfRange);
     }
     if constexpr (ktl::is_same<F, paging::Aarch64Lower>) {  // a TTBR0 table takes no upper-half address
-      KEXPECT_PAGING_ERR(pt.map(page_at<Size4K>(VirtAddr::from(0xffff'8000'0000'0000ull)), frame_at<Size4K>(kPhys), PageFlags()),
+      KEXPECT_PAGING_ERR(pt.map(page_at<Size4K>(VirtAddr::from(0xffff'8000'0000'0000ull)),
+                                frame_at<Size4K>(kPhys), PageFlags()),
                          PagingError::OutOfRange);
       KEXPECT(!pt.translate(VirtAddr::from(0xffff'8000'4000'0000ull)).has_value());
     }
@@ -272,7 +280,8 @@ void conflicts_are_errors(ktest::Context& ktest_ctx) {
 }
 KTEST_ALL_FORMATS(ConflictsAreErrors, conflicts_are_errors)
 
-// --- huge pages --------------------------------------------------------------------------------------------------
+// --- huge pages
+// --------------------------------------------------------------------------------------------------
 template <class F>
 void huge_page_split_on_unmap(ktest::Context& ktest_ctx) {
   using H = Huge<F>;
@@ -382,7 +391,8 @@ void gigabyte_pages(ktest::Context& ktest_ctx) {
     mm::PageTableOptions no_1g;
     no_1g.gigabytes = GigabytePages::Unsupported;
     auto pt = KTRY(PageTable<F>::create(env.mem.window(), env.frames, no_1g));
-    KEXPECT_PAGING_ERR(pt.map(page_at<Size1G>(va<F>(0)), frame_at<Size1G>(0), PageFlags()), PagingError::Unsupported);
+    KEXPECT_PAGING_ERR(pt.map(page_at<Size1G>(va<F>(0)), frame_at<Size1G>(0), PageFlags()),
+                       PagingError::Unsupported);
     consume(KTRY(pt.map_range(va<F>(0), PhysAddr::from(0), Size1G::bytes, PageFlags(), HugePages::Allow)));
     KEXPECT_EQ(KTRY(pt.translate(va<F>(0))).page_size, Size2M::bytes);
     consume(KTRY(pt.unmap_range(va<F>(0), Size1G::bytes)));
@@ -392,7 +402,8 @@ void gigabyte_pages(ktest::Context& ktest_ctx) {
 KTEST(Paging_x86_64, GigabytePages) { gigabyte_pages<paging::X86_64>(ktest_ctx); }
 KTEST(Paging_aarch64, GigabytePages) { gigabyte_pages<paging::Aarch64Lower>(ktest_ctx); }
 
-// --- ranges -------------------------------------------------------------------------------------------------------
+// --- ranges
+// -------------------------------------------------------------------------------------------------------
 template <class F>
 void map_range_picks_page_sizes(ktest::Context& ktest_ctx) {
   using H = Huge<F>;
@@ -402,7 +413,8 @@ void map_range_picks_page_sizes(ktest::Context& ktest_ctx) {
     // [H - 8 KiB, 3H + 12 KiB): two 4 KiB pages, two huge pages, three 4 KiB pages.
     VirtAddr start = va<F>(H::bytes - 0x2000);
     u64 bytes = 2 * H::bytes + 0x5000;
-    TlbFlush token = KTRY(pt.map_range(start, PhysAddr::from(kPhys - 0x2000), bytes, PageFlags::kernel_rw(), HugePages::Allow));
+    TlbFlush token = KTRY(
+        pt.map_range(start, PhysAddr::from(kPhys - 0x2000), bytes, PageFlags::kernel_rw(), HugePages::Allow));
     KEXPECT(token.empty());
     consume(ktl::move(token));
     u64 leaves = 0, huge = 0;
@@ -425,7 +437,8 @@ void map_range_picks_page_sizes(ktest::Context& ktest_ctx) {
     // Deny: 4 KiB pages only; misaligned physical addresses also force them.
     consume(KTRY(pt.map_range(va<F>(0), PhysAddr::from(kPhys), H::bytes, PageFlags(), HugePages::Deny)));
     KEXPECT_EQ(KTRY(pt.translate(va<F>(0))).page_size, Size4K::bytes);
-    consume(KTRY(pt.map_range(va<F>(H::bytes), PhysAddr::from(kPhys + 0x1000), H::bytes, PageFlags(), HugePages::Allow)));
+    consume(KTRY(pt.map_range(va<F>(H::bytes), PhysAddr::from(kPhys + 0x1000), H::bytes, PageFlags(),
+                              HugePages::Allow)));
     KEXPECT_EQ(KTRY(pt.translate(va<F>(H::bytes))).page_size, Size4K::bytes);
     consume(KTRY(pt.unmap_range(va<F>(0), 2 * H::bytes)));
     // A huge slot that still holds an (empty) table gets 4 KiB pages instead.
@@ -449,14 +462,16 @@ void range_ops_split_edges(ktest::Context& ktest_ctx) {
   {
     auto pt = KTRY(PageTable<F>::create(env.mem.window(), env.frames));
     VirtAddr base = va<F>(0);
-    consume(KTRY(pt.map_range(base, PhysAddr::from(kPhys), 2 * H::bytes, PageFlags::user_rw(), HugePages::Allow)));
+    consume(KTRY(
+        pt.map_range(base, PhysAddr::from(kPhys), 2 * H::bytes, PageFlags::user_rw(), HugePages::Allow)));
     // Unmap [H - 4 KiB, H + 8 KiB): both huge leaves split; the token covers both.
     auto un = KTRY(pt.unmap_range(base + H::bytes - 0x1000, 0x3000));
     KEXPECT_EQ(un.pages, 3u);
     KEXPECT_EQ(un.flush.start(), base);
     KEXPECT_EQ(un.flush.pages(), 2 * H::bytes / Size4K::bytes);
     consume(ktl::move(un));
-    const u64 offsets[] = {H::bytes - 0x2000, H::bytes - 0x1000, H::bytes, H::bytes + 0x1000, H::bytes + 0x2000};
+    const u64 offsets[] = {H::bytes - 0x2000, H::bytes - 0x1000, H::bytes, H::bytes + 0x1000,
+                           H::bytes + 0x2000};
     for (u64 off : offsets) {
       bool hole = off >= H::bytes - 0x1000 && off < H::bytes + 0x2000;
       KEXPECT_EQ(pt.translate(base + off).has_value(), !hole);
@@ -482,7 +497,8 @@ void range_ops_split_edges(ktest::Context& ktest_ctx) {
 }
 KTEST_ALL_FORMATS(RangeOpsSplitEdges, range_ops_split_edges)
 
-// --- reclaim -----------------------------------------------------------------------------------------------------
+// --- reclaim
+// -----------------------------------------------------------------------------------------------------
 template <class F>
 void reclaim_is_explicit(ktest::Context& ktest_ctx) {
   using H = Huge<F>;
@@ -505,7 +521,8 @@ void reclaim_is_explicit(ktest::Context& ktest_ctx) {
     KEXPECT_EQ(KTRY(pt.translate(b)).frame, PhysAddr::from(kPhys));
     consume(KTRY(pt.unmap(page_at<Size4K>(b))));
     // Now everything below the root goes, bottom-up, in one call.
-    KEXPECT_EQ(KTRY(pt.reclaim_empty_tables(top_slot_start<F>(0), 2 * kTopSlotSize<F>)).tables, u64{F::kLevels} - 1);
+    KEXPECT_EQ(KTRY(pt.reclaim_empty_tables(top_slot_start<F>(0), 2 * kTopSlotSize<F>)).tables,
+               u64{F::kLevels} - 1);
     KEXPECT_EQ(env.frames.used_count(), 1u);
     tables_accounted(ktest_ctx, pt, env);
     KEXPECT(!pt.translate(b).has_value());
@@ -514,9 +531,10 @@ void reclaim_is_explicit(ktest::Context& ktest_ctx) {
 }
 KTEST_ALL_FORMATS(ReclaimIsExplicit, reclaim_is_explicit)
 
-// --- allocation failure -----------------------------------------------------------------------------------------
-// Fails the n-th allocation for every n an operation needs: each failure must leave the tables and
-// the allocator exactly as they were, and the operation must then succeed.
+// --- allocation failure
+// ----------------------------------------------------------------------------------------- Fails the n-th
+// allocation for every n an operation needs: each failure must leave the tables and the allocator exactly as
+// they were, and the operation must then succeed.
 template <class F>
 void no_memory_is_all_or_nothing(ktest::Context& ktest_ctx) {
   using H = Huge<F>;
@@ -527,7 +545,8 @@ void no_memory_is_all_or_nothing(ktest::Context& ktest_ctx) {
     u64 used = env.frames.used_count();
     for (u64 n = 0; n < F::kLevels - 1; ++n) {
       env.frames.fail_after(n);
-      KEXPECT_PAGING_ERR(pt.map(page_at<Size4K>(v), frame_at<Size4K>(kPhys), PageFlags()), PagingError::NoMemory);
+      KEXPECT_PAGING_ERR(pt.map(page_at<Size4K>(v), frame_at<Size4K>(kPhys), PageFlags()),
+                         PagingError::NoMemory);
       KEXPECT_EQ(env.frames.used_count(), used);
       KEXPECT(!pt.translate(v).has_value());
     }
@@ -568,7 +587,8 @@ void no_memory_is_all_or_nothing(ktest::Context& ktest_ctx) {
     used = env.frames.used_count();
     for (u64 n = 0; n < needed; ++n) {
       env.frames.fail_after(n);
-      KEXPECT_PAGING_ERR(pt.map_range(far, PhysAddr::from(kPhys), bytes, PageFlags(), HugePages::Allow), PagingError::NoMemory);
+      KEXPECT_PAGING_ERR(pt.map_range(far, PhysAddr::from(kPhys), bytes, PageFlags(), HugePages::Allow),
+                         PagingError::NoMemory);
       KEXPECT_EQ(env.frames.used_count(), used);
       KEXPECT(!pt.translate(far).has_value());
       KEXPECT(!pt.translate(far + H::bytes).has_value());
@@ -582,7 +602,8 @@ void no_memory_is_all_or_nothing(ktest::Context& ktest_ctx) {
 }
 KTEST_ALL_FORMATS(NoMemoryIsAllOrNothing, no_memory_is_all_or_nothing)
 
-// --- root slots: ownership, sharing, adoption, the recursive slot ------------------------------------------------
+// --- root slots: ownership, sharing, adoption, the recursive slot
+// ------------------------------------------------
 template <class F>
 void root_slot_ownership(ktest::Context& ktest_ctx) {
   PAGING_ENV(env);
@@ -603,9 +624,11 @@ void root_slot_ownership(ktest::Context& ktest_ctx) {
       auto user = KTRY(PageTable<F>::create(env.mem.window(), env.frames, user_options));
       user.share_root_slots(kernel, {kUser, static_cast<ktl::u32>(F::kEntries)});
       // The kernel half is read-only through the user table...
-      KEXPECT_PAGING_ERR(user.map(page_at<Size4K>(kernel_va), frame_at<Size4K>(kPhys), PageFlags()), PagingError::Reserved);
+      KEXPECT_PAGING_ERR(user.map(page_at<Size4K>(kernel_va), frame_at<Size4K>(kPhys), PageFlags()),
+                         PagingError::Reserved);
       // ...but what the kernel maps there later shows up in it.
-      consume(KTRY(kernel.map(page_at<Size4K>(kernel_va + 0x5000), frame_at<Size4K>(kPhys), PageFlags::kernel_rw())));
+      consume(KTRY(
+          kernel.map(page_at<Size4K>(kernel_va + 0x5000), frame_at<Size4K>(kPhys), PageFlags::kernel_rw())));
       KEXPECT_EQ(KTRY(user.translate(kernel_va + 0x5000)).frame, PhysAddr::from(kPhys));
       consistent(ktest_ctx, user, env, kernel_va + 0x5000);
       // The user half is private.
@@ -613,7 +636,8 @@ void root_slot_ownership(ktest::Context& ktest_ctx) {
       KEXPECT(!kernel.translate(va<F>(0)).has_value());
       // Reclaim in the kernel never frees the pinned top-level tables the user table shares.
       consume(KTRY(kernel.unmap(page_at<Size4K>(kernel_va + 0x5000))));
-      auto freed = KTRY(kernel.reclaim_empty_tables(kernel_va, F::kLevels == 2 ? u64{1} << 30 : u64{1} << 46));
+      auto freed =
+          KTRY(kernel.reclaim_empty_tables(kernel_va, F::kLevels == 2 ? u64{1} << 30 : u64{1} << 46));
       KEXPECT_EQ(freed.tables, u64{F::kLevels} - 2);  // the tables below the pinned one
       KEXPECT_EQ(kernel.table_frames(), 1 + u64{F::kEntries - kUser});
       consume(KTRY(user.unmap(page_at<Size4K>(va<F>(0)))));
@@ -644,7 +668,8 @@ void adopted_tables_are_kept(ktest::Context& ktest_ctx) {
       KEXPECT(second.translate(va<F>(0x2000)).has_value());
     }
     KEXPECT_EQ(env.frames.used_count(), used);  // dropping an adopter frees nothing
-    KEXPECT_PAGING_ERR(PageTable<F>::adopt(env.mem.window(), env.frames, PhysAddr::from(0x1000)), PagingError::OutOfRange);
+    KEXPECT_PAGING_ERR(PageTable<F>::adopt(env.mem.window(), env.frames, PhysAddr::from(0x1000)),
+                       PagingError::OutOfRange);
     consume(KTRY(adopted.unmap(page_at<Size4K>(va<F>(0x2000)))));
   }
   KEXPECT_EQ(env.frames.used_count(), 0u);
@@ -659,10 +684,14 @@ KTEST(Paging_x86_64, RecursiveWindowAddresses) {
   KEXPECT_EQ(view.window_start(), VirtAddr::from(0xffff'ff00'0000'0000ull));
   // The PT for va: 0xffff'ff00'0000'0000 | (va >> 9 & ~0xfff).
   VirtAddr v = VirtAddr::from(0xffff'8000'0020'3000ull);
-  KEXPECT_EQ(view.table_address(0, v), VirtAddr::from(0xffff'ff00'0000'0000ull | ((v.value() >> 9) & 0x7f'ffff'f000ull)));
-  KEXPECT_EQ(view.entry_address(0, v), VirtAddr::from(0xffff'ff00'0000'0000ull | ((v.value() >> 9) & 0x7f'ffff'fff8ull)));
-  KEXPECT_EQ(view.table_address(1, v), VirtAddr::from(0xffff'ff7f'8000'0000ull | ((v.value() >> 18) & 0x3fff'f000ull)));
-  KEXPECT_EQ(view.table_address(2, v), VirtAddr::from(0xffff'ff7f'bfc0'0000ull | ((v.value() >> 27) & 0x1f'f000ull)));
+  KEXPECT_EQ(view.table_address(0, v),
+             VirtAddr::from(0xffff'ff00'0000'0000ull | ((v.value() >> 9) & 0x7f'ffff'f000ull)));
+  KEXPECT_EQ(view.entry_address(0, v),
+             VirtAddr::from(0xffff'ff00'0000'0000ull | ((v.value() >> 9) & 0x7f'ffff'fff8ull)));
+  KEXPECT_EQ(view.table_address(1, v),
+             VirtAddr::from(0xffff'ff7f'8000'0000ull | ((v.value() >> 18) & 0x3fff'f000ull)));
+  KEXPECT_EQ(view.table_address(2, v),
+             VirtAddr::from(0xffff'ff7f'bfc0'0000ull | ((v.value() >> 27) & 0x1f'f000ull)));
   KEXPECT(view.contains(view.table_address(0, v)));
   KEXPECT(!view.contains(v));
   KEXPECT(mm::RecursiveView<paging::X86_64>::at_slot(512).is_err());
@@ -687,7 +716,8 @@ void recursive_slot_is_reserved(ktest::Context& ktest_ctx) {
     KTRY(pt.install_recursive_slot(kSlot));  // already the self-reference: accepted
     auto view = KTRY(mm::RecursiveView<F>::at_slot(kSlot));
     VirtAddr window = view.window_start();
-    KEXPECT_PAGING_ERR(pt.map(page_at<Size4K>(window + 0x1000), frame_at<Size4K>(kPhys), PageFlags()), PagingError::Reserved);
+    KEXPECT_PAGING_ERR(pt.map(page_at<Size4K>(window + 0x1000), frame_at<Size4K>(kPhys), PageFlags()),
+                       PagingError::Reserved);
     KEXPECT_PAGING_ERR(pt.unmap_range(window, 0x1000), PagingError::Reserved);
     // The root is visible through the window at the root's recursive address.
     auto self = KTRY(pt.translate(view.table_address(F::kLevels - 1, va<F>(0))));
@@ -698,8 +728,9 @@ void recursive_slot_is_reserved(ktest::Context& ktest_ctx) {
     // Another slot that is in use cannot become the self-reference.
     consume(KTRY(pt.map(page_at<Size4K>(va<F>(0)), frame_at<Size4K>(kPhys), PageFlags())));
     using G = paging::Geometry<F>;
-    KEXPECT_PAGING_ERR(pt.install_recursive_slot(static_cast<ktl::u32>(G::index(G::linear(va<F>(0)), G::kTop))),
-                       PagingError::Reserved);
+    KEXPECT_PAGING_ERR(
+        pt.install_recursive_slot(static_cast<ktl::u32>(G::index(G::linear(va<F>(0)), G::kTop))),
+        PagingError::Reserved);
     consume(KTRY(pt.unmap(page_at<Size4K>(va<F>(0)))));
     tables_accounted(ktest_ctx, pt, env);
   }

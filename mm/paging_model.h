@@ -73,10 +73,10 @@ inline const char* name(OpKind k) {
 
 inline std::string describe(const Op& op) {
   std::ostringstream s;
-  s << name(op.kind) << " level=" << op.level << " va=0x" << std::hex << op.va << " pa=0x" << op.pa << " bytes=0x"
-    << op.bytes << std::dec << " flags=[w" << op.flags.writable() << " x" << op.flags.executable() << " u"
-    << op.flags.user() << " g" << op.flags.global() << " c" << static_cast<int>(op.flags.cache()) << "]"
-    << (op.huge == mm::HugePages::Allow ? " huge" : " small");
+  s << name(op.kind) << " level=" << op.level << " va=0x" << std::hex << op.va << " pa=0x" << op.pa
+    << " bytes=0x" << op.bytes << std::dec << " flags=[w" << op.flags.writable() << " x"
+    << op.flags.executable() << " u" << op.flags.user() << " g" << op.flags.global() << " c"
+    << static_cast<int>(op.flags.cache()) << "]" << (op.huge == mm::HugePages::Allow ? " huge" : " small");
   return s.str();
 }
 
@@ -121,7 +121,9 @@ class Model {
   std::set<std::pair<unsigned, uint64_t>> tables;  // (level of the table's entries, first address)
   unsigned largest_leaf = F::kLargestLeafLevel;
 
-  bool has_table(unsigned level, uint64_t base) const { return tables.count({level, align(base, size(level + 1))}) != 0; }
+  bool has_table(unsigned level, uint64_t base) const {
+    return tables.count({level, align(base, size(level + 1))}) != 0;
+  }
   const Leaf* leaf_at(unsigned level, uint64_t base) const {
     auto it = leaves.find(base);
     return it != leaves.end() && it->second.level == level ? &it->second : nullptr;
@@ -238,7 +240,8 @@ class Model {
     }
     return 0;
   }
-  void apply_map_range(uint64_t lo, uint64_t pa, uint64_t bytes, mm::PageFlags effective, mm::HugePages huge) {
+  void apply_map_range(uint64_t lo, uint64_t pa, uint64_t bytes, mm::PageFlags effective,
+                       mm::HugePages huge) {
     for (uint64_t done = 0; done < bytes;) {
       unsigned k = choose(lo + done, pa + done, bytes - done, huge);
       apply_map(k, lo + done, pa + done, effective);
@@ -281,7 +284,8 @@ class Model {
   }
   void apply_protect_range(uint64_t lo, uint64_t bytes, mm::PageFlags effective, uint64_t space_end) {
     split_edges(lo, bytes, space_end);
-    for (auto it = leaves.lower_bound(lo); it != leaves.end() && it->first < lo + bytes; ++it) it->second.flags = effective;
+    for (auto it = leaves.lower_bound(lo); it != leaves.end() && it->first < lo + bytes; ++it)
+      it->second.flags = effective;
   }
   // Reclaim predicts and applies at once (it cannot fail).
   Expect reclaim(uint64_t lo, uint64_t bytes) {
@@ -328,8 +332,9 @@ class Harness {
   const M& model() const { return model_; }
   // The first linear address the format's half covers (aarch64 TTBR1 tables translate the top half).
   static constexpr uint64_t space_end() {
-    return mm::paging_testing::format_id<F>() == mm::paging_testing::FormatId::Aarch64Lower ? uint64_t{1} << 47
-                                                                                          : G::kSpaceMask + 1;
+    return mm::paging_testing::format_id<F>() == mm::paging_testing::FormatId::Aarch64Lower
+               ? uint64_t{1} << 47
+               : G::kSpaceMask + 1;
   }
 
   // Runs `op` on both sides; returns a description of the first disagreement, or "".
@@ -352,19 +357,22 @@ class Harness {
   std::string check_translation(uint64_t lin) const {
     mm::VirtAddr v = G::virt(lin);
     auto mine = pt_.translate(v);
-    auto theirs = mm::paging_testing::independent_mmu()->translate(mm::paging_testing::format_id<F>(), window_, pt_.root(), v);
+    auto theirs = mm::paging_testing::independent_mmu()->translate(mm::paging_testing::format_id<F>(),
+                                                                   window_, pt_.root(), v);
     auto f = model_.covering(lin);
     std::optional<mm::Translation> want;
     if (f) {
       uint64_t off = lin - f->start;
-      want = mm::Translation{mm::PhysAddr::from(f->leaf.phys + off), G::virt(f->start), mm::PhysAddr::from(f->leaf.phys),
-                             M::size(f->leaf.level), f->leaf.flags};
+      want = mm::Translation{mm::PhysAddr::from(f->leaf.phys + off), G::virt(f->start),
+                             mm::PhysAddr::from(f->leaf.phys), M::size(f->leaf.level), f->leaf.flags};
     }
-    auto same = [&](const ktl::Optional<mm::Translation>& t) { return want ? (t.has_value() && *t == *want) : !t.has_value(); };
+    auto same = [&](const ktl::Optional<mm::Translation>& t) {
+      return want ? (t.has_value() && *t == *want) : !t.has_value();
+    };
     if (!same(mine) || !same(theirs)) {
       std::ostringstream s;
-      s << "translation of 0x" << std::hex << v.value() << std::dec << " differs: model " << show(want) << ", engine "
-        << show(mine) << ", walker " << show(theirs);
+      s << "translation of 0x" << std::hex << v.value() << std::dec << " differs: model " << show(want)
+        << ", engine " << show(mine) << ", walker " << show(theirs);
       return s.str();
     }
     return "";
@@ -374,15 +382,17 @@ class Harness {
   std::string check_everything() const {
     auto all = sim::leaves(window_, cfg_, pt_.root().value());
     if (all.size() != model_.leaves.size()) {
-      return "walker finds " + std::to_string(all.size()) + " leaves, model has " + std::to_string(model_.leaves.size());
+      return "walker finds " + std::to_string(all.size()) + " leaves, model has " +
+             std::to_string(model_.leaves.size());
     }
     auto it = model_.leaves.begin();
     for (const sim::LeafInfo& l : all) {
       uint64_t lin = l.va & G::kSpaceMask;
-      if (lin != it->first || l.size != M::size(it->second.level) || !l.walk.ok() || l.walk.phys != it->second.phys) {
+      if (lin != it->first || l.size != M::size(it->second.level) || !l.walk.ok() ||
+          l.walk.phys != it->second.phys) {
         std::ostringstream s;
-        s << "leaf mismatch at 0x" << std::hex << l.va << ": walker " << sim::describe(l.walk) << ", model start 0x"
-          << it->first << " phys 0x" << it->second.phys;
+        s << "leaf mismatch at 0x" << std::hex << l.va << ": walker " << sim::describe(l.walk)
+          << ", model start 0x" << it->first << " phys 0x" << it->second.phys;
         return s.str();
       }
       std::string f = check_translation(lin);
@@ -391,7 +401,8 @@ class Harness {
     }
     uint64_t walker_tables = sim::table_count(window_, cfg_, pt_.root().value());
     if (walker_tables != 1 + model_.tables.size()) {
-      return "walker counts " + std::to_string(walker_tables) + " tables, model " + std::to_string(1 + model_.tables.size());
+      return "walker counts " + std::to_string(walker_tables) + " tables, model " +
+             std::to_string(1 + model_.tables.size());
     }
     return "";
   }
@@ -414,7 +425,8 @@ class Harness {
     }
     model_.leaves.clear();
     model_.tables.clear();
-    if (frames_.used_count() != 1) return "after draining, " + std::to_string(frames_.used_count()) + " frames in use";
+    if (frames_.used_count() != 1)
+      return "after draining, " + std::to_string(frames_.used_count()) + " frames in use";
     return check_everything();
   }
 
@@ -425,15 +437,18 @@ class Harness {
   static std::string show(const std::optional<mm::Translation>& t) {
     if (!t) return "(none)";
     std::ostringstream s;
-    s << std::hex << "{phys 0x" << t->phys.value() << " page 0x" << t->page.value() << " frame 0x" << t->frame.value()
-      << " size 0x" << t->page_size << std::dec << " w" << t->flags.writable() << " x" << t->flags.executable() << " u"
-      << t->flags.user() << " g" << t->flags.global() << " c" << static_cast<int>(t->flags.cache()) << "}";
+    s << std::hex << "{phys 0x" << t->phys.value() << " page 0x" << t->page.value() << " frame 0x"
+      << t->frame.value() << " size 0x" << t->page_size << std::dec << " w" << t->flags.writable() << " x"
+      << t->flags.executable() << " u" << t->flags.user() << " g" << t->flags.global() << " c"
+      << static_cast<int>(t->flags.cache()) << "}";
     return s.str();
   }
   static std::string show(const ktl::Optional<mm::Translation>& t) {
     return t ? show(std::optional<mm::Translation>(*t)) : show(std::optional<mm::Translation>());
   }
-  static std::string show_error(const std::optional<mm::PagingError>& e) { return e ? mm::to_string(*e) : "success"; }
+  static std::string show_error(const std::optional<mm::PagingError>& e) {
+    return e ? mm::to_string(*e) : "success";
+  }
 
   template <class R>
   std::string compare_error(const R& result, const typename M::Expect& want, uint64_t failures_before) {
@@ -442,15 +457,16 @@ class Harness {
     last_error_ = got;
     if (got == want.error) return "";
     // An injected allocation failure may turn a predicted success into NoMemory.
-    if (!want.error && got == mm::PagingError::NoMemory && frames_.injected_failures() > failures_before) return "";
+    if (!want.error && got == mm::PagingError::NoMemory && frames_.injected_failures() > failures_before)
+      return "";
     return "expected " + show_error(want.error) + ", engine says " + show_error(got);
   }
   static std::string compare_flush(const mm::TlbFlush& t, const typename M::Hull& want) {
     uint64_t start = want.any ? G::virt(want.lo).value() : 0;
     if (t.pages() != want.pages() || (want.any && t.start().value() != start)) {
       std::ostringstream s;
-      s << "flush token covers 0x" << std::hex << t.start().value() << " +" << std::dec << t.pages() << " pages, expected 0x"
-        << std::hex << start << " +" << std::dec << want.pages();
+      s << "flush token covers 0x" << std::hex << t.start().value() << " +" << std::dec << t.pages()
+        << " pages, expected 0x" << std::hex << start << " +" << std::dec << want.pages();
       return s.str();
     }
     return "";
@@ -535,7 +551,9 @@ class Harness {
         auto u = r.release_value();
         f = compare_flush(u.flush, want.flush);
         std::move(u.flush).ignore();
-        if (f.empty() && u.pages != want.pages) f = "unmap_range unmapped " + std::to_string(u.pages) + " pages, expected " + std::to_string(want.pages);
+        if (f.empty() && u.pages != want.pages)
+          f = "unmap_range unmapped " + std::to_string(u.pages) + " pages, expected " +
+              std::to_string(want.pages);
         if (f.empty()) model_.apply_unmap_range(op.va, op.bytes, space_end());
         return f;
       }
@@ -556,12 +574,15 @@ class Harness {
         if (r.is_err()) return std::string("reclaim failed: ") + mm::to_string(r.error());
         auto want = model_.reclaim(op.va, op.bytes);
         if (r.value().tables != want.tables) {
-          return "reclaim freed " + std::to_string(r.value().tables) + " tables, expected " + std::to_string(want.tables);
+          return "reclaim freed " + std::to_string(r.value().tables) + " tables, expected " +
+                 std::to_string(want.tables);
         }
         sim::TlbLog log = sim::tlb_log();
         uint64_t flushes = log.range_flushes - log_before.range_flushes;
-        if (flushes != (want.tables > 0 ? 1u : 0u)) return "reclaim flushed " + std::to_string(flushes) + " times";
-        if (want.tables > 0 && (log.last_start != G::virt(want.flush.lo).value() || log.last_pages != want.flush.pages())) {
+        if (flushes != (want.tables > 0 ? 1u : 0u))
+          return "reclaim flushed " + std::to_string(flushes) + " times";
+        if (want.tables > 0 &&
+            (log.last_start != G::virt(want.flush.lo).value() || log.last_pages != want.flush.pages())) {
           return "reclaim flushed the wrong range";
         }
         return "";

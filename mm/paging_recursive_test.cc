@@ -34,7 +34,8 @@ namespace paging = mm::paging;
 
 uint64_t seed() {
   const char* v = std::getenv("FERRITE_SEED");
-  static const uint64_t s = v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 0) : std::random_device{}();
+  static const uint64_t s =
+      v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 0) : std::random_device{}();
   return s;
 }
 
@@ -90,13 +91,17 @@ void cross_check(ktl::u32 slot, sim::Mmu mmu) {
       };
       bool ok = false;
       if (kind < 7) {
-        ok = take(pt.map(mm::Page<mm::Size4K>::containing(G::virt(lin)), mm::Frame<mm::Size4K>::containing(PhysAddr::from(pa)), f));
+        ok = take(pt.map(mm::Page<mm::Size4K>::containing(G::virt(lin)),
+                         mm::Frame<mm::Size4K>::containing(PhysAddr::from(pa)), f));
       } else if constexpr (mm::SupportsPageSize<F, mm::Size4M>) {
-        ok = take(pt.map(mm::Page<mm::Size4M>::containing(G::virt(lin)), mm::Frame<mm::Size4M>::containing(PhysAddr::from(pa)), f));
+        ok = take(pt.map(mm::Page<mm::Size4M>::containing(G::virt(lin)),
+                         mm::Frame<mm::Size4M>::containing(PhysAddr::from(pa)), f));
       } else if (kind < 9) {
-        ok = take(pt.map(mm::Page<mm::Size2M>::containing(G::virt(lin)), mm::Frame<mm::Size2M>::containing(PhysAddr::from(pa)), f));
+        ok = take(pt.map(mm::Page<mm::Size2M>::containing(G::virt(lin)),
+                         mm::Frame<mm::Size2M>::containing(PhysAddr::from(pa)), f));
       } else {
-        ok = take(pt.map(mm::Page<mm::Size1G>::containing(G::virt(lin)), mm::Frame<mm::Size1G>::containing(PhysAddr::from(pa)), f));
+        ok = take(pt.map(mm::Page<mm::Size1G>::containing(G::virt(lin)),
+                         mm::Frame<mm::Size1G>::containing(PhysAddr::from(pa)), f));
       }
       if (ok) mapped.push_back(lin);
     }
@@ -106,8 +111,8 @@ void cross_check(ktl::u32 slot, sim::Mmu mmu) {
       VirtAddr va = G::virt(lin);
       auto direct = pt.translate(va);
       auto via_window = view.translate(mem, va);
-      auto walker = mm::paging_testing::independent_mmu()->translate(mm::paging_testing::format_id<F>(), memory.window(),
-                                                                     pt.root(), va);
+      auto walker = mm::paging_testing::independent_mmu()->translate(mm::paging_testing::format_id<F>(),
+                                                                     memory.window(), pt.root(), va);
       ASSERT_EQ(via_window.has_value(), direct.has_value()) << std::hex << va.value();
       if (direct) {
         EXPECT_TRUE(*via_window == *direct) << std::hex << va.value();
@@ -120,8 +125,8 @@ void cross_check(ktl::u32 slot, sim::Mmu mmu) {
         ktl::u32 level = G::kTop - i;
         VirtAddr table_va = view.table_address(level, va);
         sim::WalkResult w = sim::walk(memory.window(), mem.cfg, pt.root().value(), table_va.value());
-        ASSERT_TRUE(w.ok()) << "level " << level << " table of " << std::hex << va.value() << " at " << table_va.value()
-                            << ": " << sim::describe(w);
+        ASSERT_TRUE(w.ok()) << "level " << level << " table of " << std::hex << va.value() << " at "
+                            << table_va.value() << ": " << sim::describe(w);
         EXPECT_EQ(w.phys, path.at(i).value()) << "level " << level;
         EXPECT_FALSE(w.user) << "the window must be supervisor-only";
         PhysAddr entry_pa = path.at(i) + G::index(lin, level) * sizeof(Entry);
@@ -131,7 +136,9 @@ void cross_check(ktl::u32 slot, sim::Mmu mmu) {
       // Below the last table, the window shows nothing (the slot is empty or a leaf).
       if (path.depth < G::kLevels && !direct) {
         ktl::u32 missing = G::kTop - path.depth;
-        EXPECT_FALSE(sim::walk(memory.window(), mem.cfg, pt.root().value(), view.table_address(missing, va).value()).ok());
+        EXPECT_FALSE(
+            sim::walk(memory.window(), mem.cfg, pt.root().value(), view.table_address(missing, va).value())
+                .ok());
       }
     };
     for (uint64_t lin : mapped) {
@@ -151,10 +158,13 @@ void cross_check(ktl::u32 slot, sim::Mmu mmu) {
     EXPECT_EQ(frames.used_count(), 1u);
     for (uint64_t lin : mapped) {
       EXPECT_FALSE(view.translate(mem, G::virt(lin)).has_value());
-      EXPECT_FALSE(sim::walk(memory.window(), mem.cfg, pt.root().value(), view.table_address(0, G::virt(lin)).value()).ok());
+      EXPECT_FALSE(
+          sim::walk(memory.window(), mem.cfg, pt.root().value(), view.table_address(0, G::virt(lin)).value())
+              .ok());
     }
     // The root stays visible through the window.
-    sim::WalkResult root = sim::walk(memory.window(), mem.cfg, pt.root().value(), view.table_address(G::kTop, G::virt(0)).value());
+    sim::WalkResult root = sim::walk(memory.window(), mem.cfg, pt.root().value(),
+                                     view.table_address(G::kTop, G::virt(0)).value());
     ASSERT_TRUE(root.ok());
     EXPECT_EQ(root.phys, pt.root().value());
   }

@@ -46,8 +46,10 @@ static_assert(CanMap<PageTable<paging::X86_32>, Size4M>);
 static_assert(!CanMap<PageTable<paging::X86_32>, Size1G>, "x86 32-bit paging has no 1 GiB pages");
 static_assert(!CanMap<PageTable<paging::X86_32>, Size2M>, "x86 32-bit paging has no 2 MiB pages");
 static_assert(!CanUnmap<PageTable<paging::X86_32>, Size1G> && !CanProtect<PageTable<paging::X86_32>, Size2M>);
-static_assert(CanMap<PageTable<paging::Aarch64Lower>, Size1G> && !CanMap<PageTable<paging::Aarch64Lower>, Size4M>);
-static_assert(CanInstallRecursive<PageTable<paging::X86_64>> && CanInstallRecursive<PageTable<paging::X86_32>>);
+static_assert(CanMap<PageTable<paging::Aarch64Lower>, Size1G> &&
+              !CanMap<PageTable<paging::Aarch64Lower>, Size4M>);
+static_assert(CanInstallRecursive<PageTable<paging::X86_64>> &&
+              CanInstallRecursive<PageTable<paging::X86_32>>);
 static_assert(!CanInstallRecursive<PageTable<paging::Aarch64Lower>>, "no recursive window on aarch64");
 static_assert(!mm::PageTableFormat<int>);
 static_assert(mm::PageTableFormat<paging::X86_64> && mm::PageTableFormat<paging::X86_32> &&
@@ -107,7 +109,9 @@ TEST(TokenDeathTest, UnconsumedTokenPanicsInDebugBuilds) {
       },
       "FlushBatch destroyed with pending");
   // An empty token carries no obligation.
-  { TlbFlush t = TlbFlush::none(); }
+  {
+    TlbFlush t = TlbFlush::none();
+  }
 }
 
 // The engine's operations flush exactly what changed, once, when the caller flushes the token.
@@ -124,7 +128,8 @@ TEST_F(TokenTest, EngineTokensCoverWhatChanged) {
     EXPECT_EQ(sim::tlb_log().range_flushes, 0u);  // nothing was mapped there before
     mm::FlushBatch batch;
     batch.add(pt.unmap(Page<Size4K>::from_start(v + 0x3000).value()).release_value().flush);
-    batch.add(pt.protect(Page<Size4K>::from_start(v + 0x5000).value(), PageFlags::kernel_ro()).release_value());
+    batch.add(
+        pt.protect(Page<Size4K>::from_start(v + 0x5000).value(), PageFlags::kernel_ro()).release_value());
     batch.flush();
     auto log = sim::tlb_log();
     EXPECT_EQ(log.range_flushes, 1u);

@@ -28,15 +28,15 @@ import mm.paging.types;
 
 // The environment's hooks (C linkage, like ferrite_panic), declared for TestMemory below.
 export extern "C" {
-struct FerriteTestMemory {
-  ktl::u64 base;     // physical address of the block
-  ktl::u64 size;     // bytes
-  ktl::u8* view;     // where the block is visible
-  void* cookie;      // for release
-};
-// Provides `size` bytes (4 KiB multiple) of zeroed physical memory below 4 GiB; false if it cannot.
-bool ferrite_test_memory_acquire(ktl::u64 size, FerriteTestMemory* out);
-void ferrite_test_memory_release(FerriteTestMemory* memory);
+  struct FerriteTestMemory {
+    ktl::u64 base;  // physical address of the block
+    ktl::u64 size;  // bytes
+    ktl::u8* view;  // where the block is visible
+    void* cookie;   // for release
+  };
+  // Provides `size` bytes (4 KiB multiple) of zeroed physical memory below 4 GiB; false if it cannot.
+  bool ferrite_test_memory_acquire(ktl::u64 size, FerriteTestMemory * out);
+  void ferrite_test_memory_release(FerriteTestMemory * memory);
 }
 
 export namespace mm::paging_testing {
@@ -65,8 +65,8 @@ class IndependentMmu {
  public:
   // The translation of `va` by tables of `format` rooted at `root`, decoded independently of the
   // engine (effective flags); nullopt if it faults.
-  [[nodiscard]] virtual ktl::Optional<Translation> translate(FormatId format, const PhysWindow& window, PhysAddr root,
-                                                             VirtAddr va) = 0;
+  [[nodiscard]] virtual ktl::Optional<Translation> translate(FormatId format, const PhysWindow& window,
+                                                             PhysAddr root, VirtAddr va) = 0;
   // Distinct table frames reachable from `root` (root included, self-references not followed).
   [[nodiscard]] virtual u64 table_count(FormatId format, const PhysWindow& window, PhysAddr root) = 0;
 
@@ -142,7 +142,8 @@ class ArenaFrames final : public FrameAllocator {
 
   void free_frame(Frame4K frame) override {
     u64 n = frame.number();
-    ktl::check(n >= first_ + reserved_ && n < first_ + count_, "ArenaFrames: freeing a frame it never handed out");
+    ktl::check(n >= first_ + reserved_ && n < first_ + count_,
+               "ArenaFrames: freeing a frame it never handed out");
     u64 i = n - first_;
     ktl::check(test_bit(i), "ArenaFrames: double free");
     push_free(i, poison_);
@@ -204,11 +205,11 @@ class ArenaFrames final : public FrameAllocator {
 
   PhysWindow window_;
   ktl::Span<u64> bitmap_;
-  u64 first_;          // frame number of the arena's first frame
-  u64 count_ = 0;      // frames in the arena
-  u64 reserved_ = 0;   // bitmap frames at the start
+  u64 first_;         // frame number of the arena's first frame
+  u64 count_ = 0;     // frames in the arena
+  u64 reserved_ = 0;  // bitmap frames at the start
   u64 free_ = 0;
-  u64 head_ = 0;       // index of the first free frame
+  u64 head_ = 0;  // index of the first free frame
   u64 allocations_ = 0;
   Poison poison_;
   u64 fail_countdown_ = kNever;

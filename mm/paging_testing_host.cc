@@ -71,7 +71,8 @@ class WalkerMmu final : public mm::paging_testing::IndependentMmu {
     const char* violation = nullptr;
     if (!cache_of(w, cache)) violation = "memory type the kernel never programs";
     if (cfg.mmu == sim::Mmu::Aarch64) {
-      if (w.memtype != sim::MemType::Device && w.shareability != 3) violation = "normal memory not inner shareable";
+      if (w.memtype != sim::MemType::Device && w.shareability != 3)
+        violation = "normal memory not inner shareable";
       if (w.user && w.exec_kernel) violation = "user page executable by the kernel";
       if (!w.user && w.exec_user) violation = "kernel page executable by EL0";
     }
@@ -81,15 +82,16 @@ class WalkerMmu final : public mm::paging_testing::IndependentMmu {
     if (w.user ? w.exec_user : w.exec_kernel) f = f.with(mm::Exec::Yes);
     if (w.global) f = f.with(mm::Scope::Global);
     f = f.with(cache);
-    mm::Translation t{mm::PhysAddr::from(w.phys), mm::VirtAddr::from(w.page_va), mm::PhysAddr::from(w.phys - (va.value() - w.page_va)),
-                      w.page_size, f};
+    mm::Translation t{mm::PhysAddr::from(w.phys), mm::VirtAddr::from(w.page_va),
+                      mm::PhysAddr::from(w.phys - (va.value() - w.page_va)), w.page_size, f};
     if (violation != nullptr) {
       ktl::log::error("walker: {} at {}", violation, va);
       t.page_size = 0;  // guaranteed to differ from any engine translation
     }
     return t;
   }
-  ktl::u64 table_count(mm::paging_testing::FormatId format, const mm::PhysWindow& window, mm::PhysAddr root) override {
+  ktl::u64 table_count(mm::paging_testing::FormatId format, const mm::PhysWindow& window,
+                       mm::PhysAddr root) override {
     return sim::table_count(window, config(format), root.value());
   }
 };

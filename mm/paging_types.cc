@@ -21,8 +21,8 @@ void format_value(ktl::FormatSink& sink, PagingError e, const ktl::FormatSpec& s
 }
 
 void format_value(ktl::FormatSink& sink, const Translation& t, const ktl::FormatSpec&) {
-  ktl::format_to(sink, "{} -> {} (page {} -> {}, {:#x} bytes, {})", t.page + (t.phys - t.frame), t.phys, t.page,
-                 t.frame, t.page_size, t.flags);
+  ktl::format_to(sink, "{} -> {} (page {} -> {}, {:#x} bytes, {})", t.page + (t.phys - t.frame), t.phys,
+                 t.page, t.frame, t.page_size, t.flags);
 }
 
 void format_value(ktl::FormatSink& sink, const ktl::Optional<Translation>& t, const ktl::FormatSpec& spec) {

@@ -136,11 +136,11 @@ void format_value(ktl::FormatSink& sink, PagingError e, const ktl::FormatSpec& s
 // The answer to "where does this virtual address go": the leaf that maps it and the effective
 // permissions (leaf flags restricted by the tables above it, as the MMU computes them).
 struct Translation {
-  PhysAddr phys;     // the physical address of the queried byte
-  VirtAddr page;     // the first address of the leaf page
-  PhysAddr frame;    // the first address of the leaf's frame
-  u64 page_size;     // bytes mapped by the leaf (4 KiB, 2 MiB, 1 GiB or 4 MiB)
-  PageFlags flags;   // effective permissions and memory type
+  PhysAddr phys;    // the physical address of the queried byte
+  VirtAddr page;    // the first address of the leaf page
+  PhysAddr frame;   // the first address of the leaf's frame
+  u64 page_size;    // bytes mapped by the leaf (4 KiB, 2 MiB, 1 GiB or 4 MiB)
+  PageFlags flags;  // effective permissions and memory type
   friend constexpr bool operator==(const Translation&, const Translation&) = default;
 };
 void format_value(ktl::FormatSink& sink, const Translation& t, const ktl::FormatSpec& spec);
@@ -161,7 +161,9 @@ class [[nodiscard]] TlbFlush {
  public:
   [[nodiscard]] static constexpr TlbFlush none() { return TlbFlush(VirtAddr::zero(), 0); }
   // A token for [start, start + pages * 4 KiB). Engine-internal; tests build tokens with it too.
-  [[nodiscard]] static constexpr TlbFlush covering(VirtAddr start, u64 pages) { return TlbFlush(start, pages); }
+  [[nodiscard]] static constexpr TlbFlush covering(VirtAddr start, u64 pages) {
+    return TlbFlush(start, pages);
+  }
 
   constexpr TlbFlush(TlbFlush&& o) : start_(o.start_), pages_(ktl::exchange(o.pages_, 0)) {}
   TlbFlush& operator=(TlbFlush&& o) {
@@ -257,7 +259,7 @@ class [[nodiscard]] FlushBatch : ktl::NoCopy {
 
  private:
   u64 lo_ = 0;
-  u64 hi_ = 0;  // the last byte of the hull (inclusive)
+  u64 hi_ = 0;     // the last byte of the hull (inclusive)
   u64 pages_ = 0;  // sum of the tokens' pages (overlaps counted twice; only a heuristic)
   u64 tokens_ = 0;
 };

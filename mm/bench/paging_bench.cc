@@ -54,7 +54,8 @@ struct Bench {
   mm::paging_testing::TestMemory memory = mm::paging_testing::TestMemory::acquire(16 << 20).release_value();
   mm::paging_testing::ArenaFrames frames{memory.window(), memory.range(), mm::paging_testing::Poison::No};
   PageTable<F> pt = PageTable<F>::create(memory.window(), frames).release_value();
-  VirtAddr base = VirtAddr::from(ktl::is_same<F, paging::Aarch64Upper> ? 0xffff'8000'4000'0000ull : 0x4000'0000ull);
+  VirtAddr base =
+      VirtAddr::from(ktl::is_same<F, paging::Aarch64Upper> ? 0xffff'8000'4000'0000ull : 0x4000'0000ull);
   PhysAddr phys = PhysAddr::from(0x8000'0000ull);
 };
 
@@ -83,8 +84,8 @@ void BM_MapUnmapHuge(benchmark::State& state) {
   Bench<F> b;
   for (auto _ : state) {
     for (uint64_t i = 0; i < kHugePages; ++i) {
-      b.pt.map(mm::Page<H>::containing(b.base + i * H::bytes), mm::Frame<H>::containing(b.phys + i * H::bytes),
-               PageFlags::kernel_rw())
+      b.pt.map(mm::Page<H>::containing(b.base + i * H::bytes),
+               mm::Frame<H>::containing(b.phys + i * H::bytes), PageFlags::kernel_rw())
           .release_value()
           .ignore();
     }
@@ -101,7 +102,9 @@ template <class F>
 void BM_MapRangeUnmapRange4K(benchmark::State& state) {
   Bench<F> b;
   for (auto _ : state) {
-    b.pt.map_range(b.base, b.phys, kSmallPages * k4K, PageFlags::kernel_rw(), mm::HugePages::Deny).release_value().ignore();
+    b.pt.map_range(b.base, b.phys, kSmallPages * k4K, PageFlags::kernel_rw(), mm::HugePages::Deny)
+        .release_value()
+        .ignore();
     auto u = b.pt.unmap_range(b.base, kSmallPages * k4K).release_value();
     benchmark::DoNotOptimize(u.pages);
     std::move(u.flush).ignore();
@@ -114,7 +117,9 @@ void BM_MapRangeUnmapRangeHuge(benchmark::State& state) {
   using H = typename HugeOf<F>::Type;
   Bench<F> b;
   for (auto _ : state) {
-    b.pt.map_range(b.base, b.phys, kHugePages * H::bytes, PageFlags::kernel_rw(), mm::HugePages::Allow).release_value().ignore();
+    b.pt.map_range(b.base, b.phys, kHugePages * H::bytes, PageFlags::kernel_rw(), mm::HugePages::Allow)
+        .release_value()
+        .ignore();
     auto u = b.pt.unmap_range(b.base, kHugePages * H::bytes).release_value();
     benchmark::DoNotOptimize(u.pages);
     std::move(u.flush).ignore();
@@ -131,7 +136,8 @@ void translate(benchmark::State& state, uint64_t pages) {
       .release_value()
       .ignore();
   std::vector<VirtAddr> probes;
-  for (uint64_t i = 0; i < kProbes; ++i) probes.push_back(b.base + ((i * 2654435761u) % pages) * S::bytes + (i * 64) % S::bytes);
+  for (uint64_t i = 0; i < kProbes; ++i)
+    probes.push_back(b.base + ((i * 2654435761u) % pages) * S::bytes + (i * 64) % S::bytes);
   for (auto _ : state) {
     for (VirtAddr v : probes) {
       auto t = b.pt.translate(v);
@@ -152,11 +158,15 @@ void BM_TranslateHuge(benchmark::State& state) {
 template <class F>
 void BM_ProtectRange4K(benchmark::State& state) {
   Bench<F> b;
-  b.pt.map_range(b.base, b.phys, kSmallPages * k4K, PageFlags::kernel_rw(), mm::HugePages::Deny).release_value().ignore();
+  b.pt.map_range(b.base, b.phys, kSmallPages * k4K, PageFlags::kernel_rw(), mm::HugePages::Deny)
+      .release_value()
+      .ignore();
   bool ro = false;
   for (auto _ : state) {
     ro = !ro;
-    b.pt.protect_range(b.base, kSmallPages * k4K, ro ? PageFlags::kernel_ro() : PageFlags::kernel_rw()).release_value().ignore();
+    b.pt.protect_range(b.base, kSmallPages * k4K, ro ? PageFlags::kernel_ro() : PageFlags::kernel_rw())
+        .release_value()
+        .ignore();
   }
   state.counters["pages"] = kSmallPages;
 }
@@ -168,7 +178,9 @@ void BM_SplitOnPartialUnmap(benchmark::State& state) {
   using H = typename HugeOf<F>::Type;
   Bench<F> b;
   for (auto _ : state) {
-    b.pt.map(mm::Page<H>::containing(b.base), mm::Frame<H>::containing(b.phys), PageFlags::kernel_rw()).release_value().ignore();
+    b.pt.map(mm::Page<H>::containing(b.base), mm::Frame<H>::containing(b.phys), PageFlags::kernel_rw())
+        .release_value()
+        .ignore();
     b.pt.unmap(mm::Page<mm::Size4K>::containing(b.base + 0x5000)).release_value().flush.ignore();
     b.pt.unmap_range(b.base, H::bytes).release_value().flush.ignore();
     benchmark::DoNotOptimize(b.pt.reclaim_empty_tables(b.base, H::bytes).release_value());
@@ -176,14 +188,14 @@ void BM_SplitOnPartialUnmap(benchmark::State& state) {
   state.counters["pages"] = 1;
 }
 
-#define PAGING_BENCHMARKS(F)                                  \
-  BENCHMARK_TEMPLATE(BM_MapUnmap4K, F);                       \
-  BENCHMARK_TEMPLATE(BM_MapUnmapHuge, F);                     \
-  BENCHMARK_TEMPLATE(BM_MapRangeUnmapRange4K, F);             \
-  BENCHMARK_TEMPLATE(BM_MapRangeUnmapRangeHuge, F);           \
-  BENCHMARK_TEMPLATE(BM_Translate4K, F);                      \
-  BENCHMARK_TEMPLATE(BM_TranslateHuge, F);                    \
-  BENCHMARK_TEMPLATE(BM_ProtectRange4K, F);                   \
+#define PAGING_BENCHMARKS(F)                        \
+  BENCHMARK_TEMPLATE(BM_MapUnmap4K, F);             \
+  BENCHMARK_TEMPLATE(BM_MapUnmapHuge, F);           \
+  BENCHMARK_TEMPLATE(BM_MapRangeUnmapRange4K, F);   \
+  BENCHMARK_TEMPLATE(BM_MapRangeUnmapRangeHuge, F); \
+  BENCHMARK_TEMPLATE(BM_Translate4K, F);            \
+  BENCHMARK_TEMPLATE(BM_TranslateHuge, F);          \
+  BENCHMARK_TEMPLATE(BM_ProtectRange4K, F);         \
   BENCHMARK_TEMPLATE(BM_SplitOnPartialUnmap, F)
 
 PAGING_BENCHMARKS(paging::X86_64);
@@ -223,15 +235,21 @@ int main(int argc, char** argv) {
   for (const char* f : {"paging::X86_64", "paging::X86_32", "paging::Aarch64Lower"}) {
     std::string t = std::string("<") + f + ">";
     double small = get("BM_MapUnmap4K" + t), huge = get("BM_MapUnmapHuge" + t);
-    double small_range = get("BM_MapRangeUnmapRange4K" + t), huge_range = get("BM_MapRangeUnmapRangeHuge" + t);
+    double small_range = get("BM_MapRangeUnmapRange4K" + t),
+           huge_range = get("BM_MapRangeUnmapRangeHuge" + t);
     double tr_small = get("BM_Translate4K" + t), tr_huge = get("BM_TranslateHuge" + t);
     if (small < 0 || huge < 0) continue;
     bool x32 = std::string(f) == "paging::X86_32";
     double leaves_per_huge = x32 ? 1024 : 512;
-    std::printf("paging_bench: %s: map+unmap %.1f ns/4 KiB page, %.1f ns/%s page; ranges %.1f ns/4 KiB page, %.1f ns/%s page\n",
-                f, small, huge, x32 ? "4 MiB" : "2 MiB", small_range, huge_range, x32 ? "4 MiB" : "2 MiB");
-    std::printf("paging_bench: %s: translate %.1f ns/page (4 KiB leaves), %.1f ns/page (%s leaves); protect_range %.1f ns/page; split-on-unmap cycle %.0f ns\n",
-                f, tr_small, tr_huge, x32 ? "4 MiB" : "2 MiB", get("BM_ProtectRange4K" + t), get("BM_SplitOnPartialUnmap" + t));
+    std::printf(
+        "paging_bench: %s: map+unmap %.1f ns/4 KiB page, %.1f ns/%s page; ranges %.1f ns/4 KiB page, %.1f "
+        "ns/%s page\n",
+        f, small, huge, x32 ? "4 MiB" : "2 MiB", small_range, huge_range, x32 ? "4 MiB" : "2 MiB");
+    std::printf(
+        "paging_bench: %s: translate %.1f ns/page (4 KiB leaves), %.1f ns/page (%s leaves); protect_range "
+        "%.1f ns/page; split-on-unmap cycle %.0f ns\n",
+        f, tr_small, tr_huge, x32 ? "4 MiB" : "2 MiB", get("BM_ProtectRange4K" + t),
+        get("BM_SplitOnPartialUnmap" + t));
     double ratio = huge / (leaves_per_huge * small);
     std::printf("paging_bench: %s: ratio one %s page / %g x 4 KiB pages (map+unmap): %.4f (1/%.0f)\n", f,
                 x32 ? "4 MiB" : "2 MiB", leaves_per_huge, ratio, 1 / ratio);
@@ -244,9 +262,11 @@ int main(int argc, char** argv) {
   if (ratio >= 0 && tr >= 0) {
     bool r_ok = ratio <= 1.0 / 50, t_ok = tr <= 100;
     ok = r_ok && t_ok;
-    std::printf("paging_bench: x86_64 per-page cost, 2 MiB vs 512 x 4 KiB mapping: %.4fx (target <= 0.02x): %s\n", ratio,
-                r_ok ? "PASS" : "FAIL");
-    std::printf("paging_bench: x86_64 translate: %.1f ns/page (target <= 100 ns): %s\n", tr, t_ok ? "PASS" : "FAIL");
+    std::printf(
+        "paging_bench: x86_64 per-page cost, 2 MiB vs 512 x 4 KiB mapping: %.4fx (target <= 0.02x): %s\n",
+        ratio, r_ok ? "PASS" : "FAIL");
+    std::printf("paging_bench: x86_64 translate: %.1f ns/page (target <= 100 ns): %s\n", tr,
+                t_ok ? "PASS" : "FAIL");
   } else {
     std::printf("paging_bench: x86_64 ratios not measured (filtered out)\n");
   }

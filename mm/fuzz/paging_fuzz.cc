@@ -31,7 +31,8 @@ namespace paging = mm::paging;
 constexpr std::size_t kRecord = 12;
 
 [[noreturn]] void fail(const std::string& what, const Op& op, std::size_t index) {
-  std::fprintf(stderr, "paging_fuzz: operation %zu (%s): %s\n", index, paging_model::describe(op).c_str(), what.c_str());
+  std::fprintf(stderr, "paging_fuzz: operation %zu (%s): %s\n", index, paging_model::describe(op).c_str(),
+               what.c_str());
   std::abort();
 }
 
@@ -49,8 +50,8 @@ Op decode(const std::uint8_t* r) {
     uint64_t half = 0;
     if constexpr (ktl::is_same<F, paging::Aarch64Upper>) half = uint64_t{1} << 47;
     if constexpr (ktl::is_same<F, paging::X86_64>) half = (a >> 23) & 1 ? uint64_t{1} << 47 : 0;
-    op.va = half + (1 + ((a >> 9) & 1)) * M::size(3) + ((a >> 10) % 3) * M::size(2) + ((a >> 13) % 4) * M::size(1) +
-            page * 4096;
+    op.va = half + (1 + ((a >> 9) & 1)) * M::size(3) + ((a >> 10) % 3) * M::size(2) +
+            ((a >> 13) % 4) * M::size(1) + page * 4096;
   }
   op.level = r[4] % (F::kLargestLeafLevel + 1);
   uint64_t n = r[5] | (uint64_t{r[6]} << 8);
@@ -74,7 +75,9 @@ Op decode(const std::uint8_t* r) {
       break;
     case OpKind::MapRange:
       // bit 15 of the size: keep the physical address congruent so huge pages fit.
-      if (n & 0x8000) op.pa = (op.pa & ~(M::size(F::kLargestLeafLevel) - 1)) + (op.va & (M::size(F::kLargestLeafLevel) - 1));
+      if (n & 0x8000)
+        op.pa =
+            (op.pa & ~(M::size(F::kLargestLeafLevel) - 1)) + (op.va & (M::size(F::kLargestLeafLevel) - 1));
       op.bytes = (1 + (n & 0x7ff)) * 4096;
       break;
     case OpKind::UnmapRange:
@@ -87,7 +90,8 @@ Op decode(const std::uint8_t* r) {
   }
   uint64_t end = Harness<F>::space_end();
   if (op.va + op.bytes > end) op.bytes = end - op.va;
-  if (ktl::is_same<F, paging::X86_64> && op.va < (uint64_t{1} << 47) && op.va + op.bytes > (uint64_t{1} << 47)) {
+  if (ktl::is_same<F, paging::X86_64> && op.va < (uint64_t{1} << 47) &&
+      op.va + op.bytes > (uint64_t{1} << 47)) {
     op.bytes = (uint64_t{1} << 47) - op.va;
   }
   return op;
@@ -136,7 +140,8 @@ int main(int argc, char** argv) {
   if (files.empty()) {
     const char* root = std::getenv("TEST_SRCDIR");
     const char* workspace = std::getenv("TEST_WORKSPACE");
-    std::string dir = std::string(root ? root : ".") + "/" + (workspace ? workspace : "ferrite") + "/mm/fuzz/paging_corpus";
+    std::string dir =
+        std::string(root ? root : ".") + "/" + (workspace ? workspace : "ferrite") + "/mm/fuzz/paging_corpus";
     if (DIR* d = opendir(dir.c_str())) {
       while (dirent* e = readdir(d)) {
         if (e->d_name[0] != '.') files.push_back(dir + "/" + e->d_name);

@@ -17,8 +17,8 @@ module;
 
 #include <array>
 #include <cstddef>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <optional>
 #include <set>
 #include <string>
@@ -58,9 +58,9 @@ enum class Fault {
 struct MmuConfig {
   Mmu mmu = Mmu::X86_64;
   std::uint64_t pat = 0x0007'0406'0007'0406ull;  // IA32_PAT (power-on default unless set)
-  std::uint64_t mair = 0;                         // MAIR_EL1
-  bool nxe = true;                                // IA32_EFER.NXE
-  bool upper_half = false;                        // aarch64: the root is TTBR1_EL1
+  std::uint64_t mair = 0;                        // MAIR_EL1
+  bool nxe = true;                               // IA32_EFER.NXE
+  bool upper_half = false;                       // aarch64: the root is TTBR1_EL1
 };
 
 struct WalkResult {
@@ -75,8 +75,8 @@ struct WalkResult {
   bool exec_kernel = false;  // ... at CPL0 / EL1
   bool global = false;
   MemType memtype = MemType::Invalid;
-  unsigned device_kind = 0;    // aarch64 Device-nGnRnE = 0, nGnRE = 1, nGRE = 2, GRE = 3
-  unsigned shareability = 0;   // aarch64 SH[1:0] of the leaf
+  unsigned device_kind = 0;   // aarch64 Device-nGnRnE = 0, nGnRE = 1, nGRE = 2, GRE = 3
+  unsigned shareability = 0;  // aarch64 SH[1:0] of the leaf
   // Physical addresses of the tables walked, root first (a fixed array: walks are hot in tests).
   std::array<std::uint64_t, 4> tables{};
   unsigned depth = 0;
@@ -93,7 +93,8 @@ struct WalkResult {
 [[nodiscard]] std::string describe(const WalkResult& r);
 
 // Translates `va` with the tables rooted at physical `root`.
-[[nodiscard]] WalkResult walk(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uint64_t root, std::uint64_t va);
+[[nodiscard]] WalkResult walk(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uint64_t root,
+                              std::uint64_t va);
 
 struct LeafInfo {
   std::uint64_t va;    // first address of the leaf (canonical form)
@@ -102,14 +103,15 @@ struct LeafInfo {
 };
 // Every leaf reachable from `root`, in address order, with its full walk. A table entry that points
 // at a table already on the current path (the recursive self-reference) is not followed.
-[[nodiscard]] std::vector<LeafInfo> leaves(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uint64_t root);
+[[nodiscard]] std::vector<LeafInfo> leaves(const mm::PhysWindow& mem, const MmuConfig& cfg,
+                                           std::uint64_t root);
 // The number of distinct table frames reachable from `root`, the root included.
 [[nodiscard]] std::size_t table_count(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uint64_t root);
 
 // A load of `bytes` (1..8, naturally aligned) bytes at `va` through the simulated MMU: nullopt on
 // a fault. Reading a recursive-window address returns the page-table entry it aliases.
-[[nodiscard]] std::optional<std::uint64_t> load(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uint64_t root,
-                                                std::uint64_t va, unsigned bytes);
+[[nodiscard]] std::optional<std::uint64_t> load(const mm::PhysWindow& mem, const MmuConfig& cfg,
+                                                std::uint64_t root, std::uint64_t va, unsigned bytes);
 
 }  // namespace sim
 
@@ -122,7 +124,9 @@ constexpr std::uint64_t field(std::uint64_t v, unsigned hi, unsigned lo) {
   return (v >> lo) & ((hi - lo == 63) ? ~0ull : ((1ull << (hi - lo + 1)) - 1));
 }
 // Bits [hi:lo] of v, in place.
-constexpr std::uint64_t mask_in_place(std::uint64_t v, unsigned hi, unsigned lo) { return field(v, hi, lo) << lo; }
+constexpr std::uint64_t mask_in_place(std::uint64_t v, unsigned hi, unsigned lo) {
+  return field(v, hi, lo) << lo;
+}
 
 std::uint64_t read_phys(const mm::PhysWindow& mem, std::uint64_t pa, unsigned bytes) {
   ktl::Span<ktl::u8> b = mem.bytes(mm::PhysAddr::from(pa), bytes);
@@ -144,7 +148,8 @@ MemType pat_type(std::uint64_t pat, unsigned index) {
 }
 
 // --- x86 (both modes) -------------------------------------------------------------------------------------
-WalkResult walk_x86_64(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uint64_t root, std::uint64_t va) {
+WalkResult walk_x86_64(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uint64_t root,
+                       std::uint64_t va) {
   WalkResult r;
   // Canonical: bits 63:47 all equal.
   std::uint64_t top = va >> 47;
@@ -210,7 +215,8 @@ WalkResult walk_x86_64(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uin
   return r;
 }
 
-WalkResult walk_x86_32(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uint64_t root, std::uint64_t va) {
+WalkResult walk_x86_32(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uint64_t root,
+                       std::uint64_t va) {
   WalkResult r;
   if (va > 0xffff'ffffull) {
     r.fault = Fault::AddressSize;
@@ -293,7 +299,8 @@ void decode_mair(std::uint64_t mair, unsigned index, WalkResult& r) {
   r.memtype = (o == i) ? i : MemType::Invalid;  // mixed inner/outer: not used by the kernel
 }
 
-WalkResult walk_aarch64(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uint64_t root, std::uint64_t va) {
+WalkResult walk_aarch64(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uint64_t root,
+                        std::uint64_t va) {
   WalkResult r;
   // TnSZ = 16: TTBR0 takes VA[63:48] == 0, TTBR1 takes VA[63:48] == 0xffff.
   std::uint64_t top = va >> 48;
@@ -460,10 +467,11 @@ std::string describe(const WalkResult& r) {
     std::snprintf(buf, sizeof buf, "fault %s at level %d", to_string(r.fault), r.fault_level);
     return buf;
   }
-  std::snprintf(buf, sizeof buf, "page %#llx (+%#llx) -> %#llx %s%s%s%s%s%s %s", static_cast<unsigned long long>(r.page_va),
-                static_cast<unsigned long long>(r.page_size), static_cast<unsigned long long>(r.phys),
-                r.user ? "U" : "K", r.writable ? "W" : "-", r.exec_user ? "x" : "-", r.exec_kernel ? "X" : "-",
-                r.global ? "G" : "", r.shareability != 0 ? " sh" : "", to_string(r.memtype));
+  std::snprintf(buf, sizeof buf, "page %#llx (+%#llx) -> %#llx %s%s%s%s%s%s %s",
+                static_cast<unsigned long long>(r.page_va), static_cast<unsigned long long>(r.page_size),
+                static_cast<unsigned long long>(r.phys), r.user ? "U" : "K", r.writable ? "W" : "-",
+                r.exec_user ? "x" : "-", r.exec_kernel ? "X" : "-", r.global ? "G" : "",
+                r.shareability != 0 ? " sh" : "", to_string(r.memtype));
   return buf;
 }
 
@@ -479,7 +487,9 @@ WalkResult walk(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uint64_t r
 std::vector<LeafInfo> leaves(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uint64_t root) {
   std::vector<LeafInfo> out;
   std::vector<std::uint64_t> path;
-  auto on_leaf = [&](std::uint64_t va, std::uint64_t size) { out.push_back({va, size, walk(mem, cfg, root, va)}); };
+  auto on_leaf = [&](std::uint64_t va, std::uint64_t size) {
+    out.push_back({va, size, walk(mem, cfg, root, va)});
+  };
   std::uint64_t table = cfg.mmu == Mmu::X86_32 ? (root & 0xffff'f000ull) : table_address(cfg.mmu, root);
   dfs(mem, cfg, table, 0, 0, path, on_leaf, nullptr);
   return out;

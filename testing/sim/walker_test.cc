@@ -48,9 +48,9 @@ TEST(WalkerX86_64, LeavesAtEveryLevel) {
   t.set64(pml4, 1, pdpt | P | RW | US);
   t.set64(pdpt, 2, pd | P | RW | US);
   t.set64(pd, 3, 0x4000'0000 | P | RW | PS | PWT | G);            // 2 MiB, PAT index 1 = WT
-  t.set64(pd, 4, pt | P | RW);                                      // no US: user access denied below
+  t.set64(pd, 4, pt | P | RW);                                    // no US: user access denied below
   t.set64(pt, 5, 0x5000'0000 | P | RW | US | PAT_4K | PWT | XD);  // PAT index 5 = WC
-  t.set64(pdpt, 3, 0x8000'0000 | P | PS | PCD | PWT | US);          // 1 GiB, read-only, UC
+  t.set64(pdpt, 3, 0x8000'0000 | P | PS | PCD | PWT | US);        // 1 GiB, read-only, UC
   auto cfg = x86_64_config();
 
   uint64_t va2m = (1ull << 39) | (2ull << 30) | (3ull << 21) | 0x1234;
@@ -99,7 +99,7 @@ TEST(WalkerX86_64, FaultsAndReservedBits) {
   Tables t;
   const uint64_t pml4 = kBase, pdpt = kBase + 0x1000;
   t.set64(pml4, 0, pdpt | P | RW);
-  t.set64(pml4, 2, 0x4000'0000 | P | PS);         // PS is reserved in a PML4E
+  t.set64(pml4, 2, 0x4000'0000 | P | PS);              // PS is reserved in a PML4E
   t.set64(pdpt, 4, 0xc000'0000 | P | PS | (1 << 13));  // reserved bit inside a 1 GiB entry
   t.set64(pdpt, 5, 0xc000'0000 | P | PS | XD);
   auto cfg = x86_64_config();
@@ -138,9 +138,9 @@ TEST(WalkerX86_32, PsePagesAndPageTables) {
   const uint64_t pd = kBase, pt = kBase + 0x1000;
   t.set32(pd, 1, static_cast<uint32_t>(0x0040'0000 | P | RW | PS | PAT_LARGE | PWT));  // 4 MiB, WC
   t.set32(pd, 2, static_cast<uint32_t>(pt | P | US | RW));
-  t.set32(pt, 3, static_cast<uint32_t>(0x0030'0000 | P | US | PCD | PWT));            // UC, read-only
-  t.set32(pd, 5, static_cast<uint32_t>(0x0140'0000 | P | PS | (1u << 21)));            // reserved bit 21
-  t.set32(pd, 6, static_cast<uint32_t>(0x0180'0000 | P | PS | (1u << 13)));            // PSE-36: bit 32
+  t.set32(pt, 3, static_cast<uint32_t>(0x0030'0000 | P | US | PCD | PWT));   // UC, read-only
+  t.set32(pd, 5, static_cast<uint32_t>(0x0140'0000 | P | PS | (1u << 21)));  // reserved bit 21
+  t.set32(pd, 6, static_cast<uint32_t>(0x0180'0000 | P | PS | (1u << 13)));  // PSE-36: bit 32
   sim::MmuConfig cfg;
   cfg.mmu = sim::Mmu::X86_32;
   cfg.pat = 0x0007'0106'0007'0406ull;
@@ -178,17 +178,17 @@ TEST(WalkerAarch64, BlocksPagesAndPermissions) {
   Tables t;
   const uint64_t l0 = kBase, l1 = kBase + 0x1000, l2 = kBase + 0x2000, l3 = kBase + 0x3000;
   t.set64(l0, 0, l1 | V | TABLE);
-  t.set64(l1, 1, 0x4000'0000 | V | AF | attr(0) | SH_INNER);                      // 1 GiB, kernel RW
-  t.set64(l1, 2, l2 | V | TABLE | APTABLE_RO);                                    // everything below read-only
-  t.set64(l2, 3, 0x8060'0000 | V | AF | attr(2) | AP_EL0 | SH_INNER | UXN);      // 2 MiB, Normal NC
+  t.set64(l1, 1, 0x4000'0000 | V | AF | attr(0) | SH_INNER);                 // 1 GiB, kernel RW
+  t.set64(l1, 2, l2 | V | TABLE | APTABLE_RO);                               // everything below read-only
+  t.set64(l2, 3, 0x8060'0000 | V | AF | attr(2) | AP_EL0 | SH_INNER | UXN);  // 2 MiB, Normal NC
   t.set64(l2, 4, l3 | V | TABLE);
   t.set64(l3, 5, 0x9000'0000 | V | TABLE | AF | attr(3) | AP_EL0 | AP_RO | NG | PXN | UXN);  // Device
-  t.set64(l3, 6, 0x9000'1000 | V | TABLE);                                         // AF = 0
-  t.set64(l3, 7, 0x9000'2000 | V);                                                 // 0b01 at L3: reserved
-  t.set64(l2, 8, 0x8000'0000 | V | AF | (1 << 13));                                // RES0 bit in a block
-  t.set64(l0, 1, 0x80'0000'0000ull | V | AF);                                      // no L0 blocks
+  t.set64(l3, 6, 0x9000'1000 | V | TABLE);                                                   // AF = 0
+  t.set64(l3, 7, 0x9000'2000 | V);                   // 0b01 at L3: reserved
+  t.set64(l2, 8, 0x8000'0000 | V | AF | (1 << 13));  // RES0 bit in a block
+  t.set64(l0, 1, 0x80'0000'0000ull | V | AF);        // no L0 blocks
   t.set64(l1, 3, (l2 + 0x1000) | V | TABLE);
-  t.set64(l2 + 0x1000, 9, 0xa000'0000 | V | AF | AP_EL0 | SH_INNER | attr(1));     // EL0-writable
+  t.set64(l2 + 0x1000, 9, 0xa000'0000 | V | AF | AP_EL0 | SH_INNER | attr(1));  // EL0-writable
   sim::MmuConfig cfg;
   cfg.mmu = sim::Mmu::Aarch64;
   cfg.mair = 0x0044'bbffull;  // Normal WB, Normal WT, Normal NC, Device-nGnRnE
@@ -223,8 +223,10 @@ TEST(WalkerAarch64, BlocksPagesAndPermissions) {
   EXPECT_EQ(r.device_kind, 0u);
   EXPECT_EQ(r.table_list(), (std::vector<uint64_t>{l0, l1, l2, l3}));
 
-  EXPECT_EQ(sim::walk(t.window(), cfg, l0, (2ull << 30) | (4ull << 21) | (6ull << 12)).fault, sim::Fault::AccessFlag);
-  EXPECT_EQ(sim::walk(t.window(), cfg, l0, (2ull << 30) | (4ull << 21) | (7ull << 12)).fault, sim::Fault::BadDescriptor);
+  EXPECT_EQ(sim::walk(t.window(), cfg, l0, (2ull << 30) | (4ull << 21) | (6ull << 12)).fault,
+            sim::Fault::AccessFlag);
+  EXPECT_EQ(sim::walk(t.window(), cfg, l0, (2ull << 30) | (4ull << 21) | (7ull << 12)).fault,
+            sim::Fault::BadDescriptor);
   EXPECT_EQ(sim::walk(t.window(), cfg, l0, (2ull << 30) | (8ull << 21)).fault, sim::Fault::ReservedBit);
   EXPECT_EQ(sim::walk(t.window(), cfg, l0, 1ull << 39).fault, sim::Fault::BadDescriptor);
   EXPECT_EQ(sim::walk(t.window(), cfg, l0, 0xffff'8000'0000'0000ull).fault, sim::Fault::AddressSize);
