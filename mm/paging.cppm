@@ -267,6 +267,10 @@ class PageTable {
                                                                   PageTableOptions options = {}) {
     auto frame = frames.allocate_frame();
     if (frame.is_err()) return ktl::Err(PagingError::NoMemory);
+    if (!table_frame_ok(frame.value().start())) {
+      frames.free_frame(frame.value());
+      return ktl::Err(PagingError::NoMemory);
+    }
     PageTable pt(window, frames, frame.value().start(), options, Ownership::Owned);
     pt.zero_table(pt.root_);
     pt.allocated_ = 1;
@@ -277,7 +281,7 @@ class PageTable {
   [[nodiscard]] static ktl::Result<PageTable, PagingError> adopt(PhysWindow window, FrameAllocator& frames,
                                                                  PhysAddr root,
                                                                  PageTableOptions options = {}) {
-    if (!root.is_aligned(kPageSize) || !window.covers(root, kPageSize)) {
+    if (!root.is_aligned(kPageSize) || !window.covers(root, kPageSize) || !table_frame_ok(root)) {
       return ktl::Err(PagingError::OutOfRange);
     }
     return PageTable(window, frames, root, options, Ownership::Adopted);
@@ -558,6 +562,10 @@ class PageTable {
       for (u64 i = 0; i < n; ++i) {
         auto frame = frames_.allocate_frame();
         if (frame.is_err()) return ktl::Err(PagingError::NoMemory);
+        if (!table_frame_ok(frame.value().start())) {  // e.g. above 4 GiB for x86 32-bit tables
+          frames_.free_frame(frame.value());
+          return ktl::Err(PagingError::NoMemory);
+        }
         push(frame.value().start());
       }
       return ktl::ok();
@@ -589,6 +597,12 @@ class PageTable {
   PageTable(PhysWindow window, FrameAllocator& frames, PhysAddr root, PageTableOptions options,
             Ownership ownership)
       : window_(window), frames_(&frames), root_(root), options_(options), ownership_(ownership) {}
+
+  // A table frame must be reachable by the format's table entries (and visible in the window,
+  // which PhysWindow checks on every access).
+  [[nodiscard]] static bool table_frame_ok(PhysAddr frame) {
+    return frame.value() + kPageSize <= F::kPhysLimit;
+  }
 
   // --- entry access ---
   [[nodiscard]] ktl::Span<Entry> table(PhysAddr t) const { return window_.array<Entry>(t, F::kEntries); }

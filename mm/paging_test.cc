@@ -183,6 +183,21 @@ TEST(PagingHost, FreshTablesAreZeroedDespitePoison) {
   EXPECT_EQ(frames.used_count(), 0u);
 }
 
+// Table frames must be reachable by the format's entries: 32-bit tables cannot live above 4 GiB.
+TEST(PagingHost, TableFramesTheFormatCannotReachAreRefused) {
+  sim::PhysMemory high(PhysAddr::from(5ull << 30), 1 << 20);
+  mm::paging_testing::ArenaFrames frames(high.window(), high.range());
+  auto x32 = PageTable<paging::X86_32>::create(high.window(), frames);
+  ASSERT_TRUE(x32.is_err());
+  EXPECT_EQ(x32.error(), mm::PagingError::NoMemory);
+  EXPECT_EQ(frames.used_count(), 0u);
+  {
+    auto x64 = PageTable<paging::X86_64>::create(high.window(), frames).release_value();
+    EXPECT_GE(x64.root().value(), 5ull << 30);
+  }
+  EXPECT_EQ(frames.used_count(), 0u);
+}
+
 TEST(PagingHostDeathTest, DestroyingTheActiveTablesPanics) {
   EXPECT_DEATH(
       {
