@@ -361,7 +361,7 @@ ktl::Result<void, HeapError> Heap::init(Pmm& pmm, PhysWindow window, const HeapC
     ktl::InlineString<32> name;
     ktl::format_to(name, "kmalloc-{}", heap_classes::size_of(i));
     auto cache = slab_.create_cache(name.view(), heap_classes::size_of(i), heap_classes::align_of(i));
-    if (cache.is_err()) return ktl::Err(HeapError::OutOfMemory);
+    if (cache.is_err() || !cache.value()->has_cpu_slot()) return ktl::Err(HeapError::OutOfMemory);
     classes_[i] = cache.value();
   }
   if (config.pager != nullptr) {
@@ -377,6 +377,10 @@ void Heap::report_invalid_free(const void* p, const char* why) const {
 }
 
 void* Heap::kmalloc_slow(usize size) {
+  if (size > heap_classes::kTableMax && size <= heap_classes::kMaxSize) {
+    void* p = classes_[heap_classes::index_of(size)]->alloc_sized(size);
+    if (p != nullptr) return p;
+  }
   // A big class whose contiguous slab could not be had still has the region.
   if (size <= heap_classes::kMaxSize && size < 8192) return nullptr;
   if (!region_.initialized()) return nullptr;

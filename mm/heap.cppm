@@ -241,11 +241,12 @@ class Heap {
 
   // --- the C-style surface ---
   [[nodiscard]] inline void* kmalloc(usize size) {
-    if (size <= heap_classes::kMaxSize) [[likely]] {
-      KTL_UNSAFE_BUFFER_BEGIN  // index_of(size) < kCount for size <= kMaxSize
-      SlabCache* cache = classes_.data()[heap_classes::index_of(size)];
+    if (size <= heap_classes::kTableMax) [[likely]] {
+      KTL_UNSAFE_BUFFER_BEGIN  // (size + 7) / 8 <= kTableMax / 8; table entries are < kCount
+      SlabCache* cache = classes_.data()[heap_classes::kIndexTable.data()[(size + 7) / 8]];
       KTL_UNSAFE_BUFFER_END
-      void* p = cache->alloc_sized(size);
+      // Every class cache has a per-CPU slot (init fails otherwise).
+      void* p = cache->alloc_with_cpu_slot(size);
       if (p != nullptr) [[likely]] return p;
     }
     return kmalloc_slow(size);
