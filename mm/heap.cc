@@ -18,6 +18,7 @@ import mm.arch;
 import mm.bitmap;
 import mm.pmm;
 import mm.slab;
+import mm.slab.cpu;
 
 namespace mm {
 
@@ -377,8 +378,8 @@ void Heap::report_invalid_free(const void* p, const char* why) const {
 }
 
 void* Heap::kmalloc_slow(usize size) {
-  if (size > heap_classes::kTableMax && size <= heap_classes::kMaxSize) {
-    void* p = classes_[heap_classes::index_of(size)]->alloc_sized(size);
+  if (size <= heap_classes::kMaxSize) {
+    void* p = classes_[heap_classes::index_of(size)]->alloc_general(size);
     if (p != nullptr) return p;
   }
   // A big class whose contiguous slab could not be had still has the region.

@@ -622,6 +622,9 @@ void SlabCache::return_magazines(CpuSlot& slot) {
   slot = CpuSlot{nullptr, nullptr};
 }
 
+void* SlabCache::alloc_general(usize requested) { return alloc_sized(requested); }
+void SlabCache::free_general(void* object) { free_known(object); }
+
 // --- the paths below the per-CPU layer ----------------------------------------------------------------------------
 void* SlabCache::alloc_slow(CpuBlock& block, CpuSlot& slot) {
   if (!slab_cpu::ensure_registered(block)) return alloc_direct();

@@ -235,6 +235,10 @@ class SlabCache {
     if (object != nullptr) on_alloc(object, requested);
     return object;
   }
+  // The complete paths, out of line: callers with their own fast path (kmalloc, kfree) tail-call
+  // these for everything else, so the fast path itself needs no stack frame.
+  [[nodiscard]] void* alloc_general(usize requested);
+  void free_general(void* object);
   // alloc_sized for a cache that has a per-CPU slot (has_cpu_slot()): one check less.
   [[nodiscard]] inline void* alloc_with_cpu_slot(usize requested) {
     slab_cpu::CpuPin pin;
@@ -287,10 +291,10 @@ class SlabCache {
 
   // --- queries ---
   [[nodiscard]] ktl::StringView name() const { return ktl::StringView(name_.data(), name_length_); }
-  [[nodiscard]] usize object_size() const { return size_; }
+  [[nodiscard]] inline usize object_size() const { return size_; }
   [[nodiscard]] usize stride() const { return stride_; }
   [[nodiscard]] usize align() const { return align_; }
-  [[nodiscard]] bool hardened() const { return hardened_; }
+  [[nodiscard]] inline bool hardened() const { return hardened_; }
   [[nodiscard]] u32 objects_per_slab() const { return objects_per_slab_; }
   [[nodiscard]] u32 frames_per_slab() const { return slab_frames_; }
   [[nodiscard]] u32 magazine_capacity() const { return magazine_capacity_; }
@@ -380,6 +384,8 @@ class SlabCache {
   }
   void hardened_alloc(void* object, usize requested);
   void hardened_free(void* object);
+
+ public:
   // Without ASan these are no-ops that the fast paths inline away.
   static inline void asan_poison([[maybe_unused]] const void* p, [[maybe_unused]] usize n) {
 #if defined(FERRITE_ASAN)
@@ -391,6 +397,8 @@ class SlabCache {
     __asan_unpoison_memory_region(p, n);
 #endif
   }
+
+ private:
   void init_slab_objects(SlabDesc& slab);
   void check_owner(const void* object) const;
 
