@@ -31,20 +31,21 @@ alignas(Heap) ktl::Array<ktl::u8, sizeof(Heap)> g_heap_storage;
 
 ktl::u8* byte_at(void* p, usize offset) {
   KTL_UNSAFE_BUFFER_BEGIN  // inside one object or mapping (the caller's contract)
-  return static_cast<ktl::u8*>(p) + offset;
+      return static_cast<ktl::u8*>(p) +
+      offset;
   KTL_UNSAFE_BUFFER_END
 }
 
 HEAP_RAW void raw_fill(void* p, usize n, ktl::u8 value) {
   auto* b = static_cast<volatile ktl::u8*>(p);
   KTL_UNSAFE_BUFFER_BEGIN  // [p, p + n) lies in one large object's mapped pages
-  for (usize i = 0; i < n; ++i) b[i] = value;
+      for (usize i = 0; i < n; ++i) b[i] = value;
   KTL_UNSAFE_BUFFER_END
 }
 HEAP_RAW usize raw_find_not(const void* p, usize n, ktl::u8 value) {
   auto* b = static_cast<const volatile ktl::u8*>(p);
   KTL_UNSAFE_BUFFER_BEGIN  // as raw_fill
-  for (usize i = 0; i < n; ++i) {
+      for (usize i = 0; i < n; ++i) {
     if (b[i] != value) return i;
   }
   KTL_UNSAFE_BUFFER_END
@@ -53,7 +54,7 @@ HEAP_RAW usize raw_find_not(const void* p, usize n, ktl::u8 value) {
 
 void copy_object(void* to, const void* from, usize n) {
   KTL_UNSAFE_BUFFER_BEGIN  // n <= the size of both objects (krealloc's min(old, new))
-  __builtin_memcpy(to, from, n);
+      __builtin_memcpy(to, from, n);
   KTL_UNSAFE_BUFFER_END
 }
 
@@ -75,10 +76,11 @@ void format_value(ktl::FormatSink& sink, HeapError e, const ktl::FormatSpec& spe
 }
 
 // --- HeapRegion ---------------------------------------------------------------------------------------
-ktl::Result<void, HeapError> HeapRegion::init(Pmm& pmm, PhysWindow window, SlabAllocator& slab, VirtRange range,
-                                              RegionPager& pager, Hardening hardening) {
+ktl::Result<void, HeapError> HeapRegion::init(Pmm& pmm, PhysWindow window, SlabAllocator& slab,
+                                              VirtRange range, RegionPager& pager, Hardening hardening) {
   if (pager_ != nullptr) return ktl::Err(HeapError::AlreadyInitialized);
-  if (range.empty() || !range.start().is_aligned(kPageSize) || !ktl::is_aligned<u64>(range.size(), kPageSize)) {
+  if (range.empty() || !range.start().is_aligned(kPageSize) ||
+      !ktl::is_aligned<u64>(range.size(), kPageSize)) {
     return ktl::Err(HeapError::InvalidArgument);
   }
   u64 pages = range.size() / kPageSize;
@@ -135,7 +137,8 @@ HeapRegion::~HeapRegion() {
 ktl::uptr HeapRegion::table_get(u64 page) const {
   ktl::uptr leaf = root_[page / kLeafEntries];
   if (leaf == 0) return 0;
-  return window_.array<ktl::uptr>(window_.phys_of(reinterpret_cast<void*>(leaf)).value(), kLeafEntries)[page % kLeafEntries];
+  return window_.array<ktl::uptr>(window_.phys_of(reinterpret_cast<void*>(leaf)).value(),
+                                  kLeafEntries)[page % kLeafEntries];
 }
 
 bool HeapRegion::table_set(u64 page, ktl::uptr value) {
@@ -150,8 +153,8 @@ bool HeapRegion::table_set(u64 page, ktl::uptr value) {
     (void)frame.release_value().release();  // owned by the table (freed by the destructor)
     ++stats_.table_frames;
   }
-  window_.array<ktl::uptr>(window_.phys_of(reinterpret_cast<void*>(leaf)).value(), kLeafEntries)[page % kLeafEntries] =
-      value;
+  window_.array<ktl::uptr>(window_.phys_of(reinterpret_cast<void*>(leaf)).value(),
+                           kLeafEntries)[page % kLeafEntries] = value;
   return true;
 }
 
@@ -170,7 +173,8 @@ LargeObject* HeapRegion::live_object_locked(const void* p, const char* operation
   ktl::uptr v = table_get(page_index(VirtAddr::from(addr(p))));
   if (v == kTombstone) report("double free", p);
   if (v == 0) {
-    ktl::format_to(what, "invalid {} (not an allocated object: interior pointer or never allocated)", operation);
+    ktl::format_to(what, "invalid {} (not an allocated object: interior pointer or never allocated)",
+                   operation);
     report(what.c_str(), p);
   }
   auto* o = reinterpret_cast<LargeObject*>(v);
@@ -193,7 +197,8 @@ void HeapRegion::check_tail(const LargeObject& o) const {
   usize bad = raw_find_not(byte_at(p, o.requested), tail, kTailByte);
   if (bad != tail) {
     ktl::InlineString<128> what;
-    ktl::format_to(what, "buffer overflow detected (byte {} past the {}-byte object overwritten)", bad, o.requested);
+    ktl::format_to(what, "buffer overflow detected (byte {} past the {}-byte object overwritten)", bad,
+                   o.requested);
     report(what.c_str(), p);
   }
 }
@@ -251,7 +256,8 @@ ktl::Result<void*, HeapError> HeapRegion::allocate(usize bytes, usize align) {
   if (align == 0) align = kPageSize;
   if (!ktl::is_power_of_two(align)) return ktl::Err(HeapError::InvalidArgument);
   auto rounded = ktl::checked_align_up<u64>(ktl::max<u64>(bytes, 1), kPageSize);
-  if (rounded.overflow || rounded.value / kPageSize + 1 > range_.size() / kPageSize) return ktl::Err(HeapError::TooLarge);
+  if (rounded.overflow || rounded.value / kPageSize + 1 > range_.size() / kPageSize)
+    return ktl::Err(HeapError::TooLarge);
   u64 pages = rounded.value / kPageSize;
   u64 align_pages = ktl::max<u64>(align / kPageSize, 1);
 
@@ -427,7 +433,7 @@ void* Heap::kcalloc(usize count, usize size) {
   void* p = kmalloc(total.value);
   if (p != nullptr) {
     KTL_UNSAFE_BUFFER_BEGIN  // [p, p + total) is the object just allocated
-    __builtin_memset(p, 0, total.value);
+        __builtin_memset(p, 0, total.value);
     KTL_UNSAFE_BUFFER_END
   }
   return p;

@@ -63,7 +63,7 @@ enum class HeapError : u32 {
   TooLarge,         // bigger than the heap region
   NotInitialized,
   AlreadyInitialized,
-  MapFailed,        // the pager could not map
+  MapFailed,  // the pager could not map
 };
 [[nodiscard]] constexpr const char* to_string(HeapError e) {
   switch (e) {
@@ -122,7 +122,7 @@ inline constexpr ktl::Array<ktl::u8, kTableMax / 8 + 1> kIndexTable = [] {
 // The smallest class of at least `size` bytes (size <= kMaxSize; 0 maps to the 8-byte class).
 [[nodiscard]] constexpr usize index_of(usize size) {
   KTL_UNSAFE_BUFFER_BEGIN  // (size + 7) / 8 <= kTableMax / 8, the table's last index
-  if (size <= kTableMax) return kIndexTable.data()[(size + 7) / 8];
+      if (size <= kTableMax) return kIndexTable.data()[(size + 7) / 8];
   KTL_UNSAFE_BUFFER_END
   return compute_index(size);
 }
@@ -138,17 +138,17 @@ struct LargeObject {
   static constexpr u32 kMaxRuns = 4;
   u64 magic;
   VirtAddr start = VirtAddr::zero();
-  u64 pages = 0;       // mapped pages (the guard page after them is reserved, not mapped)
-  u64 requested = 0;   // bytes the caller asked for
+  u64 pages = 0;      // mapped pages (the guard page after them is reserved, not mapped)
+  u64 requested = 0;  // bytes the caller asked for
   u32 runs = 0;
   ktl::Array<AllocatedFrames, kMaxRuns> frames;
 };
 
 struct RegionStats {
   u64 objects = 0;
-  u64 mapped_pages = 0;   // = frames held for large objects
-  u64 reserved_pages = 0; // mapped + guard pages
-  u64 table_frames = 0;   // lookup-table leaves and the bitmap
+  u64 mapped_pages = 0;    // = frames held for large objects
+  u64 reserved_pages = 0;  // mapped + guard pages
+  u64 table_frames = 0;    // lookup-table leaves and the bitmap
 };
 
 class HeapRegion {
@@ -161,8 +161,8 @@ class HeapRegion {
 
   // The region [range) (page aligned), whose pages `pager` maps. Bookkeeping (a page bitmap and
   // a lookup table) comes from `pmm`, through `window`; descriptors from `slab`.
-  [[nodiscard]] ktl::Result<void, HeapError> init(Pmm& pmm, PhysWindow window, SlabAllocator& slab, VirtRange range,
-                                                  RegionPager& pager, Hardening hardening);
+  [[nodiscard]] ktl::Result<void, HeapError> init(Pmm& pmm, PhysWindow window, SlabAllocator& slab,
+                                                  VirtRange range, RegionPager& pager, Hardening hardening);
   [[nodiscard]] bool initialized() const { return pager_ != nullptr; }
 
   [[nodiscard]] ktl::Result<void*, HeapError> allocate(usize bytes, usize align) EXCLUDES(lock_);
@@ -180,7 +180,7 @@ class HeapRegion {
 
  private:
   static constexpr u64 kMagic = 0x4c41524745u;  // "LARGE"
-  static constexpr ktl::uptr kTombstone = 1;     // a freed object's table entry until its VA is reused
+  static constexpr ktl::uptr kTombstone = 1;    // a freed object's table entry until its VA is reused
   static constexpr u64 kLeafEntries = kPageSize / sizeof(ktl::uptr);
 
   [[nodiscard]] static ktl::uptr addr(const void* p) { return reinterpret_cast<ktl::uptr>(p); }
@@ -205,7 +205,7 @@ class HeapRegion {
   mutable ktl::SpinLock lock_{"heap.region"};
   AllocatedFrames bitmap_frames_;
   AllocatedFrames root_frames_;
-  SummaryBitmap free_pages_ GUARDED_BY(lock_);  // set = free VA page
+  SummaryBitmap free_pages_ GUARDED_BY(lock_);   // set = free VA page
   ktl::Span<ktl::uptr> root_ GUARDED_BY(lock_);  // leaf addresses (window views), 0 = none
   u64 leaves_ GUARDED_BY(lock_) = 0;
   RegionStats stats_ GUARDED_BY(lock_);
@@ -247,7 +247,7 @@ class Heap {
   [[nodiscard]] inline void* kmalloc(usize size) {
     if (size <= heap_classes::kTableMax) [[likely]] {
       KTL_UNSAFE_BUFFER_BEGIN  // (size + 7) / 8 <= kTableMax / 8; table entries are < kCount
-      SlabCache* cache = classes_.data()[heap_classes::kIndexTable.data()[(size + 7) / 8]];
+          SlabCache* cache = classes_.data()[heap_classes::kIndexTable.data()[(size + 7) / 8]];
       KTL_UNSAFE_BUFFER_END
       if (!cache->hardened()) [[likely]] {
         slab_cpu::CpuPin pin;
@@ -264,8 +264,10 @@ class Heap {
   inline void kfree(void* p) {
     if (p == nullptr) return;
     SlabDesc* slab = slab_.slab_of(p);
-    if (slab == nullptr) [[unlikely]] return free_large(p);
-    if (!SlabCache::is_object_start(*slab, p)) [[unlikely]] slab->cache->report_not_object_start(p, "kfree");
+    if (slab == nullptr) [[unlikely]]
+      return free_large(p);
+    if (!SlabCache::is_object_start(*slab, p)) [[unlikely]]
+      slab->cache->report_not_object_start(p, "kfree");
     SlabCache* cache = slab->cache;
     if (!cache->hardened() && slab->cpu_slot != slab_cpu::kNoSlot) [[likely]] {
       slab_cpu::CpuPin pin;

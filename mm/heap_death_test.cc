@@ -120,7 +120,8 @@ TEST_P(HeapDeathTest, UseAfterFreeOfALargeObjectFaults) {
 
 INSTANTIATE_TEST_SUITE_P(BothModes, HeapDeathTest, testing::Values(Hardening::On, Hardening::Off),
                          [](const testing::TestParamInfo<Hardening>& info) {
-                           return info.param == Hardening::On ? std::string("Hardened") : std::string("Plain");
+                           return info.param == Hardening::On ? std::string("Hardened")
+                                                              : std::string("Plain");
                          });
 
 // --- hardened-only detections ----------------------------------------------------------------------
@@ -147,7 +148,8 @@ TEST(HeapDeath, OneByteOverflowIsCaughtAtFree) {
         p[100] = 0;
         host.heap().kfree(p);
       },
-      "slab: buffer overflow detected \\(redzone byte 0 past the 100-byte object overwritten\\) of 0x[0-9a-f]+ in "
+      "slab: buffer overflow detected \\(redzone byte 0 past the 100-byte object overwritten\\) of "
+      "0x[0-9a-f]+ in "
       "cache kmalloc-112");
 }
 

@@ -86,8 +86,8 @@ class Differential {
   ::testing::AssertionResult check_contents(std::uintptr_t a, const Block& b, std::size_t n) {
     std::size_t bad = verify(reinterpret_cast<void*>(a), n, b.fill);
     if (bad != n) {
-      return ::testing::AssertionFailure() << "byte " << bad << " of the " << b.size << "-byte block at " << a
-                                           << " changed";
+      return ::testing::AssertionFailure()
+             << "byte " << bad << " of the " << b.size << "-byte block at " << a << " changed";
     }
     return ::testing::AssertionSuccess();
   }
@@ -103,7 +103,8 @@ class Differential {
         std::size_t each = 1 + rng_() % 256;
         size = n * each;
         p = heap_.kcalloc(n, each);
-        if (p != nullptr && verify_zero(p, size) != size) return ::testing::AssertionFailure() << "kcalloc not zeroed";
+        if (p != nullptr && verify_zero(p, size) != size)
+          return ::testing::AssertionFailure() << "kcalloc not zeroed";
       } else if (op % 10 == 1) {
         align = std::size_t{1} << (rng_() % 13);
         p = heap_.kmalloc_aligned(size, align);
@@ -201,8 +202,8 @@ void run(Hardening hardening, std::uint64_t default_seed, std::size_t steps) {
   EXPECT_EQ(host.pmm().free_frame_count() + host.heap().stats().metadata_frames, free_before)
       << "frames leaked; FERRITE_SEED=" << seed;
   EXPECT_GT(d.in_place_, 0u) << "krealloc never stayed in place";
-  std::printf("seed %llu: %zu allocations, %zu reallocations (%zu in place)\n", static_cast<unsigned long long>(seed),
-              d.allocs_, d.reallocs_, d.in_place_);
+  std::printf("seed %llu: %zu allocations, %zu reallocations (%zu in place)\n",
+              static_cast<unsigned long long>(seed), d.allocs_, d.reallocs_, d.in_place_);
   EXPECT_EQ(host.destroy_heap(), 0u);
 }
 

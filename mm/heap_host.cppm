@@ -91,8 +91,8 @@ class Reservation : ktl::NoCopy {
 };
 
 struct HostHeapOptions {
-  u64 phys_bytes = u64{256} << 20;    // simulated RAM
-  u64 region_bytes = u64{1} << 30;    // heap region for large allocations
+  u64 phys_bytes = u64{256} << 20;  // simulated RAM
+  u64 region_bytes = u64{1} << 30;  // heap region for large allocations
   Hardening hardening = Hardening::On;
   u64 seed = 0x5eed;
   bool with_region = true;

@@ -49,7 +49,7 @@ KTEST(Heap, SizeClassesAreTightAndOrdered) {
   for (usize n = 0; n <= classes::kMaxSize; ++n) {
     usize i = classes::index_of(n);
     if (!KEXPECT_LE(n, classes::size_of(i))) return;
-    if (i > 0 && !KEXPECT_LT(classes::size_of(i - 1), n)) return;  // the smallest class that fits
+    if (i > 0 && !KEXPECT_LT(classes::size_of(i - 1), n)) return;            // the smallest class that fits
     if (n > 128 && !KEXPECT_LE(classes::size_of(i) * 4, n * 5 + 4)) return;  // <= 25% waste
   }
 }
@@ -92,7 +92,7 @@ KTEST(Heap, ZeroSizeRule) {
   void* a = heap.kmalloc(0);
   void* b = heap.kmalloc(0);
   KASSERT(a != nullptr && b != nullptr);
-  KEXPECT_NE(a, b);                    // unique, like any allocation
+  KEXPECT_NE(a, b);                     // unique, like any allocation
   KEXPECT_EQ(heap.usable_size(a), 0u);  // hardened: zero usable bytes (the rest is redzone)
   void* c = heap.kmalloc(5);
   KEXPECT_EQ(heap.krealloc(c, 0), c);  // shrinks in place, does not free
@@ -215,7 +215,7 @@ KTEST(Heap, LargeObjectsMapFramesAndGiveThemBack) {
   void* p = heap.kmalloc(300 * KiB + 1);
   KASSERT(p != nullptr);
   mm::HeapStats s = heap.stats();
-  KEXPECT_EQ(s.large_frames, 76u);  // ceil((300 KiB + 1) / 4 KiB)
+  KEXPECT_EQ(s.large_frames, 76u);                                  // ceil((300 KiB + 1) / 4 KiB)
   KEXPECT_LE(free_before - env.pmm().free_frame_count(), 76u + 2);  // plus at most a table leaf
   fill_pattern(p, 300 * KiB + 1, 11);
   KEXPECT(check_pattern(p, 300 * KiB + 1, 11));

@@ -33,7 +33,8 @@ class PageTablePager final : public RegionPager {
   ktl::Result<void, HeapError> map(VirtAddr start, FrameRange<Size4K> frames) override {
     auto r = table_.map_range(start, frames.first().start(), frames.size_bytes(),
                               PageFlags::kernel_rw().with(Scope::Global), HugePages::Deny);
-    if (r.is_err()) return ktl::Err(r.error() == PagingError::NoMemory ? HeapError::OutOfMemory : HeapError::MapFailed);
+    if (r.is_err())
+      return ktl::Err(r.error() == PagingError::NoMemory ? HeapError::OutOfMemory : HeapError::MapFailed);
     // The slots were empty (the region never maps a page twice): nothing can be cached for them.
     r.release_value().ignore();
     return ktl::ok();

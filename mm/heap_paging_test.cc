@@ -48,7 +48,8 @@ TEST(HeapPaging, LargeBlocksAreMappedByThePageTableToTheirFrames) {
       ASSERT_TRUE(heap.init(pmm, memory.window(), config).is_ok());
 
       std::vector<std::pair<std::uint8_t*, std::size_t>> blocks;
-      for (std::size_t size : {std::size_t{70000}, std::size_t{300000}, std::size_t{1} << 20, std::size_t{5000000}}) {
+      for (std::size_t size :
+           {std::size_t{70000}, std::size_t{300000}, std::size_t{1} << 20, std::size_t{5000000}}) {
         auto* p = static_cast<std::uint8_t*>(heap.kmalloc(size));
         ASSERT_NE(p, nullptr);
         ASSERT_TRUE(region.range().contains(mm::VirtAddr::from(reinterpret_cast<std::uintptr_t>(p))));
@@ -61,7 +62,8 @@ TEST(HeapPaging, LargeBlocksAreMappedByThePageTableToTheirFrames) {
         for (std::size_t off = 0; off < size; off += 4096) {
           auto va = mm::VirtAddr::from(reinterpret_cast<std::uintptr_t>(p) + off);
           auto t = table.translate(va);
-          ASSERT_TRUE(t.has_value()) << "page " << off / 4096 << " of a " << size << "-byte block is not mapped";
+          ASSERT_TRUE(t.has_value()) << "page " << off / 4096 << " of a " << size
+                                     << "-byte block is not mapped";
           EXPECT_TRUE(t->flags.writable());
           EXPECT_FALSE(t->flags.executable());
           sim::WalkResult w = sim::walk(memory.window(), mmu, table.root().value(), va.value());
@@ -72,7 +74,8 @@ TEST(HeapPaging, LargeBlocksAreMappedByThePageTableToTheirFrames) {
         }
         // The guard page after the block is not mapped.
         std::size_t mapped = (size + 4095) / 4096 * 4096;
-        EXPECT_FALSE(table.translate(mm::VirtAddr::from(reinterpret_cast<std::uintptr_t>(p) + mapped)).has_value());
+        EXPECT_FALSE(
+            table.translate(mm::VirtAddr::from(reinterpret_cast<std::uintptr_t>(p) + mapped)).has_value());
       }
       for (auto [p, size] : blocks) {
         sim::reset_tlb_log();

@@ -21,15 +21,15 @@ import mm.pmm;
 import mm.slab;
 
 export extern "C" {
-struct FerriteHeapTestEnv {
-  mm::Heap* heap;
-  mm::Pmm* pmm;
-  void* cookie;
-};
-// A fresh heap over `phys_bytes` of test memory; false if the environment cannot provide one.
-bool ferrite_heap_test_env_create(ktl::u64 phys_bytes, bool hardened, FerriteHeapTestEnv* out);
-// Destroys the heap and checks that its PMM got every frame back (panics otherwise).
-void ferrite_heap_test_env_destroy(FerriteHeapTestEnv* env);
+  struct FerriteHeapTestEnv {
+    mm::Heap* heap;
+    mm::Pmm* pmm;
+    void* cookie;
+  };
+  // A fresh heap over `phys_bytes` of test memory; false if the environment cannot provide one.
+  bool ferrite_heap_test_env_create(ktl::u64 phys_bytes, bool hardened, FerriteHeapTestEnv* out);
+  // Destroys the heap and checks that its PMM got every frame back (panics otherwise).
+  void ferrite_heap_test_env_destroy(FerriteHeapTestEnv * env);
 }
 
 export namespace mm::heap_testing {

@@ -78,7 +78,8 @@ void print_stats() {
 }
 
 inline mm::Heap& heap() {
-  if (g_state.load(std::memory_order_acquire) == 2) [[likely]] return *g_heap;
+  if (g_state.load(std::memory_order_acquire) == 2) [[likely]]
+    return *g_heap;
   return init_slow();
 }
 

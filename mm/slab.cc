@@ -48,17 +48,20 @@ ktl::uptr addr(const void* p) { return reinterpret_cast<ktl::uptr>(p); }
 // p + offset. Callers guarantee the result stays inside the slab (or object) that p points into.
 ktl::u8* byte_at(void* p, usize offset) {
   KTL_UNSAFE_BUFFER_BEGIN  // in bounds by the caller's contract (offsets inside one slab)
-  return static_cast<ktl::u8*>(p) + offset;
+      return static_cast<ktl::u8*>(p) +
+      offset;
   KTL_UNSAFE_BUFFER_END
 }
 const ktl::u8* byte_at(const void* p, usize offset) {
   KTL_UNSAFE_BUFFER_BEGIN  // as above
-  return static_cast<const ktl::u8*>(p) + offset;
+      return static_cast<const ktl::u8*>(p) +
+      offset;
   KTL_UNSAFE_BUFFER_END
 }
 ktl::u8* byte_before(void* p, usize back) {
   KTL_UNSAFE_BUFFER_BEGIN  // callers step back only into the redzone that precedes an object
-  return static_cast<ktl::u8*>(p) - back;
+      return static_cast<ktl::u8*>(p) -
+      back;
   KTL_UNSAFE_BUFFER_END
 }
 
@@ -69,7 +72,7 @@ SLAB_RAW void raw_fill(void* p, usize n, ktl::u8 value) {
   u64 word = 0x0101010101010101ull * value;
   usize i = 0;
   KTL_UNSAFE_BUFFER_BEGIN  // [p, p + n) is one object or redzone of a slab (caller's contract)
-  for (; i < n && (addr(const_cast<ktl::u8*>(b + i)) & 7) != 0; ++i) b[i] = value;
+      for (; i < n && (addr(const_cast<ktl::u8*>(b + i)) & 7) != 0; ++i) b[i] = value;
   for (; i + 8 <= n; i += 8) *reinterpret_cast<volatile u64*>(b + i) = word;
   for (; i < n; ++i) b[i] = value;
   KTL_UNSAFE_BUFFER_END
@@ -80,7 +83,7 @@ SLAB_RAW usize raw_find_not(const void* p, usize n, ktl::u8 value) {
   u64 word = 0x0101010101010101ull * value;
   usize i = 0;
   KTL_UNSAFE_BUFFER_BEGIN  // as raw_fill
-  for (; i < n && (addr(const_cast<const ktl::u8*>(b + i)) & 7) != 0; ++i) {
+      for (; i < n && (addr(const_cast<const ktl::u8*>(b + i)) & 7) != 0; ++i) {
     if (b[i] != value) return i;
   }
   for (; i + 8 <= n; i += 8) {
@@ -94,7 +97,7 @@ SLAB_RAW usize raw_find_not(const void* p, usize n, ktl::u8 value) {
 }
 SLAB_RAW ktl::u8 raw_byte(const void* p, usize i) {
   KTL_UNSAFE_BUFFER_BEGIN  // i < the length the caller just checked
-  return static_cast<const volatile ktl::u8*>(p)[i];
+      return static_cast<const volatile ktl::u8*>(p)[i];
   KTL_UNSAFE_BUFFER_END
 }
 
@@ -133,8 +136,9 @@ void format_value(ktl::FormatSink& sink, SlabError e, const ktl::FormatSpec& spe
 }
 
 void format_value(ktl::FormatSink& sink, const SlabInfo& i, const ktl::FormatSpec&) {
-  ktl::format_to(sink, "{:<24} {:>8} {:>8} {:>6} {:>6} {:>4} {:>6} {:>6} {:>8} {:>8}", i.name, i.active, i.objects,
-                 i.object_size, i.stride, i.objects_per_slab, i.frames_per_slab, i.slabs, i.frames, i.waste_bytes);
+  ktl::format_to(sink, "{:<24} {:>8} {:>8} {:>6} {:>6} {:>4} {:>6} {:>6} {:>8} {:>8}", i.name, i.active,
+                 i.objects, i.object_size, i.stride, i.objects_per_slab, i.frames_per_slab, i.slabs, i.frames,
+                 i.waste_bytes);
 }
 
 // --- Pagemap ----------------------------------------------------------------------------------------------
@@ -183,8 +187,8 @@ ktl::Result<void, SlabError> Pagemap::set(PhysAddr first, u64 count, SlabDesc* d
     ktl::fill_bytes(leaf, 0);
     ktl::uptr expected = 0;
     KTL_UNSAFE_BUFFER_BEGIN  // index < root_entries_: the window check above bounds the frame
-    bool won = __atomic_compare_exchange_n(&root_[index], &expected, addr(leaf.data()), false, __ATOMIC_ACQ_REL,
-                                           __ATOMIC_ACQUIRE);
+        bool won = __atomic_compare_exchange_n(&root_[index], &expected, addr(leaf.data()), false,
+                                               __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
     KTL_UNSAFE_BUFFER_END
     if (won) {
       (void)leaf_frame.release();  // owned by the pagemap from now on (freed by destroy())
@@ -194,15 +198,16 @@ ktl::Result<void, SlabError> Pagemap::set(PhysAddr first, u64 count, SlabDesc* d
   for (u64 f = frame0; f < frame0 + count; ++f) {
     ktl::uptr* leaf = leaf_at(f / kLeafEntries);
     KTL_UNSAFE_BUFFER_BEGIN  // f % kLeafEntries < kLeafEntries, the leaf's length
-    __atomic_store_n(&leaf[f % kLeafEntries], addr(desc), __ATOMIC_RELEASE);
+        __atomic_store_n(&leaf[f % kLeafEntries], addr(desc), __ATOMIC_RELEASE);
     KTL_UNSAFE_BUFFER_END
   }
   return ktl::ok();
 }
 
 // --- SlabCache: setup -----------------------------------------------------------------------------
-ktl::Result<void, SlabError> SlabCache::setup(SlabAllocator& owner, ktl::StringView name, usize size, usize align,
-                                              Constructor ctor, CacheFlags flags, u64 secret, bool internal) {
+ktl::Result<void, SlabError> SlabCache::setup(SlabAllocator& owner, ktl::StringView name, usize size,
+                                              usize align, Constructor ctor, CacheFlags flags, u64 secret,
+                                              bool internal) {
   if (size == 0 || size > kMaxObjectSize) return ktl::Err(SlabError::InvalidArgument);
   if (align == 0) align = 8;
   if (!ktl::is_power_of_two(align) || align > kPageSize) return ktl::Err(SlabError::InvalidArgument);
@@ -316,7 +321,8 @@ void* SlabCache::decode_link(const SlabDesc& slab, void* object) const {
   u64 next = raw_load(slot) ^ secret_ ^ __builtin_bswap64(addr(slot));
   if (next == 0) return nullptr;
   auto* p = reinterpret_cast<void*>(static_cast<ktl::uptr>(next));
-  if (!object_index(slab, p).has_value()) report("corrupted free list (a free object's link was overwritten)", object);
+  if (!object_index(slab, p).has_value())
+    report("corrupted free list (a free object's link was overwritten)", object);
   return p;
 }
 
@@ -358,7 +364,8 @@ void SlabCache::check_owner(const void* object) const {
   check_object_start(*slab, object, "slab_free");
 }
 
-// --- hardened mode -------------------------------------------------------------------------------------------
+// --- hardened mode
+// -------------------------------------------------------------------------------------------
 void SlabCache::hardened_alloc(void* object, usize requested) {
   auto* meta = reinterpret_cast<Meta*>(byte_at(object, meta_offset_));
   u64 word = raw_load(meta);
@@ -368,8 +375,8 @@ void SlabCache::hardened_alloc(void* object, usize requested) {
     usize bad = raw_find_not(object, size_, kPoisonByte);
     if (bad != size_) {
       ktl::InlineString<96> what;
-      ktl::format_to(what, "write after free detected (byte {} is {:#x}, not {:#x})", bad, raw_byte(object, bad),
-                     kPoisonByte);
+      ktl::format_to(what, "write after free detected (byte {} is {:#x}, not {:#x})", bad,
+                     raw_byte(object, bad), kPoisonByte);
       report(what.c_str(), object);
     }
   }
@@ -392,8 +399,8 @@ void SlabCache::hardened_free(void* object) {
   usize bad = raw_find_not(byte_at(object, requested), right, kRedzoneByte);
   if (bad != right) {
     ktl::InlineString<112> what;
-    ktl::format_to(what, "buffer overflow detected (redzone byte {} past the {}-byte object overwritten)", bad,
-                   requested);
+    ktl::format_to(what, "buffer overflow detected (redzone byte {} past the {}-byte object overwritten)",
+                   bad, requested);
     report(what.c_str(), object);
   }
   if (raw_find_not(byte_before(object, kRedzone), kRedzone, kRedzoneByte) != kRedzone) {
@@ -422,7 +429,8 @@ usize SlabCache::requested_size(const void* object) const {
   return static_cast<u32>(raw_load(byte_at(object, meta_offset_)));
 }
 
-// --- slab layer ------------------------------------------------------------------------------------------------
+// --- slab layer
+// ------------------------------------------------------------------------------------------------
 void SlabCache::init_slab_objects(SlabDesc& slab) {
   usize end = first_offset_ + usize{objects_per_slab_} * stride_;
   if (hardened_) {
@@ -557,7 +565,8 @@ void SlabCache::flush_locked(Magazine& m) {
   }
 }
 
-// --- depot -------------------------------------------------------------------------------------------------------
+// --- depot
+// -------------------------------------------------------------------------------------------------------
 Magazine* SlabCache::take_empty_magazine_locked() {
   Magazine* m = depot_empty_;
   if (m != nullptr) {
@@ -625,7 +634,8 @@ void SlabCache::return_magazines(CpuSlot& slot) {
 void* SlabCache::alloc_general(usize requested) { return alloc_sized(requested); }
 void SlabCache::free_general(void* object) { free_known(object); }
 
-// --- the paths below the per-CPU layer ----------------------------------------------------------------------------
+// --- the paths below the per-CPU layer
+// ----------------------------------------------------------------------------
 void* SlabCache::alloc_slow(CpuBlock& block, CpuSlot& slot) {
   if (!slab_cpu::ensure_registered(block)) return alloc_direct();
   if (slot.previous != nullptr && !slot.previous->empty()) {
@@ -689,7 +699,8 @@ void SlabCache::free_direct(void* object) {
   free_one_locked(object, owner_->slab_of(object));
 }
 
-// --- reclaim, stats, teardown ------------------------------------------------------------------------------------
+// --- reclaim, stats, teardown
+// ------------------------------------------------------------------------------------
 u64 SlabCache::reclaim(u32 keep) {
   u64 freed = 0;
   ktl::LockGuard guard(lock_);
@@ -738,7 +749,8 @@ void SlabCache::teardown() {
   }
 }
 
-// --- SlabAllocator ----------------------------------------------------------------------------------------------
+// --- SlabAllocator
+// ----------------------------------------------------------------------------------------------
 u64 SlabAllocator::next_secret() {
   return splitmix64(options_.seed ^ splitmix64(secret_counter_.fetch_add(1) + addr(this)));
 }
@@ -756,11 +768,11 @@ ktl::Result<void, SlabError> SlabAllocator::init(Pmm& pmm, PhysWindow window, co
     ktl::InlineString<32> name;
     ktl::format_to(name, "slab-magazine-{}", kMagazineCapacity[k]);
     TRY(magazine_cache(k).setup(*this, name.view(), Magazine::bytes_for(kMagazineCapacity[k]), 8, nullptr,
-                                  CacheFlags::None, next_secret(), true));
+                                CacheFlags::None, next_secret(), true));
     register_cache(&magazine_cache(k));
   }
-  TRY(cache_cache_.setup(*this, "slab-cache", sizeof(SlabCache), alignof(SlabCache), nullptr, CacheFlags::None,
-                         next_secret(), true));
+  TRY(cache_cache_.setup(*this, "slab-cache", sizeof(SlabCache), alignof(SlabCache), nullptr,
+                         CacheFlags::None, next_secret(), true));
   register_cache(&cache_cache_);
   return ktl::ok();
 }
@@ -885,7 +897,8 @@ void SlabAllocator::flush_local_cpu() {
   for (SlabCache* c = registry_; c != nullptr; c = c->registry_next_) c->flush_local_cpu();
 }
 
-// --- the seed API ------------------------------------------------------------------------------------------------
+// --- the seed API
+// ------------------------------------------------------------------------------------------------
 void install_slab_allocator(SlabAllocator* slab) { g_installed.store(slab, ktl::MemoryOrder::Release); }
 SlabAllocator* installed_slab_allocator() { return g_installed.load(ktl::MemoryOrder::Acquire); }
 

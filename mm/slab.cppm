@@ -137,21 +137,21 @@ class SlabCache;
 
 // The descriptor of one slab (internal; exported only because SlabCache's inline paths use it).
 struct SlabDesc {
-  u64 canary;         // secret ^ address of this descriptor: checked on every slow-path visit
+  u64 canary;  // secret ^ address of this descriptor: checked on every slow-path visit
   SlabCache* cache;
-  ktl::u8* base;      // the slab's first byte (window view)
+  ktl::u8* base;  // the slab's first byte (window view)
   // Copies of the cache's geometry, so kfree validates and frees with loads from this one line
   // (and not from the cache first: the free path's latency is a chain of dependent loads).
   u32 first_offset;
   u32 stride;
-  u32 stride_recip;   // ceil(2^32 / stride)
+  u32 stride_recip;  // ceil(2^32 / stride)
   u32 objects;
-  u32 cpu_slot;       // the cache's per-CPU slot, or slab_cpu::kNoSlot
-  SlabDesc* prev;     // links of the partial/full/empty list the slab is on
+  u32 cpu_slot;    // the cache's per-CPU slot, or slab_cpu::kNoSlot
+  SlabDesc* prev;  // links of the partial/full/empty list the slab is on
   SlabDesc* next;
-  u64 freelist;       // encoded head of the free-object list (see SlabCache::encode)
-  u32 inuse;          // objects not on the free list
-  u32 list;           // which list (SlabCache::ListId)
+  u64 freelist;  // encoded head of the free-object list (see SlabCache::encode)
+  u32 inuse;     // objects not on the free list
+  u32 list;      // which list (SlabCache::ListId)
   AllocatedFrames frames;
 };
 
@@ -172,11 +172,12 @@ class Pagemap {
     u64 frame = offset / kPageSize;
     // offset < size_ bounds the root index (the root covers the whole window): no second check.
     KTL_UNSAFE_BUFFER_BEGIN  // frame / kLeafEntries < root_entries_ because offset < size_
-    auto* leaf = reinterpret_cast<ktl::uptr*>(__atomic_load_n(&root_[frame / kLeafEntries], __ATOMIC_ACQUIRE));
+        auto* leaf =
+            reinterpret_cast<ktl::uptr*>(__atomic_load_n(&root_[frame / kLeafEntries], __ATOMIC_ACQUIRE));
     KTL_UNSAFE_BUFFER_END
     if (leaf == nullptr) return nullptr;
     KTL_UNSAFE_BUFFER_BEGIN  // frame % kLeafEntries < kLeafEntries, the leaf's length
-    return reinterpret_cast<SlabDesc*>(__atomic_load_n(&leaf[frame % kLeafEntries], __ATOMIC_ACQUIRE));
+        return reinterpret_cast<SlabDesc*>(__atomic_load_n(&leaf[frame % kLeafEntries], __ATOMIC_ACQUIRE));
     KTL_UNSAFE_BUFFER_END
   }
   // Points every frame of [first, first + count) at `desc` (null to clear). Errors: OutOfMemory
@@ -190,7 +191,7 @@ class Pagemap {
   [[nodiscard]] inline ktl::uptr* leaf_at(u64 index) const {
     if (index >= root_entries_) return nullptr;
     KTL_UNSAFE_BUFFER_BEGIN  // index < root_entries_, the root's length
-    return reinterpret_cast<ktl::uptr*>(__atomic_load_n(&root_[index], __ATOMIC_ACQUIRE));
+        return reinterpret_cast<ktl::uptr*>(__atomic_load_n(&root_[index], __ATOMIC_ACQUIRE));
     KTL_UNSAFE_BUFFER_END
   }
 
@@ -266,7 +267,8 @@ class SlabCache {
       slab_cpu::CpuSlot& slot = slot_at(pin, cpu_slot);
       slab_cpu::Magazine* m = slot.loaded;
       if (m != nullptr && !m->full()) [[likely]] {
-        if (m->top() == object) [[unlikely]] report_double_free(object);
+        if (m->top() == object) [[unlikely]]
+          report_double_free(object);
         m->push(object);
         return;
       }
@@ -276,11 +278,14 @@ class SlabCache {
     free_direct(object);
   }
   // This CPU's slot of this cache. Unchecked: cpu_slot_ < kMaxSlots is established by setup().
-  [[nodiscard]] inline slab_cpu::CpuSlot& local_slot(slab_cpu::CpuPin& pin) const { return slot_at(pin, cpu_slot_); }
+  [[nodiscard]] inline slab_cpu::CpuSlot& local_slot(slab_cpu::CpuPin& pin) const {
+    return slot_at(pin, cpu_slot_);
+  }
   // Contract: cpu_slot < kMaxSlots (a cache's slot number, established by setup()).
   [[nodiscard]] static inline slab_cpu::CpuSlot& slot_at(slab_cpu::CpuPin& pin, u32 cpu_slot) {
     KTL_UNSAFE_BUFFER_BEGIN  // cpu_slot < slab_cpu::kMaxSlots by contract, the length of `slots`
-    return pin.block().slots.data()[cpu_slot];
+        return pin.block()
+            .slots.data()[cpu_slot];
     KTL_UNSAFE_BUFFER_END
   }
   // Hardened caches: the requested size of a live object changes (krealloc in place): moves the
@@ -312,7 +317,8 @@ class SlabCache {
   // Validates a pointer that the pagemap says lies in a slab of this cache: panics with a report
   // if it is not an object start ("misaligned" or "interior pointer").
   inline void check_object_start(const SlabDesc& slab, const void* object, const char* operation) const {
-    if (!is_object_start(slab, object)) [[unlikely]] report_not_object_start(object, operation);
+    if (!is_object_start(slab, object)) [[unlikely]]
+      report_not_object_start(object, operation);
   }
   [[noreturn]] void report_not_object_start(const void* object, const char* operation) const;
 
@@ -344,8 +350,9 @@ class SlabCache {
   static constexpr usize kRedzone = 16;
 
   SlabCache() = default;
-  [[nodiscard]] ktl::Result<void, SlabError> setup(SlabAllocator& owner, ktl::StringView name, usize size, usize align,
-                                                   Constructor ctor, CacheFlags flags, u64 secret, bool internal);
+  [[nodiscard]] ktl::Result<void, SlabError> setup(SlabAllocator& owner, ktl::StringView name, usize size,
+                                                   usize align, Constructor ctor, CacheFlags flags,
+                                                   u64 secret, bool internal);
   // Frees every slab (the cache must be empty) and the magazines. Contract: no per-CPU magazines.
   void teardown() EXCLUDES(lock_);
 
@@ -375,11 +382,13 @@ class SlabCache {
   void store_link(void* object, void* next) const;
   void check_desc(const SlabDesc& slab) const;
   inline void on_alloc(void* object, usize requested) {
-    if (hardened_) [[unlikely]] hardened_alloc(object, requested);
+    if (hardened_) [[unlikely]]
+      hardened_alloc(object, requested);
     asan_unpoison(object, requested);
   }
   inline void on_free(void* object) {
-    if (hardened_) [[unlikely]] hardened_free(object);
+    if (hardened_) [[unlikely]]
+      hardened_free(object);
     asan_poison(object, size_);
   }
   void hardened_alloc(void* object, usize requested);
@@ -412,10 +421,10 @@ class SlabCache {
   usize size_ = 0;
   usize align_ = 0;
   usize stride_ = 0;
-  usize first_offset_ = 0;   // offset of object 0 in the slab (hardened: room for its left redzone)
-  usize link_offset_ = 0;    // offset of the free-list link within an object's stride
-  usize meta_offset_ = 0;    // hardened: offset of Meta within the stride
-  u64 stride_recip_ = 0;     // ceil(2^32 / stride): division-free object index
+  usize first_offset_ = 0;  // offset of object 0 in the slab (hardened: room for its left redzone)
+  usize link_offset_ = 0;   // offset of the free-list link within an object's stride
+  usize meta_offset_ = 0;   // hardened: offset of Meta within the stride
+  u64 stride_recip_ = 0;    // ceil(2^32 / stride): division-free object index
   u32 objects_per_slab_ = 0;
   u32 slab_frames_ = 0;
   bool desc_on_slab_ = true;
@@ -425,7 +434,7 @@ class SlabCache {
   u64 secret_ = 0;
   u32 cpu_slot_ = slab_cpu::kNoSlot;
   u32 magazine_capacity_ = 0;
-  u32 depot_limit_ = 0;      // full magazines the depot keeps before flushing to the slabs
+  u32 depot_limit_ = 0;  // full magazines the depot keeps before flushing to the slabs
   SlabCache* magazine_cache_ = nullptr;
   SlabCache* desc_cache_ = nullptr;
 
@@ -451,7 +460,8 @@ class SlabAllocator {
   ~SlabAllocator();
 
   // Slabs come from `pmm` and are accessed through `window` (which must cover the PMM's memory).
-  [[nodiscard]] ktl::Result<void, SlabError> init(Pmm& pmm, PhysWindow window, const SlabOptions& options = {});
+  [[nodiscard]] ktl::Result<void, SlabError> init(Pmm& pmm, PhysWindow window,
+                                                  const SlabOptions& options = {});
   [[nodiscard]] bool initialized() const { return pmm_ != nullptr; }
 
   // A new cache of `size`-byte objects aligned to `align` (a power of two, 0 meaning 8). The name
@@ -484,7 +494,9 @@ class SlabAllocator {
     for (SlabCache* c = registry_; c != nullptr; c = c->registry_next_) f(c->info());
   }
   // Frames held: slabs of every cache plus the pagemap.
-  [[nodiscard]] u64 frames_in_use() const { return slab_frames_.load(ktl::MemoryOrder::Relaxed) + metadata_frames(); }
+  [[nodiscard]] u64 frames_in_use() const {
+    return slab_frames_.load(ktl::MemoryOrder::Relaxed) + metadata_frames();
+  }
   [[nodiscard]] u64 slab_frames() const { return slab_frames_.load(ktl::MemoryOrder::Relaxed); }
   [[nodiscard]] u64 metadata_frames() const { return pagemap_.leaf_frames() + pagemap_.root_frames(); }
 

@@ -37,10 +37,10 @@ export module mm.slab.cpu;
 import ktl;
 
 export extern "C" {
-// Kernel hooks (see above). Not defined on the host, where CpuPin does not call them.
-ktl::u64 ferrite_cpu_pin();
-void ferrite_cpu_unpin(ktl::u64 saved);
-ktl::u32 ferrite_cpu_id();
+  // Kernel hooks (see above). Not defined on the host, where CpuPin does not call them.
+  ktl::u64 ferrite_cpu_pin();
+  void ferrite_cpu_unpin(ktl::u64 saved);
+  ktl::u32 ferrite_cpu_id();
 }
 
 export namespace mm::slab_cpu {
@@ -67,19 +67,21 @@ struct Magazine {
   // Contract: !empty().
   [[nodiscard]] inline void* pop() {
     KTL_UNSAFE_BUFFER_BEGIN  // rounds <= capacity, and the magazine holds `capacity` entries
-    return round[--rounds];
+        return round[--rounds];
     KTL_UNSAFE_BUFFER_END
   }
   // Contract: !full().
   inline void push(void* object) {
     KTL_UNSAFE_BUFFER_BEGIN  // rounds < capacity, and the magazine holds `capacity` entries
-    round[rounds++] = object;
+        round[rounds++] = object;
     KTL_UNSAFE_BUFFER_END
   }
   // The most recently pushed object (null when empty).
   [[nodiscard]] inline void* top() const {
     KTL_UNSAFE_BUFFER_BEGIN  // rounds - 1 < capacity when rounds > 0
-    return rounds == 0 ? nullptr : round[rounds - 1];
+            return rounds == 0
+        ? nullptr
+        : round[rounds - 1];
     KTL_UNSAFE_BUFFER_END
   }
   [[nodiscard]] static constexpr usize bytes_for(u32 capacity) {
@@ -93,9 +95,9 @@ struct CpuSlot {
 };
 
 enum class BlockState : u32 {
-  Fresh = 0,   // never used the slow path: not registered yet (host)
-  Live = 1,    // registered
-  Dead = 2,    // the thread is exiting: caches bypass the per-CPU layer from now on (host)
+  Fresh = 0,  // never used the slow path: not registered yet (host)
+  Live = 1,   // registered
+  Dead = 2,   // the thread is exiting: caches bypass the per-CPU layer from now on (host)
 };
 
 struct CpuBlock {

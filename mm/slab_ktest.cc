@@ -156,9 +156,9 @@ KTEST(Slab, AlignmentIsHonoured) {
     for (void* p : objects) c->free(p);
     KEXPECT_OK(env.slab().destroy_cache(c));
   }
-  KEXPECT(env.slab().create_cache("bad", 100, 24).is_err());      // not a power of two
-  KEXPECT(env.slab().create_cache("bad", 0, 8).is_err());         // empty objects
-  KEXPECT(env.slab().create_cache("bad", 100, 8192).is_err());    // beyond a page
+  KEXPECT(env.slab().create_cache("bad", 100, 24).is_err());    // not a power of two
+  KEXPECT(env.slab().create_cache("bad", 0, 8).is_err());       // empty objects
+  KEXPECT(env.slab().create_cache("bad", 100, 8192).is_err());  // beyond a page
 }
 
 KTEST(Slab, OutOfMemoryReturnsNullAndRecovers) {
@@ -264,7 +264,7 @@ KTEST(Slab, FreeListLinksAreStoredEncoded) {
   void* b = c->alloc();
   void* d = c->alloc();
   c->free(a);
-  c->free(b);  // b's link now points at a
+  c->free(b);               // b's link now points at a
 #if !defined(FERRITE_ASAN)  // (under ASan the freed object is poisoned: not readable here)
   // The link sits in the middle of the object (offset 32 for 64 bytes): it is not a plain pointer.
   u64 raw = *reinterpret_cast<u64*>(ktl::Span<u8>::from_raw(bytes_of(b), 64).subspan(32, 8).data());

@@ -244,8 +244,10 @@ int main(int argc, char** argv) {
       }
     }
   }
-  for (const Allocator& a : allocators) benchmark::RegisterBenchmark(("B3.Random/" + std::string(a.name)).c_str(), random_working_set, a);
-  for (const Allocator& a : allocators) benchmark::RegisterBenchmark(("B4.Realloc/" + std::string(a.name)).c_str(), realloc_growth, a);
+  for (const Allocator& a : allocators)
+    benchmark::RegisterBenchmark(("B3.Random/" + std::string(a.name)).c_str(), random_working_set, a);
+  for (const Allocator& a : allocators)
+    benchmark::RegisterBenchmark(("B4.Realloc/" + std::string(a.name)).c_str(), realloc_growth, a);
   benchmark::RegisterBenchmark("B5.Fixed256/cache", fixed_cache);
   benchmark::RegisterBenchmark("B5.Fixed256/kmalloc", fixed_kmalloc);
 
@@ -279,8 +281,10 @@ int main(int argc, char** argv) {
   }
   double worst_glibc = vs_glibc.empty() ? 0 : *std::max_element(vs_glibc.begin(), vs_glibc.end());
   std::sort(vs_mi.begin(), vs_mi.end());
-  double median_mi = vs_mi.empty() ? 0 : (vs_mi.size() % 2 ? vs_mi[vs_mi.size() / 2]
-                                                           : (vs_mi[vs_mi.size() / 2 - 1] + vs_mi[vs_mi.size() / 2]) / 2);
+  double median_mi = vs_mi.empty()
+                         ? 0
+                         : (vs_mi.size() % 2 ? vs_mi[vs_mi.size() / 2]
+                                             : (vs_mi[vs_mi.size() / 2 - 1] + vs_mi[vs_mi.size() / 2]) / 2);
   double fixed = 0;
   if (reporter.times_.count("B5.Fixed256")) {
     auto& t = reporter.times_["B5.Fixed256"];
@@ -289,8 +293,10 @@ int main(int argc, char** argv) {
   auto verdict = [](bool ok) { return ok ? "OK" : "MISSED"; };
   std::printf("\nratio worst row ours/glibc:           %.2fx (target <= 1.00x) %s\n", worst_glibc,
               verdict(worst_glibc <= 1.0));
-  std::printf("ratio median ours/mimalloc:           %.2fx (target <= 1.50x) %s\n", median_mi, verdict(median_mi <= 1.5));
-  std::printf("ratio fixed-size cache / kmalloc:     %.2fx (target <= 1.00x) %s\n", fixed, verdict(fixed <= 1.0));
+  std::printf("ratio median ours/mimalloc:           %.2fx (target <= 1.50x) %s\n", median_mi,
+              verdict(median_mi <= 1.5));
+  std::printf("ratio fixed-size cache / kmalloc:     %.2fx (target <= 1.00x) %s\n", fixed,
+              verdict(fixed <= 1.0));
   std::printf("ratio peak footprint / live bytes:    %.2f  (target <= 1.30)  %s\n", footprint,
               verdict(footprint <= 1.3));
   (void)host.heap().slab().destroy_cache(g_fixed);

@@ -15,10 +15,10 @@
 
 #include <cstdint>
 #include <cstdio>
-#include <string>
-#include <vector>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include <ktl/macros.h>
 
@@ -106,7 +106,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           heap.kfree(s.p);
         }
         std::size_t align = op == 4 ? std::size_t{1} << (b % 14) : 0;
-        void* p = op == 0 ? heap.kmalloc(n) : op == 1 ? heap.kcalloc(b % 16 + 1, n / 16) : heap.kmalloc_aligned(n, align);
+        void* p = op == 0   ? heap.kmalloc(n)
+                  : op == 1 ? heap.kcalloc(b % 16 + 1, n / 16)
+                            : heap.kmalloc_aligned(n, align);
         std::size_t got = op == 1 ? (b % 16 + 1) * (n / 16) : n;
         s = Slot{static_cast<std::uint8_t*>(p), got, ++counter};
         if (p == nullptr) {
@@ -142,9 +144,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         heap.kfree(s.p);  // kfree(nullptr) is a no-op
         s = Slot{};
         break;
-      case 6:
-        (void)heap.reclaim(b % 3);
-        break;
+      case 6: (void)heap.reclaim(b % 3); break;
     }
   }
   for (Slot& s : slots) {
@@ -154,12 +154,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   // Every input must leave no live object; every 64 inputs, every frame must be back too (that
   // check drains all caches, which makes the next input rebuild its slabs: too slow for each one).
-  if (std::uint64_t live = heap.slab().live_objects(); live != 0) fail("objects leaked over one input", live, 0);
-  if (heap.region().stats().objects != 0) fail("large objects leaked over one input", heap.region().stats().objects, 0);
+  if (std::uint64_t live = heap.slab().live_objects(); live != 0)
+    fail("objects leaked over one input", live, 0);
+  if (heap.region().stats().objects != 0)
+    fail("large objects leaked over one input", heap.region().stats().objects, 0);
   static unsigned inputs = 0;
   if (++inputs % 64 == 0) {
     std::uint64_t now = balance(h);
-    if (now != baseline) fail("frames leaked", static_cast<std::size_t>(baseline), static_cast<std::size_t>(now));
+    if (now != baseline)
+      fail("frames leaked", static_cast<std::size_t>(baseline), static_cast<std::size_t>(now));
   }
   return 0;
 }
@@ -171,7 +174,8 @@ int main(int argc, char** argv) {
     // No arguments (the sanitized twin does not forward them): the corpus from the runfiles.
     const char* root = std::getenv("TEST_SRCDIR");
     const char* workspace = std::getenv("TEST_WORKSPACE");
-    std::string dir = std::string(root ? root : ".") + "/" + (workspace ? workspace : "ferrite") + "/mm/fuzz/heap_corpus";
+    std::string dir =
+        std::string(root ? root : ".") + "/" + (workspace ? workspace : "ferrite") + "/mm/fuzz/heap_corpus";
     if (DIR* d = opendir(dir.c_str())) {
       while (dirent* e = readdir(d)) {
         if (e->d_name[0] != '.') files.push_back(dir + "/" + e->d_name);

@@ -27,7 +27,8 @@ class PhysMemory : ktl::NoCopy {
  public:
   // `size` bytes of simulated RAM at physical `base` (both 4 KiB aligned). Panics if the host
   // cannot reserve the address space.
-  PhysMemory(mm::PhysAddr base, ktl::u64 size, Backing backing = Backing::Anonymous) : base_(base), size_(size) {
+  PhysMemory(mm::PhysAddr base, ktl::u64 size, Backing backing = Backing::Anonymous)
+      : base_(base), size_(size) {
     ktl::check(base.is_aligned(4096) && ktl::is_aligned<ktl::u64>(size, 4096), "sim::PhysMemory: unaligned");
     void* p = MAP_FAILED;
     if (backing == Backing::Memfd) {
@@ -41,7 +42,9 @@ class PhysMemory : ktl::NoCopy {
     view_ = static_cast<ktl::u8*>(p);
   }
   PhysMemory(PhysMemory&& o)
-      : base_(o.base_), size_(ktl::exchange(o.size_, 0)), view_(ktl::exchange(o.view_, nullptr)),
+      : base_(o.base_),
+        size_(ktl::exchange(o.size_, 0)),
+        view_(ktl::exchange(o.view_, nullptr)),
         fd_(ktl::exchange(o.fd_, -1)) {}
   PhysMemory& operator=(PhysMemory&&) = delete;
   ~PhysMemory() {
