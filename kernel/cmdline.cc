@@ -90,6 +90,13 @@ struct Parser {
       } else {
         warn(WarningKind::BadValue, word);
       }
+    } else if (key == "pagetables") {
+      if (!first_time(key, word)) return;
+      if (value == "dump") {
+        o.dump_page_tables = Toggle::On;
+      } else {
+        warn(WarningKind::BadValue, word);
+      }
     } else if (key == "bootinfo.corrupt") {
       if (!first_time(key, word)) return;
       Corruption c = value == "version"     ? Corruption::Version

@@ -8,6 +8,8 @@
 //   test=fault:<kind>             test mode: trigger a deliberate fault (pagefault, divide, wp,
 //                                 stackoverflow, nmi, panic) whose panic report exits with 35
 //   fbcon=on|off                  the framebuffer console (default on when there is a framebuffer)
+//   pagetables=dump               print the kernel's own view of its page tables (the "vm:" block of
+//                                 kernel.vmview) after boot; boot_inspect_test compares it with QEMU's
 //   bootinfo.corrupt=<kind>       test mode only: validate a corrupted copy of the boot information
 //                                 (version, overlap, unsorted, zero-size, huge) to exercise the
 //                                 bad-input policy
@@ -41,6 +43,7 @@ struct Options {
   ktl::StringView test_filter;  // the value of test= (for Suites: the ktest filter)
   FaultKind fault = FaultKind::None;
   Toggle fbcon = Toggle::On;
+  Toggle dump_page_tables = Toggle::Off;
   Corruption corrupt = Corruption::None;
 };
 

@@ -83,6 +83,14 @@ KTEST(Cmdline, CorruptionOnlyInTestMode) {
   KEXPECT_EQ(parse_command_line("test=boot bootinfo.corrupt=bogus").warning_count, 1u);
 }
 
+KTEST(Cmdline, PageTableDump) {
+  KEXPECT_EQ(parse_command_line("").options.dump_page_tables, kernel::Toggle::Off);
+  KEXPECT_EQ(parse_command_line("log=info pagetables=dump").options.dump_page_tables, kernel::Toggle::On);
+  auto bad = parse_command_line("pagetables=yes");
+  KEXPECT_EQ(bad.options.dump_page_tables, kernel::Toggle::Off);
+  KEXPECT_EQ(bad.warning_count, 1u);
+}
+
 KTEST(Cmdline, FramebufferToggle) {
   KEXPECT_EQ(parse_command_line("fbcon=off").options.fbcon, kernel::Toggle::Off);
   KEXPECT_EQ(parse_command_line("fbcon=on").options.fbcon, kernel::Toggle::On);

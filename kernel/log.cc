@@ -14,17 +14,24 @@ struct State {
   ktl::Array<ktl::FormatSink*, kMaxSinks> sinks GUARDED_BY(lock){};
   ktl::usize count GUARDED_BY(lock) = 0;
   ktl::Atomic<ktl::u32> level{ktl::to_underlying(Level::Info)};
-  // A ring of the most recent output, replayed to sinks added later.
-  ktl::Array<char, kHistoryBytes> history GUARDED_BY(lock){};
+  // A ring of the most recent output, replayed to sinks added later: early_history until
+  // grow_history() hands over a larger buffer (`history`, empty until then).
+  ktl::Array<char, kHistoryBytes> early_history GUARDED_BY(lock){};
+  ktl::Span<char> history GUARDED_BY(lock){};
   ktl::usize history_next GUARDED_BY(lock) = 0;
   bool history_wrapped GUARDED_BY(lock) = false;
 };
 State g_state;
 
+ktl::Span<char> ring_locked() REQUIRES(g_state.lock) {
+  return g_state.history.empty() ? g_state.early_history.span() : g_state.history;
+}
+
 void remember_locked(ktl::StringView text) REQUIRES(g_state.lock) {
+  ktl::Span<char> ring = ring_locked();
   for (char c : text) {
-    g_state.history[g_state.history_next] = c;
-    if (++g_state.history_next == kHistoryBytes) {
+    ring[g_state.history_next] = c;
+    if (++g_state.history_next == ring.size()) {
       g_state.history_next = 0;
       g_state.history_wrapped = true;
     }
@@ -37,7 +44,7 @@ void write_locked(ktl::StringView text) REQUIRES(g_state.lock) {
 }
 
 void replay_locked(ktl::FormatSink& sink) REQUIRES(g_state.lock) {
-  ktl::Span<const char> all = g_state.history.span();
+  ktl::Span<const char> all = ring_locked();
   if (g_state.history_wrapped) {
     ktl::StringView older(all.subspan(g_state.history_next));
     // Start at the first complete line.
@@ -64,6 +71,27 @@ bool add_sink(ktl::FormatSink& sink, Replay replay) {
   if (replay == Replay::History) replay_locked(sink);
   g_state.sinks[g_state.count++] = &sink;
   return true;
+}
+
+bool grow_history(ktl::Span<char> buffer) {
+  ktl::LockGuard guard(g_state.lock);
+  ktl::Span<char> ring = ring_locked();
+  if (buffer.size() <= ring.size()) return false;
+  // Oldest first: the part after the write position (if the ring wrapped), then the part before.
+  ktl::usize n = 0;
+  if (g_state.history_wrapped) {
+    for (char c : ring.subspan(g_state.history_next)) buffer[n++] = c;
+  }
+  for (char c : ring.first(g_state.history_next)) buffer[n++] = c;
+  g_state.history = buffer;
+  g_state.history_next = n;
+  g_state.history_wrapped = false;
+  return true;
+}
+
+ktl::usize history_capacity() {
+  ktl::LockGuard guard(g_state.lock);
+  return ring_locked().size();
 }
 
 void set_level(Level l) { g_state.level.store(ktl::to_underlying(l)); }

@@ -39,6 +39,12 @@ inline constexpr ktl::usize kMaxSinks = 4;
 inline constexpr ktl::usize kHistoryBytes = 8192;
 enum class Replay { None, History };
 bool add_sink(ktl::FormatSink& sink, Replay replay = Replay::None);
+// Moves the history into `buffer` (larger than the current one: the kernel hands over a heap
+// buffer once its heap is up), keeping what it holds. The buffer must live for the rest of the
+// kernel's life (or until the next grow_history). Returns false (nothing changes) if it is not
+// larger.
+bool grow_history(ktl::Span<char> buffer);
+[[nodiscard]] ktl::usize history_capacity();
 void set_level(Level level);
 [[nodiscard]] Level level();
 

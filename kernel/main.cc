@@ -1,8 +1,10 @@
 // The kernel's entry point after the architecture's start code (entry.S): installs the exception
-// handling first, validates the boot information, brings up the consoles, turns on the CPU's
-// protection features and reports what it was given; in test mode it then runs the requested
-// test and exits QEMU with the result.
+// handling first, validates the boot information, turns on the CPU's protection features, brings
+// up memory management (PMM, the adopted kernel address space, the heap: kernel.memory) and the
+// consoles, and reports what it was given; in test mode it then runs the requested test and exits
+// QEMU with the result.
 #include <ktl/macros.h>
+#include <ktl/new.h>
 
 import ktl;
 import boot.info;
@@ -17,6 +19,10 @@ import kernel.fbcon;
 import kernel.selftest;
 import ktest;
 import mm.addr;
+import mm.heap;
+import mm.paging;
+import mm.slab;
+import kernel.memory;
 import arch.x86_64.cpu;
 import arch.x86_64.serial;
 import arch.x86_64.gdt;
@@ -33,8 +39,49 @@ constexpr const char* kVersion = "0.1.0";
 
 arch::x86_64::Serial16550 g_com1(arch::x86_64::Serial16550::kCom1);
 kernel::Font g_font;
-ktl::Optional<kernel::FramebufferConsole> g_fbcon;
 bool g_test_mode = false;
+
+// Heap and log sizes once memory management is up.
+constexpr usize kHeapLogHistory = 64 * 1024;
+// Test and debug kernels run the heap hardened (redzones, poisoning, double-free checks).
+#ifdef NDEBUG
+constexpr bool kDebugKernel = false;
+#else
+constexpr bool kDebugKernel = true;
+#endif
+
+// The boot stack's high-water mark: everything below the entry frame is painted at boot, and test
+// mode reports how much of it the tests used (kernel stacks are small; test state belongs on the
+// heap).
+constexpr u64 kStackPaint = 0x57ac'57ac'57ac'57acull;
+struct BootStack {
+  u64 bottom = 0;
+  u64 top = 0;
+};
+BootStack g_boot_stack;
+
+[[gnu::noinline]] void paint_boot_stack(u64 bottom, u64 top) {
+  g_boot_stack = {bottom, top};
+  volatile u64 here = 0;
+  // Everything more than 256 bytes below this frame is unused: paint it.
+  u64 limit = (reinterpret_cast<ktl::uptr>(&here) - 256) & ~u64{7};
+  if (limit <= bottom || limit > top) return;
+  auto words =
+      ktl::Span<volatile u64>::from_raw(reinterpret_cast<volatile u64*>(static_cast<ktl::uptr>(bottom)),
+                                        static_cast<usize>((limit - bottom) / 8));
+  for (volatile u64& w : words) w = kStackPaint;
+}
+
+// Bytes of the boot stack that were ever in use (from the top down to the lowest unpainted word).
+u64 boot_stack_high_water() {
+  const BootStack& s = g_boot_stack;
+  auto words = ktl::Span<const volatile u64>::from_raw(
+      reinterpret_cast<const volatile u64*>(static_cast<ktl::uptr>(s.bottom)),
+      static_cast<usize>((s.top - s.bottom) / 8));
+  usize untouched = 0;
+  while (untouched < words.size() && words[untouched] == kStackPaint) ++untouched;
+  return (s.top - s.bottom) - untouched * 8;
+}
 
 // Static constructors of every translation unit (and the C++ module initialisers).
 extern "C" {
@@ -92,6 +139,12 @@ void install_exception_handling() {
   arch::x86_64::halt_forever();
 }
 
+[[noreturn]] void fatal_memory(const kernel::memory::InitError& e) {
+  klog::error("memory: {}: halting", e);
+  if (g_test_mode) arch::x86_64::qemu_exit(0x11);
+  arch::x86_64::halt_forever();
+}
+
 template <class E>
 [[noreturn]] void fatal_boot_info_error(const E& e) {
   ktl::InlineString<256> text;
@@ -143,7 +196,7 @@ void print_memory_map(ktl::Span<const boot::MemoryRegion> map, const kernel::Map
   klog::info("memory by kind:{}", kinds.view());
 }
 
-void enable_cpu_protections() {
+arch::x86_64::CpuFeatures enable_cpu_protections() {
   using namespace arch::x86_64;
   CpuFeatures f = detect_features();
   klog::info("cpu: {} family {:#x} model {:#x} stepping {}, {}-bit physical / {}-bit linear addresses",
@@ -164,6 +217,55 @@ void enable_cpu_protections() {
   ktl::check(on.wp, "CR0.WP did not stick");
   ktl::check(on.nxe == f.nx && on.smep == f.smep && on.smap == f.smap && on.umip == f.umip,
              "a supported protection bit did not stick");
+  return f;
+}
+
+// Memory management (kernel.memory), then what the kernel keeps on its heap from now on.
+void start_memory(const boot::BootInfo& info, ktl::Span<const boot::MemoryRegion> map,
+                  const kernel::MapSummary& summary, const arch::x86_64::CpuFeatures& cpu) {
+  kernel::memory::Config c;
+  c.info = &info;
+  c.map = map;
+  c.map_end = summary.highest_address;
+  c.gigabytes = cpu.gbpages ? mm::GigabytePages::Supported : mm::GigabytePages::Unsupported;
+  c.heap_hardening = g_test_mode || kDebugKernel ? mm::Hardening::On : mm::Hardening::Off;
+  if (auto r = kernel::memory::init(c); r.is_err()) fatal_memory(r.error());
+
+  // The IST stacks move to mapped stacks with guard pages; the panic report follows them.
+  if (auto r = kernel::memory::map_ist_stacks(); r.is_err()) fatal_memory(r.error());
+  using arch::x86_64::IstSlot;
+  auto moved = [](IstSlot slot, const char* name) {
+    arch::x86_64::StackRange r = arch::x86_64::ist_stack(slot);
+    kpanic::replace_stack(name, kernel::StackBounds{r.bottom, r.top});
+  };
+  moved(IstSlot::DoubleFault, "IST 1 (double fault) stack");
+  moved(IstSlot::Nmi, "IST 2 (NMI) stack");
+  moved(IstSlot::MachineCheck, "IST 3 (machine check) stack");
+  arch::x86_64::StackRange df = arch::x86_64::ist_stack(IstSlot::DoubleFault);
+  klog::info("exceptions: IST stacks mapped with guard pages at {} (3 x {} KiB)",
+             mm::VirtAddr::from(df.bottom), arch::x86_64::kIstStackSize >> 10);
+
+  // The log's replay buffer grows from its static 8 KiB to the heap.
+  if (void* history = mm::kmalloc(kHeapLogHistory)) {
+    (void)klog::grow_history(ktl::Span<char>::from_raw(static_cast<char*>(history), kHeapLogHistory));
+  } else {
+    klog::warn("log: no heap memory for a larger replay buffer");
+  }
+}
+
+// The kernel's own copy of the command line on the heap (the boot information's memory is the
+// loader's: FIXME(reclaim) hands it back to the PMM one day), parsed again so that every view in
+// the options points into the copy.
+void keep_command_line(ktl::StringView text, kernel::ParsedCommandLine& parsed) {
+  if (text.empty()) return;
+  auto* copy = static_cast<char*>(mm::kmalloc(text.size()));
+  if (copy == nullptr) {
+    klog::warn("command line: no heap memory for a copy; using the loader's");
+    return;
+  }
+  auto bytes = ktl::Span<char>::from_raw(copy, text.size());
+  for (usize i = 0; i < text.size(); ++i) bytes[i] = text[i];
+  parsed = kernel::parse_command_line(ktl::StringView(bytes));  // same options, warnings already shown
 }
 
 void start_framebuffer(const boot::BootInfo& info, const kernel::Options& options) {
@@ -205,7 +307,13 @@ void start_framebuffer(const boot::BootInfo& info, const kernel::Options& option
     klog::warn("framebuffer console disabled: {}", surface.error());
     return;
   }
-  kernel::FramebufferConsole& con = g_fbcon.emplace(surface.value(), g_font);
+  // The console lives on the heap for the rest of the kernel's life (the log keeps a reference).
+  void* storage = mm::kmalloc(sizeof(kernel::FramebufferConsole));
+  if (storage == nullptr) {
+    klog::warn("framebuffer console disabled: no heap memory");
+    return;
+  }
+  kernel::FramebufferConsole& con = *new (storage) kernel::FramebufferConsole(surface.value(), g_font);
   con.clear();
   (void)klog::add_sink(con, klog::Replay::History);
   klog::info("framebuffer console: {}x{} pixels at {}, {} columns x {} rows, font {}x{}", fb.width, fb.height,
@@ -234,8 +342,15 @@ void start_framebuffer(const boot::BootInfo& info, const kernel::Options& option
         klog::error("test mode: no test matches \"{}\"", o.test_filter);
         arch::x86_64::qemu_exit(0x11);
       }
-      klog::info("test mode: {}, exiting QEMU", s.failed == 0 ? "all tests passed" : "TESTS FAILED");
-      arch::x86_64::qemu_exit(s.failed == 0 ? 0x10 : 0x11);
+      // A test that used nearly all of the boot stack would overflow it with a little more.
+      u64 used = boot_stack_high_water();
+      u64 size = g_boot_stack.top - g_boot_stack.bottom;
+      bool stack_ok = used + size / 8 <= size;
+      klog::info("test mode: boot stack high-water mark {} KiB of {} KiB", (used + 1023) >> 10, size >> 10);
+      if (!stack_ok) klog::error("test mode: the tests used more than 7/8 of the boot stack");
+      bool passed = s.failed == 0 && stack_ok;
+      klog::info("test mode: {}, exiting QEMU", passed ? "all tests passed" : "TESTS FAILED");
+      arch::x86_64::qemu_exit(passed ? 0x10 : 0x11);
     }
     case kernel::TestMode::None: break;
   }
@@ -256,6 +371,7 @@ extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info) {
   kpanic::set_direct_map(info->direct_map_base);
   kpanic::add_stack(kernel::StackBounds{info->stack_virt_top - info->stack_size, info->stack_virt_top},
                     "boot stack");
+  paint_boot_stack(info->stack_virt_top - info->stack_size, info->stack_virt_top);
 
   auto phys = [&](u64 p) { return info->direct_map_base + p; };
   ktl::StringView cmdline;
@@ -272,7 +388,7 @@ extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info) {
   for (const kernel::Warning& w : parsed.warning_list()) klog::warn("command line: {}", w);
   if (parsed.dropped_warnings != 0) klog::warn("command line: {} more warnings", parsed.dropped_warnings);
 
-  enable_cpu_protections();
+  arch::x86_64::CpuFeatures cpu = enable_cpu_protections();
   klog::info("exceptions: GDT, TSS (IST stacks for #DF, NMI, #MC) and IDT (256 vectors) loaded");
 
   const boot::BootInfo* checked = info;
@@ -307,8 +423,12 @@ extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info) {
   if (summary.is_err()) fatal_boot_info_error(summary.error());
   print_memory_map(regions, summary.value());
 
+  start_memory(*info, regions, summary.value(), cpu);
+  keep_command_line(cmdline, parsed);
   start_framebuffer(*info, options);
+  kernel::memory::log_meminfo();
   klog::info("ready");
+  if (options.dump_page_tables == kernel::Toggle::On) (void)kernel::memory::log_page_tables();
 
   if (g_test_mode) run_test_mode(options, *info);
   klog::info("nothing more to do yet: halted (in QEMU, Ctrl-A X quits)");

@@ -136,6 +136,17 @@ void add_stack(kernel::StackBounds stack, const char* name) {
   g_state.stacks[g_state.stack_count++] = NamedStack{stack, name};
 }
 
+void replace_stack(const char* name, kernel::StackBounds stack) {
+  for (usize i = 0; i < g_state.stack_count; ++i) {
+    NamedStack& s = g_state.stacks[i];
+    if (ktl::StringView(s.name) == ktl::StringView(name)) {
+      s.bounds = stack;
+      return;
+    }
+  }
+  ktl::panic("kpanic::replace_stack: no stack of that name");
+}
+
 ksym::Symbolized symbolize(u64 address) { return ksym::Symbolized{address, g_state.symbols.lookup(address)}; }
 
 ksym::Symbolized symbolize_return(u64 address) {

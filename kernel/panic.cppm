@@ -31,6 +31,9 @@ void set_direct_map(ktl::u64 base);
 // Stacks the backtrace may read (the boot stack, the IST stacks). At most kMaxStacks.
 inline constexpr ktl::usize kMaxStacks = 8;
 void add_stack(kernel::StackBounds stack, const char* name);
+// Moves the stack registered as `name` to `stack` (the IST stacks, once they are mapped with guard
+// pages). Panics if no stack has that name.
+void replace_stack(const char* name, kernel::StackBounds stack);
 
 // `address` with the function containing it.
 [[nodiscard]] ksym::Symbolized symbolize(ktl::u64 address);

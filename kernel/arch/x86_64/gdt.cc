@@ -26,6 +26,8 @@ struct State {
   alignas(16) ktl::Array<u64, kEntries> gdt{};
   alignas(16) TaskStateSegment tss{};
   alignas(16) ktl::Array<ktl::Array<u8, kIstStackSize>, kIstStacks> ist_stacks{};
+  // The stacks the TSS points at: the early ones above until set_ist_stack() moves them.
+  ktl::Array<StackRange, kIstStacks> current{};
   bool loaded = false;
 };
 State g_state;
@@ -70,9 +72,10 @@ void load_gdt() {
 
   // The IstSlot values are 1..3 in the order of ist_stacks.
   static_assert(kIstStacks == 3);
-  s.tss.ist1 = stack_of(0).top;
-  s.tss.ist2 = stack_of(1).top;
-  s.tss.ist3 = stack_of(2).top;
+  for (ktl::usize i = 0; i < kIstStacks; ++i) s.current[i] = stack_of(i);
+  s.tss.ist1 = s.current[0].top;
+  s.tss.ist2 = s.current[1].top;
+  s.tss.ist3 = s.current[2].top;
   s.tss.iomap_base = sizeof(TaskStateSegment);  // no I/O permission bitmap
 
   // 64-bit TSS descriptor (available, type 9), 16 bytes (SDM vol. 3, 8.2.3).
@@ -93,7 +96,28 @@ bool gdt_loaded() { return g_state.loaded; }
 StackRange ist_stack(IstSlot slot) {
   auto index = static_cast<ktl::usize>(ktl::to_underlying(slot)) - 1;
   ktl::check(index < kIstStacks, "ist_stack: no such IST slot");
+  return g_state.current[index];
+}
+
+StackRange early_ist_stack(IstSlot slot) {
+  auto index = static_cast<ktl::usize>(ktl::to_underlying(slot)) - 1;
+  ktl::check(index < kIstStacks, "early_ist_stack: no such IST slot");
   return stack_of(index);
+}
+
+void set_ist_stack(IstSlot slot, StackRange stack) {
+  auto index = static_cast<ktl::usize>(ktl::to_underlying(slot)) - 1;
+  ktl::check(g_state.loaded && index < kIstStacks, "set_ist_stack: no such IST slot (or no TSS yet)");
+  ktl::check((stack.top & 15) == 0 && stack.top - stack.bottom >= 4096, "set_ist_stack: bad stack");
+  // The CPU reads the IST entry when it delivers an interrupt through the gate: no reload needed.
+  // Interrupts are off (contract), so no delivery sees a half-written entry.
+  g_state.current[index] = stack;
+  TaskStateSegment& t = g_state.tss;
+  switch (slot) {
+    case IstSlot::DoubleFault: t.ist1 = stack.top; break;
+    case IstSlot::Nmi: t.ist2 = stack.top; break;
+    case IstSlot::MachineCheck: t.ist3 = stack.top; break;
+  }
 }
 
 u64 gdt_base() { return address_of(g_state.gdt.data()); }

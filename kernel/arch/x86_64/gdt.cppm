@@ -6,8 +6,10 @@
 //
 // Contract: load() runs once, on the boot CPU, with interrupts off, before the IDT is loaded.
 // FIXME(smp): one GDT/TSS per CPU.
-// FIXME(guard-pages): the IST stacks live in .bss without guard pages (the kernel has no mapper
-// yet); an IST stack overflow runs into the neighbouring stack.
+// The IST stacks start out in .bss (no guard pages: the kernel has no mapper when it loads the
+// GDT); once memory management is up, kernel.memory maps stacks with unmapped guard pages around
+// them and moves the TSS to those (set_ist_stack). The .bss ones stay as a fallback that nothing
+// uses afterwards.
 module;
 
 #include <ktl/macros.h>
@@ -56,6 +58,11 @@ void load_gdt();
 [[nodiscard]] bool gdt_loaded();
 // The stack the CPU switches to for `slot` (valid after load_gdt()).
 [[nodiscard]] StackRange ist_stack(IstSlot slot);
+// The .bss stack load_gdt() installed for `slot`.
+[[nodiscard]] StackRange early_ist_stack(IstSlot slot);
+// Points the TSS's IST entry for `slot` at `stack` (top 16-byte aligned). Contract: interrupts
+// off; the stack stays mapped for the rest of the kernel's life.
+void set_ist_stack(IstSlot slot, StackRange stack);
 // The GDT's base as loaded (for tests comparing against sgdt).
 [[nodiscard]] u64 gdt_base();
 

@@ -1,0 +1,99 @@
+module;
+
+#include <ktl/macros.h>
+
+module kernel.meminfo;
+
+import ktl;
+import boot.info;
+import mm.addr;
+import mm.pmm;
+
+namespace kernel {
+
+void format_value(ktl::FormatSink& sink, ConvertError e, const ktl::FormatSpec& spec) {
+  ktl::format_value(sink, ktl::StringView(to_string(e)), spec);
+}
+
+ktl::Result<usize, ConvertError> convert_memory_map(ktl::Span<const boot::MemoryRegion> map,
+                                                    ktl::Span<mm::PhysRegion> out) {
+  usize n = 0;
+  for (const boot::MemoryRegion& r : map) {
+    auto range = mm::PhysRange::with_size(mm::PhysAddr::unchecked(r.base), r.size);
+    if (range.is_err() || r.size == 0) return ktl::Err(ConvertError::BadRegion);
+    mm::RegionKind kind = region_kind(r.kind);
+    mm::NodeId node{r.numa_node};
+    if (n > 0) {
+      mm::PhysRegion& last = out[n - 1];
+      if (last.kind == kind && last.node == node && last.range.end() == range.value().start()) {
+        last.range = mm::PhysRange::try_from(last.range.start(), range.value().end()).value();
+        continue;
+      }
+    }
+    if (n == out.size()) return ktl::Err(ConvertError::TooManyRegions);
+    out[n++] = mm::PhysRegion{range.value(), kind, node};
+  }
+  return n;
+}
+
+bool MemInfo::consistent() const {
+  u64 reserved_sum = 0;
+  for (usize k = 0; k < kRegionKinds; ++k) {
+    if (k != index_of(mm::RegionKind::Usable)) reserved_sum += by_kind[k];
+  }
+  return total == usable + reserved && reserved == reserved_sum &&
+         usable == by_kind[index_of(mm::RegionKind::Usable)] && usable == free + allocated + pmm_metadata &&
+         allocated == kernel_tables + heap() + other &&
+         loader_tables == by_kind[index_of(mm::RegionKind::PageTables)];
+}
+
+MemInfo compute_meminfo(ktl::Span<const boot::MemoryRegion> map, const MemUse& use) {
+  MemInfo m;
+  m.regions = map.size();
+  for (const boot::MemoryRegion& r : map) {
+    m.total += r.size;
+    m.by_kind[index_of(region_kind(r.kind))] += r.size;
+  }
+  m.usable = m.by_kind[index_of(mm::RegionKind::Usable)];
+  m.reserved = m.total - m.usable;
+  m.free = use.pmm.free_bytes;
+  m.allocated = use.pmm.used_bytes;
+  m.pmm_metadata = use.pmm.metadata_bytes;
+  m.loader_tables = m.by_kind[index_of(mm::RegionKind::PageTables)];
+  m.kernel_tables = use.kernel_table_bytes;
+  m.heap_slabs = use.heap_slab_bytes;
+  m.heap_large = use.heap_large_bytes;
+  m.heap_metadata = use.heap_metadata_bytes;
+  u64 accounted = m.kernel_tables + m.heap();
+  // Whatever else the kernel allocated; never negative unless the inputs disagree (then the
+  // identities fail and the boot test reports it).
+  m.other = m.allocated >= accounted ? m.allocated - accounted : 0;
+  return m;
+}
+
+void write_meminfo(ktl::FormatSink& out, const MemInfo& m) {
+  auto k = [](u64 bytes) { return bytes >> 10; };
+  auto of = [&](mm::RegionKind kind) { return k(m.by_kind[index_of(kind)]); };
+  ktl::format_to(out, "meminfo: total={}K usable={}K reserved={}K regions={}\n", k(m.total), k(m.usable),
+                 k(m.reserved), m.regions);
+  ktl::format_to(out, "meminfo: reserved:");
+  for (usize i = 0; i < kRegionKinds; ++i) {
+    auto kind = static_cast<mm::RegionKind>(i);
+    if (kind == mm::RegionKind::Usable) continue;
+    ktl::format_to(out, " {}={}K", mm::to_string(kind), of(kind));
+  }
+  ktl::format_to(out, "\n");
+  ktl::format_to(out, "meminfo: usable: free={}K allocated={}K pmm-metadata={}K\n", k(m.free), k(m.allocated),
+                 k(m.pmm_metadata));
+  ktl::format_to(out,
+                 "meminfo: kernel: image={}K boot-data={}K page-tables={}K heap={}K pmm-metadata={}K "
+                 "other={}K total={}K\n",
+                 of(mm::RegionKind::KernelImage), of(mm::RegionKind::BootData), k(m.page_tables()),
+                 k(m.heap()), k(m.pmm_metadata), k(m.other), k(m.kernel_total()));
+  ktl::format_to(out, "meminfo: page-tables: loader={}K kernel={}K\n", k(m.loader_tables),
+                 k(m.kernel_tables));
+  ktl::format_to(out, "meminfo: heap: slabs={}K large={}K metadata={}K\n", k(m.heap_slabs), k(m.heap_large),
+                 k(m.heap_metadata));
+}
+
+}  // namespace kernel

@@ -1,0 +1,235 @@
+module;
+
+#include <ktl/macros.h>
+
+module kernel.memory;
+
+import ktl;
+import boot.info;
+import mm.addr;
+import mm.arch;
+import mm.address_space;
+import mm.heap;
+import mm.heap.paging;
+import mm.mapping;
+import mm.paging;
+import mm.pmm;
+import mm.slab;
+import kernel.log;
+import kernel.meminfo;
+import kernel.vmview;
+import arch.x86_64.cpu;
+import arch.x86_64.gdt;
+
+namespace kernel::memory {
+
+namespace {
+
+using Format = mm::paging::X86_64;
+
+struct State {
+  bool initialized = false;
+  bool loader_recursive = false;
+  ktl::Span<const boot::MemoryRegion> boot_map;
+  mm::PhysWindow window;
+  mm::Pmm pmm;
+  ktl::Optional<mm::KernelAddressSpace> space;
+  ktl::Optional<SpacePager> pager;
+  ktl::Array<ktl::Optional<mm::KernelMapping>, 3> ist_stacks{};
+};
+State g_state;
+// The converted map only lives until Pmm::init has copied what it needs; static because the
+// kernel has no allocator yet (kNoRegion is all zeroes, so this is .bss).
+constinit ktl::Array<mm::PhysRegion, kMaxRegions> g_regions = make_region_array<kMaxRegions>();
+
+InitError error(Stage stage, auto code) {
+  return InitError{stage, static_cast<u32>(ktl::to_underlying(code))};
+}
+
+const char* stage_name(Stage s) {
+  switch (s) {
+    case Stage::Map: return "memory map";
+    case Stage::Pmm: return "PMM";
+    case Stage::AddressSpace: return "kernel address space";
+    case Stage::Heap: return "heap";
+    case Stage::Stacks: return "IST stacks";
+  }
+  return "memory";
+}
+
+}  // namespace
+
+void format_value(ktl::FormatSink& sink, const InitError& e, const ktl::FormatSpec&) {
+  switch (e.stage) {
+    case Stage::Map:
+      ktl::format_to(sink, "{}: {}", stage_name(e.stage), static_cast<ConvertError>(e.code));
+      break;
+    case Stage::Pmm:
+      ktl::format_to(sink, "{}: {}", stage_name(e.stage), static_cast<mm::PmmError>(e.code));
+      break;
+    case Stage::AddressSpace:
+    case Stage::Stacks:
+      ktl::format_to(sink, "{}: {}", stage_name(e.stage), static_cast<mm::PagingError>(e.code));
+      break;
+    case Stage::Heap:
+      ktl::format_to(sink, "{}: {}", stage_name(e.stage), static_cast<mm::HeapError>(e.code));
+      break;
+  }
+}
+
+ktl::Result<void, InitError> init(const Config& c) {
+  ktl::check(!g_state.initialized, "kernel::memory::init: called twice");
+  State& s = g_state;
+  s.boot_map = c.map;
+
+  // 1. The PMM.
+  auto converted = convert_memory_map(c.map, g_regions.span());
+  if (converted.is_err()) return ktl::Err(error(Stage::Map, converted.error()));
+  usize regions = converted.value();
+  s.window = mm::PhysWindow(mm::PhysAddr::zero(), c.map_end,
+                            reinterpret_cast<ktl::u8*>(static_cast<ktl::uptr>(c.info->direct_map_base)));
+  if (auto r = s.pmm.init(g_regions.span().first(regions), s.window); r.is_err()) {
+    return ktl::Err(error(Stage::Pmm, r.error()));
+  }
+  if (auto r = mm::install_global_pmm(s.pmm); r.is_err()) return ktl::Err(error(Stage::Pmm, r.error()));
+  mm::MemStats st = s.pmm.stats();
+  klog::info("pmm: {} regions (from the loader's {}), {} arenas, {} MiB free, {} KiB metadata", regions,
+             c.map.size(), s.pmm.arena_count(), st.free_bytes >> 20, st.metadata_bytes >> 10);
+  for (usize i = 0; i < s.pmm.metadata_block_count(); ++i) {
+    mm::PhysRange b = s.pmm.metadata_block(i);
+    klog::debug("pmm: metadata block {} - {}", b.start(), b.end());
+  }
+
+  // 2. The kernel address space: the loader's tables, with the recursive slot checked.
+  mm::PhysAddr root = mm::PhysAddr::from(c.info->page_table_root);
+  if (!s.window.covers(root, mm::kPageSize))
+    return ktl::Err(error(Stage::AddressSpace, mm::PagingError::OutOfRange));
+  u64 self = s.window.array<u64>(root, Format::kEntries)[boot::layout::kRecursiveSlot];
+  s.loader_recursive =
+      Format::kind(self, 3) == mm::paging::EntryKind::Table && Format::target(self, 3) == root;
+  mm::KernelSpaceOptions options;
+  options.recursive_slot = boot::layout::kRecursiveSlot;
+  options.gigabytes = c.gigabytes;
+  auto adopted = mm::KernelAddressSpace::adopt_kernel(s.window, s.pmm, root, options);
+  if (adopted.is_err()) return ktl::Err(error(Stage::AddressSpace, adopted.error()));
+  mm::KernelAddressSpace& space = s.space.emplace(adopted.release_value());
+  space.activate();
+  klog::info("address space: adopted the loader's tables at {}, recursive slot {} {}, active (CR3 {})", root,
+             boot::layout::kRecursiveSlot, s.loader_recursive ? "validated" : "installed",
+             mm::arch::active_root());
+
+  // 3. The heap.
+  SpacePager& pager = s.pager.emplace(space);
+  mm::HeapConfig hc;
+  hc.region = mm::VirtRange::with_size(mm::VirtAddr::from(layout::kHeapBase), layout::kHeapBytes).value();
+  hc.pager = &pager;
+  hc.hardening = c.heap_hardening;
+  hc.seed = arch::x86_64::rdtsc();  // free-list secrets differ from boot to boot
+  if (auto r = mm::heap::init(s.pmm, s.window, hc); r.is_err())
+    return ktl::Err(error(Stage::Heap, r.error()));
+  klog::info(
+      "heap: {} size classes up to {} KiB, large allocations in {} - {}{}", mm::heap_classes::kCount,
+      mm::heap_classes::kMaxSize >> 10, hc.region.start(), hc.region.end(),
+      c.heap_hardening == mm::Hardening::On ? ", hardened (redzones, poisoning, double-free checks)" : "");
+  s.initialized = true;
+  return ktl::ok();
+}
+
+bool initialized() { return g_state.initialized; }
+
+ktl::Result<void, InitError> map_ist_stacks() {
+  State& s = g_state;
+  ktl::check(s.initialized, "map_ist_stacks before kernel::memory::init");
+  constexpr ktl::Array<arch::x86_64::IstSlot, 3> slots{
+      {arch::x86_64::IstSlot::DoubleFault, arch::x86_64::IstSlot::Nmi, arch::x86_64::IstSlot::MachineCheck}};
+  static_assert(arch::x86_64::kIstStackSize + 2 * mm::kPageSize <= layout::kStackStride);
+  for (usize i = 0; i < slots.size(); ++i) {
+    auto frames = s.pmm.alloc_contiguous(arch::x86_64::kIstStackSize / mm::kPageSize, mm::kPageSize);
+    if (frames.is_err()) return ktl::Err(error(Stage::Stacks, mm::PagingError::NoMemory));
+    // [guard page][stack][guard page ...] inside this stack's stride.
+    mm::VirtAddr bottom = mm::VirtAddr::from(layout::kStackBase + i * layout::kStackStride + mm::kPageSize);
+    auto mapping =
+        mm::KernelMapping::create(*s.space, bottom, frames.release_value(),
+                                  mm::PageFlags::kernel_rw().with(mm::Scope::Global), mm::HugePages::Deny);
+    if (mapping.is_err()) return ktl::Err(error(Stage::Stacks, mapping.error()));
+    mm::KernelMapping& m = s.ist_stacks[i].emplace(mapping.release_value());
+    arch::x86_64::set_ist_stack(slots[i],
+                                arch::x86_64::StackRange{m.start().value(), m.range().end().value()});
+  }
+  return ktl::ok();
+}
+
+mm::Pmm& pmm() { return g_state.pmm; }
+mm::PhysWindow window() { return g_state.window; }
+mm::KernelAddressSpace& kernel_space() { return *g_state.space; }
+mm::Heap& heap() {
+  mm::Heap* h = mm::heap::installed();
+  ktl::check(h != nullptr, "kernel::memory::heap: no heap installed");
+  return *h;
+}
+bool loader_installed_recursive_slot() { return g_state.loader_recursive; }
+
+ktl::Result<void, mm::HeapError> SpacePager::map(mm::VirtAddr start, mm::FrameRange<mm::Size4K> frames) {
+  ktl::LockGuard guard(space_.lock());
+  mm::PageTablePager<Format> pager(space_.tables());
+  return pager.map(start, frames);
+}
+
+void SpacePager::unmap(mm::VirtAddr start, u64 pages) {
+  ktl::LockGuard guard(space_.lock());
+  mm::PageTablePager<Format> pager(space_.tables());
+  pager.unmap(start, pages);
+}
+
+void reclaim_tables(mm::VirtRange range) {
+  mm::KernelAddressSpace& space = kernel_space();
+  ktl::LockGuard guard(space.lock());
+  auto r = space.tables().reclaim_empty_tables(range.start(), range.size());
+  ktl::check(r.is_ok(), "reclaim_tables: the range is not the kernel's to reclaim");
+}
+
+MemInfo meminfo() {
+  State& s = g_state;
+  MemUse use;
+  use.pmm = s.pmm.stats();
+  {
+    ktl::LockGuard guard(s.space->lock());
+    use.kernel_table_bytes = s.space->tables().table_frames() * mm::kPageSize;
+  }
+  if (mm::Heap* h = mm::heap::installed()) {
+    mm::HeapStats hs = h->stats();
+    use.heap_slab_bytes = hs.slab_frames * mm::kPageSize;
+    use.heap_large_bytes = hs.large_frames * mm::kPageSize;
+    use.heap_metadata_bytes = hs.metadata_frames * mm::kPageSize;
+  }
+  return compute_meminfo(s.boot_map, use);
+}
+
+void log_meminfo() {
+  MemInfo m = meminfo();
+  ktl::InlineString<1536> text;
+  write_meminfo(text, m);
+  // One log record per line.
+  for (ktl::StringView rest = text.view(); !rest.empty();) {
+    usize nl = rest.find('\n');
+    klog::info("{}", rest.substr(0, nl));
+    rest = nl < rest.size() ? rest.substr(nl + 1) : ktl::StringView();
+  }
+  if (!m.consistent())
+    klog::warn("meminfo: the totals do not add up (a PMM or allocator statistic is wrong)");
+}
+
+vmview::Summary log_page_tables() {
+  mm::KernelAddressSpace& space = kernel_space();
+  // The walk reads the tables under their lock; nothing maps or unmaps meanwhile.
+  ktl::LockGuard guard(space.lock());
+  mm::PhysAddr root = space.tables().root();
+  klog::info("vm: begin page tables root={:#x} format={}", root.value(), Format::kName);
+  vmview::Summary s = vmview::for_each_range<Format>(g_state.window, root,
+                                                     [](const vmview::Range& r) { klog::info("vm: {}", r); });
+  if (s.recursive_slot) klog::info("vm: recursive slot={}", *s.recursive_slot);
+  klog::info("vm: end ranges={} leaves={} bytes={:#x}", s.ranges, s.leaves, s.bytes);
+  return s;
+}
+
+}  // namespace kernel::memory

@@ -1,0 +1,113 @@
+// kernel.memory: the kernel's memory management, brought up from the boot information.
+//
+//   1. PMM: the loader's map converted to mm::PhysRegion (kernel.meminfo), Pmm::init over the
+//      direct map (a PhysWindow from physical 0 to the end of the map), install_global_pmm.
+//   2. The kernel address space (mm.address_space) adopts the loader's tables rooted at
+//      BootInfo::page_table_root, validates the recursive slot the loader installed in PML4[510]
+//      (or installs it), and is activated through mm::arch (CR3).
+//   3. The heap (mm.heap): slab caches and kmalloc over the PMM, large allocations mapped into the
+//      kernel heap region (layout::kHeap) through the page-table engine (mm.heap.paging) under the
+//      address-space lock.
+//   4. The IST stacks move to mapped stacks with an unmapped guard page below each (and above).
+//
+// Kernel virtual layout beyond the loader's (PML4 slots of the kernel half; docs/ARCHITECTURE.md):
+//   slot 256..383  direct map (loader)           slot 507  test heaps (1 GiB each, test mode)
+//   slot 508       kernel heap region (4 GiB)    slot 509  kernel stacks with guard pages
+//   slot 510       recursive self-reference       slot 511  kernel image (loader)
+//
+// Locking: the address space's lock serialises every change to the kernel tables; the heap's
+// pager takes it under heap.region (the lock order of docs/ARCHITECTURE.md). One CPU for now.
+module;
+
+#include <ktl/macros.h>
+
+export module kernel.memory;
+
+import ktl;
+import boot.info;
+import mm.addr;
+import mm.arch;
+import mm.address_space;
+import mm.heap;
+import mm.paging;
+import mm.pmm;
+import mm.slab;
+import kernel.meminfo;
+import kernel.vmview;
+
+export namespace kernel::memory {
+
+using ktl::u32;
+using ktl::u64;
+using ktl::usize;
+
+namespace layout {
+[[nodiscard]] constexpr u64 slot_base(u32 slot) { return 0xffff'0000'0000'0000ull | (u64{slot} << 39); }
+inline constexpr u32 kTestHeapSlot = 507;
+inline constexpr u32 kHeapSlot = 508;
+inline constexpr u32 kStackSlot = 509;
+inline constexpr u64 kTestHeapBase = slot_base(kTestHeapSlot);
+inline constexpr u64 kTestHeapBytes = u64{1} << 30;  // one test heap's region
+inline constexpr u32 kMaxTestHeaps = 16;
+inline constexpr u64 kHeapBase = slot_base(kHeapSlot);
+inline constexpr u64 kHeapBytes = u64{4} << 30;
+inline constexpr u64 kStackBase = slot_base(kStackSlot);
+inline constexpr u64 kStackStride = u64{64}
+                                    << 10;  // one stack (at most 60 KiB) per stride, guard pages between
+}  // namespace layout
+
+// The converted map holds at most this many regions (merged neighbours count once).
+inline constexpr usize kMaxRegions = 1024;
+
+enum class Stage : u32 { Map, Pmm, AddressSpace, Heap, Stacks };
+struct InitError {
+  Stage stage;
+  u32 code;  // a ConvertError, PmmError, PagingError or HeapError, by stage
+};
+void format_value(ktl::FormatSink& sink, const InitError& e, const ktl::FormatSpec& spec);
+
+struct Config {
+  const boot::BootInfo* info = nullptr;
+  ktl::Span<const boot::MemoryRegion> map;  // validated (kernel.boot_check)
+  u64 map_end = 0;                          // end of the highest region
+  mm::GigabytePages gigabytes = mm::GigabytePages::Unsupported;
+  mm::Hardening heap_hardening = mm::Hardening::On;
+};
+
+// Steps 1-3 of the module comment, logging what they did. Call once, on the boot CPU.
+[[nodiscard]] ktl::Result<void, InitError> init(const Config& config);
+[[nodiscard]] bool initialized();
+
+// Step 4: the IST stacks (arch.x86_64.gdt) move to mapped stacks with guard pages.
+[[nodiscard]] ktl::Result<void, InitError> map_ist_stacks();
+
+[[nodiscard]] mm::Pmm& pmm();
+[[nodiscard]] mm::PhysWindow window();  // the direct map
+[[nodiscard]] mm::KernelAddressSpace& kernel_space();
+[[nodiscard]] mm::Heap& heap();
+// Whether PML4[510] already pointed at the root when the kernel adopted the tables.
+[[nodiscard]] bool loader_installed_recursive_slot();
+
+// The heap pager over the kernel address space (the kernel heap's, and the test heaps').
+class SpacePager final : public mm::RegionPager {
+ public:
+  explicit SpacePager(mm::KernelAddressSpace& space) : space_(space) {}
+  [[nodiscard]] ktl::Result<void, mm::HeapError> map(mm::VirtAddr start,
+                                                     mm::FrameRange<mm::Size4K> frames) override;
+  void unmap(mm::VirtAddr start, u64 pages) override;
+
+ private:
+  mm::KernelAddressSpace& space_;
+};
+
+// Frees the page tables left empty in `range` of the kernel address space (after a test heap).
+void reclaim_tables(mm::VirtRange range);
+
+// The summary (kernel.meminfo) as of now, and its "meminfo:" lines in the log.
+[[nodiscard]] MemInfo meminfo();
+void log_meminfo();
+
+// The "vm:" block (kernel.vmview) of the active kernel tables, under the address-space lock.
+vmview::Summary log_page_tables();
+
+}  // namespace kernel::memory
