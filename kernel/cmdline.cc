@@ -59,6 +59,8 @@ struct Parser {
                   : kind == "stackoverflow" ? FaultKind::StackOverflow
                   : kind == "nmi"           ? FaultKind::Nmi
                   : kind == "panic"         ? FaultKind::Panic
+                  : kind == "doublefree"    ? FaultKind::DoubleFree
+                  : kind == "iststack"      ? FaultKind::IstStackOverflow
                                             : FaultKind::None;
     if (k == FaultKind::None) {
       // Still test mode (a typo must fail the test run, not boot normally).
@@ -127,6 +129,8 @@ const char* to_string(FaultKind k) {
     case FaultKind::StackOverflow: return "stackoverflow";
     case FaultKind::Nmi: return "nmi";
     case FaultKind::Panic: return "panic";
+    case FaultKind::DoubleFree: return "doublefree";
+    case FaultKind::IstStackOverflow: return "iststack";
   }
   return "?";
 }

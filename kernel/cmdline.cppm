@@ -6,7 +6,8 @@
 //                                 <filter> ("all" = every suite except DISABLED_ ones); exit 33
 //                                 if all passed, 35 otherwise
 //   test=fault:<kind>             test mode: trigger a deliberate fault (pagefault, divide, wp,
-//                                 stackoverflow, nmi, panic) whose panic report exits with 35
+//                                 stackoverflow, nmi, panic, doublefree, iststack) whose panic
+//                                 report exits with 35
 //   fbcon=on|off                  the framebuffer console (default on when there is a framebuffer)
 //   pagetables=dump               print the kernel's own view of its page tables (the "vm:" block of
 //                                 kernel.vmview) after boot; boot_inspect_test compares it with QEMU's
@@ -30,7 +31,7 @@ export namespace kernel {
 using ktl::usize;
 
 enum class TestMode { None, Boot, Suites, Fault };
-enum class FaultKind { None, PageFault, Divide, WriteProtect, StackOverflow, Nmi, Panic };
+enum class FaultKind { None, PageFault, Divide, WriteProtect, StackOverflow, Nmi, Panic, DoubleFree, IstStackOverflow };
 enum class Corruption { None, Version, Overlap, Unsorted, ZeroSize, Huge };
 enum class Toggle { On, Off };
 

@@ -43,6 +43,8 @@ KTEST(Cmdline, TestModes) {
   KEXPECT_EQ(fault.options.fault, kernel::FaultKind::PageFault);
   KEXPECT_EQ(parse_command_line("test=fault:divide").options.fault, kernel::FaultKind::Divide);
   KEXPECT_EQ(parse_command_line("test=fault:stackoverflow").options.fault, kernel::FaultKind::StackOverflow);
+  KEXPECT_EQ(parse_command_line("test=fault:doublefree").options.fault, kernel::FaultKind::DoubleFree);
+  KEXPECT_EQ(parse_command_line("test=fault:iststack").options.fault, kernel::FaultKind::IstStackOverflow);
   // An unknown fault stays in test mode (so the run fails) and warns.
   auto typo = parse_command_line("test=fault:pagefualt");
   KEXPECT_EQ(typo.options.test, kernel::TestMode::Fault);

@@ -93,6 +93,12 @@ void print_stack_hint(ktl::FormatSink& out, const arch::x86_64::TrapFrame& f) {
   ktl::format_to(out, "  handler stack: {}; interrupted RSP in: {}\n",
                  handler_stack != nullptr ? handler_stack->name : "unknown",
                  interrupted != nullptr ? interrupted->name : "no known stack");
+  // A full stack: the next push hit the guard page below it (the fault's own frame could not be
+  // pushed, so the CPU raised #DF with RSP still at, or just above, the bottom).
+  if (interrupted != nullptr && f.rsp - interrupted->bounds.bottom < 256) {
+    ktl::format_to(out, "  RSP is {} bytes above the bottom of the {}: stack overflow into its guard page\n",
+                   f.rsp - interrupted->bounds.bottom, interrupted->name);
+  }
   if (interrupted == nullptr) {
     for (usize i = 0; i < g_state.stack_count; ++i) {
       const NamedStack& s = g_state.stacks[i];

@@ -6,7 +6,9 @@ module kernel.selftest;
 
 import ktl;
 import kernel.cmdline;
+import mm.heap;
 import arch.x86_64.apic;
+import arch.x86_64.idt;
 
 namespace kernel::selftest {
 
@@ -49,6 +51,21 @@ const ktl::u64 g_read_only_word = 0x5a5a'5a5a'5a5a'5a5aull;  // .rodata: mapped 
 
 [[gnu::noinline]] void trigger_nmi() { arch::x86_64::send_nmi_to_self(); }
 
+// The kernel heap is hardened in test mode: the second kfree is reported, not absorbed.
+[[gnu::noinline]] void trigger_double_free() {
+  void* p = mm::kmalloc(64);
+  mm::kfree(p);
+  mm::kfree(p);
+}
+
+// An NMI handler that overflows its IST stack: the guard page below it turns the overflow into a
+// page fault, whose delivery faults again (no IST for #PF) and ends in a double fault on IST 1.
+[[gnu::noinline]] void overflow_nmi_stack(arch::x86_64::TrapFrame&) { g_one = trigger_stack_overflow(0); }
+[[gnu::noinline]] void trigger_ist_stack_overflow() {
+  (void)arch::x86_64::set_trap_handler(arch::x86_64::vector::kNmi, &overflow_nmi_stack);
+  __asm__ volatile("int $2" ::: "memory");
+}
+
 [[gnu::noinline]] void trigger_panic() { ktl::panic("deliberate panic (test=fault:panic)"); }
 
 }  // namespace
@@ -66,6 +83,8 @@ void run_fault(FaultKind kind, ktl::u64 direct_map_base) {
       for (int i = 0; i < 1000000; ++i) ktl::cpu_relax();
       break;
     case FaultKind::Panic: trigger_panic(); break;
+    case FaultKind::DoubleFree: trigger_double_free(); break;
+    case FaultKind::IstStackOverflow: trigger_ist_stack_overflow(); break;
     case FaultKind::None: break;
   }
   // A store after the calls keeps them calls (no sibling-call jumps), so run_fault stays in the

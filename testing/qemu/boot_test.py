@@ -16,6 +16,10 @@ Expectations:
   --usable-slack-mib N
                    the kernel's "memory map: N regions, X MiB usable" must satisfy
                    given - N <= X <= given, with `given` the RAM QEMU was started with (--memory)
+  --check-meminfo  the kernel's "meminfo:" block (kernel/meminfo.cppm) must be complete and add up:
+                   every byte of the map is usable or reserved, every usable byte free, allocated
+                   or PMM metadata, and the kernel's share (image, boot data, page tables, heap,
+                   metadata, other) matches the parts it is made of
 Image edits (on a private copy, through mtools):
   --cmdline TEXT            replace \\ferrite\\cmdline.txt
   --replace-file SRC=DST    put SRC at DST in the ESP (e.g. a broken kernel at /ferrite/kernel.elf)
@@ -74,6 +78,67 @@ def check_usable(text, memory, slack_mib):
     return []
 
 
+MEMINFO_SECTIONS = ("", "reserved", "usable", "kernel", "page-tables", "heap")
+
+
+def parse_meminfo(text):
+    """{section: {key: KiB}} from the kernel's "meminfo: [section:] key=NK ..." lines."""
+    out = {}
+    for line in re.findall(r"meminfo: (.*)$", text, re.M):
+        m = re.match(r"([a-z-]+): (.*)$", line)
+        section, pairs = (m.group(1), m.group(2)) if m else ("", line)
+        values = {}
+        for key, value, unit in re.findall(r"([a-z-]+)=(\d+)(K?)", pairs):
+            values[key] = int(value)
+        out[section] = values
+    return out
+
+
+def check_meminfo(text):
+    """The identities of kernel/meminfo.cppm, re-added from the printed numbers."""
+    info = parse_meminfo(text)
+    missing = [s or "summary" for s in MEMINFO_SECTIONS if s not in info]
+    if missing:
+        return ["meminfo block incomplete: no %s line" % ", ".join(missing)]
+    top, res, use, ker, pt, heap = (info[s] for s in MEMINFO_SECTIONS)
+    failures = []
+
+    def same(what, a, b):
+        if a != b:
+            failures.append("meminfo: %s: %d != %d" % (what, a, b))
+
+    try:
+        same("total = usable + reserved", top["total"], top["usable"] + top["reserved"])
+        same("reserved = the sum of its kinds", top["reserved"], sum(res.values()))
+        same("usable = free + allocated + pmm-metadata", top["usable"],
+             use["free"] + use["allocated"] + use["pmm-metadata"])
+        same("kernel image = reserved kernel-image", ker["image"], res["kernel-image"])
+        same("kernel boot-data = reserved boot-data", ker["boot-data"], res["boot-data"])
+        same("loader page tables = reserved page-tables", pt["loader"], res["page-tables"])
+        same("kernel page-tables = loader + kernel", ker["page-tables"], pt["loader"] + pt["kernel"])
+        same("kernel heap = slabs + large + metadata", ker["heap"], heap["slabs"] + heap["large"] + heap["metadata"])
+        same("kernel pmm-metadata = usable pmm-metadata", ker["pmm-metadata"], use["pmm-metadata"])
+        same("allocated = kernel page tables + heap + other", use["allocated"], pt["kernel"] + ker["heap"] + ker["other"])
+        same("kernel total = its parts", ker["total"], ker["image"] + ker["boot-data"] + ker["page-tables"] +
+             ker["heap"] + ker["pmm-metadata"] + ker["other"])
+        for what, value in (("heap", ker["heap"]), ("kernel page tables", pt["kernel"]),
+                            ("pmm metadata", use["pmm-metadata"]), ("free", use["free"])):
+            if value <= 0:
+                failures.append("meminfo: %s is %d" % (what, value))
+        m = re.search(r"memory map: (\d+) regions, (\d+) MiB usable", text)
+        if not m:
+            failures.append("meminfo: no 'memory map: N regions, X MiB usable' line to compare with")
+        else:
+            same("regions = the memory map line's", top["regions"], int(m.group(1)))
+            same("usable MiB = the memory map line's", top["usable"] >> 10, int(m.group(2)))
+    except KeyError as e:
+        failures.append("meminfo: no value for %s" % e)
+    if not failures:
+        print("boot_test: meminfo adds up: total %d KiB = usable %d + reserved %d; kernel %d KiB"
+              % (top["total"], top["usable"], top["reserved"], ker["total"]))
+    return failures
+
+
 def mtools(args, image):
     env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
     subprocess.run(args[:1] + ["-i", "%s@@%d" % (image, ESP_OFFSET)] + args[1:], check=True, env=env)
@@ -121,6 +186,8 @@ def main():
     p.add_argument("--exit-code", type=int)
     p.add_argument("--usable-slack-mib", type=int,
                    help="check the kernel's usable-memory total against --memory (see above)")
+    p.add_argument("--check-meminfo", action="store_true",
+                   help="check that the kernel's meminfo block adds up (see above)")
     p.add_argument("--qmp", action="store_true", help="expose a QMP socket (for checks from outside)")
     p.add_argument("--qemu-arg", action="append", default=[])
     p.add_argument("--log-name", default="serial.log")
@@ -197,6 +264,8 @@ def main():
             failures.append("forbidden text found: %r" % m.group(0))
     if a.usable_slack_mib is not None:
         failures += check_usable(text, a.memory or "512M", a.usable_slack_mib)
+    if a.check_meminfo:
+        failures += check_meminfo(text)
     if a.exit_code is not None and not stopped_by_us and proc.returncode != a.exit_code:
         failures.append("QEMU exited with %s, expected %d" % (proc.returncode, a.exit_code))
     if a.exit_code is not None and stopped_by_us:
