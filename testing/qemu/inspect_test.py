@@ -7,7 +7,12 @@
     info (version, memory map sorted/disjoint/merged with every loader placement marked, ramdisk
     bytes intact, framebuffer WC in the direct map); and the page tables walked from CR3.
  2. After the kernel logged its final line (it halts with interrupts off, so QEMU stays up): the
-    page tables in force then (the kernel may have replaced the loader's).
+    page tables in force then (the kernel has adopted the loader's and added its own mappings:
+    heap, IST stacks with guard pages), and the kernel's own view of them: booted with
+    `pagetables=dump`, the kernel walks its active tables with mm.paging's formats and prints every
+    mapping (the "vm:" block, kernel/vmview.cppm); that list must equal this walk from outside,
+    range for range (virtual and physical address, size, W/X/U/G and memory type), with the same
+    number of leaf entries, the same root and the same recursive slot.
 
 Page-table assertions at both points: no page both writable and executable, the null page
 unmapped, the stack guard page unmapped, kernel text present and not writable (rodata read-only
@@ -87,6 +92,37 @@ def check_tables(c, where, maps, segs, guard_page):
                 break
 
 
+def compare_kernel_view(c, text, maps, cr3):
+    """The kernel's "vm:" block against the walk from outside (see the module comment)."""
+    view = pagetables.parse_vm_block(text)
+    if not c.check(view is not None, "the kernel printed no complete 'vm:' block (pagetables=dump)"):
+        return
+    outside = pagetables.kernel_view_of(maps)
+    leaves = sum(1 for m in maps if not m.recursive)
+    recursive = [m for m in maps if m.recursive]
+    print("inspect: the kernel's view: %d ranges, %d leaves; from outside: %d ranges, %d leaves"
+          % (len(view["ranges"]), view["leaves"], len(outside), leaves))
+    c.check(view["root"] == cr3 & pagetables.ADDR, "the kernel walked root %#x, CR3 is %#x" % (view["root"], cr3))
+    c.check(view["count"] == len(view["ranges"]), "the kernel's block announces %d ranges but lists %d"
+            % (view["count"], len(view["ranges"])))
+    c.check(view["leaves"] == leaves, "leaf entries: the kernel counts %d, the walk from outside %d"
+            % (view["leaves"], leaves))
+    slots = [(m.va >> 39) & 511 for m in recursive]
+    c.check(slots == ([view["recursive_slot"]] if view["recursive_slot"] is not None else []),
+            "recursive slots: the kernel reports %s, the walk from outside %s" % (view["recursive_slot"], slots))
+    mine = set(view["ranges"])
+    theirs = set(outside)
+    only_kernel = sorted(mine - theirs)
+    only_outside = sorted(theirs - mine)
+    for r in only_kernel[:8]:
+        print("  only in the kernel's view: " + pagetables.describe_range(r))
+    for r in only_outside[:8]:
+        print("  only in QEMU's tables:     " + pagetables.describe_range(r))
+    c.check(not only_kernel and not only_outside and view["ranges"] == outside,
+            "the kernel's view of its mappings differs from QEMU's: %d ranges only in the kernel's, %d only "
+            "outside" % (len(only_kernel), len(only_outside)))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 fromfile_prefix_chars="@")
@@ -95,7 +131,7 @@ def main():
     p.add_argument("--vars", required=True)
     p.add_argument("--kernel", required=True, help="the kernel ELF on the image (for its segments)")
     p.add_argument("--ramdisk", help="put this file at /ferrite/initrd.img and check it arrives intact")
-    p.add_argument("--cmdline", default="log=info")
+    p.add_argument("--cmdline", default="log=info pagetables=dump")
     p.add_argument("--machine", default="q35")
     p.add_argument("--memory", default="1G")
     p.add_argument("--cpu", default="max")
@@ -268,6 +304,7 @@ def main():
             regs = q.registers()
             maps = pagetables.walk(read, regs["CR3"], pat=info["pat"])
             check_tables(c, "after the kernel halted", maps, segs, guard_page)
+            compare_kernel_view(c, serial(), maps, regs["CR3"])
         q.close()
     except (gdbstub.GdbError, qmp.QmpError, bootinfo.BootInfoError, KeyError) as e:
         c.check(False, "inspection failed: %s: %s" % (type(e).__name__, e))

@@ -117,3 +117,50 @@ def parse_info_mem(text):
         if m:
             out.append((int(m.group(1), 16), int(m.group(2), 16), m.group(4) == "u", m.group(5) == "w"))
     return out
+
+
+# --- the kernel's own view (kernel/vmview.cppm, printed with pagetables=dump) ---------------------
+
+VM_LINE = re.compile(r"vm: (0x[0-9a-f]+) (0x[0-9a-f]+) (0x[0-9a-f]+) ([W-])([X-])([U-])([G-]) (WB|WT|WC|UC)$", re.M)
+
+
+def parse_vm_block(text):
+    """The kernel's "vm:" block: {"root", "ranges": [(va, pa, size, w, x, u, g, cache)],
+    "recursive_slot", "leaves", "count"}, or None if the log has no complete block."""
+    begin = re.search(r"vm: begin page tables root=(0x[0-9a-f]+) format=(\S+)", text)
+    end = re.search(r"vm: end ranges=(\d+) leaves=(\d+) bytes=(0x[0-9a-f]+)", text)
+    if not begin or not end or end.start() < begin.start():
+        return None
+    body = text[begin.end():end.start()]
+    ranges = [(int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16), m.group(4) == "W",
+               m.group(5) == "X", m.group(6) == "U", m.group(7) == "G", m.group(8))
+              for m in VM_LINE.finditer(body)]
+    slot = re.search(r"vm: recursive slot=(\d+)", body)
+    return {"root": int(begin.group(1), 16), "format": begin.group(2), "ranges": ranges,
+            "recursive_slot": int(slot.group(1)) if slot else None, "count": int(end.group(1)),
+            "leaves": int(end.group(2)), "bytes": int(end.group(3), 16)}
+
+
+def kernel_view_of(mappings):
+    """This walker's mappings in the kernel's terms: recursive slots left out, the memory type as
+    mm::CacheMode names it (UC- and UC are both UC), leaves that continue each other virtually and
+    physically with equal attributes merged. Comparable with parse_vm_block()["ranges"]."""
+    out = []
+    for m in mappings:
+        if m.recursive:
+            continue
+        cache = "UC" if m.cache in ("UC", "UC-") else m.cache
+        r = (m.va, m.pa, m.size, m.writable, m.executable, m.user, m.globl, cache)
+        if out:
+            p = out[-1]
+            if p[0] + p[2] == r[0] and p[1] + p[2] == r[1] and p[3:] == r[3:]:
+                out[-1] = p[:2] + (p[2] + r[2],) + p[3:]
+                continue
+        out.append(r)
+    return out
+
+
+def describe_range(r):
+    va, pa, size, w, x, u, g, cache = r
+    return "%#018x %#015x %#013x %s%s%s%s %s" % (va, pa, size, "W" if w else "-", "X" if x else "-",
+                                                   "U" if u else "-", "G" if g else "-", cache)
