@@ -5,9 +5,9 @@
 // else uses, so tests can count frames exactly. Its destruction checks that every frame came back
 // to that PMM (a leak panics with the counts).
 //
-// FIXME(integration): the kernel defines the two hooks: a Pmm over a block of frames taken from
+// The kernel defines the two hooks (kernel/test_env.cc): a Pmm over a block of frames taken from
 // the kernel's PMM (seen through the direct map) and a page-table pager (mm.heap.paging) over a
-// test range of the kernel heap region.
+// 1 GiB slice of the kernel's test-heap slot.
 module;
 
 #include <ktl/macros.h>

@@ -6,8 +6,8 @@
 //    after N more allocations, or pseudo-randomly one in K).
 //  * TestMemory: a block of physical memory and the window onto it, from the environment: on the
 //    host simulated memory (paging_testing_host.cc over sim::PhysMemory); in the kernel, frames
-//    from the PMM seen through the direct map. FIXME(integration): the kernel defines
-//    ferrite_test_memory_acquire/release once its test mode runs mm tests.
+//    from the PMM seen through the direct map (ferrite_test_memory_acquire/release in
+//    kernel/test_env.cc).
 //  * IndependentMmu: a second opinion on translations. The host registers the software walker
 //    (testing/sim/walker.cppm) so every KTEST check compares the engine with it; the kernel may
 //    register one that probes the real MMU. When none is registered the checks use the engine only.

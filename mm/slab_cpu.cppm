@@ -9,8 +9,8 @@
 //   * Kernel: one block per CPU (kMaxCpus of them, static). CpuPin masks interrupts on the local
 //     CPU for its lifetime, so an interrupt handler that allocates cannot interleave with the
 //     task it interrupted, and the task cannot migrate in between. The hooks ferrite_cpu_pin /
-//     ferrite_cpu_unpin / ferrite_cpu_id come from the kernel (FIXME(integration): kernel/arch
-//     implements them with pushf/cli/popf and the per-CPU area; one CPU today, so id 0).
+//     ferrite_cpu_unpin / ferrite_cpu_id come from the kernel (kernel/arch/x86_64/cpu_hooks.cc:
+//     pushf/cli, IF restored on unpin; one CPU today, so id 0; FIXME(smp): the per-CPU area).
 //   * Host: one block per thread (thread_local, initial-exec TLS), a thread standing in for a CPU.
 //     CpuPin is empty: a thread is never interrupted by itself (signal handlers must not
 //     allocate, as with malloc). Threads register their block the first time they go down a slow
