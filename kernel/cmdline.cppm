@@ -31,7 +31,17 @@ export namespace kernel {
 using ktl::usize;
 
 enum class TestMode { None, Boot, Suites, Fault };
-enum class FaultKind { None, PageFault, Divide, WriteProtect, StackOverflow, Nmi, Panic, DoubleFree, IstStackOverflow };
+enum class FaultKind {
+  None,
+  PageFault,
+  Divide,
+  WriteProtect,
+  StackOverflow,
+  Nmi,
+  Panic,
+  DoubleFree,
+  IstStackOverflow
+};
 enum class Corruption { None, Version, Overlap, Unsorted, ZeroSize, Huge };
 enum class Toggle { On, Off };
 
