@@ -34,7 +34,7 @@ struct State {
   mm::PhysWindow window;
   mm::Pmm pmm;
   ktl::Optional<mm::KernelAddressSpace> space;
-  ktl::Optional<SpacePager> pager;
+  ktl::Optional<HeapSpace> heap_space;
   ktl::Array<ktl::Optional<mm::KernelMapping>, 3> ist_stacks{};
 };
 State g_state;
@@ -118,11 +118,11 @@ ktl::Result<void, InitError> init(const Config& c) {
              boot::layout::kRecursiveSlot, s.loader_recursive ? "validated" : "installed",
              mm::arch::active_root());
 
-  // 3. The heap.
-  SpacePager& pager = s.pager.emplace(space);
+  // 3. The heap: its large objects are Mappings of the kernel address space (created and destroyed
+  // under the space's lock, inside heap.region), owned by the heap's large-object records.
   mm::HeapConfig hc;
   hc.region = mm::VirtRange::with_size(mm::VirtAddr::from(layout::kHeapBase), layout::kHeapBytes).value();
-  hc.pager = &pager;
+  hc.space = &s.heap_space.emplace(space);
   hc.hardening = c.heap_hardening;
   hc.seed = arch::x86_64::rdtsc();  // free-list secrets differ from boot to boot
   if (auto r = mm::heap::init(s.pmm, s.window, hc); r.is_err())
@@ -168,18 +168,6 @@ mm::Heap& heap() {
   return *h;
 }
 bool loader_installed_recursive_slot() { return g_state.loader_recursive; }
-
-ktl::Result<void, mm::HeapError> SpacePager::map(mm::VirtAddr start, mm::FrameRange<mm::Size4K> frames) {
-  ktl::LockGuard guard(space_.lock());
-  mm::PageTablePager<Format> pager(space_.tables());
-  return pager.map(start, frames);
-}
-
-void SpacePager::unmap(mm::VirtAddr start, u64 pages) {
-  ktl::LockGuard guard(space_.lock());
-  mm::PageTablePager<Format> pager(space_.tables());
-  pager.unmap(start, pages);
-}
 
 void reclaim_tables(mm::VirtRange range) {
   mm::KernelAddressSpace& space = kernel_space();

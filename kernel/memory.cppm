@@ -5,9 +5,9 @@
 //   2. The kernel address space (mm.address_space) adopts the loader's tables rooted at
 //      BootInfo::page_table_root, validates the recursive slot the loader installed in PML4[510]
 //      (or installs it), and is activated through mm::arch (CR3).
-//   3. The heap (mm.heap): slab caches and kmalloc over the PMM, large allocations mapped into the
-//      kernel heap region (layout::kHeap) through the page-table engine (mm.heap.paging) under the
-//      address-space lock.
+//   3. The heap (mm.heap): slab caches and kmalloc over the PMM; each large allocation is owned by
+//      mm::Mappings of the kernel address space in the kernel heap region (layout::kHeap), kept in
+//      the heap's large-object table (HeapSpace, mm.heap.paging).
 //   4. The IST stacks move to mapped stacks with an unmapped guard page below each (and above).
 //
 // Kernel virtual layout beyond the loader's (PML4 slots of the kernel half; docs/ARCHITECTURE.md):
@@ -16,7 +16,7 @@
 //   slot 510       recursive self-reference       slot 511  kernel image (loader)
 //
 // Locking: the address space's lock serialises every change to the kernel tables; the heap's
-// pager takes it under heap.region (the lock order of docs/ARCHITECTURE.md). One CPU for now.
+// Mappings take it under heap.region (the lock order of docs/ARCHITECTURE.md). One CPU for now.
 module;
 
 #include <ktl/macros.h>
@@ -29,6 +29,7 @@ import mm.addr;
 import mm.arch;
 import mm.address_space;
 import mm.heap;
+import mm.heap.paging;
 import mm.paging;
 import mm.pmm;
 import mm.slab;
@@ -88,17 +89,9 @@ struct Config {
 // Whether PML4[510] already pointed at the root when the kernel adopted the tables.
 [[nodiscard]] bool loader_installed_recursive_slot();
 
-// The heap pager over the kernel address space (the kernel heap's, and the test heaps').
-class SpacePager final : public mm::RegionPager {
- public:
-  explicit SpacePager(mm::KernelAddressSpace& space) : space_(space) {}
-  [[nodiscard]] ktl::Result<void, mm::HeapError> map(mm::VirtAddr start,
-                                                     mm::FrameRange<mm::Size4K> frames) override;
-  void unmap(mm::VirtAddr start, u64 pages) override;
-
- private:
-  mm::KernelAddressSpace& space_;
-};
+// Where a heap's large objects live: Mappings of the kernel address space (the kernel heap's, and
+// the test heaps'), held in the heap's large-object records.
+using HeapSpace = mm::AddressSpaceRegion<mm::paging::X86_64>;
 
 // Frees the page tables left empty in `range` of the kernel address space (after a test heap).
 void reclaim_tables(mm::VirtRange range);

@@ -171,9 +171,12 @@ KTEST(KernelMm, LargeHeapObjectsAreMappedAndUnmapped) {
   };
   u64 balance_before = balance();
   u64 large_before = heap.stats().large_frames;
+  u64 mappings_before = space.live_mappings();
   constexpr usize kBytes = 300 * 1024;
   auto* p = static_cast<ktl::u8*>(mm::kmalloc(kBytes));
   KASSERT(p != nullptr);
+  // One Mapping of the kernel address space owns the object (kept in the heap's record).
+  KEXPECT_EQ(space.live_mappings(), mappings_before + 1);
   VirtAddr start = VirtAddr::of(p);
   KEXPECT(heap.region().contains(p));
   KEXPECT_LE(memory::layout::kHeapBase, start.value());
@@ -192,6 +195,7 @@ KTEST(KernelMm, LargeHeapObjectsAreMappedAndUnmapped) {
   for (usize i = 0; i < kBytes; i += 4096) kept = kept && bytes[i] == static_cast<ktl::u8>(i >> 12);
   KEXPECT(kept);
   mm::kfree(p);
+  KEXPECT_EQ(space.live_mappings(), mappings_before);
   KEXPECT(!space.translate(start).has_value());
   KEXPECT(!space.translate(start + (pages - 1) * 4096).has_value());
   KEXPECT_EQ(balance(), balance_before);

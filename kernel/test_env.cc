@@ -4,10 +4,10 @@
 //    contiguous frames below 4 GiB from the kernel's PMM, seen through the direct map. The same
 //    memory backs the kernel's sim::PhysMemory (testing/sim:phys_kernel) for the PMM tests.
 //  * mm.heap.testing's TestHeap (ferrite_heap_test_env_create/destroy): a private Pmm over such
-//    a block, and a private Heap whose large allocations are mapped into the kernel address space
-//    (a 1 GiB slice of the test-heap slot, kernel::memory::layout) by the same page-table pager
-//    as the kernel heap. Destroying it checks that every frame came back to the private Pmm, frees
-//    the page tables the slice used, and returns the block.
+//    a block, and a private Heap whose large allocations are Mappings of the kernel address space
+//    (a 1 GiB slice of the test-heap slot, kernel::memory::layout), built like the kernel heap's
+//    (kernel::memory::HeapSpace). Destroying it checks that every frame came back to the private
+//    Pmm, frees the page tables the slice used, and returns the block.
 //
 // The environment objects live on the kernel heap (kmalloc): test state stays off the small
 // kernel stacks.
@@ -57,13 +57,13 @@ ktl::Optional<mm::AllocatedFrames> take_block(u64 bytes) {
 struct HeapEnv {
   mm::AllocatedFrames block;
   mm::Pmm pmm;
-  kernel::memory::SpacePager pager;
+  kernel::memory::HeapSpace space;
   ktl::u32 slot;
   u64 baseline_free = 0;
   ktl::Optional<mm::Heap> heap;
 
   HeapEnv(mm::AllocatedFrames&& b, ktl::u32 s)
-      : block(ktl::move(b)), pager(kernel::memory::kernel_space()), slot(s) {}
+      : block(ktl::move(b)), space(kernel::memory::kernel_space()), slot(s) {}
   [[nodiscard]] mm::VirtRange region() const {
     return mm::VirtRange::with_size(mm::VirtAddr::from(layout::kTestHeapBase + slot * layout::kTestHeapBytes),
                                     layout::kTestHeapBytes)
@@ -115,7 +115,7 @@ extern "C" bool ferrite_heap_test_env_create(u64 phys_bytes, bool hardened, Ferr
   env->baseline_free = env->pmm.free_frame_count();
   mm::HeapConfig config;
   config.region = env->region();
-  config.pager = &env->pager;
+  config.space = &env->space;
   config.hardening = hardened ? mm::Hardening::On : mm::Hardening::Off;
   if (auto r = env->heap.emplace().init(env->pmm, kernel::memory::window(), config); r.is_err()) {
     klog::warn("test env: the test heap did not start: {}", r.error());
@@ -133,7 +133,7 @@ extern "C" bool ferrite_heap_test_env_create(u64 phys_bytes, bool hardened, Ferr
 
 extern "C" void ferrite_heap_test_env_destroy(FerriteHeapTestEnv* e) {
   auto* env = static_cast<HeapEnv*>(e->cookie);
-  env->heap.reset();  // frees every large object (unmapping it) and every slab
+  env->heap.reset();  // frees every large object (destroying its Mappings) and every slab
   u64 free = env->pmm.free_frame_count();
   if (free != env->baseline_free) {
     klog::error("test env: {} frames did not come back to the test heap's PMM", env->baseline_free - free);

@@ -77,8 +77,8 @@ void format_value(ktl::FormatSink& sink, HeapError e, const ktl::FormatSpec& spe
 
 // --- HeapRegion ---------------------------------------------------------------------------------------
 ktl::Result<void, HeapError> HeapRegion::init(Pmm& pmm, PhysWindow window, SlabAllocator& slab,
-                                              VirtRange range, RegionPager& pager, Hardening hardening) {
-  if (pager_ != nullptr) return ktl::Err(HeapError::AlreadyInitialized);
+                                              VirtRange range, RegionSpace& space, Hardening hardening) {
+  if (space_ != nullptr) return ktl::Err(HeapError::AlreadyInitialized);
   if (range.empty() || !range.start().is_aligned(kPageSize) ||
       !ktl::is_aligned<u64>(range.size(), kPageSize)) {
     return ktl::Err(HeapError::InvalidArgument);
@@ -91,7 +91,7 @@ ktl::Result<void, HeapError> HeapRegion::init(Pmm& pmm, PhysWindow window, SlabA
   u64 root_bytes = ktl::align_up<u64>(root_entries * sizeof(ktl::uptr), kPageSize);
   auto root = pmm.alloc_contiguous(root_bytes / kPageSize, kPageSize);
   if (root.is_err()) return ktl::Err(HeapError::OutOfMemory);
-  auto descriptors = slab.create_cache("heap-large", sizeof(LargeObject), alignof(LargeObject), nullptr,
+  auto descriptors = slab.create_cache("heap-large", space.record_size(), space.record_align(), nullptr,
                                        CacheFlags::NoCpuCache);
   if (descriptors.is_err()) return ktl::Err(HeapError::OutOfMemory);
 
@@ -109,12 +109,12 @@ ktl::Result<void, HeapError> HeapRegion::init(Pmm& pmm, PhysWindow window, SlabA
   root_ = window.array<ktl::uptr>(root_frames_.start(), root_entries);
   for (ktl::uptr& e : root_) e = 0;
   stats_.table_frames = bitmap_frames_.count() + root_frames_.count();
-  pager_ = &pager;
+  space_ = &space;
   return ktl::ok();
 }
 
 HeapRegion::~HeapRegion() {
-  if (pager_ == nullptr) return;
+  if (space_ == nullptr) return;
   {
     ktl::LockGuard guard(lock_);
     for (u64 i = 0; i < root_.size(); ++i) {
@@ -203,12 +203,14 @@ void HeapRegion::check_tail(const LargeObject& o) const {
   }
 }
 
+// Maps `pages` pages at `at` as new runs of `o` (each a Mapping that owns its frames). All or
+// nothing: on failure the runs made here are destroyed again (their frames go back to the PMM).
 bool HeapRegion::map_pages_locked(LargeObject& o, VirtAddr at, u64 pages) {
   u32 runs_before = o.runs;
   VirtAddr cursor = at;
   u64 remaining = pages;
   bool ok = true;
-  while (remaining > 0 && ok) {
+  while (remaining > 0) {
     if (o.runs == LargeObject::kMaxRuns) {
       ok = false;
       break;
@@ -221,7 +223,7 @@ bool HeapRegion::map_pages_locked(LargeObject& o, VirtAddr at, u64 pages) {
       }
       fail_after_.fetch_sub(1, ktl::MemoryOrder::Relaxed);
     }
-    // The largest contiguous run we can get (halving), so mappings need few runs.
+    // The largest contiguous run we can get (halving), so objects have few runs.
     u64 n = remaining;
     ktl::Optional<AllocatedFrames> run;
     while (n > 0) {
@@ -236,23 +238,20 @@ bool HeapRegion::map_pages_locked(LargeObject& o, VirtAddr at, u64 pages) {
       ok = false;
       break;
     }
-    if (pager_->map(cursor, run->frames()).is_err()) {
+    // The frames move into the run's Mapping (freed by map() itself if it fails).
+    if (space_->map(o, cursor, run.release_value()).is_err()) {
       ok = false;
       break;
     }
-    o.frames[o.runs++] = run.release_value();
     cursor = cursor + n * kPageSize;
     remaining -= n;
   }
-  if (!ok) {
-    if (cursor > at) pager_->unmap(at, (cursor - at) / kPageSize);
-    while (o.runs > runs_before) o.frames[--o.runs].reset();
-  }
+  if (!ok) space_->unmap(o, runs_before);
   return ok;
 }
 
 ktl::Result<void*, HeapError> HeapRegion::allocate(usize bytes, usize align) {
-  if (pager_ == nullptr) return ktl::Err(HeapError::NotInitialized);
+  if (space_ == nullptr) return ktl::Err(HeapError::NotInitialized);
   if (align == 0) align = kPageSize;
   if (!ktl::is_power_of_two(align)) return ktl::Err(HeapError::InvalidArgument);
   auto rounded = ktl::checked_align_up<u64>(ktl::max<u64>(bytes, 1), kPageSize);
@@ -272,31 +271,32 @@ ktl::Result<void*, HeapError> HeapRegion::allocate(usize bytes, usize align) {
   }
   u64 index = found.value();
   free_pages_.clear_range(index, index + pages + 1);
-  auto* o = new (place) LargeObject{};
+  LargeObject* o = space_->construct(place);
   o->magic = kMagic ^ reinterpret_cast<ktl::uptr>(o);
   o->start = range_.start() + index * kPageSize;
   o->requested = bytes;
   if (!map_pages_locked(*o, o->start, pages) || !table_set(index, reinterpret_cast<ktl::uptr>(o))) {
-    if (o->runs > 0) pager_->unmap(o->start, pages);
-    while (o->runs > 0) o->frames[--o->runs].reset();
+    space_->unmap(*o, 0);  // no-op unless the table leaf was what failed
     free_pages_.set_range(index, index + pages + 1);
-    o->~LargeObject();
-    descriptors_->free(place);
+    o->magic = 0;
+    descriptors_->free(space_->destroy(o));
     return ktl::Err(HeapError::OutOfMemory);
   }
   o->pages = pages;
   fill_tail(*o);
   ++stats_.objects;
+  stats_.mappings += o->runs;
   stats_.mapped_pages += pages;
   stats_.reserved_pages += pages + 1;
   return o->start.as_ptr<void>();
 }
 
+// Destroys the object's Mappings (unmap, one flush, frames back to the PMM) and its record.
 void HeapRegion::release_locked(LargeObject* o) {
   u64 index = page_index(o->start);
   asan_unpoison(o->start.as_ptr<void>(), o->pages * kPageSize);
-  pager_->unmap(o->start, o->pages);
-  while (o->runs > 0) o->frames[--o->runs].reset();
+  stats_.mappings -= o->runs;
+  space_->unmap(*o, 0);
   bool ok = table_set(index, kTombstone);
   ktl::check(ok, "heap region: the table leaf of a live object exists");
   free_pages_.set_range(index, index + o->pages + 1);
@@ -304,8 +304,7 @@ void HeapRegion::release_locked(LargeObject* o) {
   stats_.mapped_pages -= o->pages;
   stats_.reserved_pages -= o->pages + 1;
   o->magic = 0;
-  o->~LargeObject();
-  descriptors_->free(o);
+  descriptors_->free(space_->destroy(o));
 }
 
 void HeapRegion::free(void* p) {
@@ -328,10 +327,13 @@ bool HeapRegion::resize_in_place(void* p, usize bytes) {
     u64 to = index + pages + 1;       // the new guard page
     if (to > free_pages_.size() || !free_pages_.all_set(from, to)) return false;
     free_pages_.clear_range(from, to);
+    u32 runs_before = o->runs;
+    // New Mappings for the new pages only: the old ones keep theirs, so every page has one owner.
     if (!map_pages_locked(*o, o->start + o->pages * kPageSize, pages - o->pages)) {
       free_pages_.set_range(from, to);
       return false;
     }
+    stats_.mappings += o->runs - runs_before;
     stats_.mapped_pages += pages - o->pages;
     stats_.reserved_pages += pages - o->pages;
     o->pages = pages;
@@ -350,6 +352,13 @@ usize HeapRegion::usable_size(const void* p) {
   ktl::LockGuard guard(lock_);
   LargeObject* o = live_object_locked(p, "size query");
   return hardened_ ? o->requested : o->pages * kPageSize;
+}
+
+u32 HeapRegion::runs_of(const void* p, ktl::Span<LargeRun> out) {
+  ktl::LockGuard guard(lock_);
+  LargeObject* o = live_object_locked(p, "run query");
+  for (u32 i = 0; i < o->runs && i < out.size(); ++i) out[i] = space_->run(*o, i);
+  return o->runs;
 }
 
 RegionStats HeapRegion::stats() const {
@@ -371,8 +380,8 @@ ktl::Result<void, HeapError> Heap::init(Pmm& pmm, PhysWindow window, const HeapC
     if (cache.is_err() || !cache.value()->has_cpu_slot()) return ktl::Err(HeapError::OutOfMemory);
     classes_[i] = cache.value();
   }
-  if (config.pager != nullptr) {
-    TRY(region_.init(pmm, window, slab_, config.region, *config.pager, config.hardening));
+  if (config.space != nullptr) {
+    TRY(region_.init(pmm, window, slab_, config.region, *config.space, config.hardening));
   }
   return ktl::ok();
 }

@@ -1,7 +1,7 @@
 // mm.heap: kmalloc / krealloc / kcalloc / kfree over size-class slab caches, and large allocations
 // mapped into the kernel heap region.
 //
-//   mm::heap::init(pmm, direct_map, {.region = heap_range, .pager = &pager, .hardening = On});
+//   mm::heap::init(pmm, direct_map, {.region = heap_range, .space = &region_space, .hardening = On});
 //   void* p = mm::kmalloc(100);      // null when out of memory, never a crash
 //   p = mm::krealloc(p, 4000);
 //   mm::kfree(p);
@@ -13,13 +13,22 @@
 //
 // Large allocations (HeapRegion): whole pages of the heap region, each followed by an unmapped
 // guard page, backed by frames from the PMM (contiguous runs when available, at most
-// LargeObject::kMaxRuns of them) and made visible by a RegionPager: in the kernel a page-table
-// pager over the kernel address space (mm.heap.paging); on the host, a pager that mirrors the
-// same frames at the same virtual addresses with mmap of the memfd behind sim::PhysMemory
-// (mm.heap.host). Why a pager interface rather than the kernel's Mapping type directly: the heap
-// must run unchanged on the host, where only the host kernel can make memory appear at an
-// address; the interface is the one seam, and mm.heap.paging implements it with the same
-// page-table engine the kernel uses (tested on the host against the software walker).
+// LargeObject::kMaxRuns of them). Each run is an mm::Mapping (mm.mapping) of an address space,
+// and the Mappings live in the object's record in the large-object table: the record is the one
+// owner of the object's pages and frames, and kfree destroys its Mappings (unmap, one TLB flush for
+// the whole object, then the frames go back to the PMM: Mapping::reset_all). The heap itself
+// never maps, unmaps or frees a large object's frame. Growing in place adds a Mapping for the new
+// pages only (each page keeps exactly one owner); rolling back a failed allocation or growth
+// destroys the Mappings it made.
+//
+// Why the records hold Mapping<F> behind the RegionSpace interface instead of the heap naming a
+// format: the heap stays format-agnostic (mm knows no CPU: x86_64 now, aarch64 later, and the
+// host tests), so the format-specific record (LargeObject + Mapping<F>[kMaxRuns]) is built and
+// changed by a RegionSpace, mm.heap.paging's AddressSpaceRegion<F> over an AddressSpace<F>: the
+// kernel's (kernel heap, test heaps) and, on the host, one in simulated memory (mm.heap.host). The
+// host path runs the same Mapping code; a HostView (mirror of the memfd frames at the same
+// addresses) only makes the mapped pages dereferenceable, since only the host kernel can make
+// memory appear at an address.
 //
 // Rules (tested in heap_ktest.cc):
 //   * kmalloc(0) returns a unique, non-null pointer to zero usable bytes (any access is a
@@ -38,8 +47,11 @@
 //     misaligned or interior pointers, double frees. In hardened mode also redzone overwrites
 //     and writes after free (see mm.slab for what each mode detects).
 //
-// LOCK ORDER: heap.region -> (the pager's page-table lock) -> slab.cache (large descriptors)
-//             -> pmm.arena. kmalloc/kfree of small sizes take only the slab locks (mm.slab).
+// LOCK ORDER: heap.region -> address-space (taken inside Mapping create/reset_all; table frames
+//             from pmm.arena under it) -> pmm.arena (data frames: allocated before a Mapping is
+//             created, freed by it after the address-space lock is dropped). The large-object
+//             descriptors' slab.cache is taken under heap.region but never together with the
+//             address-space lock. kmalloc/kfree of small sizes take only the slab locks (mm.slab).
 module;
 
 #include <ktl/macros.h>
@@ -63,7 +75,7 @@ enum class HeapError : u32 {
   TooLarge,         // bigger than the heap region
   NotInitialized,
   AlreadyInitialized,
-  MapFailed,  // the pager could not map
+  MapFailed,  // the region's address space could not map
 };
 [[nodiscard]] constexpr const char* to_string(HeapError e) {
   switch (e) {
@@ -77,20 +89,6 @@ enum class HeapError : u32 {
   return "unknown heap error";
 }
 void format_value(ktl::FormatSink& sink, HeapError e, const ktl::FormatSpec& spec);
-
-// How the heap region's pages get their frames (see the module comment).
-class RegionPager {
- public:
-  // Makes the contiguous `frames` visible (kernel read-write, not executable) at `start`, which
-  // is page aligned, inside the region and not mapped. All or nothing.
-  [[nodiscard]] virtual ktl::Result<void, HeapError> map(VirtAddr start, FrameRange<Size4K> frames) = 0;
-  // Removes the mapping of [start, start + pages) and flushes the TLB for it (once). The frames
-  // stay the caller's.
-  virtual void unmap(VirtAddr start, u64 pages) = 0;
-
- protected:
-  ~RegionPager() = default;
-};
 
 // --- size classes ------------------------------------------------------------------------------------
 namespace heap_classes {
@@ -134,18 +132,55 @@ inline constexpr ktl::Array<ktl::u8, kTableMax / 8 + 1> kIndexTable = [] {
 }  // namespace heap_classes
 
 // --- large objects ------------------------------------------------------------------------------------
+// The format-agnostic part of a large object's record. The record a RegionSpace constructs extends
+// it with the Mappings that own the object's pages ([0, runs), in address order, covering
+// [start, start + pages) exactly once); only the RegionSpace changes `runs`.
 struct LargeObject {
   static constexpr u32 kMaxRuns = 4;
-  u64 magic;
+  u64 magic = 0;
   VirtAddr start = VirtAddr::zero();
   u64 pages = 0;      // mapped pages (the guard page after them is reserved, not mapped)
   u64 requested = 0;  // bytes the caller asked for
-  u32 runs = 0;
-  ktl::Array<AllocatedFrames, kMaxRuns> frames;
+  u32 runs = 0;       // Mappings the record holds
+};
+
+// One run of a large object: what its Mapping covers.
+struct LargeRun {
+  VirtAddr start = VirtAddr::zero();
+  u64 pages = 0;
+  PhysAddr phys = PhysAddr::zero();  // the first frame (the run is physically contiguous)
+};
+
+// Where the heap region's pages are mapped, and the owner of the large-object records (see the
+// module comment). Called with heap.region held; takes the address-space lock itself (through
+// mm::Mapping). mm.heap.paging implements it for any page-table format.
+class RegionSpace {
+ public:
+  // The record's size and alignment (the descriptor cache's objects).
+  [[nodiscard]] virtual usize record_size() const = 0;
+  [[nodiscard]] virtual usize record_align() const = 0;
+  // Constructs an empty record (no Mappings) in `place` (record_size() bytes).
+  [[nodiscard]] virtual LargeObject* construct(void* place) = 0;
+  // Destroys a record that holds no Mappings; returns its storage (for the descriptor cache).
+  [[nodiscard]] virtual void* destroy(LargeObject* o) = 0;
+  // Maps `frames` at `at` (page aligned, inside the region, not mapped) kernel read-write, not
+  // executable, 4 KiB pages, as a Mapping that the record keeps as its run `o.runs` (which grows by
+  // one; o.runs < kMaxRuns). All or nothing: on error nothing is mapped and the frames are freed.
+  [[nodiscard]] virtual ktl::Result<void, HeapError> map(LargeObject& o, VirtAddr at,
+                                                         AllocatedFrames frames) = 0;
+  // Destroys the record's runs [first, o.runs) together: their pages are unmapped, one TLB flush
+  // covers them, then their frames go back to the PMM. o.runs becomes `first`.
+  virtual void unmap(LargeObject& o, u32 first) = 0;
+  // What run `i` (< o.runs) of the record covers.
+  [[nodiscard]] virtual LargeRun run(const LargeObject& o, u32 i) const = 0;
+
+ protected:
+  ~RegionSpace() = default;
 };
 
 struct RegionStats {
   u64 objects = 0;
+  u64 mappings = 0;        // Mappings the live records hold (>= objects; one per run)
   u64 mapped_pages = 0;    // = frames held for large objects
   u64 reserved_pages = 0;  // mapped + guard pages
   u64 table_frames = 0;    // lookup-table leaves and the bitmap
@@ -159,11 +194,12 @@ class HeapRegion {
   // Contract: every large object has been freed (live ones are freed now, leaking nothing).
   ~HeapRegion();
 
-  // The region [range) (page aligned), whose pages `pager` maps. Bookkeeping (a page bitmap and
-  // a lookup table) comes from `pmm`, through `window`; descriptors from `slab`.
+  // The region [range) (page aligned), whose pages `space` maps (and whose records it builds).
+  // Frames and bookkeeping (a page bitmap and a lookup table) come from `pmm`, seen through
+  // `window`; descriptors from `slab`.
   [[nodiscard]] ktl::Result<void, HeapError> init(Pmm& pmm, PhysWindow window, SlabAllocator& slab,
-                                                  VirtRange range, RegionPager& pager, Hardening hardening);
-  [[nodiscard]] bool initialized() const { return pager_ != nullptr; }
+                                                  VirtRange range, RegionSpace& space, Hardening hardening);
+  [[nodiscard]] bool initialized() const { return space_ != nullptr; }
 
   [[nodiscard]] ktl::Result<void*, HeapError> allocate(usize bytes, usize align) EXCLUDES(lock_);
   // Frees a pointer inside the region; panics with a report if it is not a live large object.
@@ -174,6 +210,9 @@ class HeapRegion {
   // The requested size of a live large object (panics on anything else).
   [[nodiscard]] usize requested_size(const void* p) EXCLUDES(lock_);
   [[nodiscard]] usize usable_size(const void* p) EXCLUDES(lock_);
+  // The runs (Mappings) of a live large object, in address order, into `out`; returns how many it
+  // has (which may exceed out.size()). Panics on anything but a live large object.
+  [[nodiscard]] u32 runs_of(const void* p, ktl::Span<LargeRun> out) EXCLUDES(lock_);
   [[nodiscard]] RegionStats stats() const EXCLUDES(lock_);
   [[nodiscard]] VirtRange range() const { return range_; }
   void fail_allocations_after(u64 n) { fail_after_.store(n, ktl::MemoryOrder::Relaxed); }
@@ -196,7 +235,7 @@ class HeapRegion {
 
   Pmm* pmm_ = nullptr;
   PhysWindow window_;
-  RegionPager* pager_ = nullptr;
+  RegionSpace* space_ = nullptr;
   SlabCache* descriptors_ = nullptr;
   SlabAllocator* slab_ = nullptr;
   VirtRange range_ = VirtRange::try_from(VirtAddr::zero(), VirtAddr::zero()).value();
@@ -213,9 +252,10 @@ class HeapRegion {
 
 // --- the heap ------------------------------------------------------------------------------------------
 struct HeapConfig {
-  // The heap region for large allocations; without a pager, large allocations fail (null).
+  // The heap region for large allocations and where it is mapped; without a space, large
+  // allocations fail (null). The space must outlive the heap.
   VirtRange region = VirtRange::try_from(VirtAddr::zero(), VirtAddr::zero()).value();
-  RegionPager* pager = nullptr;
+  RegionSpace* space = nullptr;
   Hardening hardening = Hardening::Off;
   u64 seed = 0x5eed;
 };

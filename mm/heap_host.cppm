@@ -2,12 +2,14 @@
 //
 // Memory is simulated physical memory (sim::PhysMemory, memfd-backed) managed by a real mm::Pmm,
 // seen through its PhysWindow exactly as the kernel sees RAM through the direct map. Large
-// allocations use a heap region reserved in the host's address space (PROT_NONE), and a
-// MirrorPager that makes the frames the heap maps appear at the region's addresses with mmap of
-// the memfd at the frames' offsets: what the page-table pager does in the kernel, with the host
-// kernel as the MMU. Unmapping puts PROT_NONE back, so a use after free of a large object faults
-// like it would in the kernel. (mm.heap.paging runs the kernel's page-table pager on the host
-// too, composed with this mirror; see heap_paging_test.cc.)
+// allocations are what they are in the kernel: mm::Mappings (mm.heap.paging's AddressSpaceRegion)
+// of an x86_64 address space whose tables live in the same simulated memory, with their own PMM
+// (as the kernel's test heaps take data frames from a private PMM and tables from the kernel's).
+// The heap region is reserved in the host's address space (PROT_NONE), and a HostView makes what
+// a Mapping maps reachable at its addresses: MemfdView mmaps the memfd at the frames' offsets (the
+// bytes behind a heap pointer are the frames' bytes in the window, as in the kernel). Hiding puts
+// PROT_NONE back before the Mapping frees its frames, so a use after free of a large object faults
+// like it would in the kernel.
 module;
 
 #include <sys/mman.h>
@@ -18,8 +20,11 @@ export module mm.heap.host;
 
 import ktl;
 import mm.addr;
+import mm.address_space;
 import mm.arch;
 import mm.heap;
+import mm.heap.paging;
+import mm.paging;
 import mm.pmm;
 import mm.slab;
 import sim.phys;
@@ -28,48 +33,44 @@ export namespace mm::heap_host {
 
 using ktl::u64;
 
-class MirrorPager final : public RegionPager {
+// Shows the frames themselves (memfd-backed PhysMemory).
+class MemfdView final : public HostView {
  public:
-  explicit MirrorPager(const sim::PhysMemory& memory) : memory_(memory) {}
-  ktl::Result<void, HeapError> map(VirtAddr start, FrameRange<Size4K> frames) override {
-    ++maps_;
-    if (!memory_.map_at(start.as_ptr<void>(), frames.first().start(), frames.size_bytes())) {
-      return ktl::Err(HeapError::MapFailed);
-    }
-    return ktl::ok();
+  explicit MemfdView(const sim::PhysMemory& memory) : memory_(memory) {}
+  [[nodiscard]] bool show(VirtAddr at, PhysAddr phys, u64 bytes) override {
+    shows_.fetch_add(1, ktl::MemoryOrder::Relaxed);
+    return memory_.map_at(at.as_ptr<void>(), phys, bytes);
   }
-  void unmap(VirtAddr start, u64 pages) override {
-    ++unmaps_;
-    void* r = mmap(start.as_ptr<void>(), pages * kPageSize, PROT_NONE,
+  void hide(VirtAddr at, u64 bytes) override {
+    hides_.fetch_add(1, ktl::MemoryOrder::Relaxed);
+    void* r = mmap(at.as_ptr<void>(), bytes, PROT_NONE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-    ktl::check(r == start.as_ptr<void>(), "heap host pager: could not unmap");
-    arch::flush_tlb(start, pages);
+    ktl::check(r == at.as_ptr<void>(), "heap host view: could not hide a range");
   }
-  [[nodiscard]] u64 maps() const { return maps_; }
-  [[nodiscard]] u64 unmaps() const { return unmaps_; }
+  [[nodiscard]] u64 shows() const { return shows_.load(ktl::MemoryOrder::Relaxed); }
+  [[nodiscard]] u64 hides() const { return hides_.load(ktl::MemoryOrder::Relaxed); }
 
  private:
   const sim::PhysMemory& memory_;
-  u64 maps_ = 0;
-  u64 unmaps_ = 0;
+  ktl::Atomic<u64> shows_{0};
+  ktl::Atomic<u64> hides_{0};
 };
 
-// A pager for processes that fork (the preload library): it maps fresh private anonymous memory
-// at the region's addresses instead of the frames themselves, so a forked child gets its own
-// copy-on-write heap like any malloc's. The frames are still taken from and returned to the PMM,
-// so accounting and out-of-memory behave the same; only the aliasing through the window is lost.
-class AnonymousPager final : public RegionPager {
+// For processes that fork (the preload library): fresh private anonymous memory at the region's
+// addresses instead of the frames themselves, so a forked child gets its own copy-on-write heap
+// like any malloc's. The Mappings, their frames and the accounting are the same; only the
+// aliasing through the window is lost.
+class AnonymousView final : public HostView {
  public:
-  ktl::Result<void, HeapError> map(VirtAddr start, FrameRange<Size4K> frames) override {
-    void* r = mmap(start.as_ptr<void>(), frames.size_bytes(), PROT_READ | PROT_WRITE,
+  [[nodiscard]] bool show(VirtAddr at, PhysAddr, u64 bytes) override {
+    void* r = mmap(at.as_ptr<void>(), bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-    if (r != start.as_ptr<void>()) return ktl::Err(HeapError::MapFailed);
-    return ktl::ok();
+    return r == at.as_ptr<void>();
   }
-  void unmap(VirtAddr start, u64 pages) override {
-    void* r = mmap(start.as_ptr<void>(), pages * kPageSize, PROT_NONE,
+  void hide(VirtAddr at, u64 bytes) override {
+    void* r = mmap(at.as_ptr<void>(), bytes, PROT_NONE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-    ktl::check(r == start.as_ptr<void>(), "heap host pager: could not unmap");
+    ktl::check(r == at.as_ptr<void>(), "heap host view: could not hide a range");
   }
 };
 
@@ -90,6 +91,8 @@ class Reservation : ktl::NoCopy {
   u64 bytes_;
 };
 
+using HostFormat = paging::X86_64;
+
 struct HostHeapOptions {
   u64 phys_bytes = u64{256} << 20;  // simulated RAM
   u64 region_bytes = u64{1} << 30;  // heap region for large allocations
@@ -100,25 +103,47 @@ struct HostHeapOptions {
   bool fork_safe = false;
 };
 
-// Simulated RAM at 16 MiB, a PMM over all of it, a heap region and the heap. Owns them all.
+// Simulated RAM at 16 MiB: `phys_bytes` for the heap's PMM, then room for the page tables of the
+// heap region's address space (their own PMM). Owns them all.
 class HostHeap : ktl::NoCopy {
  public:
   static constexpr u64 kPhysBase = u64{16} << 20;
 
+  // Table frames the region can need: one 4 KiB table per 2 MiB of region (leaves), one per 1 GiB,
+  // the levels above and the PMM's own metadata. Reserved, not touched: costs nothing unused.
+  [[nodiscard]] static constexpr u64 table_bytes(u64 region_bytes) {
+    return ktl::align_up<u64>(region_bytes / 512 + (region_bytes >> 30) * kPageSize, kPageSize) +
+           (u64{1} << 20);
+  }
+
   explicit HostHeap(const HostHeapOptions& options = {})
-      : memory_(PhysAddr::from(kPhysBase), options.phys_bytes,
+      : memory_(PhysAddr::from(kPhysBase), options.phys_bytes + table_bytes(options.region_bytes),
                 options.fork_safe ? sim::Backing::Anonymous : sim::Backing::Memfd),
         reservation_(options.region_bytes),
-        pager_(memory_) {
-    ktl::Array<PhysRegion, 1> map{{PhysRegion{memory_.range(), RegionKind::Usable, NodeId{0}}}};
-    auto p = pmm_.init(map.span(), memory_.window());
-    ktl::check(p.is_ok(), "heap host: PMM init failed");
+        memfd_view_(memory_) {
+    PhysRange data = PhysRange::with_size(memory_.base(), options.phys_bytes).value();
+    PhysRange tables = PhysRange::with_size(data.end(), table_bytes(options.region_bytes)).value();
+    ktl::Array<PhysRegion, 1> data_map{{PhysRegion{data, RegionKind::Usable, NodeId{0}}}};
+    ktl::check(pmm_.init(data_map.span(), memory_.window()).is_ok(), "heap host: PMM init failed");
+    ktl::Array<PhysRegion, 1> table_map{{PhysRegion{tables, RegionKind::Usable, NodeId{0}}}};
+    ktl::check(table_pmm_.init(table_map.span(), memory_.window()).is_ok(),
+               "heap host: table PMM init failed");
+    // An owned, empty table (freed with it), adopted as a kernel address space the way the kernel
+    // adopts the loader's: the space changes it under its lock, through Mappings.
+    auto root = PageTable<HostFormat>::create(memory_.window(), table_pmm_);
+    ktl::check(root.is_ok(), "heap host: no frame for the root table");
+    tables_.emplace(root.release_value());
+    auto space = AddressSpace<HostFormat>::adopt_kernel(memory_.window(), table_pmm_, tables_->root());
+    ktl::check(space.is_ok(), "heap host: cannot adopt the heap's page table");
+    space_.emplace(space.release_value());
+    HostView* view = options.fork_safe ? static_cast<HostView*>(&anonymous_view_) : &memfd_view_;
+    region_space_.emplace(*space_, view);
     HeapConfig config;
     config.hardening = options.hardening;
     config.seed = options.seed;
     if (options.with_region) {
       config.region = reservation_.range();
-      config.pager = options.fork_safe ? static_cast<RegionPager*>(&anonymous_pager_) : &pager_;
+      config.space = &*region_space_;
     }
     baseline_free_ = pmm_.free_frame_count();
     auto h = heap_.emplace().init(pmm_, memory_.window(), config);
@@ -129,22 +154,32 @@ class HostHeap : ktl::NoCopy {
 
   [[nodiscard]] Heap& heap() { return *heap_; }
   // Destroys the heap (which panics if a cache still has live objects) and returns how many
-  // frames did not come back to the PMM (0 unless something leaked).
+  // frames did not come back to the PMM (0 unless something leaked). Every Mapping is gone then.
   [[nodiscard]] u64 destroy_heap() {
     heap_.reset();
+    ktl::check(space_->live_mappings() == 0, "heap host: Mappings outlived the heap");
     return baseline_free_ - pmm_.free_frame_count();
   }
+  // The heap's PMM (data frames: slabs, large objects, heap metadata).
   [[nodiscard]] Pmm& pmm() { return pmm_; }
+  // The PMM the region's page tables come from.
+  [[nodiscard]] Pmm& table_pmm() { return table_pmm_; }
   [[nodiscard]] const sim::PhysMemory& memory() const { return memory_; }
-  [[nodiscard]] MirrorPager& pager() { return pager_; }
+  // The address space the large objects' Mappings belong to.
+  [[nodiscard]] AddressSpace<HostFormat>& space() { return *space_; }
+  [[nodiscard]] MemfdView& view() { return memfd_view_; }
   [[nodiscard]] VirtRange region() const { return reservation_.range(); }
 
  private:
   sim::PhysMemory memory_;
   Pmm pmm_;
+  Pmm table_pmm_;
+  ktl::Optional<PageTable<HostFormat>> tables_;
+  ktl::Optional<AddressSpace<HostFormat>> space_;
   Reservation reservation_;
-  MirrorPager pager_;
-  AnonymousPager anonymous_pager_;
+  MemfdView memfd_view_;
+  AnonymousView anonymous_view_;
+  ktl::Optional<AddressSpaceRegion<HostFormat>> region_space_;
   u64 baseline_free_ = 0;
   ktl::Optional<Heap> heap_;  // destroyed first
 };

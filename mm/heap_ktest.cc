@@ -212,14 +212,79 @@ KTEST(Heap, LargeObjectsMapFramesAndGiveThemBack) {
   Heap& heap = env.heap();
   u64 balance = env.balance();
   u64 free_before = env.pmm().free_frame_count();
+  mm::HeapStats s0 = heap.stats();
   void* p = heap.kmalloc(300 * KiB + 1);
   KASSERT(p != nullptr);
   mm::HeapStats s = heap.stats();
-  KEXPECT_EQ(s.large_frames, 76u);                                  // ceil((300 KiB + 1) / 4 KiB)
-  KEXPECT_LE(free_before - env.pmm().free_frame_count(), 76u + 2);  // plus at most a table leaf
+  KEXPECT_EQ(s.large_frames, 76u);  // ceil((300 KiB + 1) / 4 KiB)
+  // Plus what the heap's own bookkeeping took (the record's slab, a table leaf), nothing else.
+  u64 bookkeeping = (s.slab_frames + s.metadata_frames) - (s0.slab_frames + s0.metadata_frames);
+  KEXPECT_LE(bookkeeping, 4u);
+  KEXPECT_EQ(free_before - env.pmm().free_frame_count(), 76u + bookkeeping);
   fill_pattern(p, 300 * KiB + 1, 11);
   KEXPECT(check_pattern(p, 300 * KiB + 1, 11));
   heap.kfree(p);
+  KEXPECT_EQ(heap.stats().large_frames, 0u);
+  KEXPECT_EQ(env.balance(), balance);
+}
+
+// A large object is owned by Mappings kept in its record (mm.heap.paging): one per physical run,
+// covering its pages exactly once. A fresh test heap's memory is one contiguous block, so a large
+// kmalloc is exactly one Mapping; growth in place adds one for the new pages and leaves the first
+// alone; kfree destroys both and every frame comes back.
+KTEST(Heap, LargeObjectIsOneMappingOverItsPages) {
+  auto env = KTRY(TestHeap::create());
+  Heap& heap = env.heap();
+  u64 balance = env.balance();
+  mm::RegionStats before = heap.region().stats();
+  void* p = heap.kmalloc(300 * KiB + 1);
+  KASSERT(p != nullptr);
+  ktl::Array<mm::LargeRun, mm::LargeObject::kMaxRuns> runs{};
+  KASSERT_EQ(heap.region().runs_of(p, runs.span()), 1u);
+  KEXPECT_EQ(runs[0].start.value(), addr(p));
+  KEXPECT_EQ(runs[0].pages, 76u);  // ceil((300 KiB + 1) / 4 KiB)
+  for (u64 i = 0; i < runs[0].pages; ++i) {
+    KEXPECT_EQ(env.pmm().state_of(mm::Frame4K::containing(runs[0].phys + i * mm::kPageSize)),
+               mm::FrameState::Allocated);
+  }
+  KEXPECT_EQ(heap.region().stats().mappings, before.mappings + 1);
+  KEXPECT_EQ(heap.region().stats().objects, before.objects + 1);
+  heap.kfree(p);
+  KEXPECT_EQ(heap.region().stats().mappings, before.mappings);
+  for (u64 i = 0; i < runs[0].pages; ++i) {
+    KEXPECT_EQ(env.pmm().state_of(mm::Frame4K::containing(runs[0].phys + i * mm::kPageSize)),
+               mm::FrameState::Free);
+  }
+  KEXPECT_EQ(env.balance(), balance);
+}
+
+KTEST(Heap, GrowthInPlaceGivesTheNewPagesTheirOwnMapping) {
+  auto env = KTRY(TestHeap::create());
+  Heap& heap = env.heap();
+  u64 balance = env.balance();
+  void* p = heap.kmalloc(100 * KiB);
+  KASSERT(p != nullptr);
+  fill_pattern(p, 100 * KiB, 3);
+  ktl::Array<mm::LargeRun, mm::LargeObject::kMaxRuns> first{};
+  KASSERT_EQ(heap.region().runs_of(p, first.span()), 1u);
+  u64 free_before = env.pmm().free_frame_count();
+  u64 metadata_before = heap.stats().metadata_frames + heap.stats().slab_frames;
+  KASSERT_EQ(heap.krealloc(p, 300 * KiB), p);
+  ktl::Array<mm::LargeRun, mm::LargeObject::kMaxRuns> runs{};
+  KASSERT_EQ(heap.region().runs_of(p, runs.span()), 2u);
+  KEXPECT_EQ(runs[0].start, first[0].start);  // the first Mapping is untouched
+  KEXPECT_EQ(runs[0].pages, first[0].pages);
+  KEXPECT_EQ(runs[0].phys, first[0].phys);
+  KEXPECT_EQ(runs[1].start.value(), addr(p) + 100 * KiB);  // from the old guard page on
+  KEXPECT_EQ(runs[1].pages, 50u);                          // the new pages only
+  u64 metadata_after = heap.stats().metadata_frames + heap.stats().slab_frames;
+  KEXPECT_EQ(free_before - env.pmm().free_frame_count(), 50u + (metadata_after - metadata_before));
+  KEXPECT_EQ(heap.region().stats().mappings, 2u);
+  KEXPECT(check_pattern(p, 100 * KiB, 3));
+  fill_pattern(p, 300 * KiB, 4);
+  KEXPECT(check_pattern(p, 300 * KiB, 4));
+  heap.kfree(p);
+  KEXPECT_EQ(heap.region().stats().mappings, 0u);
   KEXPECT_EQ(heap.stats().large_frames, 0u);
   KEXPECT_EQ(env.balance(), balance);
 }

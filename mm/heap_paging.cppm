@@ -1,75 +1,124 @@
-// mm.heap.paging: the kernel's RegionPager. Large heap allocations are mapped into the kernel heap
-// region of a page table (mm.paging) with kernel read-write, non-executable, global 4 KiB leaves;
-// unmapping clears them and flushes the TLB for the range once, before the heap frees the frames.
+// mm.heap.paging: the heap's large objects as mm::Mapping<F>s of an address space. AddressSpaceRegion<F>
+// is the RegionSpace (mm.heap) the heap region is given: it builds the large-object records
+// (LargeObject + Mapping<F>[kMaxRuns]) and creates and destroys their Mappings, kernel read-write,
+// non-executable, global, 4 KiB pages. A record's Mappings are the only owners of the object's
+// pages and frames: destroying them (Mapping::reset_all) unmaps the object, invalidates its whole
+// range with one flush under the address-space lock, then frees its frames. Nothing else in the
+// heap maps, unmaps or frees those frames.
 //
-// Kernel integration: PageTablePager<paging::X86_64> over the kernel's PageTable (adopted from the
-// loader), handed to mm::heap::init as HeapConfig::pager together with the heap region's range.
-// On the host the same pager runs over a PageTable in simulated memory, composed with the host
-// mirror (mm.heap.host) so the mapped frames are also really reachable at those addresses; the
-// test checks every translation against the software walker.
+// Kernel integration: AddressSpaceRegion<paging::X86_64> over the kernel address space
+// (kernel::memory::HeapSpace), handed to mm::heap::init as HeapConfig::space with the heap region's
+// range (and one per test heap, over a slice of the test-heap slot). On the host (mm.heap.host) the
+// same class runs over an AddressSpace in simulated memory, with a HostView that shows the frames
+// at the region's addresses (mmap of the memfd) after a Mapping is created and hides them before
+// it is destroyed; the view never flushes, so the Mapping's flush is the only one.
 //
-// Locking: the pager is called with heap.region held and does not lock the page table itself; the
-// kernel heap region must be changed by nobody else (its top-level slot belongs to the heap), so
-// heap.region serialises every change of that subtree. FIXME(smp): when other CPUs run, the flush
-// must reach them (mm.arch's flush_tlb is local today).
+// Locking: called with heap.region held; Mapping takes the address-space lock (heap.region ->
+// address-space -> pmm.arena, docs/ARCHITECTURE.md). The heap region's part of the tables is
+// changed by nobody else. FIXME(smp): when other CPUs run, the flush must reach them (mm.arch's
+// flush_tlb is local today).
 module;
 
 #include <ktl/macros.h>
+#include <ktl/new.h>
 
 export module mm.heap.paging;
 
 import ktl;
 import mm.addr;
+import mm.address_space;
 import mm.heap;
+import mm.mapping;
 import mm.paging;
+import mm.pmm;
 
 export namespace mm {
 
-template <PageTableFormat F>
-class PageTablePager final : public RegionPager {
+// How a host makes mapped heap pages dereferenceable at their virtual addresses (mm.heap.host).
+// The kernel has none: its MMU walks the tables the Mappings write.
+class HostView {
  public:
-  explicit PageTablePager(PageTable<F>& table) : table_(table) {}
+  // Physical [phys, phys + bytes) becomes readable and writable at `at`; false if it cannot.
+  [[nodiscard]] virtual bool show(VirtAddr at, PhysAddr phys, u64 bytes) = 0;
+  // [at, at + bytes) becomes inaccessible again (before the frames are freed). No TLB flush: that
+  // is the Mapping's.
+  virtual void hide(VirtAddr at, u64 bytes) = 0;
 
-  ktl::Result<void, HeapError> map(VirtAddr start, FrameRange<Size4K> frames) override {
-    auto r = table_.map_range(start, frames.first().start(), frames.size_bytes(),
-                              PageFlags::kernel_rw().with(Scope::Global), HugePages::Deny);
-    if (r.is_err())
-      return ktl::Err(r.error() == PagingError::NoMemory ? HeapError::OutOfMemory : HeapError::MapFailed);
-    // The slots were empty (the region never maps a page twice): nothing can be cached for them.
-    r.release_value().ignore();
-    return ktl::ok();
-  }
-  void unmap(VirtAddr start, u64 pages) override {
-    auto r = table_.unmap_range(start, pages * kPageSize);
-    ktl::check(r.is_ok(), "heap pager: unmapping a heap range failed");
-    RangeUnmapped done = r.release_value();
-    ktl::check(done.pages == pages, "heap pager: the range was not fully mapped");
-    ktl::move(done.flush).flush();
-  }
-
- private:
-  PageTable<F>& table_;
+ protected:
+  ~HostView() = default;
 };
 
-// Calls both pagers (map: first `a`, then `b`, undoing `a` if `b` fails). The host composes the
-// page-table pager with its mirror this way.
-class BothPagers final : public RegionPager {
+template <PageTableFormat F>
+class AddressSpaceRegion final : public RegionSpace {
  public:
-  BothPagers(RegionPager& a, RegionPager& b) : a_(a), b_(b) {}
-  ktl::Result<void, HeapError> map(VirtAddr start, FrameRange<Size4K> frames) override {
-    TRY(a_.map(start, frames));
-    auto r = b_.map(start, frames);
-    if (r.is_err()) a_.unmap(start, frames.count());
+  // Large objects become Mappings of `space` (which must outlive this and the heap). `view`: the
+  // host's, or null.
+  explicit AddressSpaceRegion(AddressSpace<F>& space, HostView* view = nullptr)
+      : space_(space), view_(view) {}
+  AddressSpaceRegion(const AddressSpaceRegion&) = delete;
+  AddressSpaceRegion& operator=(const AddressSpaceRegion&) = delete;
+
+  [[nodiscard]] usize record_size() const override { return sizeof(Record); }
+  [[nodiscard]] usize record_align() const override { return alignof(Record); }
+  [[nodiscard]] LargeObject* construct(void* place) override { return new (place) Record(); }
+  [[nodiscard]] void* destroy(LargeObject* o) override {
+    ktl::check(o->runs == 0, "heap region: a large-object record destroyed while it holds Mappings");
+    Record* r = &record(*o);
+    r->~Record();
     return r;
   }
-  void unmap(VirtAddr start, u64 pages) override {
-    b_.unmap(start, pages);
-    a_.unmap(start, pages);
+
+  [[nodiscard]] ktl::Result<void, HeapError> map(LargeObject& o, VirtAddr at,
+                                                 AllocatedFrames frames) override {
+    ktl::check(o.runs < LargeObject::kMaxRuns, "heap region: a large object has no room for another run");
+    PhysAddr phys = frames.start();
+    u64 bytes = frames.size_bytes();
+    auto created = Mapping<F>::create(space_, at, ktl::move(frames),
+                                      PageFlags::kernel_rw().with(Scope::Global), HugePages::Deny);
+    if (created.is_err()) {  // `frames` still holds them: freed when it goes
+      return ktl::Err(created.error() == PagingError::NoMemory ? HeapError::OutOfMemory
+                                                               : HeapError::MapFailed);
+    }
+    Mapping<F>& m = record(o).mappings[o.runs];
+    m = created.release_value();
+    if (view_ != nullptr && !view_->show(at, phys, bytes)) {
+      m.reset();  // unmap, flush, free: nothing stays
+      return ktl::Err(HeapError::MapFailed);
+    }
+    ++o.runs;
+    return ktl::ok();
   }
 
+  void unmap(LargeObject& o, u32 first) override {
+    if (first >= o.runs) return;
+    ktl::Span<Mapping<F>> runs = record(o).mappings.span().subspan(first, o.runs - first);
+    if (view_ != nullptr) {
+      VirtAddr from = runs[0].start();
+      VirtAddr to = runs[runs.size() - 1].range().end();
+      view_->hide(from, to - from);
+    }
+    Mapping<F>::reset_all(runs);
+    o.runs = first;
+  }
+
+  [[nodiscard]] LargeRun run(const LargeObject& o, u32 i) const override {
+    ktl::check(i < o.runs, "heap region: no such run");
+    const Mapping<F>& m = static_cast<const Record&>(o).mappings[i];
+    return LargeRun{m.start(), m.pages(), m.phys()};
+  }
+
+  [[nodiscard]] AddressSpace<F>& space() const { return space_; }
+
  private:
-  RegionPager& a_;
-  RegionPager& b_;
+  // The record: the heap's fields, then the Mappings that own the object's runs ([0, runs)).
+  struct Record final : LargeObject {
+    ktl::Array<Mapping<F>, LargeObject::kMaxRuns> mappings{};
+  };
+  // Every record this class sees was built by construct().
+  [[nodiscard]] static Record& record(LargeObject& o) { return static_cast<Record&>(o); }
+
+  AddressSpace<F>& space_;
+  HostView* view_;
 };
 
 }  // namespace mm

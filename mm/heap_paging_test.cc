@@ -1,11 +1,20 @@
-// The kernel's path for large allocations, on the host: a heap whose region pager is the
-// page-table pager (mm.heap.paging) over an x86_64 PageTable in simulated memory, composed with the
-// host mirror so the addresses are really usable. Every large block's pages must translate, in the
-// tables and in the independent software walker, to exactly the frames behind the bytes the heap
-// returned; freeing must remove the translations, flush the TLB once for the range, and give every
-// frame back (table frames included, after reclaim_empty_tables).
+// The heap's large objects are mm::Mappings (mm.heap.paging), on the host exactly as in the kernel:
+// HostHeap's region is an AddressSpaceRegion over an x86_64 AddressSpace in simulated memory, and
+// the memfd view only makes the pages reachable at their addresses.
+//
+//  * A large kmalloc creates exactly one Mapping (of the heap's address space) over its pages, and
+//    each page translates, in the tables and in the independent software walker, to the frame
+//    behind the bytes the heap's pointer reaches; the guard page after it is unmapped.
+//  * kfree destroys it: one TLB flush for the range, at which moment the entries are already
+//    cleared, the host view already hidden and the frames not yet freed; then every frame is back
+//    in the PMM.
+//  * Growth in place adds one Mapping for the new pages only (one owner per page), flushes nothing,
+//    and kfree of the grown object is still one flush over all of it.
+//  * Objects made of several physical runs (fragmented memory) are one Mapping per run, freed with
+//    one flush; failures part-way leave no Mapping, no frame and no mapped page behind.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -14,10 +23,12 @@
 
 import ktl;
 import mm.addr;
+import mm.address_space;
 import mm.arch;
 import mm.heap;
 import mm.heap.host;
 import mm.heap.paging;
+import mm.mapping;
 import mm.paging;
 import mm.pmm;
 import mm.slab;
@@ -26,72 +37,343 @@ import sim.walker;
 
 namespace {
 
-TEST(HeapPaging, LargeBlocksAreMappedByThePageTableToTheirFrames) {
-  constexpr std::uint64_t kPhys = std::uint64_t{128} << 20;
-  sim::PhysMemory memory(mm::PhysAddr::from(16u << 20), kPhys, sim::Backing::Memfd);
-  mm::Pmm pmm;
-  ktl::Array<mm::PhysRegion, 1> map{{mm::PhysRegion{memory.range(), mm::RegionKind::Usable, mm::NodeId{0}}}};
-  ASSERT_TRUE(pmm.init(map.span(), memory.window()).is_ok());
-  std::uint64_t free_at_start = pmm.free_frame_count();
-  {
-    auto table = mm::PageTable<mm::paging::X86_64>::create(memory.window(), pmm).release_value();
-    mm::heap_host::Reservation region(std::uint64_t{256} << 20);
-    mm::PageTablePager<mm::paging::X86_64> tables(table);
-    mm::heap_host::MirrorPager mirror(memory);
-    mm::BothPagers pager(tables, mirror);
-    {
-      mm::Heap heap;
-      mm::HeapConfig config;
-      config.region = region.range();
-      config.pager = &pager;
-      config.hardening = mm::Hardening::On;
-      ASSERT_TRUE(heap.init(pmm, memory.window(), config).is_ok());
+using mm::heap_host::HostHeap;
+using mm::heap_host::HostHeapOptions;
 
-      std::vector<std::pair<std::uint8_t*, std::size_t>> blocks;
-      for (std::size_t size :
-           {std::size_t{70000}, std::size_t{300000}, std::size_t{1} << 20, std::size_t{5000000}}) {
-        auto* p = static_cast<std::uint8_t*>(heap.kmalloc(size));
-        ASSERT_NE(p, nullptr);
-        ASSERT_TRUE(region.range().contains(mm::VirtAddr::from(reinterpret_cast<std::uintptr_t>(p))));
-        for (std::size_t i = 0; i < size; i += 512) p[i] = static_cast<std::uint8_t>(i / 512 + size);
-        blocks.emplace_back(p, size);
-      }
-      sim::MmuConfig mmu;
-      mmu.mmu = sim::Mmu::X86_64;
-      for (auto [p, size] : blocks) {
-        for (std::size_t off = 0; off < size; off += 4096) {
-          auto va = mm::VirtAddr::from(reinterpret_cast<std::uintptr_t>(p) + off);
-          auto t = table.translate(va);
-          ASSERT_TRUE(t.has_value()) << "page " << off / 4096 << " of a " << size
-                                     << "-byte block is not mapped";
-          EXPECT_TRUE(t->flags.writable());
-          EXPECT_FALSE(t->flags.executable());
-          sim::WalkResult w = sim::walk(memory.window(), mmu, table.root().value(), va.value());
-          ASSERT_TRUE(w.ok());
-          EXPECT_EQ(w.phys, t->phys.value());
-          // The byte the heap's pointer wrote is the byte of that physical frame.
-          EXPECT_EQ(memory.window().bytes(t->phys, 1)[0], static_cast<std::uint8_t>(off / 512 + size));
-        }
-        // The guard page after the block is not mapped.
-        std::size_t mapped = (size + 4095) / 4096 * 4096;
-        EXPECT_FALSE(
-            table.translate(mm::VirtAddr::from(reinterpret_cast<std::uintptr_t>(p) + mapped)).has_value());
-      }
-      for (auto [p, size] : blocks) {
-        sim::reset_tlb_log();
-        heap.kfree(p);
-        sim::TlbLog log = sim::tlb_log();
-        EXPECT_EQ(log.range_flushes, 2u);  // once by the page-table pager, once recorded by the mirror
-        EXPECT_EQ(log.pages_flushed, 2 * ((size + 4095) / 4096));
-        EXPECT_FALSE(table.translate(mm::VirtAddr::from(reinterpret_cast<std::uintptr_t>(p))).has_value());
-      }
-    }  // the heap is gone: its frames are back; only page-table frames remain
-    ASSERT_TRUE(table.reclaim_empty_tables(region.range().start(), region.range().size()).is_ok());
-    // What remains is the root and the tables above the region that also span addresses outside
-    // it (the host reservation is not 1 GiB aligned); destroying the table frees those.
-    EXPECT_LE(table.table_frames(), 3u);
+constexpr std::uint64_t kPage = 4096;
+
+std::uintptr_t addr(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
+mm::VirtAddr va(const void* p, std::uint64_t offset = 0) { return mm::VirtAddr::from(addr(p) + offset); }
+std::uint64_t pages_of(std::size_t bytes) { return (bytes + kPage - 1) / kPage; }
+
+// Frames the heap holds outside large objects (slabs for descriptors, table leaves): they may
+// change when a large object is made; the PMM's free count must move by exactly that plus the
+// object's pages.
+std::uint64_t heap_overhead(mm::Heap& heap) {
+  mm::HeapStats s = heap.stats();
+  return s.slab_frames + s.metadata_frames;
+}
+
+std::vector<mm::LargeRun> runs_of(mm::Heap& heap, const void* p) {
+  std::vector<mm::LargeRun> runs(mm::LargeObject::kMaxRuns);
+  std::uint32_t n = heap.region().runs_of(p, ktl::Span<mm::LargeRun>::from_raw(runs.data(), runs.size()));
+  runs.resize(n);
+  return runs;
+}
+
+sim::WalkResult walk(HostHeap& host, mm::VirtAddr v) {
+  sim::MmuConfig mmu;
+  mmu.mmu = sim::Mmu::X86_64;
+  return sim::walk(host.memory().window(), mmu, host.space().root().value(), v.value());
+}
+
+// Every page of the object is mapped by exactly one of its runs, in order and without gaps, to that
+// run's frame, in the tables and in the walker; the page after it is not mapped.
+void expect_runs_cover(HostHeap& host, const void* p, std::size_t bytes,
+                       const std::vector<mm::LargeRun>& runs) {
+  std::uint64_t pages = pages_of(bytes);
+  mm::VirtAddr next = va(p);
+  std::uint64_t covered = 0;
+  for (const mm::LargeRun& r : runs) {
+    EXPECT_EQ(r.start, next) << "runs must be adjacent and in order";
+    for (std::uint64_t i = 0; i < r.pages; ++i) {
+      mm::VirtAddr v = r.start + i * kPage;
+      auto t = host.space().translate(v);
+      ASSERT_TRUE(t.has_value()) << "page " << covered + i << " is not mapped";
+      EXPECT_EQ(t->phys, r.phys + i * kPage);
+      EXPECT_TRUE(t->flags.writable());
+      EXPECT_FALSE(t->flags.executable());
+      EXPECT_TRUE(t->flags.global());
+      sim::WalkResult w = walk(host, v);
+      ASSERT_TRUE(w.ok());
+      EXPECT_EQ(w.phys, t->phys.value());
+    }
+    covered += r.pages;
+    next = r.start + r.pages * kPage;
   }
-  EXPECT_EQ(pmm.free_frame_count(), free_at_start);
+  EXPECT_EQ(covered, pages);
+  EXPECT_FALSE(host.space().translate(va(p, pages * kPage)).has_value()) << "the guard page is mapped";
+}
+
+TEST(HeapMappings, ALargeKmallocIsExactlyOneMappingOverItsPages) {
+  HostHeap host;
+  mm::Heap& heap = host.heap();
+  for (std::size_t size :
+       {std::size_t{70000}, std::size_t{300000}, std::size_t{1} << 20, std::size_t{5000000}}) {
+    SCOPED_TRACE(size);
+    std::uint64_t free_before = host.pmm().free_frame_count();
+    std::uint64_t overhead_before = heap_overhead(heap);
+    std::uint64_t mappings_before = host.space().live_mappings();
+    auto* p = static_cast<std::uint8_t*>(heap.kmalloc(size));
+    ASSERT_NE(p, nullptr);
+    ASSERT_TRUE(host.region().contains(va(p)));
+    EXPECT_EQ(host.space().live_mappings(), mappings_before + 1);
+    EXPECT_EQ(heap.region().stats().mappings, heap.region().stats().objects);
+    std::vector<mm::LargeRun> runs = runs_of(heap, p);
+    ASSERT_EQ(runs.size(), 1u);
+    EXPECT_EQ(runs[0].start, va(p));
+    EXPECT_EQ(runs[0].pages, pages_of(size));
+    expect_runs_cover(host, p, size, runs);
+    // The Mapping's frames are what the heap took from the PMM, and nothing else was.
+    std::uint64_t overhead = heap_overhead(heap) - overhead_before;
+    EXPECT_EQ(free_before - host.pmm().free_frame_count(), pages_of(size) + overhead);
+    for (std::uint64_t i = 0; i < runs[0].pages; ++i) {
+      EXPECT_EQ(host.pmm().state_of(mm::Frame4K::containing(runs[0].phys + i * kPage)),
+                mm::FrameState::Allocated);
+    }
+    // The bytes behind the heap's pointer are the Mapping's frames.
+    for (std::size_t i = 0; i < size; i += 512) p[i] = static_cast<std::uint8_t>(i / 512 + size);
+    for (std::size_t i = 0; i < size; i += 512) {
+      auto t = host.space().translate(va(p, i));
+      ASSERT_TRUE(t.has_value());
+      ASSERT_EQ(host.memory().window().bytes(t->phys, 1)[0], static_cast<std::uint8_t>(i / 512 + size));
+    }
+    heap.kfree(p);
+    EXPECT_EQ(host.space().live_mappings(), mappings_before);
+  }
+  EXPECT_EQ(heap.region().stats().mappings, 0u);
+  EXPECT_EQ(host.destroy_heap(), 0u);
+}
+
+struct FlushProbe {
+  HostHeap* host = nullptr;
+  mm::VirtAddr start = mm::VirtAddr::zero();
+  std::uint64_t pages = 0;
+  mm::PhysAddr first_frame = mm::PhysAddr::zero();
+  std::uint64_t hides_expected = 0;
+  int flushes = 0;
+  bool entries_cleared = false;
+  bool frames_still_allocated = false;
+  bool view_hidden = false;
+};
+
+void observe(ktl::u64 start, ktl::u64 pages, void* context) {
+  auto* probe = static_cast<FlushProbe*>(context);
+  ++probe->flushes;
+  // The address-space lock is held: read the tables with the walker, not the engine.
+  bool cleared = true;
+  for (std::uint64_t i = 0; i < probe->pages; ++i)
+    cleared = cleared && !walk(*probe->host, probe->start + i * kPage).ok();
+  probe->entries_cleared = cleared && start == probe->start.value() && pages == probe->pages;
+  probe->frames_still_allocated =
+      probe->host->pmm().state_of(mm::Frame4K::containing(probe->first_frame)) == mm::FrameState::Allocated;
+  probe->view_hidden = probe->host->view().hides() == probe->hides_expected;
+}
+
+TEST(HeapMappings, KfreeDestroysTheMappingWithOneFlushThenFreesTheFrames) {
+  HostHeap host;
+  mm::Heap& heap = host.heap();
+  constexpr std::size_t kSize = 300 * 1024 + 1;
+  void* warm = heap.kmalloc(kSize);  // descriptor slab and table leaf exist from here on
+  heap.kfree(warm);
+  std::uint64_t free_before = host.pmm().free_frame_count();
+  std::uint64_t mappings_before = host.space().live_mappings();
+  void* p = heap.kmalloc(kSize);
+  ASSERT_NE(p, nullptr);
+  std::vector<mm::LargeRun> runs = runs_of(heap, p);
+  ASSERT_EQ(runs.size(), 1u);
+  FlushProbe probe;
+  probe.host = &host;
+  probe.start = va(p);
+  probe.pages = pages_of(kSize);
+  probe.first_frame = runs[0].phys;
+  probe.hides_expected = host.view().hides() + 1;
+  sim::reset_tlb_log();
+  sim::set_tlb_flush_observer(&observe, &probe);
+  heap.kfree(p);
+  sim::set_tlb_flush_observer(nullptr, nullptr);
+  sim::TlbLog log = sim::tlb_log();
+  EXPECT_EQ(log.range_flushes, 1u);
+  EXPECT_EQ(log.full_flushes, 0u);
+  EXPECT_EQ(log.pages_flushed, pages_of(kSize));
+  EXPECT_EQ(log.last_start, addr(p));
+  EXPECT_EQ(probe.flushes, 1);
+  EXPECT_TRUE(probe.entries_cleared) << "the flush came before the range was unmapped";
+  EXPECT_TRUE(probe.frames_still_allocated) << "the frames were freed before the flush";
+  EXPECT_TRUE(probe.view_hidden) << "the host view still showed the pages at the flush";
+  // Afterwards: no Mapping, every frame back in the PMM.
+  EXPECT_EQ(host.space().live_mappings(), mappings_before);
+  EXPECT_EQ(host.pmm().free_frame_count(), free_before);
+  for (std::uint64_t i = 0; i < runs[0].pages; ++i) {
+    EXPECT_EQ(host.pmm().state_of(mm::Frame4K::containing(runs[0].phys + i * kPage)), mm::FrameState::Free);
+  }
+  EXPECT_FALSE(host.space().translate(va(p)).has_value());
+  EXPECT_EQ(host.destroy_heap(), 0u);
+}
+
+TEST(HeapMappings, GrowthInPlaceAddsOneMappingForTheNewPagesOnly) {
+  HostHeap host;
+  mm::Heap& heap = host.heap();
+  auto* p = static_cast<std::uint8_t*>(heap.kmalloc(100 * 1024));
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 0x5a, 100 * 1024);
+  std::vector<mm::LargeRun> before = runs_of(heap, p);
+  ASSERT_EQ(before.size(), 1u);
+  std::uint64_t free_before = host.pmm().free_frame_count();
+  std::uint64_t overhead_before = heap_overhead(heap);
+  std::uint64_t mappings_before = host.space().live_mappings();
+  sim::reset_tlb_log();
+  ASSERT_EQ(heap.krealloc(p, 300 * 1024), p);  // the pages behind are free: grows in place
+  EXPECT_EQ(sim::tlb_log().range_flushes + sim::tlb_log().full_flushes, 0u) << "growing flushed";
+  std::vector<mm::LargeRun> after = runs_of(heap, p);
+  ASSERT_EQ(after.size(), 2u);
+  // The first Mapping is untouched; the second covers exactly the new pages (from the old guard page).
+  EXPECT_EQ(after[0].start, before[0].start);
+  EXPECT_EQ(after[0].pages, before[0].pages);
+  EXPECT_EQ(after[0].phys, before[0].phys);
+  EXPECT_EQ(after[1].start, va(p, 100 * 1024));
+  EXPECT_EQ(after[1].pages, pages_of(300 * 1024) - pages_of(100 * 1024));
+  EXPECT_EQ(host.space().live_mappings(), mappings_before + 1);
+  EXPECT_EQ(heap.region().stats().mappings, 2u);
+  expect_runs_cover(host, p, 300 * 1024, after);
+  EXPECT_EQ(free_before - host.pmm().free_frame_count(),
+            after[1].pages + (heap_overhead(heap) - overhead_before));
+  for (std::size_t i = 0; i < 100 * 1024; ++i) ASSERT_EQ(p[i], 0x5a);
+  std::memset(p, 0x33, 300 * 1024);  // every new page is writable through the pointer
+
+  // kfree: one flush over the whole grown object, then both runs' frames are free.
+  std::uint64_t free_held = host.pmm().free_frame_count();
+  sim::reset_tlb_log();
+  heap.kfree(p);
+  sim::TlbLog log = sim::tlb_log();
+  EXPECT_EQ(log.range_flushes, 1u);
+  EXPECT_EQ(log.full_flushes, 0u);
+  EXPECT_EQ(log.last_start, addr(p));
+  EXPECT_EQ(log.pages_flushed, pages_of(300 * 1024));
+  EXPECT_EQ(host.pmm().free_frame_count(), free_held + pages_of(300 * 1024));
+  EXPECT_EQ(host.space().live_mappings(), mappings_before - 1);
+  EXPECT_EQ(heap.region().stats().mappings, 0u);
+  EXPECT_EQ(host.destroy_heap(), 0u);
+}
+
+TEST(HeapMappings, FailedGrowthLeavesTheObjectAndItsOneMappingAlone) {
+  HostHeap host;
+  mm::Heap& heap = host.heap();
+  auto* p = static_cast<std::uint8_t*>(heap.kmalloc(100 * 1024));
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 0x77, 100 * 1024);
+  std::uint64_t free_before = host.pmm().free_frame_count();
+  std::uint64_t mappings_before = host.space().live_mappings();
+  heap.region().fail_allocations_after(0);
+  EXPECT_EQ(heap.krealloc(p, 300 * 1024), nullptr);  // neither grows nor moves: p untouched
+  heap.region().fail_allocations_after(~std::uint64_t{0});
+  EXPECT_EQ(host.space().live_mappings(), mappings_before);
+  EXPECT_EQ(runs_of(heap, p).size(), 1u);
+  expect_runs_cover(host, p, 100 * 1024, runs_of(heap, p));
+  EXPECT_EQ(host.pmm().free_frame_count(), free_before);
+  for (std::size_t i = 0; i < 100 * 1024; ++i) ASSERT_EQ(p[i], 0x77);
+  heap.kfree(p);
+  EXPECT_EQ(host.destroy_heap(), 0u);
+}
+
+// Fragments the PMM into free runs of `run` frames separated by one allocated frame; returns the
+// frames kept (freed by the caller).
+std::vector<mm::AllocatedFrames> fragment(mm::Pmm& pmm, std::uint64_t run) {
+  std::vector<mm::AllocatedFrames> all;
+  while (true) {
+    auto f = pmm.alloc_physical_page();
+    if (f.is_err()) break;
+    all.push_back(f.release_value());
+  }
+  std::sort(all.begin(), all.end(),
+            [](const mm::AllocatedFrames& a, const mm::AllocatedFrames& b) { return a.start() < b.start(); });
+  std::vector<mm::AllocatedFrames> kept;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (i % (run + 1) == run) kept.push_back(std::move(all[i]));
+  }
+  return kept;  // `all`'s other frames go back now
+}
+
+TEST(HeapMappings, FragmentedMemoryGivesOneMappingPerRunAndStillOneFlush) {
+  HostHeapOptions options;
+  options.phys_bytes = std::uint64_t{16} << 20;
+  HostHeap host(options);
+  mm::Heap& heap = host.heap();
+  constexpr std::size_t kSize = 17 * kPage;  // the smallest large object
+  void* warm = heap.kmalloc(kSize);
+  heap.kfree(warm);
+  {
+    std::vector<mm::AllocatedFrames> kept = fragment(host.pmm(), 16);
+    std::uint64_t free_before = host.pmm().free_frame_count();
+    std::uint64_t mappings_before = host.space().live_mappings();
+    void* p = heap.kmalloc(kSize);  // 17 pages, no 17 contiguous frames: runs of 8 and 9
+    ASSERT_NE(p, nullptr);
+    std::vector<mm::LargeRun> runs = runs_of(heap, p);
+    ASSERT_EQ(runs.size(), 2u);
+    EXPECT_NE(runs[1].phys, runs[0].phys + runs[0].pages * kPage);  // physically apart
+    EXPECT_EQ(host.space().live_mappings(), mappings_before + 2);
+    expect_runs_cover(host, p, kSize, runs);
+    std::memset(p, 0xee, kSize);
+    EXPECT_EQ(free_before - host.pmm().free_frame_count(), 17u);
+    sim::reset_tlb_log();
+    heap.kfree(p);
+    sim::TlbLog log = sim::tlb_log();
+    EXPECT_EQ(log.range_flushes, 1u);  // both Mappings, one invalidation of their (adjacent) ranges
+    EXPECT_EQ(log.pages_flushed, 17u);
+    EXPECT_EQ(log.last_start, addr(p));
+    EXPECT_EQ(host.pmm().free_frame_count(), free_before);
+    EXPECT_EQ(host.space().live_mappings(), mappings_before);
+
+    // All or nothing: the first run is mapped, the second cannot be had; the first Mapping is
+    // destroyed again (one flush), and nothing stays.
+    heap.region().fail_allocations_after(1);
+    sim::reset_tlb_log();
+    EXPECT_EQ(heap.kmalloc(kSize), nullptr);
+    heap.region().fail_allocations_after(~std::uint64_t{0});
+    EXPECT_EQ(sim::tlb_log().range_flushes, 1u);
+    EXPECT_EQ(host.space().live_mappings(), mappings_before);
+    EXPECT_EQ(host.pmm().free_frame_count(), free_before);
+    EXPECT_EQ(heap.region().stats().objects, 0u);
+    EXPECT_EQ(heap.region().stats().mappings, 0u);
+
+    // More runs than a record holds: out of memory, nothing left behind.
+    std::vector<mm::AllocatedFrames> finer = fragment(host.pmm(), 2);
+    std::uint64_t free_finer = host.pmm().free_frame_count();
+    EXPECT_EQ(heap.kmalloc(kSize), nullptr);
+    EXPECT_EQ(host.pmm().free_frame_count(), free_finer);
+    EXPECT_EQ(host.space().live_mappings(), mappings_before);
+  }
+  EXPECT_EQ(host.destroy_heap(), 0u);
+}
+
+// Mapping::reset_all, which the records use: several Mappings of one space, one invalidation,
+// frames freed after it; empty Mappings are skipped; scattered ranges get one full flush.
+TEST(HeapMappings, ResetAllUnmapsEveryRangeThenFlushesOnceThenFrees) {
+  using KMapping = mm::Mapping<mm::heap_host::HostFormat>;
+  HostHeapOptions options;
+  options.with_region = false;  // the region is ours here, not the heap's
+  HostHeap host(options);
+  std::uint64_t free_before = host.pmm().free_frame_count();
+  mm::VirtAddr base = host.region().start();
+  auto make = [&](std::uint64_t page, std::uint64_t count) {
+    auto frames = host.pmm().alloc_contiguous(count, kPage);
+    EXPECT_TRUE(frames.is_ok());
+    auto m = KMapping::create(host.space(), base + page * kPage, frames.release_value(),
+                              mm::PageFlags::kernel_rw(), mm::HugePages::Deny);
+    EXPECT_TRUE(m.is_ok());
+    return m.release_value();
+  };
+  ktl::Array<KMapping, 4> adjacent{{make(0, 3), KMapping(), make(3, 5), make(8, 1)}};
+  EXPECT_EQ(host.space().live_mappings(), 3u);
+  sim::reset_tlb_log();
+  KMapping::reset_all(adjacent.span());
+  sim::TlbLog log = sim::tlb_log();
+  EXPECT_EQ(log.range_flushes, 1u);
+  EXPECT_EQ(log.full_flushes, 0u);
+  EXPECT_EQ(log.last_start, base.value());
+  EXPECT_EQ(log.last_pages, 9u);
+  for (const KMapping& m : adjacent) EXPECT_TRUE(m.empty());
+  EXPECT_EQ(host.space().live_mappings(), 0u);
+  EXPECT_EQ(host.pmm().free_frame_count(), free_before);
+  for (std::uint64_t page = 0; page < 9; ++page)
+    EXPECT_FALSE(host.space().translate(base + page * kPage).has_value());
+
+  ktl::Array<KMapping, 2> scattered{{make(0, 1), make(1000, 1)}};
+  sim::reset_tlb_log();
+  KMapping::reset_all(scattered.span());
+  EXPECT_EQ(sim::tlb_log().range_flushes + sim::tlb_log().full_flushes, 1u);
+  EXPECT_EQ(host.pmm().free_frame_count(), free_before);
+  EXPECT_EQ(host.destroy_heap(), 0u);
 }
 
 }  // namespace

@@ -10,7 +10,8 @@
 // Move-only. Destruction order is the safety argument: the entries are cleared and the whole range
 // is invalidated with one flush (under the address-space lock) before the frames go back to the
 // allocator, so no CPU can reach a frame after it is reused. Emptied page tables are left for the
-// explicit reclaim step.
+// explicit reclaim step. Mapping::reset_all destroys several Mappings of one space with one flush
+// (the runs of a kernel-heap object: mm.heap.paging).
 //
 // Views go through the physical window (the kernel's direct map), so they work whether or not the
 // address space is active; they enforce the mapping's own permissions (a writable view of a
@@ -94,6 +95,42 @@ class [[nodiscard]] Mapping {
     frames_.reset();
     space_->mapping_destroyed();
     space_ = nullptr;
+  }
+
+  // Destroys several Mappings of one address space together (empty ones are skipped): every range
+  // is unmapped under one hold of the address-space lock, one invalidation covers them all (a
+  // FlushBatch: a single range flush of their hull when they are adjacent, as the runs of a grown
+  // heap object are; the whole TLB when they are scattered), and only then are the frames freed.
+  // The same safety argument as reset(), with one flush instead of one per Mapping. All Mappings
+  // are empty after. Panics if they belong to different address spaces.
+  static void reset_all(ktl::Span<Mapping> mappings) {
+    AddressSpace<F>* space = nullptr;
+    for (Mapping& m : mappings) {
+      if (m.empty()) continue;
+      if (space == nullptr) space = m.space_;
+      ktl::check(m.space_ == space, "Mapping::reset_all: Mappings of different address spaces");
+    }
+    if (space == nullptr) return;
+    {
+      ktl::LockGuard guard(space->lock());
+      FlushBatch batch;
+      for (Mapping& m : mappings) {
+        if (m.empty()) continue;
+        auto unmapped = space->tables().unmap_range(m.start_, m.frames_.size_bytes());
+        ktl::check(unmapped.is_ok(), "Mapping::reset_all: a range can no longer be unmapped");
+        RangeUnmapped u = unmapped.release_value();
+        ktl::check(u.pages == m.frames_.count(),
+                   "Mapping::reset_all: pages were unmapped behind the Mapping's back");
+        batch.add(ktl::move(u.flush));
+      }
+      batch.flush();
+    }
+    for (Mapping& m : mappings) {
+      if (m.empty()) continue;
+      m.frames_.reset();
+      space->mapping_destroyed();
+      m.space_ = nullptr;
+    }
   }
 
   [[nodiscard]] bool empty() const { return space_ == nullptr; }
