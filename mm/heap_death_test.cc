@@ -106,7 +106,7 @@ TEST_P(HeapDeathTest, InteriorPointerIntoALargeObject) {
 }
 
 TEST_P(HeapDeathTest, UseAfterFreeOfALargeObjectFaults) {
-  // Its pages are unmapped at once (the region's pager), so the access faults.
+  // Its Mapping is destroyed at once (the host view hidden first), so the access faults.
   EXPECT_DEATH(
       {
         HostHeap host(options(GetParam()));

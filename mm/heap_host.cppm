@@ -99,7 +99,7 @@ struct HostHeapOptions {
   Hardening hardening = Hardening::On;
   u64 seed = 0x5eed;
   bool with_region = true;
-  // Private anonymous RAM and the AnonymousPager (fork-safe), instead of a memfd and the mirror.
+  // Private anonymous RAM and the AnonymousView (fork-safe), instead of a memfd and MemfdView.
   bool fork_safe = false;
 };
 

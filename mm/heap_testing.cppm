@@ -6,8 +6,9 @@
 // to that PMM (a leak panics with the counts).
 //
 // The kernel defines the two hooks (kernel/test_env.cc): a Pmm over a block of frames taken from
-// the kernel's PMM (seen through the direct map) and a page-table pager (mm.heap.paging) over a
-// 1 GiB slice of the kernel's test-heap slot.
+// the kernel's PMM (seen through the direct map), and large objects as Mappings of the kernel
+// address space (mm.heap.paging) in a 1 GiB slice of the kernel's test-heap slot. The host's: the
+// same Mappings over an address space in simulated memory (mm.heap.host).
 module;
 
 #include <ktl/macros.h>
