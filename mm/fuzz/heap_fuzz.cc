@@ -11,7 +11,6 @@
 //
 // Built with -DFERRITE_FUZZER by fuzz_test; otherwise main() replays the files given as arguments
 // (heap_corpus_test runs the checked-in corpus that way, also under asan).
-#include <dirent.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -21,6 +20,8 @@
 #include <vector>
 
 #include <ktl/macros.h>
+
+#include "mm/fuzz/corpus_replay.h"
 
 import ktl;
 import mm.heap;
@@ -169,34 +170,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
 #if !defined(FERRITE_FUZZER)
 int main(int argc, char** argv) {
-  std::vector<std::string> files(argv + 1, argv + argc);
-  if (files.empty()) {
-    // No arguments (the sanitized twin does not forward them): the corpus from the runfiles.
-    const char* root = std::getenv("TEST_SRCDIR");
-    const char* workspace = std::getenv("TEST_WORKSPACE");
-    std::string dir =
-        std::string(root ? root : ".") + "/" + (workspace ? workspace : "ferrite") + "/mm/fuzz/heap_corpus";
-    if (DIR* d = opendir(dir.c_str())) {
-      while (dirent* e = readdir(d)) {
-        if (e->d_name[0] != '.') files.push_back(dir + "/" + e->d_name);
-      }
-      closedir(d);
-    }
-  }
-  int ran = 0;
-  for (const std::string& name : files) {
-    std::FILE* f = std::fopen(name.c_str(), "rb");
-    if (f == nullptr) {
-      std::fprintf(stderr, "cannot open %s\n", name.c_str());
-      return 1;
-    }
-    static std::uint8_t buffer[1 << 16];
-    std::size_t n = std::fread(buffer, 1, sizeof buffer, f);
-    std::fclose(f);
-    LLVMFuzzerTestOneInput(buffer, n);
-    ++ran;
-  }
-  std::printf("%d passed, 0 failed\n", ran);
-  return ran > 0 ? 0 : 1;
+  return ferrite_fuzz::replay_corpus(argc, argv, "mm/fuzz/heap_corpus", LLVMFuzzerTestOneInput, "heap_fuzz");
 }
 #endif

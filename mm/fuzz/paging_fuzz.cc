@@ -10,7 +10,6 @@
 // Input layout: byte 0 selects the format (x86_64, x86_32, aarch64 TTBR0, aarch64 TTBR1); then
 // 12-byte records: kind, 3 address bytes, level, 2 size bytes, flags, 3 physical-address bytes,
 // control (bit 0: HugePages::Deny; bits 1-3: fail the allocation after that many, 7 = never).
-#include <dirent.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -19,6 +18,8 @@
 #include <vector>
 
 #include "mm/paging_model.h"
+
+#include "mm/fuzz/corpus_replay.h"
 
 namespace {
 
@@ -136,34 +137,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
 #if !defined(FERRITE_FUZZER)
 int main(int argc, char** argv) {
-  std::vector<std::string> files(argv + 1, argv + argc);
-  if (files.empty()) {
-    const char* root = std::getenv("TEST_SRCDIR");
-    const char* workspace = std::getenv("TEST_WORKSPACE");
-    std::string dir =
-        std::string(root ? root : ".") + "/" + (workspace ? workspace : "ferrite") + "/mm/fuzz/paging_corpus";
-    if (DIR* d = opendir(dir.c_str())) {
-      while (dirent* e = readdir(d)) {
-        if (e->d_name[0] != '.') files.push_back(dir + "/" + e->d_name);
-      }
-      closedir(d);
-    }
-  }
-  int ran = 0;
-  for (const std::string& file : files) {
-    std::FILE* in = std::fopen(file.c_str(), "rb");
-    if (in == nullptr) {
-      std::fprintf(stderr, "cannot open %s\n", file.c_str());
-      return 1;
-    }
-    std::vector<std::uint8_t> bytes;
-    int c;
-    while ((c = std::fgetc(in)) != EOF) bytes.push_back(static_cast<std::uint8_t>(c));
-    std::fclose(in);
-    LLVMFuzzerTestOneInput(bytes.data(), bytes.size());
-    ++ran;
-  }
-  std::printf("%d corpus inputs replayed, 0 failed\n", ran);
-  return ran > 0 ? 0 : 1;
+  return ferrite_fuzz::replay_corpus(argc, argv, "mm/fuzz/paging_corpus", LLVMFuzzerTestOneInput,
+                                     "paging_fuzz");
 }
 #endif

@@ -18,6 +18,8 @@
 
 #include "mm/pmm_model.h"
 
+#include "mm/fuzz/corpus_replay.h"
+
 namespace {
 
 using pmm_model::Harness;
@@ -129,44 +131,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, size_t size) {
 }
 
 #if !defined(FERRITE_FUZZER)
-#include <dirent.h>
-
-#include <algorithm>
-#include <string>
-
-namespace {
-int replay(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) {
-    std::fprintf(stderr, "pmm_fuzz: cannot open %s\n", path.c_str());
-    return 0;
-  }
-  std::vector<std::uint8_t> bytes;
-  int ch;
-  while ((ch = std::fgetc(f)) != EOF) bytes.push_back(static_cast<std::uint8_t>(ch));
-  std::fclose(f);
-  LLVMFuzzerTestOneInput(bytes.data(), bytes.size());
-  return 1;
-}
-}  // namespace
-
-// Replays the inputs named on the command line (a crash file from the fuzzer, say), or with no
-// arguments every file of the checked-in corpus (the test's working directory is the workspace).
 int main(int argc, char** argv) {
-  std::vector<std::string> paths(argv + 1, argv + argc);
-  if (paths.empty()) {
-    const std::string dir = "mm/fuzz/pmm_corpus";
-    if (DIR* d = opendir(dir.c_str())) {
-      while (dirent* e = readdir(d)) {
-        if (e->d_name[0] != '.') paths.push_back(dir + "/" + e->d_name);
-      }
-      closedir(d);
-    }
-    std::sort(paths.begin(), paths.end());
-  }
-  int replayed = 0;
-  for (const std::string& p : paths) replayed += replay(p);
-  std::printf("pmm_fuzz: replayed %d inputs, all agreed with the model\n", replayed);
-  return replayed > 0 && replayed == static_cast<int>(paths.size()) ? 0 : 1;
+  return ferrite_fuzz::replay_corpus(argc, argv, "mm/fuzz/pmm_corpus", LLVMFuzzerTestOneInput, "pmm_fuzz");
 }
 #endif
