@@ -8,7 +8,8 @@ an address: start QEMU with `-S -gdb unix:PATH,server=on,wait=off`, then
     g.detach()                          # removes breakpoints and lets the guest run on
 """
 import socket
-import time
+
+import sockets
 
 
 class GdbError(RuntimeError):
@@ -17,17 +18,7 @@ class GdbError(RuntimeError):
 
 class GdbStub:
     def __init__(self, path, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.connect(path)
-                break
-            except OSError:
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise GdbError("no gdbstub socket at %s" % path)
-                time.sleep(0.05)
+        self.sock = sockets.connect_unix(path, timeout, GdbError, "gdbstub")
         self.buffer = b""
         self.breakpoints = []
 

@@ -7,9 +7,9 @@ guest. Start QEMU with `-qmp unix:PATH,server=on,wait=off` (boot_test.py --qmp d
 """
 import json
 import os
-import socket
 import tempfile
-import time
+
+import sockets
 
 
 class QmpError(RuntimeError):
@@ -18,17 +18,7 @@ class QmpError(RuntimeError):
 
 class Qmp:
     def __init__(self, path, timeout=30.0, scratch_dir=None):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.connect(path)
-                break
-            except OSError:
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise QmpError("no QMP socket at %s after %.0f s" % (path, timeout))
-                time.sleep(0.05)
+        self.sock = sockets.connect_unix(path, timeout, QmpError, "QMP")
         self.sock.settimeout(timeout)
         self.buffer = b""
         self.scratch_dir = scratch_dir or tempfile.mkdtemp(prefix="qmp.")
