@@ -82,7 +82,7 @@ class PhysAddr {
   }
   // For values known to be valid; panics otherwise.
   [[nodiscard]] static constexpr PhysAddr from(u64 v,
-                                              ktl::SourceLocation w = ktl::SourceLocation::current()) {
+                                               ktl::SourceLocation w = ktl::SourceLocation::current()) {
     ktl::check(v < kLimit, "PhysAddr::from: physical address out of range", w);
     return PhysAddr(v);
   }
@@ -158,7 +158,7 @@ class VirtAddr {
     return VirtAddr(v);
   }
   [[nodiscard]] static constexpr VirtAddr from(u64 v,
-                                              ktl::SourceLocation w = ktl::SourceLocation::current()) {
+                                               ktl::SourceLocation w = ktl::SourceLocation::current()) {
     ktl::check(is_canonical(v), "VirtAddr::from: non-canonical virtual address", w);
     return VirtAddr(v);
   }
@@ -275,9 +275,7 @@ class Frame {
     if (!start.is_aligned(S::bytes)) return ktl::Err(AddrError::Unaligned);
     return Frame(start);
   }
-  [[nodiscard]] static constexpr Frame containing(PhysAddr a) {
-    return Frame(a.align_down(S::bytes));
-  }
+  [[nodiscard]] static constexpr Frame containing(PhysAddr a) { return Frame(a.align_down(S::bytes)); }
   // The frame with this index (address = index * size).
   [[nodiscard]] static constexpr ktl::Result<Frame, AddrError> from_number(u64 number) {
     if (number >= (PhysAddr::kLimit >> S::shift)) return ktl::Err(AddrError::OutOfRange);
@@ -316,12 +314,8 @@ class AddrRange {
   [[nodiscard]] constexpr u64 size() const { return end_ - start_; }
   [[nodiscard]] constexpr bool empty() const { return start_ == end_; }
   [[nodiscard]] constexpr bool contains(Addr a) const { return start_ <= a && a < end_; }
-  [[nodiscard]] constexpr bool contains(AddrRange r) const {
-    return start_ <= r.start_ && r.end_ <= end_;
-  }
-  [[nodiscard]] constexpr bool overlaps(AddrRange r) const {
-    return start_ < r.end_ && r.start_ < end_;
-  }
+  [[nodiscard]] constexpr bool contains(AddrRange r) const { return start_ <= r.start_ && r.end_ <= end_; }
+  [[nodiscard]] constexpr bool overlaps(AddrRange r) const { return start_ < r.end_ && r.start_ < end_; }
   friend constexpr bool operator==(AddrRange, AddrRange) = default;
 
  private:

@@ -17,10 +17,10 @@ import ktl;
 import mm.addr;
 
 export extern "C" {
-void ferrite_arch_flush_tlb_range(ktl::u64 virt_start, ktl::u64 pages);
-void ferrite_arch_flush_tlb_all();
-void ferrite_arch_activate_root(ktl::u64 root_phys);
-ktl::u64 ferrite_arch_active_root();
+  void ferrite_arch_flush_tlb_range(ktl::u64 virt_start, ktl::u64 pages);
+  void ferrite_arch_flush_tlb_all();
+  void ferrite_arch_activate_root(ktl::u64 root_phys);
+  ktl::u64 ferrite_arch_active_root();
 }
 
 export namespace mm {
@@ -42,7 +42,7 @@ class PhysWindow {
   [[nodiscard]] ktl::Span<ktl::u8> bytes(PhysAddr p, u64 length) const {
     ktl::check(covers(p, length), "PhysWindow: physical range outside the window");
     KTL_UNSAFE_BUFFER_BEGIN  // offset + length <= size_ checked above
-    return ktl::Span<ktl::u8>::from_raw(view_ + (p - base_), length);
+        return ktl::Span<ktl::u8>::from_raw(view_ + (p - base_), length);
     KTL_UNSAFE_BUFFER_END
   }
   // A typed view of one T at `p` (aligned for T, inside the window).

@@ -13,8 +13,8 @@ import mm.addr;
 export namespace mm {
 
 enum class FrameError : ktl::u32 {
-  OutOfMemory,    // no frame satisfies the request
-  InvalidRequest, // zero count, alignment not a power of two, ...
+  OutOfMemory,     // no frame satisfies the request
+  InvalidRequest,  // zero count, alignment not a power of two, ...
 };
 
 [[nodiscard]] constexpr const char* to_string(FrameError e) {

@@ -184,8 +184,8 @@ struct BootServicesTable {
   void* restore_tpl;
   Status (*allocate_pages)(AllocateType, MemoryType, usize pages, u64* memory);
   Status (*free_pages)(u64 memory, usize pages);
-  Status (*get_memory_map)(usize* map_size, MemoryDescriptor* map, usize* map_key,
-                           usize* descriptor_size, u32* descriptor_version);
+  Status (*get_memory_map)(usize* map_size, MemoryDescriptor* map, usize* map_key, usize* descriptor_size,
+                           u32* descriptor_version);
   Status (*allocate_pool)(MemoryType, usize size, void** buffer);
   Status (*free_pool)(void* buffer);
   void* create_event;
@@ -383,10 +383,14 @@ struct GraphicsOutput {
 };
 
 // Configuration-table GUIDs.
-inline constexpr Guid kAcpi20TableGuid{0x8868e871, 0xe4f1, 0x11d3, {0xbc, 0x22, 0x00, 0x80, 0xc7, 0x3c, 0x88, 0x81}};
-inline constexpr Guid kAcpi10TableGuid{0xeb9d2d30, 0x2d88, 0x11d3, {0x9a, 0x16, 0x00, 0x90, 0x27, 0x3f, 0xc1, 0x4d}};
-inline constexpr Guid kSmbiosTableGuid{0xeb9d2d31, 0x2d88, 0x11d3, {0x9a, 0x16, 0x00, 0x90, 0x27, 0x3f, 0xc1, 0x4d}};
-inline constexpr Guid kSmbios3TableGuid{0xf2fd1544, 0x9794, 0x4a2c, {0x99, 0x2e, 0xe5, 0xbb, 0xcf, 0x20, 0xe3, 0x94}};
+inline constexpr Guid kAcpi20TableGuid{
+    0x8868e871, 0xe4f1, 0x11d3, {0xbc, 0x22, 0x00, 0x80, 0xc7, 0x3c, 0x88, 0x81}};
+inline constexpr Guid kAcpi10TableGuid{
+    0xeb9d2d30, 0x2d88, 0x11d3, {0x9a, 0x16, 0x00, 0x90, 0x27, 0x3f, 0xc1, 0x4d}};
+inline constexpr Guid kSmbiosTableGuid{
+    0xeb9d2d31, 0x2d88, 0x11d3, {0x9a, 0x16, 0x00, 0x90, 0x27, 0x3f, 0xc1, 0x4d}};
+inline constexpr Guid kSmbios3TableGuid{
+    0xf2fd1544, 0x9794, 0x4a2c, {0x99, 0x2e, 0xe5, 0xbb, 0xcf, 0x20, 0xe3, 0x94}};
 
 // --- typed wrappers ----------------------------------------------------------------------------------------
 

@@ -23,7 +23,8 @@ class ElfBuilder {
  public:
   ElfBuilder() {
     phdrs_.push_back({1, loader::kPfR | loader::kPfX, 0x1000, kBase, kBase, 0x100, 0x100, 0x1000});
-    phdrs_.push_back({1, loader::kPfR | loader::kPfW, 0x2000, kBase + 0x1000, kBase + 0x1000, 0x10, 0x2000, 0x1000});
+    phdrs_.push_back(
+        {1, loader::kPfR | loader::kPfW, 0x2000, kBase + 0x1000, kBase + 0x1000, 0x10, 0x2000, 0x1000});
   }
   std::vector<ktl::u8> build() const {
     std::vector<ktl::u8> f(0x3000, 0);

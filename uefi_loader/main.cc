@@ -168,7 +168,8 @@ efi::Result<MapSnapshot> read_map(const efi::BootServices& bs, ktl::Span<u8> buf
 
 efi::MemoryDescriptor descriptor_at(ktl::Span<const u8> raw, usize stride, usize i) {
   efi::MemoryDescriptor d;
-  ktl::copy_bytes(ktl::Span<u8>::from_raw(reinterpret_cast<u8*>(&d), sizeof d), raw.subspan(i * stride, sizeof d));
+  ktl::copy_bytes(ktl::Span<u8>::from_raw(reinterpret_cast<u8*>(&d), sizeof d),
+                  raw.subspan(i * stride, sizeof d));
   return d;
 }
 
@@ -177,8 +178,8 @@ void decode_map(BootBlock& block, const MapSnapshot& m) {
   usize count = m.size / m.descriptor_size;
   for (usize i = 0; i < count; ++i) {
     efi::MemoryDescriptor d = descriptor_at(block.raw_map, m.descriptor_size, i);
-    block.firmware[i] = loader::FirmwareRange{d.physical_start, d.number_of_pages, ktl::to_underlying(d.type),
-                                              d.attribute};
+    block.firmware[i] =
+        loader::FirmwareRange{d.physical_start, d.number_of_pages, ktl::to_underlying(d.type), d.attribute};
   }
 }
 
@@ -213,7 +214,8 @@ FirmwareTables find_firmware_tables(Loader& l) {
   for (const efi::ConfigurationTable& entry : efi::configuration_tables(*l.st)) {
     u64 addr = reinterpret_cast<ktl::uptr>(entry.vendor_table);
     if (entry.vendor_guid == efi::kAcpi20TableGuid && t.rsdp == 0) {
-      auto r = loader::validate_rsdp(read_structure(addr, loader::kRsdpV1Length + 4, loader::rsdp_length, buffer.span()));
+      auto r = loader::validate_rsdp(
+          read_structure(addr, loader::kRsdpV1Length + 4, loader::rsdp_length, buffer.span()));
       if (r.is_ok()) {
         t.rsdp = addr;
         t.acpi_revision = r.value().revision;
@@ -222,7 +224,8 @@ FirmwareTables find_firmware_tables(Loader& l) {
                        loader::to_string(r.error()));
       }
     } else if (entry.vendor_guid == efi::kAcpi10TableGuid && acpi1 == 0) {
-      auto r = loader::validate_rsdp(read_structure(addr, loader::kRsdpV1Length, loader::rsdp_length, buffer.span()));
+      auto r = loader::validate_rsdp(
+          read_structure(addr, loader::kRsdpV1Length, loader::rsdp_length, buffer.span()));
       if (r.is_ok()) {
         acpi1 = addr;
       } else {
@@ -265,8 +268,8 @@ FirmwareTables find_firmware_tables(Loader& l) {
     ktl::format_to(l.con, "ferrite-loader: warning: no valid ACPI RSDP\n");
   }
   if (t.smbios != 0) {
-    ktl::format_to(l.con, "ferrite-loader: SMBIOS {}.{} entry point at {:#x} (checksums valid)\n", t.smbios_major,
-                   t.smbios_minor, t.smbios);
+    ktl::format_to(l.con, "ferrite-loader: SMBIOS {}.{} entry point at {:#x} (checksums valid)\n",
+                   t.smbios_major, t.smbios_minor, t.smbios);
   } else {
     ktl::format_to(l.con, "ferrite-loader: warning: no valid SMBIOS entry point\n");
   }
@@ -281,7 +284,8 @@ constexpr usize kMaxGopModes = 256;
 // GOP has no mode yet; SetMode(0) starts it (Limine does the same).
 ktl::Optional<boot::Framebuffer> setup_gop(Loader& l, efi::GraphicsOutput* gop) {
   if (gop->mode == nullptr) return ktl::nullopt;
-  if (auto probe = l.bs.query_mode(gop, gop->mode->mode); probe.is_err() && probe.error() == efi::Status::NotStarted) {
+  if (auto probe = l.bs.query_mode(gop, gop->mode->mode);
+      probe.is_err() && probe.error() == efi::Status::NotStarted) {
     (void)gop->set_mode(gop, 0);
   }
   ktl::Array<loader::GopMode, kMaxGopModes> modes{};
@@ -303,8 +307,8 @@ ktl::Optional<boot::Framebuffer> setup_gop(Loader& l, efi::GraphicsOutput* gop) 
   auto all = ktl::Span<const loader::GopMode>(modes.span()).first(count);
   auto chosen = loader::choose_mode(all, gop->mode->mode);
   if (!chosen) {
-    ktl::format_to(l.con, "ferrite-loader: warning: none of the {} GOP modes has a usable linear framebuffer\n",
-                   count);
+    ktl::format_to(
+        l.con, "ferrite-loader: warning: none of the {} GOP modes has a usable linear framebuffer\n", count);
     return ktl::nullopt;
   }
   const loader::GopMode& mode = all[*chosen];
@@ -322,9 +326,10 @@ ktl::Optional<boot::Framebuffer> setup_gop(Loader& l, efi::GraphicsOutput* gop) 
     return ktl::nullopt;
   }
   constexpr const char* kFormats[] = {"none", "RGBX8", "BGRX8", "bitmask"};
-  ktl::format_to(l.con, "ferrite-loader: framebuffer {}x{} {} pitch {} ({} KiB at {:#x}), GOP mode {} of {}\n",
-                 fb->width, fb->height, ktl::Span<const char* const>(kFormats)[ktl::to_underlying(fb->format)],
-                 fb->pitch, fb->size >> 10, fb->base, mode.number, gop->mode->max_mode);
+  ktl::format_to(
+      l.con, "ferrite-loader: framebuffer {}x{} {} pitch {} ({} KiB at {:#x}), GOP mode {} of {}\n",
+      fb->width, fb->height, ktl::Span<const char* const>(kFormats)[ktl::to_underlying(fb->format)],
+      fb->pitch, fb->size >> 10, fb->base, mode.number, gop->mode->max_mode);
   return fb;
 }
 
@@ -448,9 +453,8 @@ efi::Status boot_x86_64(Loader& l) {
     return fail(l, "the firmware runs with 5-level paging (CR4.LA57); this loader builds 4-level tables",
                 efi::Status::Unsupported);
   }
-  const u32 ext_features = arch::x86_64::cpuid(0x8000'0000).eax >= 0x8000'0001
-                               ? arch::x86_64::cpuid(0x8000'0001).edx
-                               : 0;
+  const u32 ext_features =
+      arch::x86_64::cpuid(0x8000'0000).eax >= 0x8000'0001 ? arch::x86_64::cpuid(0x8000'0001).edx : 0;
   const bool no_execute = (ext_features & (1u << 20)) != 0;
   const bool gigabyte_pages = (ext_features & (1u << 26)) != 0;
   if (!no_execute) {
@@ -493,11 +497,14 @@ efi::Status boot_x86_64(Loader& l) {
                    "ferrite-loader: error: kernel {} does not match the SHA-256 built into this loader\n"
                    "ferrite-loader:   expected {} ({} bytes)\n"
                    "ferrite-loader:   found    {} ({} bytes)\n",
-                   kKernelName, loader::kKernelSha256, loader::kKernelFileSize, digest, kernel_file_bytes.size());
-    return fail(l, "refusing to boot a kernel this loader was not built with", efi::Status::SecurityViolation);
+                   kKernelName, loader::kKernelSha256, loader::kKernelFileSize, digest,
+                   kernel_file_bytes.size());
+    return fail(l, "refusing to boot a kernel this loader was not built with",
+                efi::Status::SecurityViolation);
   }
   u64 image_size = image.highest_vaddr - image.lowest_vaddr;
-  ktl::format_to(l.con, "ferrite-loader: kernel {}: {} bytes, {} segments, entry {:#x}, sha256 {} (verified)\n",
+  ktl::format_to(l.con,
+                 "ferrite-loader: kernel {}: {} bytes, {} segments, entry {:#x}, sha256 {} (verified)\n",
                  kKernelName, kernel_bytes.size(), image.segment_count, image.entry, digest);
 
   // --- the optional command line and ramdisk ------------------------------------------------------
@@ -505,7 +512,8 @@ efi::Status boot_x86_64(Loader& l) {
   usize cmdline_size = 0;
   if (auto f = root.open(kCmdlinePath); f.is_ok()) {
     auto text = f.value().read_all(l.bs, kMaxCmdlineSize);
-    if (text.is_err()) return fail(l, "cannot read \\ferrite\\cmdline.txt (at most 4095 bytes)", text.error());
+    if (text.is_err())
+      return fail(l, "cannot read \\ferrite\\cmdline.txt (at most 4095 bytes)", text.error());
     for (u8 c : text.value().bytes()) {
       if (c == '\r' || c == '\n' || c == 0) break;  // the first line only
       cmdline[cmdline_size++] = static_cast<char>(c);
@@ -513,7 +521,8 @@ efi::Status boot_x86_64(Loader& l) {
   } else if (f.error() != efi::Status::NotFound) {
     return fail(l, "cannot open \\ferrite\\cmdline.txt", f.error());
   }
-  ktl::format_to(l.con, "ferrite-loader: command line: \"{}\"\n", ktl::StringView(cmdline.data(), cmdline_size));
+  ktl::format_to(l.con, "ferrite-loader: command line: \"{}\"\n",
+                 ktl::StringView(cmdline.data(), cmdline_size));
 
   u64 ramdisk_phys = 0, ramdisk_size = 0;
   if (auto f = root.open(kRamdiskPath); f.is_ok()) {
@@ -543,7 +552,8 @@ efi::Status boot_x86_64(Loader& l) {
 
   // --- load the segments ------------------------------------------------------------------------
   auto kernel_phys_r = l.bs.allocate_pages(pages_for(image_size));
-  if (kernel_phys_r.is_err()) return fail(l, "cannot allocate memory for the kernel image", kernel_phys_r.error());
+  if (kernel_phys_r.is_err())
+    return fail(l, "cannot allocate memory for the kernel image", kernel_phys_r.error());
   u64 kernel_phys = kernel_phys_r.value();
   ktl::fill_bytes(phys_bytes(kernel_phys, image_size), 0);
   ktl::Array<loader::x86_64::SegmentMapping, loader::kMaxSegments> segment_maps{};
@@ -553,7 +563,9 @@ efi::Status boot_x86_64(Loader& l) {
                     kernel_file_bytes.subspan(s.file_offset, s.file_size));
     u64 lo = ktl::align_down(s.vaddr, kPage);
     u64 hi = ktl::align_up(s.end(), kPage);
-    Access access = s.executable() ? Access::ReadExecute : s.writable() ? Access::ReadWrite : Access::ReadOnly;
+    Access access = s.executable() ? Access::ReadExecute
+                    : s.writable() ? Access::ReadWrite
+                                   : Access::ReadOnly;
     segment_maps[i] = {lo, kernel_phys + (lo - image.lowest_vaddr), hi - lo, access};
   }
   kernel_bytes = efi::PoolBuffer();  // the file copy is no longer needed
@@ -607,19 +619,21 @@ efi::Status boot_x86_64(Loader& l) {
   // them, so they are added as MMIO (direct map, uncached; also in the hand-off map).
   const u64 local_apic = arch::x86_64::rdmsr(kApicBaseMsr) & 0x000f'ffff'ffff'f000ull;
   const loader::Placement plan_placements[] = {
-      {framebuffer ? framebuffer->base : 0, framebuffer ? framebuffer->size : 0, boot::MemoryKind::Framebuffer},
+      {framebuffer ? framebuffer->base : 0, framebuffer ? framebuffer->size : 0,
+       boot::MemoryKind::Framebuffer},
       {local_apic, kPage, boot::MemoryKind::Mmio},
       {kIoApicDefault, kPage, boot::MemoryKind::Mmio},
   };
   auto physical = loader::normalise_memory_map(block.firmware.first(snapshot_count),
-                                               ktl::Span<const loader::Placement>(plan_placements), block.scratch,
-                                               block.regions);
+                                               ktl::Span<const loader::Placement>(plan_placements),
+                                               block.scratch, block.regions);
   if (physical.is_err()) return fail(l, "normalising the memory map", efi::Status::BufferTooSmall);
 
   const u64 trampoline = reinterpret_cast<ktl::uptr>(&ferrite_handoff);
   if (!ktl::is_aligned(trampoline, kPage) ||
       reinterpret_cast<ktl::uptr>(&ferrite_handoff_end[0]) - trampoline > kPage) {
-    return fail(l, "the hand-off trampoline is not alone in one page (build problem)", efi::Status::LoadError);
+    return fail(l, "the hand-off trampoline is not alone in one page (build problem)",
+                efi::Status::LoadError);
   }
   loader::x86_64::AddressSpaceSpec spec{
       ktl::Span<const boot::MemoryRegion>(block.regions.first(physical.value())),
@@ -640,14 +654,16 @@ efi::Status boot_x86_64(Loader& l) {
   auto built = tables.init();
   if (built.is_ok()) built = loader::x86_64::build_address_space(tables, spec);
   if (built.is_err()) {
-    ktl::format_to(l.con, "ferrite-loader: error: building page tables: {}\n", loader::x86_64::to_string(built.error()));
+    ktl::format_to(l.con, "ferrite-loader: error: building page tables: {}\n",
+                   loader::x86_64::to_string(built.error()));
     return fail(l, "page tables", efi::Status::OutOfResources);
   }
 
-  ktl::format_to(l.con, "ferrite-loader: page tables: {} frames ({} pages), identity map of RAM, direct map at {:#x}\n",
-                 frames.used_bytes() / kPage, gigabyte_pages ? "1 GiB" : "2 MiB", boot::layout::kDirectMapBase);
-  ktl::format_to(l.con, "ferrite-loader: boot info at {:#x}, stack {:#x}-{:#x}, guard page {:#x}\n", block.base,
-                 stack_bottom, stack_top, guard_page);
+  ktl::format_to(
+      l.con, "ferrite-loader: page tables: {} frames ({} pages), identity map of RAM, direct map at {:#x}\n",
+      frames.used_bytes() / kPage, gigabyte_pages ? "1 GiB" : "2 MiB", boot::layout::kDirectMapBase);
+  ktl::format_to(l.con, "ferrite-loader: boot info at {:#x}, stack {:#x}-{:#x}, guard page {:#x}\n",
+                 block.base, stack_bottom, stack_top, guard_page);
   ktl::format_to(l.con, "ferrite-loader: exiting boot services and starting the kernel\n");
 
   // --- ExitBootServices: nothing may allocate or print between the final GetMemoryMap and it -----
@@ -658,8 +674,10 @@ efi::Status boot_x86_64(Loader& l) {
     if (m.is_err()) return attempt == 0 ? fail(l, "GetMemoryMap failed", m.error()) : m.error();
     final_map = m.value();
     efi::Status s = l.bs.raw()->exit_boot_services(l.image, final_map.key);
-    if (s == efi::Status::Success) exited = true;
-    else if (s != efi::Status::InvalidParameter) return attempt == 0 ? fail(l, "ExitBootServices failed", s) : s;
+    if (s == efi::Status::Success)
+      exited = true;
+    else if (s != efi::Status::InvalidParameter)
+      return attempt == 0 ? fail(l, "ExitBootServices failed", s) : s;
   }
   if (!exited) {
     // Boot services may be half gone after a failed attempt: reset rather than return into them.
@@ -678,12 +696,14 @@ efi::Status boot_x86_64(Loader& l) {
       {frames.base(), frames.used_bytes(), boot::MemoryKind::PageTables},
       {block.base, block.size, boot::MemoryKind::BootInfo},
       {ramdisk_phys, ramdisk_size, boot::MemoryKind::Ramdisk},
-      {framebuffer ? framebuffer->base : 0, framebuffer ? framebuffer->size : 0, boot::MemoryKind::Framebuffer},
+      {framebuffer ? framebuffer->base : 0, framebuffer ? framebuffer->size : 0,
+       boot::MemoryKind::Framebuffer},
       {local_apic, kPage, boot::MemoryKind::Mmio},
       {kIoApicDefault, kPage, boot::MemoryKind::Mmio},
   };
-  auto regions = loader::normalise_memory_map(block.firmware.first(count), ktl::Span<const loader::Placement>(placements),
-                                              block.scratch, block.regions);
+  auto regions = loader::normalise_memory_map(block.firmware.first(count),
+                                              ktl::Span<const loader::Placement>(placements), block.scratch,
+                                              block.regions);
   if (regions.is_err()) arch::x86_64::halt_forever();  // sized above; cannot happen
 
   boot::BootInfo& info = *block.info;
@@ -725,7 +745,8 @@ efi::Status boot_x86_64(Loader& l) {
   state.stack_top = stack_top;
   state.entry = image.entry;
   state.boot_info = boot::layout::kDirectMapBase + reinterpret_cast<ktl::uptr>(block.info);
-  state.gdtr = {static_cast<u16>(3 * sizeof(u64) - 1), boot::layout::kDirectMapBase + reinterpret_cast<ktl::uptr>(block.gdt.data())};
+  state.gdtr = {static_cast<u16>(3 * sizeof(u64) - 1),
+                boot::layout::kDirectMapBase + reinterpret_cast<ktl::uptr>(block.gdt.data())};
   state.idtr = {0, 0};
   jump_to_kernel(state, no_execute);
 }
@@ -735,12 +756,14 @@ efi::Status boot_x86_64(Loader& l) {
 efi::Status run(Loader& l) {
   ktl::format_to(l.con, "\nFerrite UEFI loader {} ({})\n", kVersion, kArch);
   if (auto w = l.bs.disable_watchdog(); w.is_err()) {
-    ktl::format_to(l.con, "ferrite-loader: warning: cannot disable the watchdog: {}\n", efi::to_string(w.error()));
+    ktl::format_to(l.con, "ferrite-loader: warning: cannot disable the watchdog: {}\n",
+                   efi::to_string(w.error()));
   }
 #if defined(__x86_64__)
   return boot_x86_64(l);
 #else
-  ktl::format_to(l.con, "ferrite-loader: the aarch64 kernel hand-off is not implemented yet (roadmap: aarch64)\n");
+  ktl::format_to(l.con,
+                 "ferrite-loader: the aarch64 kernel hand-off is not implemented yet (roadmap: aarch64)\n");
   return fail(l, "no kernel to start on aarch64", efi::Status::Unsupported);
 #endif
 }
@@ -762,7 +785,8 @@ extern "C" void ferrite_log_write(int, const char* text, ktl::usize length) {
 
 // The environment hook ktl needs: a panic in the loader prints and stops (before ExitBootServices
 // ConOut still works; after it nothing can be printed and the CPU halts).
-extern "C" [[noreturn]] void ferrite_panic(const char* message, const char* file, unsigned line, const char*) {
+extern "C" [[noreturn]] void ferrite_panic(const char* message, const char* file, unsigned line,
+                                           const char*) {
   efi::Console con(g_panic_console);
   ktl::format_to(con, "ferrite-loader: PANIC: {} at {}:{}\n", message, file, line);
   for (;;) {

@@ -108,8 +108,7 @@ u32 kind_priority(MemoryKind kind) {
 
 ktl::Result<usize, MapError> normalise_memory_map(ktl::Span<const FirmwareRange> firmware,
                                                   ktl::Span<const Placement> placements,
-                                                  ktl::Span<u64> scratch,
-                                                  ktl::Span<boot::MemoryRegion> out) {
+                                                  ktl::Span<u64> scratch, ktl::Span<boot::MemoryRegion> out) {
   if (scratch.size() < scratch_entries_needed(firmware.size(), placements.size())) {
     return ktl::Err(MapError::ScratchTooSmall);
   }

@@ -61,8 +61,9 @@ enum class MapError : u32 { OutputTooSmall, ScratchTooSmall };
 }
 
 // Produces the normalised map in `out`; returns the number of entries written.
-[[nodiscard]] ktl::Result<usize, MapError> normalise_memory_map(
-    ktl::Span<const FirmwareRange> firmware, ktl::Span<const Placement> placements,
-    ktl::Span<u64> scratch, ktl::Span<boot::MemoryRegion> out);
+[[nodiscard]] ktl::Result<usize, MapError> normalise_memory_map(ktl::Span<const FirmwareRange> firmware,
+                                                                ktl::Span<const Placement> placements,
+                                                                ktl::Span<u64> scratch,
+                                                                ktl::Span<boot::MemoryRegion> out);
 
 }  // namespace loader

@@ -13,7 +13,8 @@ using boot::MemoryKind;
 using loader::FirmwareRange;
 using loader::Placement;
 
-std::vector<boot::MemoryRegion> normalise(const std::vector<FirmwareRange>& fw, const std::vector<Placement>& pl) {
+std::vector<boot::MemoryRegion> normalise(const std::vector<FirmwareRange>& fw,
+                                          const std::vector<Placement>& pl) {
   std::vector<ktl::u64> scratch(loader::scratch_entries_needed(fw.size(), pl.size()));
   std::vector<boot::MemoryRegion> out(loader::output_entries_needed(fw.size(), pl.size()));
   auto n = loader::normalise_memory_map(ktl::Span<const FirmwareRange>::from_raw(fw.data(), fw.size()),
@@ -32,7 +33,8 @@ void expect_sorted_disjoint(const std::vector<boot::MemoryRegion>& m) {
     EXPECT_EQ(m[i].size % 4096, 0u);
     if (i > 0) {
       EXPECT_LE(m[i - 1].base + m[i - 1].size, m[i].base);
-      if (m[i - 1].base + m[i - 1].size == m[i].base) EXPECT_NE(m[i - 1].kind, m[i].kind) << "unmerged neighbours";
+      if (m[i - 1].base + m[i - 1].size == m[i].base)
+        EXPECT_NE(m[i - 1].kind, m[i].kind) << "unmerged neighbours";
     }
   }
 }
@@ -40,11 +42,11 @@ void expect_sorted_disjoint(const std::vector<boot::MemoryRegion>& m) {
 TEST(MemoryMap, SortsMergesAndDropsEmptyEntries) {
   auto m = normalise(
       {
-          {0x100000, 16, 7, 0},   // conventional
-          {0x0, 1, 0, 0},         // reserved page 0
-          {0x110000, 16, 4, 0},   // boot services data: usable after exit, merges
-          {0x50000, 0, 7, 0},     // zero-length: dropped
-          {0x1000, 0x9f, 7, 0},   // low conventional
+          {0x100000, 16, 7, 0},  // conventional
+          {0x0, 1, 0, 0},        // reserved page 0
+          {0x110000, 16, 4, 0},  // boot services data: usable after exit, merges
+          {0x50000, 0, 7, 0},    // zero-length: dropped
+          {0x1000, 0x9f, 7, 0},  // low conventional
       },
       {});
   expect_sorted_disjoint(m);
@@ -57,8 +59,9 @@ TEST(MemoryMap, SortsMergesAndDropsEmptyEntries) {
 }
 
 TEST(MemoryMap, PlacementsCarveLoaderData) {
-  auto m = normalise({{0x200000, 64, 2, 0}},  // loader data
-                     {{0x204000, 0x2000, MemoryKind::KernelImage}, {0x210000, 0x1000, MemoryKind::PageTables}});
+  auto m =
+      normalise({{0x200000, 64, 2, 0}},  // loader data
+                {{0x204000, 0x2000, MemoryKind::KernelImage}, {0x210000, 0x1000, MemoryKind::PageTables}});
   expect_sorted_disjoint(m);
   ASSERT_EQ(m.size(), 5u);
   EXPECT_EQ(m[0].kind, MemoryKind::LoaderReclaimable);

@@ -27,7 +27,14 @@ constexpr ktl::Array<u32, 64> kRoundConstants = {{
 }};
 
 constexpr ktl::Array<u32, 8> kInitialState = {{
-    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+    0x6a09e667,
+    0xbb67ae85,
+    0x3c6ef372,
+    0xa54ff53a,
+    0x510e527f,
+    0x9b05688c,
+    0x1f83d9ab,
+    0x5be0cd19,
 }};
 
 constexpr u32 rotr(u32 x, u32 n) { return (x >> n) | (x << (32 - n)); }

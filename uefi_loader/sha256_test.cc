@@ -20,11 +20,14 @@ std::string hex(const loader::Sha256Digest& d) {
 
 std::vector<ktl::u8> from_hex(const std::string& h) {
   std::vector<ktl::u8> out;
-  for (size_t i = 0; i + 1 < h.size(); i += 2) out.push_back(static_cast<ktl::u8>(std::stoi(h.substr(i, 2), nullptr, 16)));
+  for (size_t i = 0; i + 1 < h.size(); i += 2)
+    out.push_back(static_cast<ktl::u8>(std::stoi(h.substr(i, 2), nullptr, 16)));
   return out;
 }
 
-ktl::Span<const ktl::u8> span(const std::vector<ktl::u8>& v) { return ktl::Span<const ktl::u8>::from_raw(v.data(), v.size()); }
+ktl::Span<const ktl::u8> span(const std::vector<ktl::u8>& v) {
+  return ktl::Span<const ktl::u8>::from_raw(v.data(), v.size());
+}
 ktl::Span<const ktl::u8> span(const std::string& s) {
   return ktl::Span<const ktl::u8>::from_raw(reinterpret_cast<const ktl::u8*>(s.data()), s.size());
 }
@@ -34,10 +37,11 @@ TEST(Sha256, Fips180Examples) {
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   EXPECT_EQ(hex(loader::sha256(span(std::string("abc")))),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_EQ(hex(loader::sha256(span(std::string("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")))),
-            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
-  EXPECT_EQ(hex(loader::sha256(span(std::string(
-                "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu")))),
+  EXPECT_EQ(
+      hex(loader::sha256(span(std::string("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")))),
+      "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  EXPECT_EQ(hex(loader::sha256(span(std::string("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijk"
+                                                "lmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu")))),
             "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
 }
 
@@ -56,8 +60,10 @@ TEST(Sha256, CavpShortMessages) {
       {"11af", "5ca7133fa735326081558ac312c620eeca9970d1e70a4b95533d956f072d1f98"},
       {"74ba2521", "b16aa56be3880d18cd41e68384cf1ec8c17680c45a02b1575dc1518923ae8b0e"},
       {"5738c929c4f4ccb6", "963bb88f27f512777aab6c8b1a02c70ec0ad651d428f870036e1917120fb48bf"},
-      {"0a27847cdc98bd6f62220b046edd762b", "80c25ec1600587e7f28b18b1b18e3cdc89928e39cab3bc25e4d4a4c139bcedc4"},
-      {"47991301156d1d977c0338efbcad41004133aefbca6bcf7e", "feeb4b2b59fec8fdb1e55194a493d8c871757b5723675e93d3ac034b380b7fc9"},
+      {"0a27847cdc98bd6f62220b046edd762b",
+       "80c25ec1600587e7f28b18b1b18e3cdc89928e39cab3bc25e4d4a4c139bcedc4"},
+      {"47991301156d1d977c0338efbcad41004133aefbca6bcf7e",
+       "feeb4b2b59fec8fdb1e55194a493d8c871757b5723675e93d3ac034b380b7fc9"},
   };
   for (const auto& v : vectors) {
     EXPECT_EQ(hex(loader::sha256(span(from_hex(v.msg)))), v.md) << "message " << v.msg;
@@ -65,7 +71,8 @@ TEST(Sha256, CavpShortMessages) {
 }
 
 TEST(Sha256, AnySplitGivesTheOneShotDigest) {
-  unsigned seed = std::getenv("FERRITE_SEED") ? static_cast<unsigned>(std::atoi(std::getenv("FERRITE_SEED"))) : 20240603u;
+  unsigned seed =
+      std::getenv("FERRITE_SEED") ? static_cast<unsigned>(std::atoi(std::getenv("FERRITE_SEED"))) : 20240603u;
   SCOPED_TRACE("FERRITE_SEED=" + std::to_string(seed));
   std::mt19937 rng(seed);
   for (int round = 0; round < 200; ++round) {
@@ -93,7 +100,8 @@ TEST(Sha256, EveryPaddingLengthMatchesAReference) {
     auto d = loader::sha256(span(msg));
     for (ktl::u8 b : d.bytes) all.push_back(b);
   }
-  EXPECT_EQ(hex(loader::sha256(span(all))), "615d67a99b8c846e1f0582dfe127019e93c33a66e89ced6a4f81f932c82ece87");
+  EXPECT_EQ(hex(loader::sha256(span(all))),
+            "615d67a99b8c846e1f0582dfe127019e93c33a66e89ced6a4f81f932c82ece87");
 }
 
 TEST(Sha256, DifferentInputsDiffer) {

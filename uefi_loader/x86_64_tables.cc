@@ -48,8 +48,8 @@ u64 TableBuilder::leaf_bits(Access access, Cache cache, bool huge, bool global) 
   return bits;
 }
 
-ktl::Result<void, TableError> TableBuilder::map(u64 virt, u64 phys, u64 size, Access access,
-                                                Cache cache, bool allow_huge, bool global) {
+ktl::Result<void, TableError> TableBuilder::map(u64 virt, u64 phys, u64 size, Access access, Cache cache,
+                                                bool allow_huge, bool global) {
   if (!ktl::is_aligned(virt, k4K) || !ktl::is_aligned(phys, k4K) || !ktl::is_aligned(size, k4K)) {
     return ktl::Err(TableError::Misaligned);
   }
@@ -170,8 +170,10 @@ u64 frames_for(u64 size, bool huge) {
 
 u64 frames_needed(const AddressSpaceSpec& spec) {
   u64 frames = 1 + 4;  // PML4, trampoline tables
-  for_each_run(spec.physical, identity_select, [&](u64, u64 size, Cache) { frames += frames_for(size, true); });
-  for_each_run(spec.physical, direct_map_cache, [&](u64, u64 size, Cache) { frames += frames_for(size, true); });
+  for_each_run(spec.physical, identity_select,
+               [&](u64, u64 size, Cache) { frames += frames_for(size, true); });
+  for_each_run(spec.physical, direct_map_cache,
+               [&](u64, u64 size, Cache) { frames += frames_for(size, true); });
   for (const SegmentMapping& s : spec.kernel) frames += frames_for(s.size, false);
   frames += frames_for(spec.stack_size, false);
   return frames;
@@ -200,9 +202,10 @@ ktl::Result<void, TableError> build_address_space(TableBuilder& t, const Address
     status = t.map(spec.direct_map_base + base, base, size, Access::ReadWrite, cache, true, true);
   });
   TRY(status);
-  for (const SegmentMapping& s : spec.kernel) TRY(t.map(s.virt, s.phys, s.size, s.access, Cache::WriteBack, false, true));
-  TRY(t.map(spec.stack_virt_bottom, spec.stack_phys, spec.stack_size, Access::ReadWrite, Cache::WriteBack, false,
-            true));
+  for (const SegmentMapping& s : spec.kernel)
+    TRY(t.map(s.virt, s.phys, s.size, s.access, Cache::WriteBack, false, true));
+  TRY(t.map(spec.stack_virt_bottom, spec.stack_phys, spec.stack_size, Access::ReadWrite, Cache::WriteBack,
+            false, true));
   t.install_recursive_slot(spec.recursive_slot);
   return ktl::ok();
 }

@@ -87,8 +87,8 @@ class TableBuilder {
 
   // Maps [virt, virt+size) to [phys, phys+size), using 1 GiB / 2 MiB pages where alignment and
   // `allow_huge` permit. Already-mapped pages are left alone.
-  [[nodiscard]] ktl::Result<void, TableError> map(u64 virt, u64 phys, u64 size, Access access,
-                                                  Cache cache, bool allow_huge, bool global);
+  [[nodiscard]] ktl::Result<void, TableError> map(u64 virt, u64 phys, u64 size, Access access, Cache cache,
+                                                  bool allow_huge, bool global);
 
   // Installs PML4[slot] -> the PML4 itself (the recursive mapping), writable, NX, supervisor.
   void install_recursive_slot(usize slot);

@@ -71,7 +71,8 @@ std::vector<Leaf> walk(SimFrames& f, ktl::u64 root, ktl::u32 skip_slot) {
       }
       ktl::u64 size = 1ull << shift;
       ktl::u64 pat_bit = level == 1 ? x::kPat4K : x::kPatLarge;
-      ktl::u32 pat = ((e & pat_bit) ? 4u : 0u) | ((e & x::kCacheDisable) ? 2u : 0u) | ((e & x::kWriteThrough) ? 1u : 0u);
+      ktl::u32 pat =
+          ((e & pat_bit) ? 4u : 0u) | ((e & x::kCacheDisable) ? 2u : 0u) | ((e & x::kWriteThrough) ? 1u : 0u);
       ktl::u64 pa_mask = x::kAddrMask & ~(size - 1);
       out.push_back({canonical(va), e & pa_mask, size, ew, !enx, (e & x::kGlobal) != 0, pat});
     }
@@ -123,7 +124,8 @@ struct Fixture {
   }
 };
 
-std::vector<Leaf> build(const Fixture& fx, SimFrames& frames, bool gigabyte_pages, bool nx = true, ktl::u64* root = nullptr) {
+std::vector<Leaf> build(const Fixture& fx, SimFrames& frames, bool gigabyte_pages, bool nx = true,
+                        ktl::u64* root = nullptr) {
   x::TableBuilder t(frames);
   t.set_gigabyte_pages(gigabyte_pages);
   t.set_no_execute(nx);
@@ -209,7 +211,8 @@ TEST_P(Tables, IdentityMapCoversRamOnly) {
     }
   }
   // Every RAM page is identity mapped (except page 0) and RAM above 4 GiB too.
-  for (ktl::u64 pa : {0x1000ull, 0x9f000ull, 0x8000000ull, 0x76fe0000ull, 0x771ff000ull, 0x100000000ull, 0x205fff000ull}) {
+  for (ktl::u64 pa :
+       {0x1000ull, 0x9f000ull, 0x8000000ull, 0x76fe0000ull, 0x771ff000ull, 0x100000000ull, 0x205fff000ull}) {
     const Leaf* l = lookup(leaves, pa);
     ASSERT_NE(l, nullptr) << std::hex << pa;
     EXPECT_TRUE(l->writable);
@@ -228,9 +231,8 @@ TEST_P(Tables, DirectMapHasTheRightCacheTypes) {
     ktl::u64 pa;
     int pat;  // -1: unmapped
   } wants[] = {
-      {0x0, 0},           {0x100000, 0},  {0x76ff0000, 0}, {0x77000000, 0}, {0x77200000, 3},
-      {0x80000000, 5},    {0x803ff000, 5}, {0xffc00000, 3}, {0x1ffff000, 0}, {0x205fff000, 0},
-      {0x206000000, -1},  {0xa0000, -1},
+      {0x0, 0},        {0x100000, 0},   {0x76ff0000, 0}, {0x77000000, 0},  {0x77200000, 3},   {0x80000000, 5},
+      {0x803ff000, 5}, {0xffc00000, 3}, {0x1ffff000, 0}, {0x205fff000, 0}, {0x206000000, -1}, {0xa0000, -1},
   };
   for (const Want& w : wants) {
     const Leaf* l = lookup(leaves, kDirect + w.pa);

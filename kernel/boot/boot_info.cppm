@@ -35,20 +35,20 @@ inline constexpr u64 kKernelBase = 0xffff'ffff'8000'0000ull;
 // Kinds of memory in the normalised map. Everything the loader placed is marked, so the kernel
 // never hands out memory that is still in use.
 enum class MemoryKind : u32 {
-  Usable = 1,              // free RAM
-  LoaderReclaimable = 2,   // loader data the kernel may free once it has consumed the boot info
-  KernelImage = 3,         // the kernel's loaded segments
-  KernelStack = 4,         // the boot stack the kernel runs on
-  PageTables = 5,          // the tables the loader built (the kernel adopts them)
-  BootInfo = 6,            // this structure, the memory map, command line, initrd copy
-  AcpiReclaimable = 7,     // ACPI tables: reclaimable after the kernel parsed them
-  AcpiNvs = 8,             // must be preserved
-  RuntimeServices = 9,     // UEFI runtime code and data
-  Mmio = 10,               // memory-mapped I/O the firmware reported
-  Framebuffer = 11,        // the GOP framebuffer
-  Reserved = 12,           // anything else the firmware reserved, or did not explain
-  Bad = 13,                // unusable (firmware-reported errors)
-  Ramdisk = 14,            // the initial ramdisk
+  Usable = 1,             // free RAM
+  LoaderReclaimable = 2,  // loader data the kernel may free once it has consumed the boot info
+  KernelImage = 3,        // the kernel's loaded segments
+  KernelStack = 4,        // the boot stack the kernel runs on
+  PageTables = 5,         // the tables the loader built (the kernel adopts them)
+  BootInfo = 6,           // this structure, the memory map, command line, initrd copy
+  AcpiReclaimable = 7,    // ACPI tables: reclaimable after the kernel parsed them
+  AcpiNvs = 8,            // must be preserved
+  RuntimeServices = 9,    // UEFI runtime code and data
+  Mmio = 10,              // memory-mapped I/O the firmware reported
+  Framebuffer = 11,       // the GOP framebuffer
+  Reserved = 12,          // anything else the firmware reserved, or did not explain
+  Bad = 13,               // unusable (firmware-reported errors)
+  Ramdisk = 14,           // the initial ramdisk
 };
 
 [[nodiscard]] constexpr const char* to_string(MemoryKind k) {
@@ -110,32 +110,32 @@ struct BootInfo {
   u64 memory_map;  // physical address of MemoryRegion[memory_map_count]
   u64 memory_map_count;
 
-  u64 kernel_phys_base;   // lowest physical address of the loaded image
+  u64 kernel_phys_base;  // lowest physical address of the loaded image
   u64 kernel_phys_size;
-  u64 kernel_virt_base;   // the lowest linked address
-  u64 page_table_root;    // physical address of the PML4 / TTBR1 table
-  u64 stack_virt_top;     // the boot stack (a guard page sits below its bottom)
+  u64 kernel_virt_base;  // the lowest linked address
+  u64 page_table_root;   // physical address of the PML4 / TTBR1 table
+  u64 stack_virt_top;    // the boot stack (a guard page sits below its bottom)
   u64 stack_size;
-  u64 direct_map_base;    // virt = phys + direct_map_base for every physical address
+  u64 direct_map_base;  // virt = phys + direct_map_base for every physical address
 
   u64 command_line;       // physical address of a NUL-terminated ASCII string (0 if none)
   u64 command_line_size;  // without the NUL
   u64 ramdisk_base;       // physical (0 if none)
   u64 ramdisk_size;
 
-  u64 acpi_rsdp;          // physical; 0 if the firmware had none
-  u32 acpi_revision;      // 0 = ACPI 1.0 RSDP, 2 = ACPI 2.0+ XSDP
-  u32 smbios_major;       // 2 or 3, 0 if none
-  u64 smbios_entry;       // physical address of the entry point structure
-  u64 efi_system_table;   // physical, for runtime services later
-  u64 efi_memory_map;     // the raw firmware map (descriptors of efi_descriptor_size bytes)
+  u64 acpi_rsdp;         // physical; 0 if the firmware had none
+  u32 acpi_revision;     // 0 = ACPI 1.0 RSDP, 2 = ACPI 2.0+ XSDP
+  u32 smbios_major;      // 2 or 3, 0 if none
+  u64 smbios_entry;      // physical address of the entry point structure
+  u64 efi_system_table;  // physical, for runtime services later
+  u64 efi_memory_map;    // the raw firmware map (descriptors of efi_descriptor_size bytes)
   u64 efi_memory_map_size;
   u32 efi_descriptor_size;
   u32 efi_descriptor_version;
 
   Framebuffer framebuffer;
 
-  u64 kernel_sha256_verified;  // 1 if the loader checked the kernel against its embedded digest
+  u64 kernel_sha256_verified;   // 1 if the loader checked the kernel against its embedded digest
   u64 loader_ticks_at_handoff;  // TSC / CNTVCT at the jump (boot-time measurements)
 
   // --- version 2 ---
@@ -162,9 +162,9 @@ static_assert(__builtin_offsetof(BootInfo, pat) == 272);
 static_assert(__builtin_offsetof(BootInfo, flags) == 280);
 
 // BootInfo::flags.
-inline constexpr u64 kFlagNoExecute = u64{1} << 0;      // EFER.NXE is set; page-table bit 63 means NX
-inline constexpr u64 kFlagGigabytePages = u64{1} << 1;  // the CPU has 1 GiB pages (the loader used them)
-inline constexpr u64 kFlagWriteCombining = u64{1} << 2; // PAT entry 5 is WC (the framebuffer uses it)
+inline constexpr u64 kFlagNoExecute = u64{1} << 0;       // EFER.NXE is set; page-table bit 63 means NX
+inline constexpr u64 kFlagGigabytePages = u64{1} << 1;   // the CPU has 1 GiB pages (the loader used them)
+inline constexpr u64 kFlagWriteCombining = u64{1} << 2;  // PAT entry 5 is WC (the framebuffer uses it)
 
 // PAT index (the PWT/PCD/PAT bits of a page-table entry) of write-combining in `pat` above.
 inline constexpr u32 kPatIndexWriteCombining = 5;

@@ -136,8 +136,7 @@ class SourceLocation {
 [[noreturn]] void panic(const char* message, SourceLocation where = SourceLocation::current());
 
 // Checks an invariant in every build mode (this is not a debug-only assert).
-constexpr void check(bool condition, const char* message,
-                     SourceLocation where = SourceLocation::current()) {
+constexpr void check(bool condition, const char* message, SourceLocation where = SourceLocation::current()) {
   if (!condition) [[unlikely]] {
     panic(message, where);
   }
@@ -192,18 +191,12 @@ template <UnsignedIntegral T>
 [[nodiscard]] constexpr bool is_aligned(T v, T align) {
   return (v & (align - 1)) == 0;
 }
-[[nodiscard]] constexpr u32 countr_zero(u64 v) {
-  return v == 0 ? 64 : static_cast<u32>(__builtin_ctzll(v));
-}
-[[nodiscard]] constexpr u32 countl_zero(u64 v) {
-  return v == 0 ? 64 : static_cast<u32>(__builtin_clzll(v));
-}
+[[nodiscard]] constexpr u32 countr_zero(u64 v) { return v == 0 ? 64 : static_cast<u32>(__builtin_ctzll(v)); }
+[[nodiscard]] constexpr u32 countl_zero(u64 v) { return v == 0 ? 64 : static_cast<u32>(__builtin_clzll(v)); }
 [[nodiscard]] constexpr u32 popcount(u64 v) { return static_cast<u32>(__builtin_popcountll(v)); }
 // floor(log2(v)) for v > 0.
 [[nodiscard]] constexpr u32 log2_floor(u64 v) { return 63 - countl_zero(v); }
-[[nodiscard]] constexpr u64 bit_ceil(u64 v) {
-  return v <= 1 ? 1 : u64{1} << (64 - countl_zero(v - 1));
-}
+[[nodiscard]] constexpr u64 bit_ceil(u64 v) { return v <= 1 ? 1 : u64{1} << (64 - countl_zero(v - 1)); }
 
 // Disables copying; moving stays as declared by the class. Use as a base: `: ktl::NoCopy`.
 struct NoCopy {
@@ -218,8 +211,8 @@ struct NoCopy {
 
 // The environment's panic hook (kernel/panic in the kernel, testing/ on the host). C linkage so a
 // plain translation unit can define it without attaching to this module.
-export extern "C" [[noreturn]] void ferrite_panic(const char* message, const char* file,
-                                                  unsigned line, const char* function);
+export extern "C" [[noreturn]] void ferrite_panic(const char* message, const char* file, unsigned line,
+                                                  const char* function);
 
 namespace ktl {
 void panic(const char* message, SourceLocation where) {

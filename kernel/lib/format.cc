@@ -69,9 +69,7 @@ void format_unsigned(FormatSink& sink, u64 value, const FormatSpec& spec, bool n
       base = 8;
       prefix = spec.alternate ? "0o" : "";
       break;
-    default:
-      prefix = negative ? "-" : "";
-      break;
+    default: prefix = negative ? "-" : ""; break;
   }
   Array<char, 64> buffer{};
   usize pos = buffer.size();

@@ -74,8 +74,7 @@ constexpr ParsedSpec parse_spec(StringView s) {
   }
   if (i < s.size()) {
     char t = s[i];
-    if (t != 'x' && t != 'X' && t != 'b' && t != 'o' && t != 'd' && t != 'c' && t != 's' &&
-        t != 'p') {
+    if (t != 'x' && t != 'X' && t != 'b' && t != 'o' && t != 'd' && t != 'c' && t != 's' && t != 'p') {
       return {spec, false};
     }
     spec.type = t;

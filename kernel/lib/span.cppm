@@ -19,7 +19,7 @@ class Span {
     constexpr T& operator*() const { return *p_; }
     constexpr Iterator& operator++() {
       KTL_UNSAFE_BUFFER_BEGIN  // bounded by the end() the range-for compares against
-      ++p_;
+          ++ p_;
       KTL_UNSAFE_BUFFER_END
       return *this;
     }
@@ -47,13 +47,13 @@ class Span {
   [[nodiscard]] constexpr T& operator[](usize i) const {
     check(i < size_, "Span index out of range");
     KTL_UNSAFE_BUFFER_BEGIN  // i < size_ checked above
-    return data_[i];
+        return data_[i];
     KTL_UNSAFE_BUFFER_END
   }
   [[nodiscard]] constexpr Span subspan(usize offset, usize count) const {
     check(offset <= size_ && count <= size_ - offset, "Span::subspan out of range");
     KTL_UNSAFE_BUFFER_BEGIN  // offset + count <= size_ checked above
-    return Span(data_ + offset, count);
+        return Span(data_ + offset, count);
     KTL_UNSAFE_BUFFER_END
   }
   [[nodiscard]] constexpr Span subspan(usize offset) const {
@@ -68,7 +68,7 @@ class Span {
   [[nodiscard]] constexpr Iterator begin() const { return Iterator(data_); }
   [[nodiscard]] constexpr Iterator end() const {
     KTL_UNSAFE_BUFFER_BEGIN  // one past the end of a valid range
-    return Iterator(data_ + size_);
+        return Iterator(data_ + size_);
     KTL_UNSAFE_BUFFER_END
   }
 
@@ -85,7 +85,7 @@ template <class T>
 [[nodiscard]] constexpr usize string_length(const T* s) {
   usize n = 0;
   KTL_UNSAFE_BUFFER_BEGIN  // NUL-terminated by contract
-  while (s[n] != T{}) ++n;
+      while (s[n] != T{})++ n;
   KTL_UNSAFE_BUFFER_END
   return n;
 }
@@ -106,9 +106,7 @@ class StringView {
   [[nodiscard]] constexpr StringView substr(usize offset, usize count) const {
     return StringView(chars_.subspan(offset, count));
   }
-  [[nodiscard]] constexpr StringView substr(usize offset) const {
-    return StringView(chars_.subspan(offset));
-  }
+  [[nodiscard]] constexpr StringView substr(usize offset) const { return StringView(chars_.subspan(offset)); }
   [[nodiscard]] constexpr bool starts_with(StringView p) const {
     return p.size() <= size() && substr(0, p.size()) == p;
   }

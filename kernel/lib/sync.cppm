@@ -35,9 +35,7 @@ class Atomic {
   [[nodiscard]] T load(MemoryOrder o = MemoryOrder::SeqCst) const {
     return __atomic_load_n(&value_, static_cast<int>(o));
   }
-  void store(T v, MemoryOrder o = MemoryOrder::SeqCst) {
-    __atomic_store_n(&value_, v, static_cast<int>(o));
-  }
+  void store(T v, MemoryOrder o = MemoryOrder::SeqCst) { __atomic_store_n(&value_, v, static_cast<int>(o)); }
   T exchange(T v, MemoryOrder o = MemoryOrder::SeqCst) {
     return __atomic_exchange_n(&value_, v, static_cast<int>(o));
   }
@@ -45,8 +43,7 @@ class Atomic {
     int fail = o == MemoryOrder::AcqRel    ? __ATOMIC_ACQUIRE
                : o == MemoryOrder::Release ? __ATOMIC_RELAXED
                                            : static_cast<int>(o);
-    return __atomic_compare_exchange_n(&value_, &expected, desired, false, static_cast<int>(o),
-                                       fail);
+    return __atomic_compare_exchange_n(&value_, &expected, desired, false, static_cast<int>(o), fail);
   }
   T fetch_add(T v, MemoryOrder o = MemoryOrder::SeqCst)
     requires is_integral<T>

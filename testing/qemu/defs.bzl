@@ -24,9 +24,6 @@ _args_file = rule(
     },
 )
 
-def _esc(text):
-    return text
-
 def qemu_boot_test(
         name,
         arch,
@@ -46,9 +43,27 @@ def qemu_boot_test(
         extra_args = [],
         data = [],
         **kwargs):
-    """One boot of `image` under QEMU; see boot_test.py for the meaning of each check.
+    """One headless boot of `image` under QEMU, judged by testing/qemu/boot_test.py.
 
-    replace_files maps a label (one file) to its destination path in the ESP.
+    Args:
+      name: the sh_test's name.
+      arch: "x86_64" (OVMF, q35 by default) or "aarch64" (AAVMF, virt).
+      image: a disk_image label.
+      expect: regular expressions that must appear in the serial log, in this order.
+      forbid: regular expressions that must not appear.
+      until: stop QEMU as soon as this appears (otherwise wait for it to exit).
+      exit_code: QEMU's expected exit status (isa-debug-exit: (value << 1) | 1).
+      cmdline: replaces \\ferrite\\cmdline.txt on a private copy of the image.
+      replace_files: label (one file) -> destination path in the ESP.
+      delete_files: ESP paths to delete from the copy.
+      machine: QEMU -machine (q35, pc, virt).
+      memory: QEMU -m.
+      cpu: QEMU -cpu.
+      usable_slack_mib: check the kernel's usable-RAM line against -m minus this many MiB.
+      timeout_seconds: wall-clock limit of the boot.
+      extra_args: further boot_test.py arguments.
+      data: further runfiles.
+      **kwargs: passed to sh_test (tags, size, ...).
     """
     code, vars = _FIRMWARE[arch]
     args = [
@@ -64,15 +79,15 @@ def qemu_boot_test(
         str(timeout_seconds),
     ]
     for e in expect:
-        args += ["--expect", _esc(e)]
+        args += ["--expect", e]
     for f in forbid:
-        args += ["--forbid", _esc(f)]
+        args += ["--forbid", f]
     if until:
-        args += ["--until", _esc(until)]
+        args += ["--until", until]
     if exit_code != None:
         args += ["--exit-code", str(exit_code)]
     if cmdline != None:
-        args += ["--cmdline", _esc(cmdline)]
+        args += ["--cmdline", cmdline]
     for label, dst in replace_files.items():
         args += ["--replace-file", "$(rootpath %s)=%s" % (label, dst)]
     for dst in delete_files:

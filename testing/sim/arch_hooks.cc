@@ -13,7 +13,7 @@ std::atomic<std::uint64_t> g_range_flushes{0}, g_pages{0}, g_full{0}, g_activati
     g_last_start{0}, g_last_pages{0};
 std::atomic<sim::TlbFlushObserver> g_observer{nullptr};
 std::atomic<void*> g_observer_context{nullptr};
-}
+}  // namespace
 
 extern "C" void ferrite_arch_flush_tlb_range(ktl::u64 start, ktl::u64 pages) {
   g_range_flushes.fetch_add(1, std::memory_order_relaxed);
@@ -31,8 +31,8 @@ extern "C" ktl::u64 ferrite_arch_active_root() { return g_root.load(std::memory_
 
 namespace sim {
 TlbLog tlb_log() {
-  return TlbLog{g_range_flushes.load(), g_pages.load(), g_full.load(), g_activations.load(),
-                g_last_start.load(), g_last_pages.load()};
+  return TlbLog{g_range_flushes.load(), g_pages.load(),      g_full.load(),
+                g_activations.load(),   g_last_start.load(), g_last_pages.load()};
 }
 void reset_tlb_log() {
   g_range_flushes = 0;

@@ -77,11 +77,11 @@ class PhysMemory : ktl::NoCopy {
 
 // What the host's TLB hooks were asked to do (see arch_hooks.cc). Tests reset and inspect it.
 struct TlbLog {
-  ktl::u64 range_flushes;   // calls to flush_tlb(start, pages)
-  ktl::u64 pages_flushed;   // sum of their page counts
-  ktl::u64 full_flushes;    // calls to flush_tlb_all()
-  ktl::u64 activations;     // calls to activate(root)
-  ktl::u64 last_start;      // the last range flush
+  ktl::u64 range_flushes;  // calls to flush_tlb(start, pages)
+  ktl::u64 pages_flushed;  // sum of their page counts
+  ktl::u64 full_flushes;   // calls to flush_tlb_all()
+  ktl::u64 activations;    // calls to activate(root)
+  ktl::u64 last_start;     // the last range flush
   ktl::u64 last_pages;
 };
 [[nodiscard]] TlbLog tlb_log();

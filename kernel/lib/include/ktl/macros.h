@@ -5,12 +5,12 @@
 // --- Result propagation ---------------------------------------------------------------------------
 // TRY(expr): evaluates a ktl::Result / ktl::Optional; on error returns the error from the
 // enclosing function, otherwise yields the value. The Rust `?` operator, as SerenityOS spells it.
-#define TRY(expr)                                                                                  \
-  ({                                                                                               \
-    auto&& _ktl_try_result = (expr);                                                               \
-    if (_ktl_try_result.is_err()) [[unlikely]]                                                     \
-      return ::ktl::Err(_ktl_try_result.release_error());                                          \
-    _ktl_try_result.release_value();                                                               \
+#define TRY(expr)                                         \
+  ({                                                      \
+    auto&& _ktl_try_result = (expr);                      \
+    if (_ktl_try_result.is_err()) [[unlikely]]            \
+      return ::ktl::Err(_ktl_try_result.release_error()); \
+    _ktl_try_result.release_value();                      \
   })
 
 // --- Clang thread-safety analysis (-Wthread-safety) -----------------------------------------------
