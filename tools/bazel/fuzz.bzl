@@ -1,0 +1,56 @@
+"""fuzz_target: one libFuzzer target and the tests that use it.
+
+    fuzz_target(name = "pmm", deps = [...], runs = 5000, max_len = 8192, replay_main = ":corpus_replay")
+
+expects <name>_fuzz.cc (defining LLVMFuzzerTestOneInput, and a main() for builds without
+FERRITE_FUZZER) and a seed corpus in <name>_corpus/, and declares:
+  <name>_fuzz           the fuzz binary (libFuzzer+ASan+UBSan when built by the fuzz test)
+  <name>_fuzz_test      runs it for `runs` inputs over a copy of the corpus (fuzz_test)
+  <name>_corpus         the corpus files
+  <name>_corpus_test    replays the corpus without libFuzzer, plus its _asan twin
+"""
+
+load("//tools/bazel:host_test.bzl", "host_cc_test")
+load("//tools/bazel:transitions.bzl", "fuzz_test")
+
+def fuzz_target(name, deps, runs, max_len, replay_main, size = "medium"):
+    """Declares the fuzz binary, the bounded fuzz run and the corpus replay test of `name`.
+
+    Args:
+      name: the stem: <name>_fuzz.cc and <name>_corpus/.
+      deps: the code under test.
+      runs: inputs the fuzz test tries.
+      max_len: the longest input libFuzzer generates.
+      replay_main: the library with the corpus-replay main's helper.
+      size: the fuzz test's size.
+    """
+    src = name + "_fuzz.cc"
+    corpus = native.glob([name + "_corpus/*"])
+    native.cc_binary(
+        name = name + "_fuzz",
+        testonly = True,
+        srcs = [src],
+        features = ["-unsafe_buffer_usage"],
+        target_compatible_with = ["@platforms//os:linux"],
+        deps = [replay_main] + deps,
+    )
+    fuzz_test(
+        name = name + "_fuzz_test",
+        size = size,
+        corpus = corpus,
+        fuzzer = ":" + name + "_fuzz",
+        max_len = max_len,
+        runs = runs,
+    )
+    native.filegroup(
+        name = name + "_corpus",
+        srcs = corpus,
+    )
+    host_cc_test(
+        name = name + "_corpus_test",
+        srcs = [src],
+        data = [":" + name + "_corpus"],
+        features = ["-unsafe_buffer_usage"],
+        target_compatible_with = ["@platforms//os:linux"],
+        deps = [replay_main] + deps,
+    )
