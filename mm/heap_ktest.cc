@@ -19,6 +19,8 @@ using ktl::u8;
 using ktl::uptr;
 using ktl::usize;
 using mm::Heap;
+using mm::heap_testing::check_pattern;
+using mm::heap_testing::fill_pattern;
 using mm::heap_testing::TestHeap;
 namespace classes = mm::heap_classes;
 
@@ -26,18 +28,6 @@ constexpr usize KiB = 1024;
 constexpr usize MiB = 1024 * KiB;
 
 uptr addr(const void* p) { return reinterpret_cast<uptr>(p); }
-
-void fill_pattern(void* p, usize n, u64 seed) {
-  ktl::Span<u8> s = ktl::Span<u8>::from_raw(static_cast<u8*>(p), n);
-  for (usize i = 0; i < n; ++i) s[i] = static_cast<u8>((seed * 131 + i * 7) >> 1);
-}
-bool check_pattern(const void* p, usize n, u64 seed) {
-  ktl::Span<const u8> s = ktl::Span<const u8>::from_raw(static_cast<const u8*>(p), n);
-  for (usize i = 0; i < n; ++i) {
-    if (s[i] != static_cast<u8>((seed * 131 + i * 7) >> 1)) return false;
-  }
-  return true;
-}
 
 KTEST(Heap, SizeClassesAreTightAndOrdered) {
   KEXPECT_EQ(classes::size_of(0), 8u);

@@ -21,24 +21,11 @@ using ktl::usize;
 using mm::CacheFlags;
 using mm::SlabCache;
 using mm::SlabError;
+using mm::heap_testing::check_pattern;
+using mm::heap_testing::fill_pattern;
 using mm::heap_testing::TestHeap;
 
 uptr addr(const void* p) { return reinterpret_cast<uptr>(p); }
-
-u8* bytes_of(void* p) { return static_cast<u8*>(p); }
-
-// Writes `n` bytes of a pattern derived from `seed`; check_pattern verifies them.
-void fill_pattern(void* p, usize n, u64 seed) {
-  ktl::Span<u8> s = ktl::Span<u8>::from_raw(bytes_of(p), n);
-  for (usize i = 0; i < n; ++i) s[i] = static_cast<u8>((seed * 131 + i * 7) >> 1);
-}
-bool check_pattern(const void* p, usize n, u64 seed) {
-  ktl::Span<const u8> s = ktl::Span<const u8>::from_raw(static_cast<const u8*>(p), n);
-  for (usize i = 0; i < n; ++i) {
-    if (s[i] != static_cast<u8>((seed * 131 + i * 7) >> 1)) return false;
-  }
-  return true;
-}
 
 KTEST(Slab, AllocatesDistinctAlignedObjectsAndAccountsForThem) {
   auto env = KTRY(TestHeap::create());
@@ -267,7 +254,7 @@ KTEST(Slab, FreeListLinksAreStoredEncoded) {
   c->free(b);               // b's link now points at a
 #if !defined(FERRITE_ASAN)  // (under ASan the freed object is poisoned: not readable here)
   // The link sits in the middle of the object (offset 32 for 64 bytes): it is not a plain pointer.
-  u64 raw = *reinterpret_cast<u64*>(ktl::Span<u8>::from_raw(bytes_of(b), 64).subspan(32, 8).data());
+  u64 raw = *reinterpret_cast<u64*>(ktl::Span<u8>::from_raw(static_cast<u8*>(b), 64).subspan(32, 8).data());
   KEXPECT_NE(raw, static_cast<u64>(addr(a)));
   KEXPECT_NE(raw, 0u);
 #endif

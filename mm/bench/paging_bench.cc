@@ -12,11 +12,12 @@
 
 #include <cstdint>
 #include <cstdio>
-#include <map>
 #include <string>
 #include <vector>
 
 #include <ktl/macros.h>
+
+#include "mm/bench/recorder.h"
 
 import ktl;
 import mm.addr;
@@ -202,34 +203,16 @@ PAGING_BENCHMARKS(paging::X86_64);
 PAGING_BENCHMARKS(paging::X86_32);
 PAGING_BENCHMARKS(paging::Aarch64Lower);
 
-// Keeps the console output and remembers each benchmark's CPU time per page.
-class Recorder : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& r : runs) {
-      if (r.run_type != Run::RT_Iteration || r.error_occurred) continue;
-      auto pages = r.counters.find("pages");
-      double per = pages == r.counters.end() ? 1.0 : static_cast<double>(pages->second);
-      ns[r.benchmark_name()] = r.GetAdjustedCPUTime() / per;  // the default time unit is ns
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-  std::map<std::string, double> ns;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  Recorder recorder;
+  ferrite::bench::CpuTimeRecorder recorder;
   benchmark::RunSpecifiedBenchmarks(&recorder);
   benchmark::Shutdown();
 
-  auto get = [&](const std::string& name) {
-    auto it = recorder.ns.find(name);
-    return it == recorder.ns.end() ? -1.0 : it->second;
-  };
+  auto get = [&](const std::string& name) { return recorder.ns(name); };
   bool ok = true;
   std::printf("paging_bench: CPU time per page (per leaf for huge pages), warm tables\n");
   for (const char* f : {"paging::X86_64", "paging::X86_32", "paging::Aarch64Lower"}) {

@@ -14,10 +14,11 @@
 
 #include <cstdint>
 #include <cstdio>
-#include <map>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "mm/bench/recorder.h"
 
 import ktl;
 import mm.addr;
@@ -184,34 +185,17 @@ BENCHMARK(BM_Naive_Random) FILLS;
 BENCHMARK(BM_PmmOwned_Bottom)->Arg(0)->Arg(999)->Unit(benchmark::kNanosecond);
 BENCHMARK(BM_Pmm2M_Bottom) FILLS;
 
-// Keeps the console output and remembers each run's CPU time per iteration (CPU time, not wall
-// time: the ratios should not depend on what else the machine is running).
-class Recorder : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& r : runs) {
-      if (r.run_type == Run::RT_Iteration && !r.error_occurred)
-        ns[r.benchmark_name()] = r.GetAdjustedCPUTime();
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-  std::map<std::string, double> ns;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  Recorder recorder;
+  ferrite::bench::CpuTimeRecorder recorder;
   benchmark::RunSpecifiedBenchmarks(&recorder);
   benchmark::Shutdown();
 
   bool ok = true;
-  auto get = [&](const char* name) -> double {
-    auto it = recorder.ns.find(name);
-    return it == recorder.ns.end() ? -1 : it->second;
-  };
+  auto get = [&](const std::string& name) { return recorder.ns(name); };
   auto ratio = [&](const char* what, double num, double den, double target, bool at_most) {
     if (num < 0 || den <= 0) {
       std::printf("pmm_bench: %s: not measured (filtered out)\n", what);
