@@ -55,6 +55,18 @@ def socket_dir(work):
     return _SOCKET_DIRS[work]
 
 
+def stop(proc):
+    """Stops QEMU (started in its own process group) if it still runs: SIGTERM, then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def mebibytes(size):
     """QEMU's -m syntax (128M, 1G, 6G, or a plain number of MiB) in MiB."""
     m = re.fullmatch(r"(\d+)([MG]?)", size.strip().upper())
@@ -234,13 +246,7 @@ def main():
             reason = "timed out after %.0f s" % a.timeout
             break
     elapsed = time.monotonic() - start
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stop(proc)
     if os.path.exists(log_path):
         with open(log_path, "rb") as f:
             text = clean(f.read().decode("utf-8", "replace"))

@@ -24,7 +24,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -309,12 +308,7 @@ def main():
     except (gdbstub.GdbError, qmp.QmpError, bootinfo.BootInfoError, KeyError) as e:
         c.check(False, "inspection failed: %s: %s" % (type(e).__name__, e))
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        boot_test.stop(proc)
         shutil.rmtree(boot_test.socket_dir(work), ignore_errors=True)
 
     text = serial()
