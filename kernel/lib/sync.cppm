@@ -1,7 +1,7 @@
 // ktl.sync: atomics over clang builtins and a spinlock the compiler's thread-safety analysis
-// understands. Lock order across the kernel is documented in docs/locking.md; each lock names
-// its rank so a debug build can check the order at run time (FIXME(smp): rank checking comes
-// with SMP, when more than one lock can be held at once on different CPUs).
+// understands. The lock order across the kernel is the table in docs/ARCHITECTURE.md ("Lock
+// order"); each lock carries its name from that table (FIXME(smp): a debug build checks the order
+// at run time once more than one lock can be held at once on different CPUs).
 module;
 
 #include <ktl/macros.h>
