@@ -24,6 +24,10 @@ u32 le32(ktl::Span<const u8> b, usize at) {
 u64 le64(ktl::Span<const u8> b, usize at) { return u64{le32(b, at)} | (u64{le32(b, at + 4)} << 32); }
 u32 le16(ktl::Span<const u8> b, usize at) { return u32{b[at]} | (u32{b[at + 1]} << 8); }
 
+// The SMBIOS 2.x entry point ends with the _DMI_ block at 0x10..0x1e: 0x1f bytes, even when its
+// length field says 0x1e.
+constexpr usize kSmbios2Size = 0x1f;
+
 }  // namespace
 
 usize rsdp_length(ktl::Span<const u8> prefix) {
@@ -60,7 +64,7 @@ usize smbios2_length(ktl::Span<const u8> prefix) {
   usize length = prefix[5];
   // 0x1f is the defined length; 0x1e appears in the wild (a 2.1 spec erratum).
   if (length < 0x1e || length > kMaxSmbiosEntryLength) return 0;
-  return length;
+  return length < kSmbios2Size ? kSmbios2Size : length;
 }
 
 usize smbios3_length(ktl::Span<const u8> prefix) {
@@ -71,7 +75,7 @@ usize smbios3_length(ktl::Span<const u8> prefix) {
 }
 
 ktl::Result<SmbiosEntryPoint, TableError> validate_smbios2(ktl::Span<const u8> b) {
-  if (b.size() < 0x1e) return ktl::Err(TableError::TooShort);
+  if (b.size() < kSmbios2Size) return ktl::Err(TableError::TooShort);
   if (!has_signature(b, "_SM_")) return ktl::Err(TableError::BadSignature);
   usize length = b[5];
   if (length < 0x1e || length > kMaxSmbiosEntryLength) return ktl::Err(TableError::BadLength);

@@ -8,7 +8,8 @@
 //   RSDP (ACPI 6.5 §5.2.5): "RSD PTR ", checksum over the first 20 bytes; revision >= 2 adds a
 //     length (>= 36) and an extended checksum over `length` bytes.
 //   SMBIOS 2.x (DSP0134 §5.2.1): "_SM_", checksum over the entry length, "_DMI_" at 0x10 with an
-//     intermediate checksum over 15 bytes.
+//     intermediate checksum over 15 bytes (so at least 0x1f bytes are read, also for the entry
+//     length 0x1e that some firmware reports after a 2.1 erratum).
 //   SMBIOS 3.x (DSP0134 §5.2.2): "_SM3_", checksum over the entry length (>= 0x18), 64-bit table.
 module;
 

@@ -154,6 +154,21 @@ TEST(Smbios, RejectsBrokenVersion2) {
   EXPECT_EQ(loader::validate_smbios2(span(b)).error(), TableError::BadLength);
 }
 
+// Length field 0x1e (a 2.1 erratum): the structure is still 0x1f bytes (the _DMI_ block ends at
+// 0x1e), so the length asked for is 0x1f and 0x1e bytes are too short, not a panic (found by
+// uefi_loader/fuzz:firmware_tables_fuzz).
+TEST(Smbios, Version2WithTheErratumLength) {
+  Bytes b = smbios2();
+  b[5] = 0x1e;
+  fix_sum(b, 4, 0, 0x1e);
+  EXPECT_EQ(loader::smbios2_length(span(b)), 0x1fu);
+  auto r = loader::validate_smbios2(span(b));
+  ASSERT_TRUE(r.is_ok()) << loader::to_string(r.error());
+  EXPECT_EQ(r.value().entry_length, 0x1eu);
+  b.resize(0x1e);
+  EXPECT_EQ(loader::validate_smbios2(span(b)).error(), TableError::TooShort);
+}
+
 TEST(Smbios, AcceptsVersion3) {
   Bytes b = smbios3();
   EXPECT_EQ(loader::smbios3_length(span(b)), 0x18u);

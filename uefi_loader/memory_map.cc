@@ -14,6 +14,9 @@ using boot::MemoryKind;
 namespace {
 constexpr u64 kPage = 4096;
 constexpr u64 kEfiMemoryRuntime = u64{1} << 63;
+// Where every interval is cut off: the end of the last page whose end is representable (the last
+// page of the 64-bit space cannot be described by a base and a size).
+constexpr u64 kTop = ~(kPage - 1);
 
 // Insertion sort + dedupe in place; the arrays are a few hundred entries.
 usize sort_unique(ktl::Span<u64> v, usize n) {
@@ -41,23 +44,29 @@ struct Interval {
 
 // Firmware ranges are page-granular by specification; if one is not, usable memory shrinks
 // inwards and anything else grows outwards, so nothing reserved is ever handed out.
+// Every interval ends at kTop at the latest; rounding up past it saturates there.
 Interval firmware_interval(const FirmwareRange& r) {
   MemoryKind kind = classify_efi_type(r.efi_type, r.attribute);
   u64 size = r.pages > (~u64{0} / kPage) ? ~u64{0} : r.pages * kPage;
-  u64 end = ktl::checked_add(r.base, size).overflow ? ~u64{0} & ~(kPage - 1) : r.base + size;
+  u64 end = ktl::checked_add(r.base, size).overflow ? kTop : r.base + size;
   if (kind == MemoryKind::Usable || kind == MemoryKind::LoaderReclaimable) {
-    u64 lo = ktl::checked_align_up(r.base, kPage).value;
+    // A base inside the last page rounds up past 2^64: nothing of it is usable (the wrapped value
+    // would have made everything from 0 usable).
+    auto lo = ktl::checked_align_up(r.base, kPage);
+    if (lo.overflow) return {kTop, kTop, kind};
     u64 hi = ktl::align_down(end, kPage);
-    return {lo, hi < lo ? lo : hi, kind};
+    return {lo.value, hi < lo.value ? lo.value : hi, kind};
   }
   auto hi = ktl::checked_align_up(end, kPage);
-  return {ktl::align_down(r.base, kPage), hi.overflow ? ~(kPage - 1) : hi.value, kind};
+  return {ktl::align_down(r.base, kPage), hi.overflow ? kTop : hi.value, kind};
 }
 
 Interval placement_interval(const Placement& p) {
   auto end = ktl::checked_add(p.base, p.size);
-  u64 hi = end.overflow ? ~(kPage - 1) : ktl::checked_align_up(end.value, kPage).value;
-  return {ktl::align_down(p.base, kPage), hi, p.kind};
+  // An end that rounds up past 2^64 saturates like an end that overflows (the wrapped value
+  // would have dropped the placement).
+  auto hi = ktl::checked_align_up(end.value, kPage);
+  return {ktl::align_down(p.base, kPage), end.overflow || hi.overflow ? kTop : hi.value, p.kind};
 }
 
 }  // namespace

@@ -7,7 +7,12 @@
 //
 // Method: every entry and overlay contributes its two boundaries; between two consecutive
 // boundaries the kind is that of the highest-priority range covering the interval (what the
-// loader placed beats loader data and free RAM; firmware reservations beat everything else).
+// loader placed beats loader data and free RAM; firmware reservations beat everything else, except
+// that the framebuffer beats the ACPI, runtime and MMIO kinds). Firmware RAM (usable and loader
+// data) that is not page aligned shrinks inwards to whole pages, everything else grows outwards.
+// Addresses nothing covers are left out. Ranges that reach past 2^64 are cut off at 2^64 - 4 KiB:
+// base + size of every region fits in 64 bits, and the last page of the address space is never
+// reported. uefi_loader/fuzz/memory_map_fuzz.cc checks all of this against a model.
 module;
 
 #include <ktl/macros.h>

@@ -92,6 +92,25 @@ TEST(MemoryMap, UnalignedUsableShrinksReservedGrows) {
   EXPECT_EQ(m[1].size, 0x2000u);
 }
 
+// Found by uefi_loader/fuzz:memory_map_fuzz: rounding up past 2^64 used to wrap to 0, which made
+// a usable entry starting in the last page cover everything from 0, and dropped a placement whose
+// end rounds up past 2^64.
+TEST(MemoryMap, RangesAtTheTopOfTheAddressSpaceDoNotWrap) {
+  auto m = normalise({{0xffff'ffff'ffff'f001ull, 0, 7, 0}, {0x100000, 1, 0, 0}}, {});
+  expect_sorted_disjoint(m);
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].kind, MemoryKind::Reserved);
+  m = normalise({}, {{0xffff'ffff'ffff'e800ull, 0x1000, MemoryKind::KernelImage}});
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].base, 0xffff'ffff'ffff'e000ull);
+  EXPECT_EQ(m[0].size, 0x1000u);  // the last page is never reported
+  EXPECT_EQ(m[0].kind, MemoryKind::KernelImage);
+  m = normalise({{0x0, ~0ull, 7, 0}}, {{0x0, ~0ull, MemoryKind::KernelImage}});
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].base + m[0].size, 0xffff'ffff'ffff'f000ull);
+  EXPECT_EQ(m[0].kind, MemoryKind::KernelImage);
+}
+
 TEST(MemoryMap, UnknownTypesAndRuntimeAttributeAreReserved) {
   EXPECT_EQ(loader::classify_efi_type(99, 0), MemoryKind::Reserved);
   EXPECT_EQ(loader::classify_efi_type(15, 0), MemoryKind::Reserved);  // unaccepted

@@ -21,7 +21,7 @@
 
 #include <ktl/macros.h>
 
-#include "mm/fuzz/corpus_replay.h"
+#include "testing/fuzz/corpus_replay.h"
 
 import ktl;
 import mm.heap;

@@ -19,7 +19,7 @@
 
 #include "mm/paging_model.h"
 
-#include "mm/fuzz/corpus_replay.h"
+#include "testing/fuzz/corpus_replay.h"
 
 namespace {
 

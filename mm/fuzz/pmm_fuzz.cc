@@ -18,7 +18,7 @@
 
 #include "mm/pmm_model.h"
 
-#include "mm/fuzz/corpus_replay.h"
+#include "testing/fuzz/corpus_replay.h"
 
 namespace {
 

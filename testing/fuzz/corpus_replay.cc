@@ -1,4 +1,4 @@
-#include "mm/fuzz/corpus_replay.h"
+#include "testing/fuzz/corpus_replay.h"
 
 #include <dirent.h>
 
