@@ -73,6 +73,21 @@ Result<GraphicsOutputModeInformation> BootServices::query_mode(GraphicsOutput* g
   return out;
 }
 
+Result<usize> RuntimeServices::get_variable(const Char16* name, const Guid& vendor, ktl::Span<u8> out) const {
+  usize size = out.size();
+  u32 attributes = 0;  // optional in the specification, but some firmware writes it unconditionally
+  TRY(check(t_->get_variable(name, &vendor, &attributes, &size, out.data())));
+  if (size > out.size()) return ktl::Err(Status::BufferTooSmall);  // a firmware bug; do not trust it
+  return size;
+}
+
+Result<u8> RuntimeServices::get_byte_variable(const Char16* name, const Guid& vendor) const {
+  ktl::Array<u8, 8> data{};
+  usize size = TRY(get_variable(name, vendor, data.span()));
+  if (size != 1) return ktl::Err(Status::BadBufferSize);
+  return data[0];
+}
+
 Result<PoolBuffer> File::read_all(const BootServices& bs, u64 max_size) const {
   u64 size = TRY(this->size(bs));
   if (size > max_size) return ktl::Err(Status::BadBufferSize);

@@ -238,7 +238,8 @@ struct RuntimeServicesTable {
   void* set_wakeup_time;
   void* set_virtual_address_map;
   void* convert_pointer;
-  void* get_variable;
+  Status (*get_variable)(const Char16* name, const Guid* vendor, u32* attributes, usize* data_size,
+                         void* data);
   void* get_next_variable_name;
   void* set_variable;
   void* get_next_high_monotonic_count;
@@ -392,6 +393,10 @@ inline constexpr Guid kSmbiosTableGuid{
 inline constexpr Guid kSmbios3TableGuid{
     0xf2fd1544, 0x9794, 0x4a2c, {0x99, 0x2e, 0xe5, 0xbb, 0xcf, 0x20, 0xe3, 0x94}};
 
+// Variables of the UEFI global namespace (EFI_GLOBAL_VARIABLE): SecureBoot, SetupMode, BootOrder, ...
+inline constexpr Guid kGlobalVariableGuid{
+    0x8be4df61, 0x93ca, 0x11d2, {0xaa, 0x0d, 0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c}};
+
 // --- typed wrappers ----------------------------------------------------------------------------------------
 
 // A console that writes UCS-2 to ConOut; it converts from ASCII/UTF-8 (non-ASCII becomes '?') in
@@ -490,6 +495,22 @@ class BootServices {
 
  private:
   BootServicesTable* t_;
+};
+
+class RuntimeServices {
+ public:
+  explicit RuntimeServices(RuntimeServicesTable* table) : t_(table) {}
+  [[nodiscard]] RuntimeServicesTable* raw() const { return t_; }
+
+  // GetVariable into `out`; returns the variable's size. EFI_NOT_FOUND if there is no such
+  // variable, EFI_BUFFER_TOO_SMALL if it is larger than `out`.
+  [[nodiscard]] Result<usize> get_variable(const Char16* name, const Guid& vendor, ktl::Span<u8> out) const;
+  // A variable that holds exactly one byte (SecureBoot, SetupMode); EFI_BAD_BUFFER_SIZE if the
+  // firmware's variable has another size.
+  [[nodiscard]] Result<u8> get_byte_variable(const Char16* name, const Guid& vendor) const;
+
+ private:
+  RuntimeServicesTable* t_;
 };
 
 // A file opened on a FAT volume; closed on destruction.

@@ -1,5 +1,7 @@
 // The Ferrite UEFI loader: BOOTX64.EFI / BOOTAA64.EFI.
 //
+// Both: print the banner and the firmware's Secure Boot state (loader.secure_boot).
+//
 // x86_64: reads \ferrite\kernel.elf (and optionally \ferrite\cmdline.txt and \ferrite\initrd.img)
 // from the volume it was loaded from, validates the ELF and checks its SHA-256 against the digest
 // built into the loader, finds the ACPI RSDP and SMBIOS entry point (checksums validated), picks a
@@ -17,6 +19,7 @@ import efi;
 import boot.info;
 import loader.elf;
 import loader.memory_map;
+import loader.secure_boot;
 #if defined(__x86_64__)
 import loader.firmware_tables;
 import loader.framebuffer;
@@ -49,6 +52,7 @@ struct Loader {
   efi::SystemTable* st;
   efi::Console con;
   efi::BootServices bs;
+  efi::RuntimeServices rs;
 };
 
 // Reports a failed step and returns its status, which efi_main hands back to the firmware.
@@ -753,12 +757,20 @@ efi::Status boot_x86_64(Loader& l) {
 
 #endif  // __x86_64__
 
+loader::SecureBootState secure_boot_state(const Loader& l) {
+  return loader::decode_secure_boot(l.rs.get_byte_variable(u"SecureBoot", efi::kGlobalVariableGuid),
+                                    l.rs.get_byte_variable(u"SetupMode", efi::kGlobalVariableGuid));
+}
+
 efi::Status run(Loader& l) {
   ktl::format_to(l.con, "\nFerrite UEFI loader {} ({})\n", kVersion, kArch);
   if (auto w = l.bs.disable_watchdog(); w.is_err()) {
     ktl::format_to(l.con, "ferrite-loader: warning: cannot disable the watchdog: {}\n",
                    efi::to_string(w.error()));
   }
+  // Reported, not enforced: with Secure Boot on, the firmware has already verified this loader's
+  // signature, and on x86_64 the kernel digest check extends that to the kernel.
+  ktl::format_to(l.con, "ferrite-loader: Secure Boot {}\n", secure_boot_state(l));
 #if defined(__x86_64__)
   return boot_x86_64(l);
 #else
@@ -772,7 +784,8 @@ efi::Status run(Loader& l) {
 
 extern "C" efi::Status efi_main(efi::Handle image, efi::SystemTable* st) {
   g_panic_console = st->con_out;
-  Loader l{image, st, efi::Console(st->con_out), efi::BootServices(st->boot_services)};
+  Loader l{image, st, efi::Console(st->con_out), efi::BootServices(st->boot_services),
+           efi::RuntimeServices(st->runtime_services)};
   return run(l);
 }
 
