@@ -10,7 +10,7 @@ The serial log (ANSI escapes and CRs stripped) is saved as a test output
 
 Expectations:
   --expect RE      must appear, in the given order (one line each)
-  --forbid RE      must never appear
+  --forbid RE      must never appear (QEMU is stopped as soon as one does)
   --until RE       stop QEMU as soon as this appears (otherwise wait for QEMU to exit)
   --exit-code N    QEMU's exit status must be N (isa-debug-exit: (v << 1) | 1)
   --usable-slack-mib N
@@ -20,6 +20,10 @@ Expectations:
                    every byte of the map is usable or reserved, every usable byte free, allocated
                    or PMM metadata, and the kernel's share (image, boot data, page tables, heap,
                    metadata, other) matches the parts it is made of
+Firmware:
+  --secure-boot    the firmware (--code/--vars) is OVMF's Secure Boot build: QEMU gets
+                   -machine q35,smm=on and a secure flash (-global driver=cfi.pflash01,property=secure,value=on);
+                   the vars store stays a private writable copy, the code flash read-only
 Image edits (on a private copy, through mtools):
   --cmdline TEXT            replace \\ferrite\\cmdline.txt
   --replace-file SRC=DST    put SRC at DST in the ESP (e.g. a broken kernel at /ferrite/kernel.elf)
@@ -159,11 +163,22 @@ def mtools(args, image):
 def qemu_command(a, work):
     accel = os.environ.get("QEMU_ACCEL") or "tcg"
     if a.arch == "x86_64":
-        cmd = ["qemu-system-x86_64", "-machine", a.machine or "q35", "-accel", accel,
+        machine = a.machine or "q35"
+        secure = []
+        if getattr(a, "secure_boot", False):  # inspect_test.py passes a Namespace without it
+            # OVMF's SMM build (the Secure Boot one) needs SMM; its variable store, with the key
+            # databases, is writable only from SMM.
+            if machine.split(",")[0] != "q35":
+                raise SystemExit("boot_test: --secure-boot needs -machine q35, not %r" % machine)
+            machine += ",smm=on"
+            secure = ["-global", "driver=cfi.pflash01,property=secure,value=on"]
+        cmd = ["qemu-system-x86_64", "-machine", machine] + secure + ["-accel", accel,
                "-cpu", a.cpu or "max", "-m", a.memory or "512M",
                "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
                "-drive", "format=raw,file=%s/disk.img" % work]
     else:
+        if getattr(a, "secure_boot", False):
+            raise SystemExit("boot_test: --secure-boot is x86_64 only")
         cmd = ["qemu-system-aarch64", "-machine", a.machine or "virt", "-accel", accel,
                "-cpu", a.cpu or "cortex-a72", "-m", a.memory or "1G",
                "-drive", "if=none,format=raw,id=disk,file=%s/disk.img" % work,
@@ -188,6 +203,8 @@ def main():
     p.add_argument("--machine")
     p.add_argument("--memory")
     p.add_argument("--cpu")
+    p.add_argument("--secure-boot", action="store_true",
+                   help="the firmware is OVMF's Secure Boot (SMM) build (see above)")
     p.add_argument("--timeout", type=float, default=120)
     p.add_argument("--cmdline")
     p.add_argument("--replace-file", action="append", default=[])
@@ -240,6 +257,12 @@ def main():
         if a.until and re.search(a.until, text, re.M):
             stopped_by_us = True
             break
+        seen = next((m for m in (re.search(f, text, re.M) for f in a.forbid) if m), None)
+        if seen:
+            # The test has failed already: stop now instead of waiting for an exit or the timeout
+            # (a firmware that refused to boot waits for a key press at its boot menu).
+            reason = "stopped early: forbidden text %r appeared" % seen.group(0)
+            break
         if proc.poll() is not None:
             break
         if time.monotonic() - start > a.timeout:
@@ -272,7 +295,7 @@ def main():
         failures += check_usable(text, a.memory or "512M", a.usable_slack_mib)
     if a.check_meminfo:
         failures += check_meminfo(text)
-    if a.exit_code is not None and not stopped_by_us and proc.returncode != a.exit_code:
+    if a.exit_code is not None and not stopped_by_us and not reason and proc.returncode != a.exit_code:
         failures.append("QEMU exited with %s, expected %d" % (proc.returncode, a.exit_code))
     if a.exit_code is not None and stopped_by_us:
         failures.append("stopped on --until before QEMU could exit with %d" % a.exit_code)

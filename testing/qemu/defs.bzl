@@ -5,6 +5,12 @@ _FIRMWARE = {
     "aarch64": ("@aavmf//:AAVMF_CODE.fd", "@aavmf//:AAVMF_VARS.fd"),
 }
 
+# OVMF's SMM build with Debian's snakeoil test certificate enrolled as PK, KEK and db (Secure Boot
+# on); the loader signed with that key is //:bootx64_snakeoil, in //:image_snakeoil.
+_SECURE_BOOT_FIRMWARE = {
+    "x86_64": ("@ovmf//:OVMF_CODE_4M.snakeoil.fd", "@ovmf//:OVMF_VARS_4M.snakeoil.fd"),
+}
+
 def _args_file_impl(ctx):
     out = ctx.actions.declare_file(ctx.label.name + ".args")
     lines = [ctx.expand_location(a, targets = ctx.attr.data) for a in ctx.attr.arguments]
@@ -38,6 +44,7 @@ def qemu_boot_test(
         machine = None,
         memory = None,
         cpu = None,
+        secure_boot = False,
         usable_slack_mib = None,
         timeout_seconds = 120,
         extra_args = [],
@@ -50,7 +57,7 @@ def qemu_boot_test(
       arch: "x86_64" (OVMF, q35 by default) or "aarch64" (AAVMF, virt).
       image: a disk_image label.
       expect: regular expressions that must appear in the serial log, in this order.
-      forbid: regular expressions that must not appear.
+      forbid: regular expressions that must not appear (QEMU is stopped at the first one seen).
       until: stop QEMU as soon as this appears (otherwise wait for it to exit).
       exit_code: QEMU's expected exit status (isa-debug-exit: (value << 1) | 1).
       cmdline: replaces \\ferrite\\cmdline.txt on a private copy of the image.
@@ -59,13 +66,20 @@ def qemu_boot_test(
       machine: QEMU -machine (q35, pc, virt).
       memory: QEMU -m.
       cpu: QEMU -cpu.
+      secure_boot: boot the Secure Boot firmware (x86_64 only: OVMF with the snakeoil keys
+        enrolled, Secure Boot on; QEMU gets SMM and a secure flash, see boot_test.py).
       usable_slack_mib: check the kernel's usable-RAM line against -m minus this many MiB.
       timeout_seconds: wall-clock limit of the boot.
       extra_args: further boot_test.py arguments.
       data: further runfiles.
       **kwargs: passed to sh_test (tags, size, ...).
     """
-    code, vars = _FIRMWARE[arch]
+    if secure_boot:
+        if arch not in _SECURE_BOOT_FIRMWARE:
+            fail("%s: no Secure Boot firmware for %s" % (name, arch))
+        code, vars = _SECURE_BOOT_FIRMWARE[arch]
+    else:
+        code, vars = _FIRMWARE[arch]
     args = [
         "--arch",
         arch,
@@ -98,6 +112,8 @@ def qemu_boot_test(
         args += ["--memory", memory]
     if cpu:
         args += ["--cpu", cpu]
+    if secure_boot:
+        args.append("--secure-boot")
     if usable_slack_mib != None:
         args += ["--usable-slack-mib", str(usable_slack_mib)]
     args += extra_args

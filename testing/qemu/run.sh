@@ -6,6 +6,8 @@
 #   ./bazelw run //:qemu -- --gdb              wait for gdb on localhost:1234 (target remote :1234)
 #   FERRITE_CMDLINE="test=all" ./bazelw run //:qemu    replace the kernel command line
 #   QEMU_ACCEL=kvm ./bazelw run //:qemu        opt into KVM (fails inside OVMF on some hosts)
+#   ./bazelw run //:qemu_secure_boot           Secure Boot on: the loader signed with Debian's
+#                                              snakeoil test key, OVMF's SMM build that trusts it
 #
 # The disk image and OVMF's variable store are private copies in a temporary directory, removed
 # on exit; QEMU's exit status is passed through.
@@ -16,6 +18,15 @@ image_src="$2"
 code="$3"
 vars_src="$4"
 shift 4
+# Launcher options (from the BUILD target) up to "--"; everything after it goes to QEMU.
+secure_boot=0
+while [[ $# -gt 0 && "$1" != "--" ]]; do
+  case "$1" in
+    --secure-boot) secure_boot=1 ;;
+    *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
 [[ "${1:-}" == "--" ]] && shift
 
 gdb=()
@@ -43,13 +54,18 @@ fi
 accel="${QEMU_ACCEL:-tcg}"
 case "$arch" in
   x86_64)
-    qemu=(qemu-system-x86_64 -machine q35 -accel "$accel" -cpu max -m 512M
+    machine=(-machine q35)
+    # OVMF's Secure Boot build keeps its variables in SMM: without SMM and a secure flash, a
+    # guest could rewrite the key databases.
+    ((secure_boot)) && machine=(-machine "q35,smm=on" -global "driver=cfi.pflash01,property=secure,value=on")
+    qemu=(qemu-system-x86_64 "${machine[@]}" -accel "$accel" -cpu max -m 512M
       -drive "if=pflash,format=raw,unit=0,readonly=on,file=$code"
       -drive "if=pflash,format=raw,unit=1,file=$work/vars.fd"
       -drive "format=raw,file=$work/disk.img"
       -device isa-debug-exit,iobase=0xf4,iosize=0x04)
     ;;
   aarch64)
+    ((secure_boot)) && { echo "run.sh: --secure-boot is x86_64 only" >&2; exit 2; }
     qemu=(qemu-system-aarch64 -machine virt -accel "$accel" -cpu cortex-a72 -m 1G
       -drive "if=pflash,format=raw,unit=0,readonly=on,file=$code"
       -drive "if=pflash,format=raw,unit=1,file=$work/vars.fd"
