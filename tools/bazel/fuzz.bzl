@@ -1,6 +1,6 @@
 """fuzz_target: one libFuzzer target and the tests that use it.
 
-    fuzz_target(name = "pmm", deps = [...], runs = 5000, max_len = 8192, replay_main = ":corpus_replay")
+    fuzz_target(name = "pmm", deps = [...], runs = 5000, max_len = 8192)
 
 expects <name>_fuzz.cc (defining LLVMFuzzerTestOneInput, and a main() for builds without
 FERRITE_FUZZER) and a seed corpus in <name>_corpus/, and declares:
@@ -13,7 +13,7 @@ FERRITE_FUZZER) and a seed corpus in <name>_corpus/, and declares:
 load("//tools/bazel:host_test.bzl", "host_cc_test")
 load("//tools/bazel:transitions.bzl", "fuzz_test")
 
-def fuzz_target(name, deps, runs, max_len, replay_main, size = "medium"):
+def fuzz_target(name, deps, runs, max_len, replay_main = "//testing/fuzz:corpus_replay", size = "medium"):
     """Declares the fuzz binary, the bounded fuzz run and the corpus replay test of `name`.
 
     Args:
@@ -21,7 +21,7 @@ def fuzz_target(name, deps, runs, max_len, replay_main, size = "medium"):
       deps: the code under test.
       runs: inputs the fuzz test tries.
       max_len: the longest input libFuzzer generates.
-      replay_main: the library with the corpus-replay main's helper.
+      replay_main: the library with the corpus-replay main's helper (the shared one by default).
       size: the fuzz test's size.
     """
     src = name + "_fuzz.cc"
