@@ -506,6 +506,11 @@ efi::Status boot_x86_64(Loader& l) {
     return fail(l, "refusing to boot a kernel this loader was not built with",
                 efi::Status::SecurityViolation);
   }
+  // The stack goes above the image (one guard page, then kStackPages): it must not wrap at 2^64.
+  if (ktl::checked_add(image.highest_vaddr, (kStackPages + 1) * kPage).overflow) {
+    return fail(l, "the kernel image leaves no room for its stack below the top of the address space",
+                efi::Status::LoadError);
+  }
   u64 image_size = image.highest_vaddr - image.lowest_vaddr;
   ktl::format_to(l.con,
                  "ferrite-loader: kernel {}: {} bytes, {} segments, entry {:#x}, sha256 {} (verified)\n",
@@ -577,7 +582,8 @@ efi::Status boot_x86_64(Loader& l) {
   auto stack_phys_r = l.bs.allocate_pages(kStackPages);
   if (stack_phys_r.is_err()) return fail(l, "cannot allocate the kernel stack", stack_phys_r.error());
   u64 stack_phys = stack_phys_r.value();
-  // Stack virtual range: one unmapped guard page above the image, then the stack.
+  // Stack virtual range: one unmapped guard page above the image, then the stack (no wrap: checked
+  // after parsing).
   u64 guard_page = image.highest_vaddr;
   u64 stack_bottom = guard_page + kPage;
   u64 stack_top = stack_bottom + kStackPages * kPage;
