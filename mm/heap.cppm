@@ -52,6 +52,8 @@
 //             created, freed by it after the address-space lock is dropped). The large-object
 //             descriptors' slab.cache is taken under heap.region but never together with the
 //             address-space lock. kmalloc/kfree of small sizes take only the slab locks (mm.slab).
+//             For fork, HostHeap::lock_for_fork (mm.heap.host) takes all of them in this order
+//             (HeapRegion::lock_all first).
 module;
 
 #include <ktl/macros.h>
@@ -216,6 +218,12 @@ class HeapRegion {
   [[nodiscard]] RegionStats stats() const EXCLUDES(lock_);
   [[nodiscard]] VirtRange range() const { return range_; }
   void fail_allocations_after(u64 n) { fail_after_.store(n, ktl::MemoryOrder::Relaxed); }
+
+  // For fork (mm.heap.host's HostHeap::lock_for_fork): takes heap.region and keeps it, so no
+  // large allocation, growth or free is in progress while it is held. The first lock of the
+  // heap's order; the caller takes the rest (address-space, the slab's, pmm.arena) after it.
+  void lock_all() ACQUIRE(lock_) { lock_.lock(); }
+  void unlock_all() RELEASE(lock_) { lock_.unlock(); }
 
  private:
   static constexpr u64 kMagic = 0x4c41524745u;  // "LARGE"

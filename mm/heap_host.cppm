@@ -10,9 +10,18 @@
 // bytes behind a heap pointer are the frames' bytes in the window, as in the kernel). Hiding puts
 // PROT_NONE back before the Mapping frees its frames, so a use after free of a large object faults
 // like it would in the kernel.
+//
+// Fork (the preload library's pthread_atfork handlers, HostHeap::ForkGuard): lock_for_fork()
+// takes every lock of the heap in the lock order of docs/ARCHITECTURE.md and
+//   heap.region -> address-space (the region's) -> slab.registry -> slab.cpu_registry
+//     -> every ordinary slab.cache (registry order) -> every internal slab.cache (registry order)
+//       -> every pmm.arena of the data PMM (arena order) -> every pmm.arena of the table PMM,
+// and unlock_after_fork() releases them in reverse, in the parent and in the child. Why that is
+// deadlock-free: see "Fork" under "Lock order" in docs/ARCHITECTURE.md.
 module;
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <ktl/macros.h>
 
@@ -27,11 +36,15 @@ import mm.heap.paging;
 import mm.paging;
 import mm.pmm;
 import mm.slab;
+import mm.slab.cpu;
 import sim.phys;
 
 export namespace mm::heap_host {
 
 using ktl::u64;
+
+// Which process unlock_after_fork() runs in.
+enum class ForkSide : ktl::u32 { Parent, Child };
 
 // Shows the frames themselves (memfd-backed PhysMemory).
 class MemfdView final : public HostView {
@@ -169,6 +182,49 @@ class HostHeap : ktl::NoCopy {
   [[nodiscard]] AddressSpace<HostFormat>& space() { return *space_; }
   [[nodiscard]] MemfdView& view() { return memfd_view_; }
   [[nodiscard]] VirtRange region() const { return reservation_.range(); }
+
+  // --- fork ---
+  // Takes every lock of the heap, its address space and both PMMs, in the order of the module
+  // comment, and keeps them: no other thread is then inside a critical section of the heap (only
+  // in the lock-free per-thread fast paths, which touch nothing shared), so the copy of the heap a
+  // fork() child gets is consistent. Only useful with HostHeapOptions::fork_safe (with a memfd the
+  // child would share the parent's frames). Contract: the calling thread holds none of these
+  // locks, is not inside the heap, neither allocates nor frees from it until unlock_after_fork(),
+  // and no other HostHeap's fork locks are held (slab.cpu_registry is one per process).
+  // Unchecked by the analysis: the set of caches and arenas is only known at run time.
+  void lock_for_fork() NO_THREAD_SAFETY_ANALYSIS {
+    ktl::check(heap_.has_value(), "HostHeap::lock_for_fork: the heap is destroyed");
+    heap_->region().lock_all();
+    space_->lock().lock();
+    heap_->slab().lock_all();
+    pmm_.lock_all();
+    table_pmm_.lock_all();
+  }
+  // Releases them in reverse order: in the parent after fork(), and in the child, where the heap
+  // is the parent's copy and only the calling thread exists. There the other threads' per-thread
+  // magazine blocks leave the registry first; their magazines are simply left, with the objects
+  // they cached (which stay allocated in the child: those threads do not exist there).
+  void unlock_after_fork(ForkSide side) NO_THREAD_SAFETY_ANALYSIS {
+    table_pmm_.unlock_all();
+    pmm_.unlock_all();
+    if (side == ForkSide::Child) slab_cpu::drop_other_threads_blocks_after_fork();
+    heap_->slab().unlock_all();
+    space_->lock().unlock();
+    heap_->region().unlock_all();
+  }
+
+  // Holds the fork locks for its lifetime: construct it, fork(), and let it go out of scope in
+  // both processes (each releases its own copy of the locks).
+  class [[nodiscard]] ForkGuard : ktl::NoCopy {
+   public:
+    explicit ForkGuard(HostHeap& host) : host_(host), pid_(getpid()) { host_.lock_for_fork(); }
+    ~ForkGuard() { host_.unlock_after_fork(getpid() == pid_ ? ForkSide::Parent : ForkSide::Child); }
+    ForkGuard(ForkGuard&&) = delete;
+
+   private:
+    HostHeap& host_;
+    pid_t pid_;
+  };
 
  private:
   sim::PhysMemory memory_;

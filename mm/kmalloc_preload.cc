@@ -5,9 +5,22 @@
 // Serves malloc, calloc, realloc, free, posix_memalign, aligned_alloc, memalign, valloc, pvalloc
 // and malloc_usable_size from one mm::Heap (kmalloc & co. over 45 slab size classes with per-thread
 // magazines, and a heap region for large blocks) over a PMM over 32 GiB of simulated RAM (reserved,
-// only touched pages cost memory). Thread-safe (the heap is); fork-safe for the child as long as no
-// other thread is inside the heap at the time of fork (the heap uses private memory: the child
-// gets a copy-on-write copy).
+// only touched pages cost memory). Thread-safe (the heap is).
+//
+// Fork-safe, also while other threads are inside malloc (threaded programs that start subprocesses
+// or multiprocessing workers): the heap uses private memory, so a child gets a copy-on-write copy,
+// and pthread_atfork handlers, registered when the heap is initialised (the first malloc, before
+// nearly every other handler), make that copy consistent the way production allocators do. The
+// prepare handler takes every lock of the heap in the documented lock order (HostHeap::
+// lock_for_fork: heap.region, address-space, slab.registry, slab.cpu_registry, every slab cache,
+// every PMM arena), so no other thread is in a critical section when the process is copied; the
+// parent and child handlers release them in reverse. In the child, the per-thread magazines of
+// the parent's other threads (which do not exist there) are left as they are. Limits, as for any
+// malloc's handlers: prepare handlers run in reverse order of registration, so one registered
+// before ours runs while the heap is locked and must not allocate (registering at the first malloc
+// leaves hardly any); neither may a fork from a signal handler that interrupted malloc; and a fork
+// while the first malloc is still building the heap is not covered (the first malloc comes before
+// a program starts threads).
 //
 // Environment:
 //   FERRITE_HEAP_HARDENED=1  hardened mode (redzones, poisoning, double-free detection)
@@ -17,6 +30,7 @@
 // realloc(p, 0) frees p and returns NULL (glibc's behaviour, which programs rely on).
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -37,10 +51,12 @@ import mm.slab;
 
 namespace {
 
+using mm::heap_host::ForkSide;
 using mm::heap_host::HostHeap;
 
 alignas(HostHeap) unsigned char g_storage[sizeof(HostHeap)];
 std::atomic<int> g_state{0};  // 0 uninitialised, 1 initialising, 2 ready
+HostHeap* g_host = nullptr;
 mm::Heap* g_heap = nullptr;
 std::atomic<unsigned long long> g_calls{0};
 bool g_stats = false;
@@ -55,6 +71,11 @@ void print_stats() {
   if (n > 0) (void)!write(g_stats_fd, line, static_cast<std::size_t>(n));
 }
 
+// The pthread_atfork handlers (see the top of the file). Registered once the heap is ready.
+void before_fork() { g_host->lock_for_fork(); }
+void after_fork_in_parent() { g_host->unlock_after_fork(ForkSide::Parent); }
+void after_fork_in_child() { g_host->unlock_after_fork(ForkSide::Child); }
+
 [[gnu::noinline]] mm::Heap& init_slow() {
   int expected = 0;
   if (g_state.compare_exchange_strong(expected, 1)) {
@@ -64,12 +85,18 @@ void print_stats() {
     const char* hardened = std::getenv("FERRITE_HEAP_HARDENED");
     options.hardening = hardened != nullptr && hardened[0] == '1' ? mm::Hardening::On : mm::Hardening::Off;
     options.fork_safe = true;
-    auto* host = new (g_storage) HostHeap(options);
-    g_heap = &host->heap();
+    g_host = new (g_storage) HostHeap(options);
+    g_heap = &g_host->heap();
     const char* stats = std::getenv("FERRITE_HEAP_STATS");
     g_stats = stats != nullptr && stats[0] == '1';
     if (g_stats) g_stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 100);
     g_state.store(2, std::memory_order_release);
+    // After the heap is ready: registering may allocate (glibc's handler list grows with malloc).
+    if (pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child) != 0) {
+      static constexpr char kWarning[] =
+          "ferrite-kmalloc: pthread_atfork failed: fork is unsafe with threads\n";
+      (void)!write(2, kWarning, sizeof kWarning - 1);
+    }
     std::atexit(&print_stats);
   } else {
     while (g_state.load(std::memory_order_acquire) != 2) sched_yield();

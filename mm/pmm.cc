@@ -536,6 +536,16 @@ bool Pmm::check_invariants() const {
          s.total_bytes == s.free_bytes + s.used_bytes + s.reserved_bytes + s.metadata_bytes;
 }
 
+// --- Pmm: fork -----------------------------------------------------------------------------------------
+// Unchecked (see the declaration): a run-time number of arena locks, held when this returns.
+void Pmm::lock_all() {
+  for (usize i = 0; i < arena_count_; ++i) arenas_[i].lock();
+}
+
+void Pmm::unlock_all() {
+  for (usize i = arena_count_; i-- > 0;) arenas_[i].unlock();
+}
+
 // --- Pmm: mm::FrameAllocator ---------------------------------------------------------------------------
 ktl::Result<Frame4K, FrameError> Pmm::allocate_frame() {
   auto r = pmm_alloc_page();

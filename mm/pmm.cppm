@@ -6,6 +6,7 @@
 //   time and, while holding it, takes no other lock, does not log, and calls nothing outside this
 //   module. Callers may therefore call into the PMM while holding any lock of their own (page-table,
 //   slab, address-space locks all rank above pmm.arena). The global instance is an atomic pointer.
+//   The one exception: lock_all() (for fork) holds every arena of the PMM, taken in arena order.
 //
 // Structure:
 //   * The memory map (mm::PhysRegion, the kernel converts the loader's map into these) is grouped
@@ -257,6 +258,10 @@ class PmmArena {
   [[nodiscard]] u64 free_count() const EXCLUDES(lock_);
   [[nodiscard]] bool check_invariants() const EXCLUDES(lock_);
 
+  // The arena's lock held across calls: Pmm::lock_all / unlock_all only.
+  void lock() ACQUIRE(lock_) { lock_.lock(); }
+  void unlock() RELEASE(lock_) { lock_.unlock(); }
+
  private:
   mutable ktl::SpinLock lock_{"pmm.arena"};
   u64 base_ = 0;
@@ -329,6 +334,17 @@ class Pmm final : public FrameAllocator {
   [[nodiscard]] ktl::usize arena_count() const { return arena_count_; }
   // Recomputes every summary and counter (O(frames)): tests and debug checks.
   [[nodiscard]] bool check_invariants() const;
+
+  // --- fork (mm.heap.host's HostHeap::lock_for_fork) ---
+  // Takes every arena's lock, in arena order, and keeps them; unlock_all() releases them in
+  // reverse. While they are held no other thread is inside the PMM, so a fork() child's copy of it
+  // is consistent. The one exception to "at most one arena lock at a time": it cannot deadlock,
+  // because a thread that holds an arena lock waits for nothing (the leaf rule), so each arena is
+  // released to us. Contract: the caller holds no arena lock of this PMM and does not call into it
+  // until unlock_all(). (The set of arenas is only known at run time, so the thread-safety
+  // analysis cannot name it: both functions are unchecked.)
+  void lock_all() NO_THREAD_SAFETY_ANALYSIS;
+  void unlock_all() NO_THREAD_SAFETY_ANALYSIS;
 
   // --- mm::FrameAllocator ---
   [[nodiscard]] ktl::Result<Frame4K, FrameError> allocate_frame() override;

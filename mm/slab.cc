@@ -897,6 +897,42 @@ void SlabAllocator::flush_local_cpu() {
   for (SlabCache* c = registry_; c != nullptr; c = c->registry_next_) c->flush_local_cpu();
 }
 
+// --- fork -------------------------------------------------------------------------------------------------
+// Unchecked (see the declarations): they leave a run-time set of cache locks held / released.
+void SlabAllocator::lock_caches(CacheKind kind) {
+  for (SlabCache* c = registry_; c != nullptr; c = c->registry_next_) {
+    if (c->internal_ == (kind == CacheKind::Internal)) c->lock_.lock();
+  }
+}
+
+void SlabAllocator::unlock_caches_reverse(CacheKind kind) {
+  // The registry is singly linked: each step finds the last cache of the kind before the one just
+  // unlocked (quadratic in a few dozen caches, once per fork).
+  for (SlabCache* end = nullptr;;) {
+    SlabCache* last = nullptr;
+    for (SlabCache* c = registry_; c != end; c = c->registry_next_) {
+      if (c->internal_ == (kind == CacheKind::Internal)) last = c;
+    }
+    if (last == nullptr) return;
+    last->lock_.unlock();
+    end = last;
+  }
+}
+
+void SlabAllocator::lock_all() {
+  registry_lock_.lock();
+  slab_cpu::g_registry_lock.lock();
+  lock_caches(CacheKind::Ordinary);
+  lock_caches(CacheKind::Internal);
+}
+
+void SlabAllocator::unlock_all() {
+  unlock_caches_reverse(CacheKind::Internal);
+  unlock_caches_reverse(CacheKind::Ordinary);
+  slab_cpu::g_registry_lock.unlock();
+  registry_lock_.unlock();
+}
+
 // --- the seed API
 // ------------------------------------------------------------------------------------------------
 void install_slab_allocator(SlabAllocator* slab) { g_installed.store(slab, ktl::MemoryOrder::Release); }

@@ -48,7 +48,9 @@
 //           -> pmm.arena
 //   No code holds two ordinary caches' locks at once. The fast paths take no lock. In the kernel
 //   the per-CPU work runs with interrupts masked (CpuPin), so a cache lock is never taken by an
-//   interrupt handler that interrupted its holder on the same CPU.
+//   interrupt handler that interrupted its holder on the same CPU. The one exception is
+//   SlabAllocator::lock_all() (for fork): both registry locks, then every ordinary cache in
+//   registry order, then every internal cache, all held at once (deadlock-free: see there).
 module;
 
 #include <ktl/macros.h>
@@ -500,6 +502,23 @@ class SlabAllocator {
   [[nodiscard]] u64 slab_frames() const { return slab_frames_.load(ktl::MemoryOrder::Relaxed); }
   [[nodiscard]] u64 metadata_frames() const { return pagemap_.leaf_frames() + pagemap_.root_frames(); }
 
+  // --- fork (mm.heap.host's HostHeap::lock_for_fork) ---
+  // Takes every lock of this allocator and keeps them: slab.registry, slab.cpu_registry, the lock
+  // of every ordinary cache in registry order, then of every internal cache (magazines, slab
+  // descriptors, SlabCache objects) in registry order. unlock_all() releases them in reverse.
+  // While they are held no other thread is inside a critical section of the slab layer (the
+  // lock-free per-CPU fast paths touch only their own thread's block), so a fork() child's copy is
+  // consistent. Deadlock-free although it holds many cache locks at once: it follows the lock
+  // order, and the only orders it adds (ordinary caches among themselves, internal ones among
+  // themselves) are between locks no other thread ever holds two of at once, so a thread holding
+  // a lock we wait for only waits for locks further down the order, which we do not hold yet.
+  // Contract: the caller holds none of these locks nor any pmm.arena lock, no other
+  // SlabAllocator's lock_all() is held (slab.cpu_registry is one per process), and the caller
+  // neither allocates nor frees from this allocator until unlock_all(). Unchecked by the analysis
+  // beyond the two registry locks: the caches are only known at run time.
+  void lock_all() ACQUIRE(registry_lock_, slab_cpu::g_registry_lock) NO_THREAD_SAFETY_ANALYSIS;
+  void unlock_all() RELEASE(registry_lock_, slab_cpu::g_registry_lock) NO_THREAD_SAFETY_ANALYSIS;
+
   // Fault injection (R8): after `n` more successful slab allocations from the PMM, every further
   // one fails until reset with n = ~0.
   void fail_slab_allocations_after(u64 n) { fail_after_.store(n, ktl::MemoryOrder::Relaxed); }
@@ -516,6 +535,10 @@ class SlabAllocator {
   [[nodiscard]] u64 next_secret();
   void register_cache(SlabCache* cache) EXCLUDES(registry_lock_);
   void unregister_cache(SlabCache* cache) EXCLUDES(registry_lock_);
+  enum class CacheKind : u32 { Ordinary, Internal };
+  // lock_all / unlock_all: the caches of one kind, in registry order / in reverse.
+  void lock_caches(CacheKind kind) NO_THREAD_SAFETY_ANALYSIS;
+  void unlock_caches_reverse(CacheKind kind) NO_THREAD_SAFETY_ANALYSIS;
 
   Pmm* pmm_ = nullptr;
   PhysWindow window_;

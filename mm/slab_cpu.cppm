@@ -180,6 +180,23 @@ inline bool ensure_registered(CpuBlock& block) {
   return true;
 }
 
+#if __STDC_HOSTED__
+// In a fork() child, with the registry lock held (SlabAllocator::lock_all took it before the
+// fork): the calling thread is the only one left, so every other block leaves the registry. Their
+// memory is the parent's other threads' TLS, which the C library reuses (and zeroes) for the
+// child's new threads: left in the list, such a block would be linked in twice once its new
+// thread registers it. The magazines they hold are simply left: the objects cached in them stay
+// allocated in the child (a leak bounded by what those threads had cached), nothing else is lost.
+inline void drop_other_threads_blocks_after_fork() REQUIRES(g_registry_lock) {
+  if (t_block.state == BlockState::Live) {
+    t_block.next = nullptr;
+    g_registry = &t_block;
+  } else {
+    g_registry = nullptr;
+  }
+}
+#endif
+
 // Calls f(block) for every registered block, with the registry lock held.
 template <class F>
 void for_each_block(F&& f) {

@@ -1,0 +1,183 @@
+// HostHeap::lock_for_fork / unlock_after_fork / ForkGuard: the pthread_atfork protocol of the
+// preload library (//mm:kmalloc_preload), on a HostHeap of this process. Runs under TSan too
+// (heap_fork_test_tsan); the children allocate and free but start no thread (TSan does not
+// support threads in the child of a multithreaded fork). kmalloc_preload_test.sh runs the same
+// scenario through the preloaded malloc of a real process (//mm:kmalloc_fork_stress).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include <ktl/macros.h>
+
+import ktl;
+import mm.addr;
+import mm.heap;
+import mm.heap.host;
+import mm.slab;
+import mm.slab.cpu;
+
+namespace {
+
+using mm::heap_host::ForkSide;
+using mm::heap_host::HostHeap;
+
+constexpr std::size_t kLarge = 300 * 1024;  // beyond the size classes: the heap region
+
+mm::heap_host::HostHeapOptions fork_safe_options() {
+  mm::heap_host::HostHeapOptions options;
+  options.phys_bytes = std::uint64_t{256} << 20;
+  options.region_bytes = std::uint64_t{1} << 30;
+  options.hardening = mm::Hardening::Off;
+  options.fork_safe = true;  // private memory: the child gets a copy, not the parent's frames
+  return options;
+}
+
+// Calls each operation on its own thread while the fork locks are held: none may finish (each
+// needs one layer's lock); after unlock_after_fork all of them must.
+TEST(HeapFork, LockForForkHoldsEveryLayersLocks) {
+  HostHeap host(fork_safe_options());
+  mm::Heap& heap = host.heap();
+  struct Op {
+    const char* what;
+    std::function<void()> run;
+  };
+  std::vector<Op> ops = {
+      {"region stats (heap.region)", [&] { (void)heap.region().stats(); }},
+      {"translate (address-space)", [&] { (void)host.space().translate(host.region().start()); }},
+      {"slabinfo (slab.registry)", [&] { heap.slab().for_each_info([](const mm::SlabInfo&) {}); }},
+      {"a new thread's first kmalloc (slab.cpu_registry)", [&] { heap.kfree(heap.kmalloc(100)); }},
+      {"first class cache", [&] { (void)heap.class_cache(0).info(); }},
+      {"a middle class cache", [&] { (void)heap.class_cache(20).info(); }},
+      {"last class cache", [&] { (void)heap.class_cache(mm::heap_classes::kCount - 1).info(); }},
+      {"data PMM (pmm.arena)", [&] { (void)host.pmm().free_frame_count(); }},
+      {"table PMM (pmm.arena)", [&] { (void)host.table_pmm().free_frame_count(); }},
+  };
+  std::vector<std::atomic<bool>> done(ops.size());
+  std::vector<std::thread> threads;
+  host.lock_for_fork();
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    threads.emplace_back([&, i] {
+      ops[i].run();
+      done[i].store(true);
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  for (std::size_t i = 0; i < ops.size(); ++i) EXPECT_FALSE(done[i].load()) << ops[i].what;
+  host.unlock_after_fork(ForkSide::Parent);
+  for (std::thread& t : threads) t.join();
+  for (std::size_t i = 0; i < ops.size(); ++i) EXPECT_TRUE(done[i].load()) << ops[i].what;
+}
+
+// What a child does with its copy of the heap: small objects of several classes (more of each
+// than two magazines hold, so the depot and slab locks are taken), and large ones (heap.region,
+// address-space, both PMMs). Returns 0 when everything worked and the registry of per-thread
+// blocks holds at most this thread's.
+int child_work(HostHeap& host) {
+  mm::Heap& heap = host.heap();
+  static void* objects[200];
+  for (std::size_t size : {16, 64, 200, 1000, 5000, 40000}) {
+    for (void*& p : objects) {
+      p = heap.kmalloc(size);
+      if (p == nullptr) return 3;
+      std::memset(p, 0x5a, size);
+    }
+    for (void* p : objects) heap.kfree(p);
+  }
+  for (int i = 0; i < 3; ++i) {
+    void* p = heap.kmalloc(kLarge);
+    if (p == nullptr) return 4;
+    std::memset(p, 0x5a, kLarge);
+    heap.kfree(p);
+  }
+  std::size_t blocks = 0;
+  mm::slab_cpu::for_each_block([&](mm::slab_cpu::CpuBlock&) { ++blocks; });
+  if (blocks > 1) return 2;
+  return host.pmm().check_invariants() ? 0 : 5;
+}
+
+// Waits for `pid` for up to `timeout`; kills it if it is still running (deadlocked). Returns its
+// wait status, or -1 if it had to be killed.
+int wait_with_deadline(pid_t pid, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return status;
+    if (r < 0 || std::chrono::steady_clock::now() >= deadline) {
+      kill(pid, SIGKILL);
+      (void)waitpid(pid, &status, 0);
+      return -1;
+    }
+    usleep(200);
+  }
+}
+
+// Threads allocate and free (every size, large objects included) without pause while the main
+// thread forks under a ForkGuard; every child must be able to use the heap and exit.
+TEST(HeapFork, ChildrenOfAForkAmidAllocatingThreadsCanAllocate) {
+  HostHeap host(fork_safe_options());
+  mm::Heap& heap = host.heap();
+  constexpr int kThreads = 3;
+  constexpr int kForks = 60;
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> ops{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < kThreads; ++t) {
+    workers.emplace_back([&, t] {
+      std::uint64_t x = 0x9e3779b97f4a7c15ull * (t + 1);
+      std::vector<void*> slots(128, nullptr);
+      while (!stop.load(std::memory_order_relaxed)) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        void*& p = slots[x % slots.size()];
+        if (p != nullptr) {
+          heap.kfree(p);
+          p = nullptr;
+        } else {
+          std::uint64_t r = (x >> 20) % 100;
+          p = heap.kmalloc(r < 90 ? 1 + (x >> 32) % 2048 : r < 97 ? 2048 + (x >> 32) % 60000 : kLarge);
+          ASSERT_NE(p, nullptr);
+        }
+        ops.fetch_add(1, std::memory_order_relaxed);
+      }
+      for (void* p : slots) heap.kfree(p);
+      heap.slab().flush_local_cpu();
+    });
+  }
+  while (ops.load() < 3000) std::this_thread::yield();
+
+  int hung = 0;
+  for (int round = 0; round < kForks && hung == 0; ++round) {
+    pid_t pid;
+    {
+      HostHeap::ForkGuard guard(host);
+      pid = fork();
+    }  // unlocked in both processes
+    if (pid == 0) _exit(child_work(host));
+    ASSERT_GT(pid, 0) << "fork failed";
+    int status = wait_with_deadline(pid, std::chrono::seconds(10));
+    if (status == -1) {
+      ++hung;
+      ADD_FAILURE() << "child " << round << " still running after 10 s: deadlocked in the heap";
+    } else {
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+          << "child " << round << ": status " << status << " (2: other threads' blocks still registered, "
+          << "3/4: out of memory, 5: PMM invariants broken)";
+    }
+  }
+  stop.store(true);
+  for (std::thread& t : workers) t.join();
+  EXPECT_EQ(hung, 0);
+}
+
+}  // namespace
