@@ -74,6 +74,7 @@ efi::Result<efi::File> open_boot_volume(Loader& l) {
 constexpr const efi::Char16* kKernelPath = u"\\ferrite\\kernel.elf";
 constexpr const char* kKernelName = "\\ferrite\\kernel.elf";
 constexpr const efi::Char16* kCmdlinePath = u"\\ferrite\\cmdline.txt";
+constexpr const char* kCmdlineName = "\\ferrite\\cmdline.txt";
 constexpr const efi::Char16* kRamdiskPath = u"\\ferrite\\initrd.img";
 constexpr const char* kRamdiskName = "\\ferrite\\initrd.img";
 constexpr u64 kMaxKernelSize = u64{64} << 20;
@@ -449,7 +450,16 @@ static_assert(kKernelCodeSelector == 0x08 && kKernelDataSelector == 0x10, "ferri
   ferrite_handoff(&state);
 }
 
-efi::Status boot_x86_64(Loader& l) {
+// What the loader does with the files on the ESP that no signature covers (the command line and
+// the ramdisk): with Secure Boot on (or its state unknown), ignore them, so that whoever can write
+// the disk cannot choose what a signed loader and its verified kernel do (a test mode, a ramdisk).
+enum class UnsignedFiles : u8 { Read, Ignore };
+
+[[nodiscard]] constexpr UnsignedFiles unsigned_files_policy(loader::SecureBoot state) {
+  return state == loader::SecureBoot::Disabled ? UnsignedFiles::Read : UnsignedFiles::Ignore;
+}
+
+efi::Status boot_x86_64(Loader& l, UnsignedFiles unsigned_files) {
   using loader::x86_64::Access;
 
   // --- the CPU -------------------------------------------------------------------------------------
@@ -519,7 +529,10 @@ efi::Status boot_x86_64(Loader& l) {
   // --- the optional command line and ramdisk ------------------------------------------------------
   ktl::Array<char, kMaxCmdlineSize + 1> cmdline{};
   usize cmdline_size = 0;
-  if (auto f = root.open(kCmdlinePath); f.is_ok()) {
+  if (auto f = root.open(kCmdlinePath); f.is_ok() && unsigned_files == UnsignedFiles::Ignore) {
+    ktl::format_to(l.con, "ferrite-loader: Secure Boot: ignoring {} (no signature covers it)\n",
+                   kCmdlineName);
+  } else if (f.is_ok()) {
     auto text = f.value().read_all(l.bs, kMaxCmdlineSize);
     if (text.is_err())
       return fail(l, "cannot read \\ferrite\\cmdline.txt (at most 4095 bytes)", text.error());
@@ -534,7 +547,10 @@ efi::Status boot_x86_64(Loader& l) {
                  ktl::StringView(cmdline.data(), cmdline_size));
 
   u64 ramdisk_phys = 0, ramdisk_size = 0;
-  if (auto f = root.open(kRamdiskPath); f.is_ok()) {
+  if (auto f = root.open(kRamdiskPath); f.is_ok() && unsigned_files == UnsignedFiles::Ignore) {
+    ktl::format_to(l.con, "ferrite-loader: Secure Boot: ignoring {} (no signature covers it)\n",
+                   kRamdiskName);
+  } else if (f.is_ok()) {
     auto size = f.value().size(l.bs);
     if (size.is_err()) return fail(l, "cannot read the size of \\ferrite\\initrd.img", size.error());
     if (size.value() > kMaxRamdiskSize) {
@@ -774,11 +790,12 @@ efi::Status run(Loader& l) {
     ktl::format_to(l.con, "ferrite-loader: warning: cannot disable the watchdog: {}\n",
                    efi::to_string(w.error()));
   }
-  // Reported, not enforced: with Secure Boot on, the firmware has already verified this loader's
-  // signature, and on x86_64 the kernel digest check extends that to the kernel.
-  ktl::format_to(l.con, "ferrite-loader: Secure Boot {}\n", secure_boot_state(l));
+  // With Secure Boot on, the firmware has already verified this loader's signature; on x86_64 the
+  // kernel digest check extends that to the kernel, and the unsigned files are ignored.
+  const loader::SecureBootState secure_boot = secure_boot_state(l);
+  ktl::format_to(l.con, "ferrite-loader: Secure Boot {}\n", secure_boot);
 #if defined(__x86_64__)
-  return boot_x86_64(l);
+  return boot_x86_64(l, unsigned_files_policy(secure_boot.state));
 #else
   ktl::format_to(l.con,
                  "ferrite-loader: the aarch64 kernel hand-off is not implemented yet (roadmap: aarch64)\n");
