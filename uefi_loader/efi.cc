@@ -83,8 +83,11 @@ Result<usize> RuntimeServices::get_variable(const Char16* name, const Guid& vend
 
 Result<u8> RuntimeServices::get_byte_variable(const Char16* name, const Guid& vendor) const {
   ktl::Array<u8, 8> data{};
-  usize size = TRY(get_variable(name, vendor, data.span()));
-  if (size != 1) return ktl::Err(Status::BadBufferSize);
+  auto size = get_variable(name, vendor, data.span());
+  // Longer than the buffer or not one byte: the same answer (the declaration's contract).
+  if (size.is_err() && size.error() == Status::BufferTooSmall) return ktl::Err(Status::BadBufferSize);
+  if (size.is_err()) return ktl::Err(size.error());
+  if (size.value() != 1) return ktl::Err(Status::BadBufferSize);
   return data[0];
 }
 
