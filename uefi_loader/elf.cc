@@ -110,6 +110,7 @@ ktl::Result<KernelImage, ElfError> parse_kernel(ktl::Span<const u8> file, const 
     if (s_hi.value > image.highest_vaddr) image.highest_vaddr = s_hi.value;
   }
   if (image.segment_count == 0) return ktl::Err(ElfError::NoLoadableSegments);
+  if (ktl::checked_add(image.highest_vaddr, c.room_above).overflow) return ktl::Err(ElfError::NoRoomAbove);
 
   bool entry_ok = false;
   for (usize j = 0; j < image.segment_count; ++j) {

@@ -40,6 +40,7 @@ enum class ElfError : u32 {
   SegmentOutsideKernelSpace,
   WritableAndExecutable,
   EntryNotExecutable,
+  NoRoomAbove,
 };
 
 [[nodiscard]] constexpr const char* to_string(ElfError e) {
@@ -62,6 +63,8 @@ enum class ElfError : u32 {
     case ElfError::SegmentOutsideKernelSpace: return "a segment lies outside the kernel's address range";
     case ElfError::WritableAndExecutable: return "a segment is both writable and executable";
     case ElfError::EntryNotExecutable: return "the entry point is not inside an executable segment";
+    case ElfError::NoRoomAbove:
+      return "the image ends too close to the top of the address space (no room for the boot stack)";
   }
   return "unknown ELF error";
 }
@@ -95,10 +98,13 @@ struct Constraints {
   Machine machine;
   u64 min_vaddr;  // the kernel must live in [min_vaddr, ~0]
   u64 page_size = 4096;
+  // Bytes the loader places above the image's page-rounded end (guard page and stack): the image
+  // must end at least this far below 2^64, so that nothing above it wraps.
+  u64 room_above = 0;
 };
 
 // Validates `file` as a kernel image: class, machine, PT_LOAD bounds and overlap, alignment,
-// W^X, and an entry point inside an executable segment.
+// W^X, an entry point inside an executable segment, and room_above bytes free above the image.
 [[nodiscard]] ktl::Result<KernelImage, ElfError> parse_kernel(ktl::Span<const u8> file,
                                                               const Constraints& constraints);
 

@@ -111,4 +111,21 @@ TEST(Elf, RejectsBadSegments) {
   EXPECT_EQ(parse(none.build()).error(), ElfError::NoLoadableSegments);
 }
 
+// The loader puts a guard page and its stack right above the image: an image ending closer to
+// 2^64 than that is refused, one ending exactly that far below it is accepted.
+TEST(Elf, RequiresTheRoomAboveTheImage) {
+  constexpr ktl::u64 kRoom = 17 * 0x1000;
+  auto parse_with_room = [](const std::vector<ktl::u8>& f) {
+    return loader::parse_kernel(ktl::Span<const ktl::u8>::from_raw(f.data(), f.size()),
+                                {loader::Machine::X86_64, kBase, 0x1000, kRoom});
+  };
+  ElfBuilder top;  // data is the last page before 2^64 - kRoom - 1 page: the room fits
+  top.phdrs_[1].vaddr = 0 - kRoom - 0x2000;
+  top.phdrs_[1].memsz = 0x1000;
+  EXPECT_TRUE(parse_with_room(top.build()).is_ok());
+  top.phdrs_[1].vaddr += 0x1000;  // the image ends at 2^64 - kRoom: the stack's top would wrap to 0
+  EXPECT_EQ(parse_with_room(top.build()).error(), ElfError::NoRoomAbove);
+  EXPECT_TRUE(parse(top.build()).is_ok());  // without room asked for, the same file is fine
+}
+
 }  // namespace

@@ -81,8 +81,8 @@ constexpr u64 kMaxKernelSize = u64{64} << 20;
 constexpr u64 kMaxCmdlineSize = 4095;
 constexpr u64 kMaxRamdiskSize = u64{1} << 30;
 constexpr u64 kPage = 4096;
-constexpr u64 kStackPages = 16;  // 64 KiB boot stack
-constexpr u64 kMapSlack = 32;    // descriptors the map may grow by before ExitBootServices
+constexpr u64 kStackPages = boot::layout::kBootStackPages;
+constexpr u64 kMapSlack = 32;  // descriptors the map may grow by before ExitBootServices
 // PAT: PA0..PA7 = WB, WT, UC-, UC, WB, WC, UC-, UC (index 5 is write-combining).
 constexpr u64 kPatValue = 0x0007'0106'0007'0406ull;
 constexpr u32 kApicBaseMsr = 0x1b;
@@ -497,7 +497,9 @@ efi::Status boot_x86_64(Loader& l, UnsignedFiles unsigned_files) {
 
   // Structure first (the parser is built for hostile input, so every broken file gets its own
   // message), then the digest: only the exact kernel this loader was built with may run.
-  loader::Constraints constraints{loader::Machine::X86_64, boot::layout::kKernelBase};
+  // Above the image: one guard page, then the boot stack.
+  const loader::Constraints constraints{loader::Machine::X86_64, boot::layout::kKernelBase, kPage,
+                                        (kStackPages + 1) * kPage};
   auto image_r = loader::parse_kernel(kernel_file_bytes, constraints);
   if (image_r.is_err()) {
     ktl::format_to(l.con, "ferrite-loader: error: invalid kernel {}: {}\n", kKernelName,
@@ -515,11 +517,6 @@ efi::Status boot_x86_64(Loader& l, UnsignedFiles unsigned_files) {
                    kernel_file_bytes.size());
     return fail(l, "refusing to boot a kernel this loader was not built with",
                 efi::Status::SecurityViolation);
-  }
-  // The stack goes above the image (one guard page, then kStackPages): it must not wrap at 2^64.
-  if (ktl::checked_add(image.highest_vaddr, (kStackPages + 1) * kPage).overflow) {
-    return fail(l, "the kernel image leaves no room for its stack below the top of the address space",
-                efi::Status::LoadError);
   }
   u64 image_size = image.highest_vaddr - image.lowest_vaddr;
   ktl::format_to(l.con,
@@ -598,8 +595,8 @@ efi::Status boot_x86_64(Loader& l, UnsignedFiles unsigned_files) {
   auto stack_phys_r = l.bs.allocate_pages(kStackPages);
   if (stack_phys_r.is_err()) return fail(l, "cannot allocate the kernel stack", stack_phys_r.error());
   u64 stack_phys = stack_phys_r.value();
-  // Stack virtual range: one unmapped guard page above the image, then the stack (no wrap: checked
-  // after parsing).
+  // Stack virtual range: one unmapped guard page above the image, then the stack (no wrap:
+  // parse_kernel checked the room above the image).
   u64 guard_page = image.highest_vaddr;
   u64 stack_bottom = guard_page + kPage;
   u64 stack_top = stack_bottom + kStackPages * kPage;

@@ -30,6 +30,9 @@ inline constexpr u64 kDirectMapSize = u64{1} << 46;  // 64 TiB
 inline constexpr u32 kRecursiveSlot = 510;
 // The kernel image lives in the top 2 GiB (-mcmodel=kernel), linked at this address.
 inline constexpr u64 kKernelBase = 0xffff'ffff'8000'0000ull;
+// The boot stack the loader maps right above the image's page-rounded end, after one unmapped
+// guard page (so the image must end at least this much plus a page below 2^64).
+inline constexpr u64 kBootStackPages = 16;  // 64 KiB
 }  // namespace layout
 
 // Kinds of memory in the normalised map. Everything the loader placed is marked, so the kernel

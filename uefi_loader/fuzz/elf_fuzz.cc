@@ -1,15 +1,16 @@
 // libFuzzer target for loader.elf: the input is a kernel ELF file, validated by parse_kernel for
 // x86_64 and for aarch64 with the loader's constraints (kernel in [boot::layout::kKernelBase, ~0],
-// 4 KiB pages). parse_kernel must either reject the file with a known error or accept it; the code
-// below re-derives everything from the raw bytes on its own (no structure or helper of the module
-// is shared) and aborts on any disagreement:
+// 4 KiB pages, a guard page and the boot stack's pages free above the image). parse_kernel must either reject
+// the file with a known error or accept it; the code below re-derives everything from the raw bytes on its
+// own (no structure or helper of the module is shared) and aborts on any disagreement:
 //
 //   - verdict: the file is accepted exactly when it meets every documented rule (ELF64, little
 //     endian, version 1, ET_EXEC, the machine, header sizes, program headers inside the file, 1 to
 //     kMaxSegments PT_LOADs with a memory size, and for each of them: file data inside the file,
 //     file size <= memory size, page-aligned address, inside the kernel's range with a page-rounded
 //     end that does not wrap, not both writable and executable; no two sharing a page; the entry
-//     inside an executable one). PT_LOADs with memory size 0 and other headers are ignored.
+//     inside an executable one; the page-rounded end of the image plus the room above it below
+//     2^64). PT_LOADs with memory size 0 and other headers are ignored.
 //   - when accepted, what the loader relies on (uefi_loader/main.cc): the segments are exactly the
 //     file's non-empty PT_LOADs in file order (address, sizes, offset, RWX flags); every segment's
 //     file data lies inside the file; file size <= memory size; no wrap at 2^64; segments do not
@@ -74,7 +75,8 @@ struct Reference {
 };
 
 // The documented rules, applied to the raw bytes.
-Reference reference(const std::vector<std::uint8_t>& f, std::uint16_t machine, u64 min_vaddr) {
+Reference reference(const std::vector<std::uint8_t>& f, std::uint16_t machine, u64 min_vaddr,
+                    u64 room_above) {
   Reference r;
   const u128 size = f.size();
   if (size < kEhdrSize) return r;
@@ -107,6 +109,9 @@ Reference reference(const std::vector<std::uint8_t>& f, std::uint16_t machine, u
         return r;
     }
   }
+  u128 end = 0;
+  for (const Load& l : r.loads) end = std::max(end, round_up(u128{l.vaddr} + l.memsz));
+  if (end + room_above >= kTwo64) return r;
   for (const Load& l : r.loads) {
     if ((l.flags & kX) != 0 && l.vaddr <= r.entry && r.entry < u128{l.vaddr} + l.memsz) r.valid = true;
   }
@@ -114,7 +119,7 @@ Reference reference(const std::vector<std::uint8_t>& f, std::uint16_t machine, u
 }
 
 void check_accepted(const loader::KernelImage& image, const Reference& ref,
-                    const std::vector<std::uint8_t>& f, u64 min_vaddr) {
+                    const std::vector<std::uint8_t>& f, u64 min_vaddr, u64 room_above) {
   const std::size_t n = image.segment_count;
   if (n == 0 || n > loader::kMaxSegments) fail("segment count out of range", n);
   if (n != ref.loads.size())
@@ -155,6 +160,9 @@ void check_accepted(const loader::KernelImage& image, const Reference& ref,
     fail("image bounds are not the page-rounded segment bounds", image.lowest_vaddr, image.highest_vaddr);
   if (image.lowest_vaddr < min_vaddr || image.highest_vaddr <= image.lowest_vaddr)
     fail("image bounds outside the kernel's range", image.lowest_vaddr, image.highest_vaddr);
+  // main.cc: the guard page and the stack go right above highest_vaddr and must not wrap.
+  if (u128{image.highest_vaddr} + room_above >= kTwo64)
+    fail("no room for the guard page and stack above the image", image.highest_vaddr, room_above);
   const u128 image_size = u128{image.highest_vaddr} - image.lowest_vaddr;
   for (std::size_t i = 0; i < n; ++i) {
     const loader::Segment& s = image.segments[i];
@@ -169,11 +177,12 @@ void check_accepted(const loader::KernelImage& image, const Reference& ref,
 // `bytes` is the same file as `f`, at an odd address and ending where its heap block ends.
 void check(const std::vector<std::uint8_t>& f, ktl::Span<const ktl::u8> bytes, loader::Machine machine) {
   const u64 min_vaddr = boot::layout::kKernelBase;
-  const loader::Constraints constraints{machine, min_vaddr};
+  const u64 room_above = (boot::layout::kBootStackPages + 1) * kPage;  // as main.cc asks
+  const loader::Constraints constraints{machine, min_vaddr, kPage, room_above};
   auto r = loader::parse_kernel(bytes, constraints);
-  const Reference ref = reference(f, static_cast<std::uint16_t>(machine), min_vaddr);
+  const Reference ref = reference(f, static_cast<std::uint16_t>(machine), min_vaddr, room_above);
   if (r.is_err()) {
-    if (ktl::to_underlying(r.error()) > ktl::to_underlying(loader::ElfError::EntryNotExecutable))
+    if (ktl::to_underlying(r.error()) > ktl::to_underlying(loader::ElfError::NoRoomAbove))
       fail("unknown error value", ktl::to_underlying(r.error()));
     if (ref.valid) {
       std::fprintf(stderr, "elf_fuzz: rejected a valid kernel: %s\n", loader::to_string(r.error()));
@@ -182,7 +191,7 @@ void check(const std::vector<std::uint8_t>& f, ktl::Span<const ktl::u8> bytes, l
     return;
   }
   if (!ref.valid) fail("accepted a file that breaks a documented rule", r.value().segment_count);
-  check_accepted(r.value(), ref, f, min_vaddr);
+  check_accepted(r.value(), ref, f, min_vaddr, room_above);
 }
 
 }  // namespace

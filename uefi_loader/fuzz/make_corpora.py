@@ -62,6 +62,8 @@ def elf_seeds():
                               KBASE + 0x2000)
     s["valid_16_segments"] = elf([text()] + [(PT_LOAD, R, KBASE + 0x1000 * i, 0x1000, b"")
                                              for i in range(1, 16)], KBASE)
+    # A well-formed ELF whose image ends one page below 2^64: refused since parse_kernel asks for
+    # room above the image (guard page + boot stack), so it probes NoRoomAbove.
     s["valid_last_page"] = elf([text(0xFFFF_FFFF_FFFF_E000, memsz=0x1000)], 0xFFFF_FFFF_FFFF_EFFF)
     s["valid_entry_last_byte"] = elf([text(memsz=0x2000)], KBASE + 0x1FFF)
 
