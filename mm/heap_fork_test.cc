@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -41,11 +42,39 @@ mm::heap_host::HostHeapOptions fork_safe_options() {
   return options;
 }
 
-// Calls each operation on its own thread while the fork locks are held: none may finish (each
-// needs one layer's lock); after unlock_after_fork all of them must.
+// Every lock the fork locks are to hold, with what to call it in a failure: the region's
+// address space, the slab allocator's (both registries, every cache's, internal ones included)
+// and every arena of both PMMs. (heap.region has no accessor: the probe below covers it.)
+struct NamedLock {
+  std::string what;
+  const ktl::SpinLock* lock;
+};
+std::vector<NamedLock> fork_locks(HostHeap& host) {
+  std::vector<NamedLock> locks;
+  locks.push_back({"address-space", &host.space().lock()});
+  host.heap().slab().for_each_lock([&](const ktl::SpinLock& lock, const mm::SlabCache* cache) {
+    std::string what = lock.name();
+    if (cache != nullptr) what += " " + std::string(cache->name().data(), cache->name().size());
+    locks.push_back({what, &lock});
+  });
+  host.pmm().for_each_lock(
+      [&](const ktl::SpinLock& lock) { locks.push_back({"data PMM's pmm.arena", &lock}); });
+  host.table_pmm().for_each_lock(
+      [&](const ktl::SpinLock& lock) { locks.push_back({"table PMM's pmm.arena", &lock}); });
+  return locks;
+}
+
+// Calls each operation on its own thread while the fork locks are held: each needs exactly one
+// lock (so it finishes if lock_for_fork left that one out), and none may finish; after
+// unlock_after_fork all of them must. Every lock is also checked directly (is_locked), which
+// covers the internal caches (magazines, slab descriptors, SlabCache objects): no public operation
+// takes one of those alone.
 TEST(HeapFork, LockForForkHoldsEveryLayersLocks) {
   HostHeap host(fork_safe_options());
   mm::Heap& heap = host.heap();
+  // One arena per PMM: free_frame_count() then takes exactly one lock.
+  ASSERT_EQ(host.pmm().arena_count(), 1u);
+  ASSERT_EQ(host.table_pmm().arena_count(), 1u);
   struct Op {
     const char* what;
     std::function<void()> run;
@@ -53,17 +82,28 @@ TEST(HeapFork, LockForForkHoldsEveryLayersLocks) {
   std::vector<Op> ops = {
       {"region stats (heap.region)", [&] { (void)heap.region().stats(); }},
       {"translate (address-space)", [&] { (void)host.space().translate(host.region().start()); }},
-      {"slabinfo (slab.registry)", [&] { heap.slab().for_each_info([](const mm::SlabInfo&) {}); }},
-      {"a new thread's first kmalloc (slab.cpu_registry)", [&] { heap.kfree(heap.kmalloc(100)); }},
+      {"cache count (slab.registry)", [&] { (void)heap.slab().cache_count(); }},
+      {"for_each_block (slab.cpu_registry)",
+       [] { mm::slab_cpu::for_each_block([](mm::slab_cpu::CpuBlock&) {}); }},
       {"first class cache", [&] { (void)heap.class_cache(0).info(); }},
       {"a middle class cache", [&] { (void)heap.class_cache(20).info(); }},
       {"last class cache", [&] { (void)heap.class_cache(mm::heap_classes::kCount - 1).info(); }},
-      {"data PMM (pmm.arena)", [&] { (void)host.pmm().free_frame_count(); }},
-      {"table PMM (pmm.arena)", [&] { (void)host.table_pmm().free_frame_count(); }},
+      {"data PMM (its pmm.arena)", [&] { (void)host.pmm().free_frame_count(); }},
+      {"table PMM (its pmm.arena)", [&] { (void)host.table_pmm().free_frame_count(); }},
   };
+  std::vector<NamedLock> locks = fork_locks(host);
+  // The address space, both registries, every cache of the registry (the class caches and the
+  // internal ones), one arena per PMM.
+  std::size_t caches = heap.slab().cache_count();
+  ASSERT_GT(caches, mm::heap_classes::kCount);
+  ASSERT_EQ(locks.size(), 1 + 2 + caches + 2);
+  for (const NamedLock& l : locks)
+    ASSERT_FALSE(l.lock->is_locked()) << l.what << " held before lock_for_fork";
+
   std::vector<std::atomic<bool>> done(ops.size());
   std::vector<std::thread> threads;
   host.lock_for_fork();
+  for (const NamedLock& l : locks) EXPECT_TRUE(l.lock->is_locked()) << l.what << " not held by lock_for_fork";
   for (std::size_t i = 0; i < ops.size(); ++i) {
     threads.emplace_back([&, i] {
       ops[i].run();
@@ -75,6 +115,7 @@ TEST(HeapFork, LockForForkHoldsEveryLayersLocks) {
   host.unlock_after_fork(ForkSide::Parent);
   for (std::thread& t : threads) t.join();
   for (std::size_t i = 0; i < ops.size(); ++i) EXPECT_TRUE(done[i].load()) << ops[i].what;
+  for (const NamedLock& l : locks) EXPECT_FALSE(l.lock->is_locked()) << l.what << " still held after unlock";
 }
 
 // What a child does with its copy of the heap: small objects of several classes (more of each

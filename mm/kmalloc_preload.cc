@@ -57,6 +57,8 @@ using mm::heap_host::HostHeap;
 alignas(HostHeap) unsigned char g_storage[sizeof(HostHeap)];
 std::atomic<int> g_state{0};  // 0 uninitialised, 1 initialising, 2 ready
 HostHeap* g_host = nullptr;
+// Always &g_host->heap(), set once with it: a cached copy for the malloc fast path, which loads
+// this one pointer instead of g_host and then the heap's Optional (its has-value check included).
 mm::Heap* g_heap = nullptr;
 std::atomic<unsigned long long> g_calls{0};
 bool g_stats = false;

@@ -258,11 +258,13 @@ class PmmArena {
   [[nodiscard]] u64 free_count() const EXCLUDES(lock_);
   [[nodiscard]] bool check_invariants() const EXCLUDES(lock_);
 
-  // The arena's lock held across calls: Pmm::lock_all / unlock_all only.
+ private:
+  // The arena's lock held across calls (Pmm::lock_all / unlock_all) and read by
+  // Pmm::for_each_lock: private, so nothing else can hold an arena lock beyond one call.
+  friend class Pmm;
   void lock() ACQUIRE(lock_) { lock_.lock(); }
   void unlock() RELEASE(lock_) { lock_.unlock(); }
 
- private:
   mutable ktl::SpinLock lock_{"pmm.arena"};
   u64 base_ = 0;
   u64 frames_ = 0;
@@ -345,6 +347,12 @@ class Pmm final : public FrameAllocator {
   // analysis cannot name it: both functions are unchecked.)
   void lock_all() NO_THREAD_SAFETY_ANALYSIS;
   void unlock_all() NO_THREAD_SAFETY_ANALYSIS;
+  // For tests of lock_all(): f(lock) for every arena's lock, in arena order. Takes none of them
+  // (a query: is_locked() tells whether lock_all() holds each).
+  template <class F>
+  void for_each_lock(F&& f) const {
+    for (ktl::usize i = 0; i < arena_count_; ++i) f(static_cast<const ktl::SpinLock&>(arenas_[i].lock_));
+  }
 
   // --- mm::FrameAllocator ---
   [[nodiscard]] ktl::Result<Frame4K, FrameError> allocate_frame() override;

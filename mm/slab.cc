@@ -892,6 +892,13 @@ u64 SlabAllocator::live_objects() {
   return live;
 }
 
+usize SlabAllocator::cache_count() const {
+  ktl::LockGuard guard(registry_lock_);
+  usize n = 0;
+  for (const SlabCache* c = registry_; c != nullptr; c = c->registry_next_) ++n;
+  return n;
+}
+
 void SlabAllocator::flush_local_cpu() {
   ktl::LockGuard guard(registry_lock_);
   for (SlabCache* c = registry_; c != nullptr; c = c->registry_next_) c->flush_local_cpu();

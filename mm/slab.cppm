@@ -495,6 +495,8 @@ class SlabAllocator {
     ktl::LockGuard guard(registry_lock_);
     for (SlabCache* c = registry_; c != nullptr; c = c->registry_next_) f(c->info());
   }
+  // Caches in the registry, internal ones included. Takes slab.registry alone (no cache lock).
+  [[nodiscard]] usize cache_count() const EXCLUDES(registry_lock_);
   // Frames held: slabs of every cache plus the pagemap.
   [[nodiscard]] u64 frames_in_use() const {
     return slab_frames_.load(ktl::MemoryOrder::Relaxed) + metadata_frames();
@@ -518,6 +520,19 @@ class SlabAllocator {
   // beyond the two registry locks: the caches are only known at run time.
   void lock_all() ACQUIRE(registry_lock_, slab_cpu::g_registry_lock) NO_THREAD_SAFETY_ANALYSIS;
   void unlock_all() RELEASE(registry_lock_, slab_cpu::g_registry_lock) NO_THREAD_SAFETY_ANALYSIS;
+  // For tests of lock_all(): f(lock, cache) for every lock it takes: slab.registry and
+  // slab.cpu_registry (cache null), then each cache's, internal ones included, in registry order.
+  // Takes none of them (a query: is_locked() tells whether lock_all() holds each) and walks the
+  // registry unlocked. Contract: the registry does not change meanwhile (the caller holds
+  // lock_all(), or no other thread creates or destroys caches).
+  template <class F>
+  void for_each_lock(F&& f) const NO_THREAD_SAFETY_ANALYSIS {
+    f(static_cast<const ktl::SpinLock&>(registry_lock_), static_cast<const SlabCache*>(nullptr));
+    f(static_cast<const ktl::SpinLock&>(slab_cpu::g_registry_lock), static_cast<const SlabCache*>(nullptr));
+    for (const SlabCache* c = registry_; c != nullptr; c = c->registry_next_) {
+      f(static_cast<const ktl::SpinLock&>(c->lock_), c);
+    }
+  }
 
   // Fault injection (R8): after `n` more successful slab allocations from the PMM, every further
   // one fails until reset with n = ~0.
