@@ -1,5 +1,5 @@
 // sim.phys for the kernel's test mode: the same small interface as phys_memory.cppm (the host's),
-// so test bodies written against sim::PhysMemory (mm/pmm_ktest.cc) run in-kernel unchanged.
+// so test bodies written against sim::PhysMemory (mm/pmm/pmm_ktest.cc) run in-kernel unchanged.
 //
 // A PhysMemory of `size` bytes "at physical `base`" is a block of real RAM from the environment's
 // TestMemory (mm.paging.testing: in the kernel, zeroed contiguous frames from the kernel's PMM seen

@@ -1,4 +1,4 @@
-// The x86_64 implementation of mm.slab.cpu's CPU hooks (declared in mm/slab_cpu.cppm).
+// The x86_64 implementation of mm.slab.cpu's CPU hooks (declared in mm/slab/slab_cpu.cppm).
 //
 // CpuPin keeps the slab fast paths on one CPU's magazines without a lock: pinning masks
 // interrupts on this CPU (an interrupt handler that allocates cannot interleave with the code it

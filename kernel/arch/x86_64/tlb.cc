@@ -1,4 +1,4 @@
-// The x86_64 implementation of mm.arch's TLB and address-space hooks (declared in mm/arch.cppm).
+// The x86_64 implementation of mm.arch's TLB and address-space hooks (declared in mm/base/arch.cppm).
 // Contract (mm.arch): called with interrupts off or from code that owns the address space;
 // local CPU only. FIXME(smp): shootdowns.
 #include <ktl/macros.h>

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs real programs from Debian with //mm:kmalloc_preload as their malloc and checks their output
+# Runs real programs from Debian with //mm/heap:kmalloc_preload as their malloc and checks their output
 # against the same programs on glibc's malloc. Each run must also report (FERRITE_HEAP_STATS=1)
 # that it went through Ferrite's heap.
 #   kmalloc_preload_test.sh <libkmalloc_preload.so> <kmalloc_fork_stress>

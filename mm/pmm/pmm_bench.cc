@@ -3,7 +3,7 @@
 // 2 MiB runs and the metadata overhead. The last lines print the ratios the issue sets as targets;
 // the exit status is 1 if one is missed.
 //
-//   ./bazelw run -c opt //mm/bench:pmm_bench
+//   ./bazelw run -c opt //mm/pmm:bench
 //
 // Fill patterns (fill in permille of the managed frames):
 //   bottom  the lowest frames are in use: the state a lowest-address-first allocator reaches once
@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "mm/bench/recorder.h"
+#include "mm/testing/bench_recorder.h"
 
 import ktl;
 import mm.addr;

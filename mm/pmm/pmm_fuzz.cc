@@ -1,5 +1,5 @@
 // libFuzzer target for mm.pmm: the input is a memory map and a stream of operations, run on a real
-// Pmm and on the shadow model of mm/pmm_model.h, which must agree on every result (frames chosen,
+// Pmm and on the shadow model of mm/pmm/pmm_model.h, which must agree on every result (frames chosen,
 // errors, logged addresses, statistics, every frame's state). Any disagreement aborts.
 //
 // Input layout (every read past the end yields zeros, so any byte string is valid):
@@ -16,7 +16,7 @@
 #include <cstdlib>
 #include <vector>
 
-#include "mm/pmm_model.h"
+#include "mm/pmm/pmm_model.h"
 
 #include "testing/fuzz/corpus_replay.h"
 
@@ -132,6 +132,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, size_t size) {
 
 #if !defined(FERRITE_FUZZER)
 int main(int argc, char** argv) {
-  return ferrite_fuzz::replay_corpus(argc, argv, "mm/fuzz/pmm_corpus", LLVMFuzzerTestOneInput, "pmm_fuzz");
+  return ferrite_fuzz::replay_corpus(argc, argv, "mm/pmm/pmm_corpus", LLVMFuzzerTestOneInput, "pmm_fuzz");
 }
 #endif

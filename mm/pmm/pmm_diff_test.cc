@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "mm/pmm_model.h"
+#include "mm/pmm/pmm_model.h"
 
 namespace {
 

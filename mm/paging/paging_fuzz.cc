@@ -1,10 +1,10 @@
 // libFuzzer target for mm.paging: an input is a format selector and a stream of operations (map,
 // unmap, protect at every page size, range operations, reclaim, allocation-failure injection),
-// run on the engine and on the shadow model of mm/paging_model.h. Any disagreement (outcome, frame,
+// run on the engine and on the shadow model of mm/paging/paging_model.h. Any disagreement (outcome, frame,
 // flush range, translations against the software walker, table accounting) aborts.
 //
 // Built with -DFERRITE_FUZZER by fuzz_test; otherwise main() replays the files given as arguments
-// or, with none, the checked-in corpus (mm/fuzz/paging_corpus) from the runfiles: that is what
+// or, with none, the checked-in corpus (mm/paging/paging_corpus) from the runfiles: that is what
 // paging_corpus_test does, also under asan.
 //
 // Input layout: byte 0 selects the format (x86_64, x86_32, aarch64 TTBR0, aarch64 TTBR1); then
@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "mm/paging_model.h"
+#include "mm/paging/paging_model.h"
 
 #include "testing/fuzz/corpus_replay.h"
 
@@ -137,7 +137,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
 #if !defined(FERRITE_FUZZER)
 int main(int argc, char** argv) {
-  return ferrite_fuzz::replay_corpus(argc, argv, "mm/fuzz/paging_corpus", LLVMFuzzerTestOneInput,
+  return ferrite_fuzz::replay_corpus(argc, argv, "mm/paging/paging_corpus", LLVMFuzzerTestOneInput,
                                      "paging_fuzz");
 }
 #endif

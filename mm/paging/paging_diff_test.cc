@@ -1,4 +1,4 @@
-// Randomised differential test of mm.paging against the shadow model (mm/paging_model.h), for every
+// Randomised differential test of mm.paging against the shadow model (mm/paging/paging_model.h), for every
 // format: a seeded stream of map/unmap/protect (4 KiB, huge, 1 GiB), range operations that split
 // huge leaves at their edges, explicit reclaim, and phases of injected allocation failures. Each
 // operation's outcome, frame, flush token and unmapped-page count must match the model; probe
@@ -19,7 +19,7 @@
 #include <random>
 #include <string>
 
-#include "mm/paging_model.h"
+#include "mm/paging/paging_model.h"
 
 namespace {
 

@@ -4,7 +4,7 @@
 // creates them, later ones reuse them (reclaim is a separate step and not on these paths).
 // No address-space cloning (there is no COW yet).
 //
-//   ./bazelw run -c opt //mm/bench:paging_bench
+//   ./bazelw run -c opt //mm/paging:bench
 //
 // The last lines print the ratios: the per-page cost of one 2 MiB page against 512 4 KiB pages,
 // and translate's cost per page; the process exits non-zero if a target is missed.
@@ -17,7 +17,7 @@
 
 #include <ktl/macros.h>
 
-#include "mm/bench/recorder.h"
+#include "mm/testing/bench_recorder.h"
 
 import ktl;
 import mm.addr;

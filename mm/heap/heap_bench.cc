@@ -25,7 +25,7 @@
 // the top of an otherwise empty heap: 58 ns for B4 run on its own, against ~340-830 ns inside the
 // full run).
 //
-//   ./bazelw run -c opt //mm/bench:heap_bench
+//   ./bazelw run -c opt //mm/heap:bench
 #include <benchmark/benchmark.h>
 #include <dlfcn.h>
 #include <sys/wait.h>

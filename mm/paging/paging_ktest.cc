@@ -1,5 +1,5 @@
 // mm.paging engine tests, written once as KTEST bodies: they run as GoogleTest cases on the host
-// (//mm:paging_test, with the software walker as the independent MMU) and in the kernel's test mode.
+// (//mm/paging:paging_test, with the software walker as the independent MMU) and in the kernel's test mode.
 // Every body runs for each format it applies to, and every fixture checks that the frame allocator
 // is back to zero used frames (page-table frames included) when the tables are gone.
 #include <ktest/ktest.h>

@@ -170,6 +170,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
 #if !defined(FERRITE_FUZZER)
 int main(int argc, char** argv) {
-  return ferrite_fuzz::replay_corpus(argc, argv, "mm/fuzz/heap_corpus", LLVMFuzzerTestOneInput, "heap_fuzz");
+  return ferrite_fuzz::replay_corpus(argc, argv, "mm/heap/heap_corpus", LLVMFuzzerTestOneInput, "heap_fuzz");
 }
 #endif

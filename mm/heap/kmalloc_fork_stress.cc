@@ -1,4 +1,4 @@
-// //mm:kmalloc_fork_stress: fork() while other threads are inside malloc, the way a threaded
+// //mm/heap:kmalloc_fork_stress: fork() while other threads are inside malloc, the way a threaded
 // Python program that starts subprocesses or multiprocessing workers does.
 //
 //   kmalloc_fork_stress [forks=200] [threads=4] [timeout_ms=10000]

@@ -1,4 +1,4 @@
-// //mm:kmalloc_preload: the host build of Ferrite's heap as the process's malloc.
+// //mm/heap:kmalloc_preload: the host build of Ferrite's heap as the process's malloc.
 //
 //   LD_PRELOAD=bazel-bin/mm/kmalloc_preload python3 -c 'print("hello")'
 //

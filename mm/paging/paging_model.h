@@ -1,6 +1,6 @@
 // A shadow model of mm.paging, and a harness that runs the same operation on the engine and the
 // model and checks that they agree. Shared by the randomised differential test
-// (//mm:paging_diff_test) and the libFuzzer target (//mm/fuzz:paging_fuzz). Host only.
+// (//mm/paging:paging_diff_test) and the libFuzzer target (//mm/paging:paging_fuzz). Host only.
 //
 // The model keeps what the tables must contain, in the simplest form: the set of leaves (linear
 // start -> level, frame, effective flags) and the set of non-root tables ((level, first address)).

@@ -1,4 +1,4 @@
-// mm.address_space and mm.mapping tests as KTEST bodies (host: //mm:address_space_test; kernel:
+// mm.address_space and mm.mapping tests as KTEST bodies (host: //mm/vm:address_space_test; kernel:
 // test mode). Nothing here activates an address space (in the kernel that would switch CR3 to
 // tables that do not map the kernel); activation and flush-order checks are host-only, in
 // address_space_test.cc.

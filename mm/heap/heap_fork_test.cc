@@ -1,8 +1,8 @@
 // HostHeap::lock_for_fork / unlock_after_fork / ForkGuard: the pthread_atfork protocol of the
-// preload library (//mm:kmalloc_preload), on a HostHeap of this process. Runs under TSan too
+// preload library (//mm/heap:kmalloc_preload), on a HostHeap of this process. Runs under TSan too
 // (heap_fork_test_tsan); the children allocate and free but start no thread (TSan does not
 // support threads in the child of a multithreaded fork). kmalloc_preload_test.sh runs the same
-// scenario through the preloaded malloc of a real process (//mm:kmalloc_fork_stress).
+// scenario through the preloaded malloc of a real process (//mm/heap:kmalloc_fork_stress).
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>

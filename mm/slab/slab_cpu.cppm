@@ -24,7 +24,7 @@
 // Hot functions are marked `inline`: in a module, a function defined in its class is not inline
 // (P1779), and only inline ones can be inlined into importers.
 //
-// LOCK ORDER (see mm/slab.cppm for the whole picture): slab.cpu_registry -> slab.cache -> pmm.arena.
+// LOCK ORDER (see mm/slab/slab.cppm for the whole picture): slab.cpu_registry -> slab.cache -> pmm.arena.
 module;
 
 #include <ktl/macros.h>
