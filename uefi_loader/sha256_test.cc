@@ -1,6 +1,7 @@
 // Host tests of loader.sha256 against the FIPS 180-4 examples and NIST CAVP SHA256ShortMsg /
 // SHA256LongMsg vectors, plus split-invariance (any chunking gives the one-shot digest).
 #include <gtest/gtest.h>
+#include "testing/seed.h"
 
 #include <cstdlib>
 #include <random>
@@ -71,8 +72,7 @@ TEST(Sha256, CavpShortMessages) {
 }
 
 TEST(Sha256, AnySplitGivesTheOneShotDigest) {
-  unsigned seed =
-      std::getenv("FERRITE_SEED") ? static_cast<unsigned>(std::atoi(std::getenv("FERRITE_SEED"))) : 20240603u;
+  const auto seed = static_cast<unsigned>(ferrite_testing::test_seed(20240603u));
   SCOPED_TRACE("FERRITE_SEED=" + std::to_string(seed));
   std::mt19937 rng(seed);
   for (int round = 0; round < 200; ++round) {

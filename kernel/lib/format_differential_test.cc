@@ -1,6 +1,7 @@
 // ktl::format_to against abseil's StrFormat (host only): random integers and specs must render
 // identically. Seeded; set FERRITE_SEED to replay a failure.
 #include <gtest/gtest.h>
+#include "testing/seed.h"
 
 #include <cstdint>
 #include <cstdlib>
@@ -19,10 +20,7 @@ class StringSink final : public ktl::FormatSink {
   std::string out;
 };
 
-std::uint64_t seed() {
-  if (const char* s = std::getenv("FERRITE_SEED")) return std::strtoull(s, nullptr, 0);
-  return std::random_device{}();
-}
+std::uint64_t seed() { return ferrite_testing::test_seed(); }
 
 TEST(FormatDifferential, IntegersMatchAbseil) {
   const std::uint64_t s = seed();

@@ -1,5 +1,6 @@
 // mm.bitmap: BitSpan and SummaryBitmap against a std::vector<bool> reference.
 #include <gtest/gtest.h>
+#include "testing/seed.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -130,8 +131,7 @@ TEST(SummaryBitmap, RunSearchHonoursAbsoluteAlignment) {
 
 // Random operations on maps of many sizes, every query compared with the reference.
 TEST(SummaryBitmap, AgreesWithAReferenceUnderRandomOperations) {
-  const char* env = std::getenv("FERRITE_SEED");
-  const u64 seed = env != nullptr ? std::strtoull(env, nullptr, 0) : std::random_device{}();
+  const u64 seed = ferrite_testing::test_seed();
   SCOPED_TRACE("FERRITE_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
   for (u64 size :

@@ -4,6 +4,7 @@
 // reallocated, blocks must never overlap, alignment rules must hold, and at the end every frame
 // must be back. FERRITE_SEED=<n> replays a run; the seed is printed on failure.
 #include <gtest/gtest.h>
+#include "testing/seed.h"
 
 #include <cstdint>
 #include <cstdio>
@@ -24,11 +25,6 @@ namespace {
 
 using mm::Hardening;
 using mm::heap_host::HostHeap;
-
-std::uint64_t seed_from_env(std::uint64_t fallback) {
-  const char* s = std::getenv("FERRITE_SEED");
-  return s != nullptr ? std::strtoull(s, nullptr, 0) : fallback;
-}
 
 struct Block {
   std::size_t size;
@@ -179,7 +175,7 @@ class Differential {
 };
 
 void run(Hardening hardening, std::uint64_t default_seed, std::size_t steps) {
-  std::uint64_t seed = seed_from_env(default_seed);
+  std::uint64_t seed = ferrite_testing::test_seed(default_seed);
   SCOPED_TRACE(::testing::Message() << "FERRITE_SEED=" << seed);
   mm::heap_host::HostHeapOptions options;
   options.phys_bytes = std::uint64_t{1} << 30;

@@ -1,6 +1,7 @@
 // Multithreaded stress of the heap and the per-CPU (here: per-thread) magazine layer. Runs under
 // TSan too (heap_stress_test_tsan). Seeded (FERRITE_SEED replays; the seed is printed).
 #include <gtest/gtest.h>
+#include "testing/seed.h"
 
 #include <atomic>
 #include <condition_variable>
@@ -23,11 +24,6 @@ import mm.slab;
 namespace {
 
 using mm::heap_host::HostHeap;
-
-std::uint64_t seed_from_env(std::uint64_t fallback) {
-  const char* s = std::getenv("FERRITE_SEED");
-  return s != nullptr ? std::strtoull(s, nullptr, 0) : fallback;
-}
 
 std::uint64_t balance(HostHeap& host) {
   host.heap().slab().flush_local_cpu();
@@ -55,7 +51,7 @@ bool intact(const Block& b) {
 }
 
 TEST(HeapStress, ThreadsAllocateFreeAndHandOverAcrossThreads) {
-  std::uint64_t seed = seed_from_env(77);
+  std::uint64_t seed = ferrite_testing::test_seed(77);
   SCOPED_TRACE(::testing::Message() << "FERRITE_SEED=" << seed);
   mm::heap_host::HostHeapOptions options;
   options.phys_bytes = std::uint64_t{512} << 20;

@@ -10,6 +10,7 @@
 //   FERRITE_PAGING_OPS=<n>    operations per format (default 1,000,000 for x86_64, the kernel's
 //                             format, and 500,000 for each other one; the asan twin uses fewer)
 #include <gtest/gtest.h>
+#include "testing/seed.h"
 
 #include <chrono>
 #include <cstdint>
@@ -29,16 +30,7 @@ using paging_model::OpKind;
 using std::uint64_t;
 namespace paging = mm::paging;
 
-uint64_t env_or(const char* name, uint64_t fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 0) : fallback;
-}
-
-uint64_t seed() {
-  static const uint64_t s =
-      env_or("FERRITE_SEED", std::random_device{}() | (uint64_t{std::random_device{}()} << 32));
-  return s;
-}
+uint64_t seed() { return ferrite_testing::test_seed(); }
 
 // Addresses cluster in a few root slots, gigabytes, 2 MiB blocks and pages, so operations collide,
 // share tables, split each other's leaves and leave tables to reclaim.
@@ -150,7 +142,8 @@ class Generator {
 
 template <class F>
 void differential(uint64_t s) {
-  const uint64_t ops = env_or("FERRITE_PAGING_OPS", ktl::is_same<F, paging::X86_64> ? 1'000'000 : 500'000);
+  const uint64_t ops =
+      ferrite_testing::env_u64("FERRITE_PAGING_OPS", ktl::is_same<F, paging::X86_64> ? 1'000'000 : 500'000);
   auto memory = mm::paging_testing::TestMemory::acquire(16 << 20).release_value();
   Harness<F> h(memory);
   Generator<F> gen(s);

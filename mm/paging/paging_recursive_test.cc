@@ -5,6 +5,7 @@
 // the window (reading each entry at its recursive address) must equal the direct translation and
 // the walker's. This is what the kernel will do with the tables loaded in CR3.
 #include <gtest/gtest.h>
+#include "testing/seed.h"
 
 #include <cstdint>
 #include <cstdio>
@@ -32,12 +33,7 @@ using mm::VirtAddr;
 using std::uint64_t;
 namespace paging = mm::paging;
 
-uint64_t seed() {
-  const char* v = std::getenv("FERRITE_SEED");
-  static const uint64_t s =
-      v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 0) : std::random_device{}();
-  return s;
-}
+uint64_t seed() { return ferrite_testing::test_seed(); }
 
 // Memory as a CPU sees it once the tables are active: every load goes through the simulated MMU.
 struct MmuMemory {

@@ -4,6 +4,7 @@
 //
 // The seed is printed; FERRITE_SEED=<n> replays a run, FERRITE_OPS=<n> changes its length.
 #include <gtest/gtest.h>
+#include "testing/seed.h"
 
 #include <cstdint>
 #include <cstdio>
@@ -48,14 +49,9 @@ std::vector<Region> layout() {
   };
 }
 
-u64 env_or(const char* name, u64 fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 0) : fallback;
-}
-
 TEST(PmmDifferential, MillionOpsAgainstShadowModel) {
-  const u64 seed = env_or("FERRITE_SEED", std::random_device{}());
-  const u64 target_ops = env_or("FERRITE_OPS", 1'000'000);
+  const u64 seed = ferrite_testing::test_seed();
+  const u64 target_ops = ferrite_testing::env_u64("FERRITE_OPS", 1'000'000);
   std::printf("PmmDifferential seed %llu (replay with FERRITE_SEED=%llu)\n",
               static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed));
   SCOPED_TRACE("FERRITE_SEED=" + std::to_string(seed));

@@ -242,15 +242,6 @@ class SlabCache {
   // these for everything else, so the fast path itself needs no stack frame.
   [[nodiscard]] void* alloc_general(usize requested);
   void free_general(void* object);
-  // alloc_sized for a cache that has a per-CPU slot (has_cpu_slot()): one check less.
-  [[nodiscard]] inline void* alloc_with_cpu_slot(usize requested) {
-    slab_cpu::CpuPin pin;
-    slab_cpu::CpuSlot& slot = local_slot(pin);
-    slab_cpu::Magazine* m = slot.loaded;
-    void* object = m != nullptr && !m->empty() ? m->pop() : alloc_slow(pin.block(), slot);
-    if (object != nullptr) on_alloc(object, requested);
-    return object;
-  }
   [[nodiscard]] bool has_cpu_slot() const { return cpu_slot_ != slab_cpu::kNoSlot; }
   // Frees an object of this cache. Hardened caches check that it is one (foreign, interior and
   // double frees panic); other caches trust the caller (see the module comment).
