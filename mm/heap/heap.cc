@@ -145,7 +145,7 @@ bool HeapRegion::table_set(u64 page, ktl::uptr value) {
   ktl::uptr& leaf = root_[page / kLeafEntries];
   if (leaf == 0) {
     if (value == 0) return true;
-    auto frame = pmm_->alloc_physical_page();
+    auto frame = pmm_->alloc_page();
     if (frame.is_err()) return false;
     ktl::Bytes bytes = window_.bytes(frame.value().start(), kPageSize);
     ktl::fill_bytes(bytes, 0);

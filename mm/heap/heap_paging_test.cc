@@ -271,7 +271,7 @@ TEST(HeapMappings, FailedGrowthLeavesTheObjectAndItsOneMappingAlone) {
 std::vector<mm::AllocatedFrames> fragment(mm::Pmm& pmm, std::uint64_t run) {
   std::vector<mm::AllocatedFrames> all;
   while (true) {
-    auto f = pmm.alloc_physical_page();
+    auto f = pmm.alloc_page();
     if (f.is_err()) break;
     all.push_back(f.release_value());
   }

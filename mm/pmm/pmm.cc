@@ -425,12 +425,12 @@ ktl::Result<u64, PmmError> Pmm::alloc_run(u64 count, u64 align, const AllocOptio
   return ktl::Err(PmmError::OutOfMemory);
 }
 
-ktl::Result<AllocatedFrames, PmmError> Pmm::alloc_physical_page(const AllocOptions& options) {
+ktl::Result<AllocatedFrames, PmmError> Pmm::alloc_page(const AllocOptions& options) {
   u64 frame = TRY(alloc_run(1, 1, options));
   return AllocatedFrames(*this, frame_of(frame), 1);
 }
 
-ktl::Result<Frame4K, PmmError> Pmm::pmm_alloc_page(const AllocOptions& options) {
+ktl::Result<Frame4K, PmmError> Pmm::alloc_page_unowned(const AllocOptions& options) {
   u64 frame = TRY(alloc_run(1, 1, options));
   return frame_of(frame);
 }
@@ -454,7 +454,7 @@ ktl::Result<AllocatedFrames, PmmError> Pmm::claim(Frame4K first, u64 count) {
   return AllocatedFrames(*this, first, count);
 }
 
-ktl::Result<AllocatedFrames, PmmError> Pmm::set_page_used(Frame4K frame) { return claim(frame, 1); }
+ktl::Result<AllocatedFrames, PmmError> Pmm::claim_page(Frame4K frame) { return claim(frame, 1); }
 
 ktl::Result<void, PmmError> Pmm::free_frames(Frame4K first, u64 count) {
   if (!initialized_) return ktl::Err(PmmError::NotInitialized);
@@ -466,8 +466,7 @@ ktl::Result<void, PmmError> Pmm::free_frames(Frame4K first, u64 count) {
   return ktl::ok();
 }
 
-ktl::Result<void, PmmError> Pmm::pmm_free_page(Frame4K frame) { return free_frames(frame, 1); }
-ktl::Result<void, PmmError> Pmm::set_page_free(Frame4K frame) { return free_frames(frame, 1); }
+ktl::Result<void, PmmError> Pmm::free_page(Frame4K frame) { return free_frames(frame, 1); }
 
 // --- Pmm: queries ---------------------------------------------------------------------------------------
 FrameState Pmm::state_of(Frame4K frame) const {
@@ -548,7 +547,7 @@ void Pmm::unlock_all() {
 
 // --- Pmm: mm::FrameAllocator ---------------------------------------------------------------------------
 ktl::Result<Frame4K, FrameError> Pmm::allocate_frame() {
-  auto r = pmm_alloc_page();
+  auto r = alloc_page_unowned();
   if (r.is_err()) {
     return ktl::Err(r.error() == PmmError::OutOfMemory ? FrameError::OutOfMemory
                                                        : FrameError::InvalidRequest);
@@ -556,7 +555,7 @@ ktl::Result<Frame4K, FrameError> Pmm::allocate_frame() {
   return r.value();
 }
 
-void Pmm::free_frame(Frame4K frame) { (void)pmm_free_page(frame); }
+void Pmm::free_frame(Frame4K frame) { (void)free_page(frame); }
 
 // --- the global instance ----------------------------------------------------------------------------------
 ktl::Result<void, PmmError> install_global_pmm(Pmm& pmm) {
@@ -574,31 +573,5 @@ void uninstall_global_pmm(Pmm& pmm) {
 }
 
 Pmm* global_pmm() { return g_global_pmm.load(ktl::MemoryOrder::Acquire); }
-
-ktl::Result<AllocatedFrames, PmmError> alloc_physical_page(const AllocOptions& options) {
-  Pmm* p = global_pmm();
-  if (p == nullptr) return ktl::Err(PmmError::NotInstalled);
-  return p->alloc_physical_page(options);
-}
-ktl::Result<AllocatedFrames, PmmError> set_page_used(Frame4K frame) {
-  Pmm* p = global_pmm();
-  if (p == nullptr) return ktl::Err(PmmError::NotInstalled);
-  return p->set_page_used(frame);
-}
-ktl::Result<void, PmmError> set_page_free(Frame4K frame) {
-  Pmm* p = global_pmm();
-  if (p == nullptr) return ktl::Err(PmmError::NotInstalled);
-  return p->set_page_free(frame);
-}
-ktl::Result<Frame4K, PmmError> pmm_alloc_page() {
-  Pmm* p = global_pmm();
-  if (p == nullptr) return ktl::Err(PmmError::NotInstalled);
-  return p->pmm_alloc_page();
-}
-ktl::Result<void, PmmError> pmm_free_page(Frame4K frame) {
-  Pmm* p = global_pmm();
-  if (p == nullptr) return ktl::Err(PmmError::NotInstalled);
-  return p->pmm_free_page(frame);
-}
 
 }  // namespace mm

@@ -19,8 +19,8 @@
 //   * Policy: lowest address first, arenas in address order, the preferred node's arenas first.
 //
 // Ownership: allocation returns an AllocatedFrames, a move-only owner that gives its frames back
-// when destroyed. release() hands the frames on as plain values (the seed API pmm_alloc_page /
-// pmm_free_page, and mm::FrameAllocator, deal in those).
+// when destroyed. release() hands the frames on as plain values (the unowned calls alloc_page_unowned /
+// free_page, and mm::FrameAllocator, deal in those).
 module;
 
 #include <ktl/macros.h>
@@ -300,16 +300,16 @@ class Pmm final : public FrameAllocator {
   // cover them. Call once, before the Pmm is shared with other CPUs.
   [[nodiscard]] ktl::Result<void, PmmError> init(ktl::Span<const PhysRegion> map, PhysWindow window);
 
-  // --- the seed API ---
+  // --- single frames (the design documents' names for these live in mm.compat) ---
   // One free frame, owned.
-  [[nodiscard]] ktl::Result<AllocatedFrames, PmmError> alloc_physical_page(const AllocOptions& options = {});
+  [[nodiscard]] ktl::Result<AllocatedFrames, PmmError> alloc_page(const AllocOptions& options = {});
   // Claims the specific frame `frame` (it must be free): AlreadyAllocated, Reserved, NotManaged.
-  [[nodiscard]] ktl::Result<AllocatedFrames, PmmError> set_page_used(Frame4K frame);
-  // Frees a frame that was released from its owner: DoubleFree, Reserved, NotManaged.
-  [[nodiscard]] ktl::Result<void, PmmError> set_page_free(Frame4K frame);
-  // The unowned form: the caller must pmm_free_page() the frame.
-  [[nodiscard]] ktl::Result<Frame4K, PmmError> pmm_alloc_page(const AllocOptions& options = {});
-  [[nodiscard]] ktl::Result<void, PmmError> pmm_free_page(Frame4K frame);
+  [[nodiscard]] ktl::Result<AllocatedFrames, PmmError> claim_page(Frame4K frame);
+  // The unowned form: the caller must free_page() the frame.
+  [[nodiscard]] ktl::Result<Frame4K, PmmError> alloc_page_unowned(const AllocOptions& options = {});
+  // Frees a frame that is not owned (released from its owner, or from alloc_page_unowned):
+  // DoubleFree, Reserved, NotManaged.
+  [[nodiscard]] ktl::Result<void, PmmError> free_page(Frame4K frame);
 
   // --- runs ---
   // `count` contiguous frames starting at a multiple of `align_bytes` (a power of two >= 4 KiB).
@@ -396,17 +396,11 @@ class Pmm final : public FrameAllocator {
 };
 
 // --- the global instance -------------------------------------------------------------------------
-// The kernel builds its Pmm from the boot map and registers it; the free functions below use it.
+// The kernel builds its Pmm from the boot map and registers it; mm.compat's free functions use it.
 [[nodiscard]] ktl::Result<void, PmmError> install_global_pmm(Pmm& pmm);
 // Unregisters `pmm` (which must be the installed one). For tests; the kernel never does this.
 void uninstall_global_pmm(Pmm& pmm);
 // The installed Pmm, or null.
 [[nodiscard]] Pmm* global_pmm();
-
-[[nodiscard]] ktl::Result<AllocatedFrames, PmmError> alloc_physical_page(const AllocOptions& options = {});
-[[nodiscard]] ktl::Result<AllocatedFrames, PmmError> set_page_used(Frame4K frame);
-[[nodiscard]] ktl::Result<void, PmmError> set_page_free(Frame4K frame);
-[[nodiscard]] ktl::Result<Frame4K, PmmError> pmm_alloc_page();
-[[nodiscard]] ktl::Result<void, PmmError> pmm_free_page(Frame4K frame);
 
 }  // namespace mm

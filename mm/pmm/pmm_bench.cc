@@ -136,9 +136,9 @@ void pmm_alloc_free(benchmark::State& state, Pattern p) {
   Machine& m = machine();
   m.fill_pmm(p, static_cast<u64>(state.range(0)));
   for (auto _ : state) {
-    auto f = m.pmm.pmm_alloc_page();
+    auto f = m.pmm.alloc_page_unowned();
     benchmark::DoNotOptimize(f);
-    if (f.is_err() || m.pmm.pmm_free_page(f.value()).is_err()) state.SkipWithError("pmm alloc/free failed");
+    if (f.is_err() || m.pmm.free_page(f.value()).is_err()) state.SkipWithError("pmm alloc/free failed");
   }
 }
 void naive_alloc_free(benchmark::State& state, Pattern p) {
@@ -156,12 +156,12 @@ void BM_Naive_Bottom(benchmark::State& s) { naive_alloc_free(s, Pattern::Bottom)
 void BM_Pmm_Random(benchmark::State& s) { pmm_alloc_free(s, Pattern::Random); }
 void BM_Naive_Random(benchmark::State& s) { naive_alloc_free(s, Pattern::Random); }
 
-// The owning API: alloc_physical_page() and the AllocatedFrames destructor.
+// The owning API: alloc_page() and the AllocatedFrames destructor.
 void BM_PmmOwned_Bottom(benchmark::State& state) {
   Machine& m = machine();
   m.fill_pmm(Pattern::Bottom, static_cast<u64>(state.range(0)));
   for (auto _ : state) {
-    auto f = m.pmm.alloc_physical_page();
+    auto f = m.pmm.alloc_page();
     benchmark::DoNotOptimize(f);
   }
 }

@@ -128,12 +128,12 @@ TEST(PmmDifferential, ModelDetectsADivergence) {
   Harness h(kBase, kSize, layout());
   ASSERT_TRUE(h.ready()) << h.failure();
   // Take a frame behind the model's back: the next full check must notice.
-  auto stolen = h.pmm().pmm_alloc_page();
+  auto stolen = h.pmm().alloc_page_unowned();
   ASSERT_TRUE(stolen.is_ok());
   h.check_all();
   EXPECT_FALSE(h.ok());
   EXPECT_NE(h.failure().find("state_of"), std::string::npos) << h.failure();
-  ASSERT_TRUE(h.pmm().pmm_free_page(stolen.value()).is_ok());
+  ASSERT_TRUE(h.pmm().free_page(stolen.value()).is_ok());
 }
 
 }  // namespace

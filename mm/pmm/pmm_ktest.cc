@@ -151,7 +151,7 @@ KTEST(Pmm, HandsOutEveryUsableFrameAndNothingElse) {
   u64 n = 0;
   u64 previous = 0;
   for (;;) {
-    auto r = pmm.pmm_alloc_page();
+    auto r = pmm.alloc_page_unowned();
     if (r.is_err()) {
       KEXPECT_EQ(r.error(), PmmError::OutOfMemory);
       break;
@@ -167,7 +167,7 @@ KTEST(Pmm, HandsOutEveryUsableFrameAndNothingElse) {
   KEXPECT_EQ(pmm.free_frame_count(), 0u);
   KEXPECT_EQ(pmm.stats().used_bytes, available * kPage);
   // Exhaustion is an error, never a reserved frame.
-  KEXPECT_EQ(pmm.alloc_physical_page().error(), PmmError::OutOfMemory);
+  KEXPECT_EQ(pmm.alloc_page().error(), PmmError::OutOfMemory);
   KEXPECT_EQ(pmm.alloc_contiguous(1, kPage).error(), PmmError::OutOfMemory);
   // Everything allocated is exactly the usable frames minus the metadata (no array of frames:
   // kernel stacks are small).
@@ -175,7 +175,7 @@ KTEST(Pmm, HandsOutEveryUsableFrameAndNothingElse) {
   for (u64 a = kBase; a < kBase + kSize; a += kPage) {
     if (pmm.state_of(frame_at(a)) != FrameState::Allocated) continue;
     KEXPECT(in_usable(a));
-    KEXPECT_OK(pmm.pmm_free_page(frame_at(a)));
+    KEXPECT_OK(pmm.free_page(frame_at(a)));
     ++freed;
   }
   KEXPECT_EQ(freed, n);
@@ -195,7 +195,7 @@ KTEST(Pmm, UnalignedRegionEdgesAreNeverHandedOut) {
   // The frame holding the boundary belongs wholly to neither usable region.
   KEXPECT_EQ(pmm.state_of(frame_at(kBase + 2 * MiB)), FrameState::NotManaged);
   KEXPECT_EQ(pmm.state_of(frame_at(kBase + kPage)), FrameState::Free);
-  auto first = pmm.alloc_physical_page();
+  auto first = pmm.alloc_page();
   KASSERT_OK(first);
   KEXPECT_EQ(first.value().start(), PhysAddr::from(kBase + kPage));
 }
@@ -229,8 +229,8 @@ KTEST(Pmm, RejectsBadMaps) {
     Pmm pmm;  // one usable frame cannot hold a bitmap and the region table
     ktl::Array<PhysRegion, 1> tiny{{region(16 * MiB, 16 * MiB + kPage, RegionKind::Usable)}};
     KEXPECT_EQ(pmm.init(tiny.span(), mem.window()).error(), PmmError::NoMemoryForMetadata);
-    KEXPECT_EQ(pmm.alloc_physical_page().error(), PmmError::NotInitialized);
-    KEXPECT_EQ(pmm.pmm_free_page(frame_at(16 * MiB)).error(), PmmError::NotInitialized);
+    KEXPECT_EQ(pmm.alloc_page().error(), PmmError::NotInitialized);
+    KEXPECT_EQ(pmm.free_page(frame_at(16 * MiB)).error(), PmmError::NotInitialized);
   }
   {
     Pmm pmm;  // the map goes beyond the window, and the metadata would land there
@@ -275,7 +275,7 @@ KTEST(Pmm, OwnerReturnsItsFramesWhenDestroyed) {
   LeakCheck leak(ktest_ctx, pmm);
   const u64 before = pmm.free_frame_count();
   {
-    AllocatedFrames one = KTRY(pmm.alloc_physical_page());
+    AllocatedFrames one = KTRY(pmm.alloc_page());
     AllocatedFrames run = KTRY(pmm.alloc_contiguous(16, 16 * kPage));
     KEXPECT_EQ(one.count(), 1u);
     KEXPECT_EQ(run.count(), 16u);
@@ -284,7 +284,7 @@ KTEST(Pmm, OwnerReturnsItsFramesWhenDestroyed) {
     KEXPECT_EQ(pmm.state_of(one.first()), FrameState::Allocated);
   }
   KEXPECT_EQ(pmm.free_frame_count(), before);
-  AllocatedFrames early = KTRY(pmm.alloc_physical_page());
+  AllocatedFrames early = KTRY(pmm.alloc_page());
   early.reset();
   KEXPECT(early.empty());
   KEXPECT_EQ(pmm.free_frame_count(), before);
@@ -297,12 +297,12 @@ KTEST(Pmm, MovingTransfersOwnership) {
   KASSERT_OK(pmm.init(map.span(), mem.window()));
   LeakCheck leak(ktest_ctx, pmm);
   const u64 before = pmm.free_frame_count();
-  AllocatedFrames a = KTRY(pmm.alloc_physical_page());
+  AllocatedFrames a = KTRY(pmm.alloc_page());
   Frame4K fa = a.first();
   AllocatedFrames b(ktl::move(a));
   KEXPECT(a.empty());  // NOLINT(bugprone-use-after-move): the moved-from owner is defined empty
   KEXPECT_EQ(b.first().start(), fa.start());
-  AllocatedFrames c = KTRY(pmm.alloc_physical_page());
+  AllocatedFrames c = KTRY(pmm.alloc_page());
   Frame4K fc = c.first();
   c = ktl::move(b);  // c's old frame is freed, c now owns fa
   KEXPECT_EQ(pmm.state_of(fc), FrameState::Free);
@@ -384,8 +384,8 @@ KTEST(Pmm, RunSearchFindsTheOnlyFittingHole) {
   AllocatedFrames all[3];
   usize held = 0;
   while (pmm.free_frame_count() > 0) {
-    Frame4K start = KTRY(pmm.pmm_alloc_page());  // the lowest free frame
-    KEXPECT_OK(pmm.pmm_free_page(start));
+    Frame4K start = KTRY(pmm.alloc_page_unowned());  // the lowest free frame
+    KEXPECT_OK(pmm.free_page(start));
     u64 len = 0;
     while (pmm.state_of(frame_at(start.start().value() + len * kPage)) == FrameState::Free) ++len;
     KASSERT(held < 3);
@@ -395,7 +395,7 @@ KTEST(Pmm, RunSearchFindsTheOnlyFittingHole) {
   // Free every other frame of [16M, 17M)...
   mm::FrameRange<mm::Size4K> low = all[0].release();
   KEXPECT_EQ(low.count(), 256u);
-  for (u64 i = 0; i < low.count(); i += 2) KEXPECT_OK(pmm.pmm_free_page(low[i]));
+  for (u64 i = 0; i < low.count(); i += 2) KEXPECT_OK(pmm.free_page(low[i]));
   // ...and one run of 8 frames inside [17M + 256K, 20M).
   const u64 hole = 19 * MiB + 20 * KiB;
   mm::SplitFrames a = ktl::move(all[1]).split_at((hole - all[1].start().value()) / kPage);
@@ -407,11 +407,11 @@ KTEST(Pmm, RunSearchFindsTheOnlyFittingHole) {
   const u64 free_now = pmm.free_frame_count();
   KEXPECT_EQ(pmm.alloc_contiguous(2, kPage).error(), PmmError::OutOfMemory);
   KEXPECT_EQ(pmm.free_frame_count(), free_now);
-  AllocatedFrames single = KTRY(pmm.alloc_physical_page());
+  AllocatedFrames single = KTRY(pmm.alloc_page());
   KEXPECT_EQ(single.start(), PhysAddr::from(16 * MiB));
   single.reset();
   // Give back the odd frames of [16M, 17M); the owners return the rest.
-  for (u64 i = 1; i < low.count(); i += 2) KEXPECT_OK(pmm.pmm_free_page(low[i]));
+  for (u64 i = 1; i < low.count(); i += 2) KEXPECT_OK(pmm.free_page(low[i]));
 }
 
 KTEST(Pmm, DmaLimitKeepsRunsBelowFourGibibytes) {
@@ -426,7 +426,7 @@ KTEST(Pmm, DmaLimitKeepsRunsBelowFourGibibytes) {
   KEXPECT_LE(buffer.range().end(), PhysAddr::from(4 * GiB));
   u64 below = 512;
   for (;;) {
-    auto r = pmm.pmm_alloc_page(dma);
+    auto r = pmm.alloc_page_unowned(dma);
     if (r.is_err()) {
       KEXPECT_EQ(r.error(), PmmError::OutOfMemory);
       break;
@@ -437,7 +437,7 @@ KTEST(Pmm, DmaLimitKeepsRunsBelowFourGibibytes) {
   KEXPECT_EQ(below, 4 * MiB / kPage);  // every frame below 4 GiB, the metadata is above
   KEXPECT_EQ(pmm.alloc_contiguous(1, kPage, dma).error(), PmmError::OutOfMemory);
   // Memory above the limit is still there for everyone else.
-  AllocatedFrames high = KTRY(pmm.alloc_physical_page());
+  AllocatedFrames high = KTRY(pmm.alloc_page());
   KEXPECT_EQ(high.start(), PhysAddr::from(4 * GiB));
   KEXPECT_OK(pmm.free_frames(frame_at(4 * GiB - 2 * MiB), 512));
 }
@@ -463,23 +463,23 @@ KTEST(Pmm, PreferredNodeFirstThenFallback) {
   KEXPECT_EQ(pmm.state_of(frame_at(20 * MiB - kPage)), FrameState::Metadata);
 
   AllocOptions on1{.node = NodeId{1}, .fallback = Fallback::None};
-  AllocatedFrames first = KTRY(pmm.alloc_physical_page(on1));
+  AllocatedFrames first = KTRY(pmm.alloc_page(on1));
   KEXPECT_EQ(first.start(), PhysAddr::from(18 * MiB));
   KEXPECT_EQ(pmm.node_stats(NodeId{1})->used_bytes, kPage);
   KEXPECT_EQ(pmm.node_stats(NodeId{0})->used_bytes, 0u);
   // Drain node 1.
   u64 taken = 0;
-  while (pmm.pmm_alloc_page(on1).is_ok()) ++taken;
+  while (pmm.alloc_page_unowned(on1).is_ok()) ++taken;
   KEXPECT_EQ(pmm.node_stats(NodeId{1})->free_bytes, 0u);
-  KEXPECT_EQ(pmm.alloc_physical_page(on1).error(), PmmError::OutOfMemory);
+  KEXPECT_EQ(pmm.alloc_page(on1).error(), PmmError::OutOfMemory);
   KEXPECT_EQ(pmm.alloc_contiguous(2, kPage, on1).error(), PmmError::OutOfMemory);
   // With fallback the request goes to node 0.
-  AllocatedFrames spill = KTRY(pmm.alloc_physical_page(AllocOptions{.node = NodeId{1}}));
+  AllocatedFrames spill = KTRY(pmm.alloc_page(AllocOptions{.node = NodeId{1}}));
   KEXPECT_EQ(spill.start(), PhysAddr::from(16 * MiB));
   // A node without memory; a node that cannot exist.
-  KEXPECT_EQ(pmm.alloc_physical_page(AllocOptions{.node = NodeId{5}, .fallback = Fallback::None}).error(),
+  KEXPECT_EQ(pmm.alloc_page(AllocOptions{.node = NodeId{5}, .fallback = Fallback::None}).error(),
              PmmError::OutOfMemory);
-  KEXPECT_EQ(pmm.alloc_physical_page(AllocOptions{.node = NodeId{mm::kMaxNumaNodes}}).error(),
+  KEXPECT_EQ(pmm.alloc_page(AllocOptions{.node = NodeId{mm::kMaxNumaNodes}}).error(),
              PmmError::InvalidRequest);
   KEXPECT(!pmm.node_stats(NodeId{5}).has_value());
   // A range may not run from one arena into the next (node 0 -> node 1 at 18 MiB).
@@ -495,16 +495,16 @@ KTEST(Pmm, DoubleFreeIsDetected) {
   auto map = standard_map();
   KASSERT_OK(pmm.init(map.span(), mem.window()));
   LeakCheck leak(ktest_ctx, pmm);
-  Frame4K f = KTRY(pmm.pmm_alloc_page());
-  KEXPECT_OK(pmm.pmm_free_page(f));
+  Frame4K f = KTRY(pmm.alloc_page_unowned());
+  KEXPECT_OK(pmm.free_page(f));
   const u64 free_now = pmm.free_frame_count();
-  KEXPECT_EQ(pmm.pmm_free_page(f).error(), PmmError::DoubleFree);
-  KEXPECT_EQ(pmm.set_page_free(f).error(), PmmError::DoubleFree);
+  KEXPECT_EQ(pmm.free_page(f).error(), PmmError::DoubleFree);
+  KEXPECT_EQ(pmm.free_page(f).error(), PmmError::DoubleFree);
   KEXPECT_EQ(pmm.free_frame_count(), free_now);
   // A run with one free frame in the middle: nothing of it is freed.
   AllocatedFrames run = KTRY(pmm.alloc_contiguous(5, kPage));
   mm::FrameRange<mm::Size4K> frames = run.release();
-  KEXPECT_OK(pmm.pmm_free_page(frames[2]));
+  KEXPECT_OK(pmm.free_page(frames[2]));
   const u64 before = pmm.free_frame_count();
   KEXPECT_EQ(pmm.free_frames(frames.first(), 5).error(), PmmError::DoubleFree);
   KEXPECT_EQ(pmm.free_frame_count(), before);
@@ -520,9 +520,9 @@ KTEST(Pmm, FreeOfUnmanagedFramesIsDetected) {
   KASSERT_OK(pmm.init(map.span(), mem.window()));
   LeakCheck leak(ktest_ctx, pmm);
   KEXPECT_EQ(pmm.state_of(frame_at(kHole)), FrameState::NotManaged);
-  KEXPECT_EQ(pmm.pmm_free_page(frame_at(kHole)).error(), PmmError::NotManaged);
-  KEXPECT_EQ(pmm.pmm_free_page(frame_at(0)).error(), PmmError::NotManaged);
-  KEXPECT_EQ(pmm.pmm_free_page(frame_at(1 * GiB)).error(), PmmError::NotManaged);
+  KEXPECT_EQ(pmm.free_page(frame_at(kHole)).error(), PmmError::NotManaged);
+  KEXPECT_EQ(pmm.free_page(frame_at(0)).error(), PmmError::NotManaged);
+  KEXPECT_EQ(pmm.free_page(frame_at(1 * GiB)).error(), PmmError::NotManaged);
   // A run that starts in RAM and runs off its end into the hole.
   AllocatedFrames last = KTRY(pmm.claim(frame_at(kFirmware - kPage), 1));
   KEXPECT_EQ(pmm.free_frames(last.first(), 2).error(), PmmError::Reserved);  // the firmware frame
@@ -537,14 +537,14 @@ KTEST(Pmm, FreeOfReservedFramesIsDetected) {
   KASSERT_OK(pmm.init(map.span(), mem.window()));
   LeakCheck leak(ktest_ctx, pmm);
   KEXPECT_EQ(pmm.state_of(frame_at(kKernel)), FrameState::Reserved);
-  KEXPECT_EQ(pmm.pmm_free_page(frame_at(kKernel)).error(), PmmError::Reserved);
-  KEXPECT_EQ(pmm.pmm_free_page(frame_at(kFirmware)).error(), PmmError::Reserved);
+  KEXPECT_EQ(pmm.free_page(frame_at(kKernel)).error(), PmmError::Reserved);
+  KEXPECT_EQ(pmm.free_page(frame_at(kFirmware)).error(), PmmError::Reserved);
   Frame4K meta = Frame4K::containing(pmm.metadata_block(0).start());
-  KEXPECT_EQ(pmm.pmm_free_page(meta).error(), PmmError::Reserved);
+  KEXPECT_EQ(pmm.free_page(meta).error(), PmmError::Reserved);
   KEXPECT_EQ(pmm.state_of(meta), FrameState::Metadata);
   // Nothing became allocatable.
   KEXPECT_EQ(pmm.state_of(frame_at(kKernel)), FrameState::Reserved);
-  KEXPECT_EQ(pmm.set_page_used(frame_at(kKernel)).error(), PmmError::Reserved);
+  KEXPECT_EQ(pmm.claim_page(frame_at(kKernel)).error(), PmmError::Reserved);
 }
 
 KTEST(Pmm, SetPageUsedClaimsOneSpecificFrame) {
@@ -554,13 +554,13 @@ KTEST(Pmm, SetPageUsedClaimsOneSpecificFrame) {
   KASSERT_OK(pmm.init(map.span(), mem.window()));
   LeakCheck leak(ktest_ctx, pmm);
   Frame4K wanted = frame_at(19 * MiB);
-  AllocatedFrames mine = KTRY(pmm.set_page_used(wanted));
+  AllocatedFrames mine = KTRY(pmm.claim_page(wanted));
   KEXPECT_EQ(mine.first().start(), wanted.start());
   KEXPECT_EQ(pmm.state_of(wanted), FrameState::Allocated);
-  KEXPECT_EQ(pmm.set_page_used(wanted).error(), PmmError::AlreadyAllocated);
-  KEXPECT_EQ(pmm.set_page_used(frame_at(kHole)).error(), PmmError::NotManaged);
+  KEXPECT_EQ(pmm.claim_page(wanted).error(), PmmError::AlreadyAllocated);
+  KEXPECT_EQ(pmm.claim_page(frame_at(kHole)).error(), PmmError::NotManaged);
   mm::FrameRange<mm::Size4K> raw = mine.release();
-  KEXPECT_OK(pmm.set_page_free(raw.first()));
+  KEXPECT_OK(pmm.free_page(raw.first()));
   KEXPECT_EQ(pmm.state_of(wanted), FrameState::Free);
 }
 

@@ -114,7 +114,7 @@ class Harness {
   std::map<std::string, u64> tally;
 
   // --- operations (each compares the Pmm with the model) ---------------------------------------
-  // count == 1 && align == 1 goes through alloc_physical_page (or pmm_alloc_page when `raw`).
+  // count == 1 && align == 1 goes through alloc_page (or alloc_page_unowned when `raw`).
   void alloc(u64 count, u64 align_frames, std::optional<u32> node, mm::Fallback fallback,
              std::optional<u64> below_frame, bool raw = false) {
     if (!ready()) return;
@@ -126,7 +126,7 @@ class Harness {
     std::optional<u64> want = predict_alloc(count, align_frames, node, fallback, below_frame);
     bool invalid = count == 0 || (node && *node >= kNodes);
     if (count == 1 && align_frames == 1 && raw) {
-      auto r = pmm_.pmm_alloc_page(o);
+      auto r = pmm_.alloc_page_unowned(o);
       if (!check_alloc_result(r.is_ok() ? std::optional<u64>(r.value().number()) : std::nullopt,
                               r.is_err() ? r.error() : mm::PmmError::OutOfMemory, want, invalid, count)) {
         return;
@@ -137,7 +137,7 @@ class Harness {
       }
       return;
     }
-    auto r = count == 1 && align_frames == 1 ? pmm_.alloc_physical_page(o)
+    auto r = count == 1 && align_frames == 1 ? pmm_.alloc_page(o)
                                              : pmm_.alloc_contiguous(count, align_frames * kPage, o);
     if (!check_alloc_result(r.is_ok() ? std::optional<u64>(r.value().first().number()) : std::nullopt,
                             r.is_err() ? r.error() : mm::PmmError::OutOfMemory, want, invalid, count)) {
@@ -201,7 +201,7 @@ class Harness {
     expect_no_log("release");
   }
 
-  // Frees raw[i] (pmm_free_page / set_page_free for one frame, free_frames for runs). When
+  // Frees raw[i] (free_page for one frame, free_frames for runs). When
   // `twice`, frees it again and expects a double free.
   void free_raw(size_t i, bool twice) {
     if (!ready() || raw_.empty()) return;
@@ -224,14 +224,14 @@ class Harness {
     free_and_check(first, count, false);
   }
 
-  // set_page_used / claim of a specific range; success becomes an owner.
+  // claim_page / claim of a specific range; success becomes an owner.
   void claim(u64 first, u64 count) {
     if (!ready() || count == 0) return;
     ++ops;
     Outcome want = predict_range(first, count, true);
     mm::Frame4K frame = mm::Frame4K::from_number(first).value();
     before_call();
-    auto r = count == 1 ? pmm_.set_page_used(frame) : pmm_.claim(frame, count);
+    auto r = count == 1 ? pmm_.claim_page(frame) : pmm_.claim(frame, count);
     if (want.error == Outcome::kOk) {
       if (r.is_err())
         return fail("claim(%s, %llu) failed with %s; model: success", addr_text(first).c_str(), count,
@@ -302,7 +302,7 @@ class Harness {
     for (const mm::AllocatedFrames& o : owned_) mark(o.first().number(), o.count(), St::Free);
     owned_.clear();
     for (auto [first, count] : raw_) {
-      auto r = count == 1 ? pmm_.pmm_free_page(mm::Frame4K::from_number(first).value())
+      auto r = count == 1 ? pmm_.free_page(mm::Frame4K::from_number(first).value())
                           : pmm_.free_frames(mm::Frame4K::from_number(first).value(), count);
       if (r.is_err())
         return fail("teardown free of %s failed: %s", addr_text(first).c_str(), mm::to_string(r.error()));
@@ -513,7 +513,7 @@ class Harness {
     Outcome want = predict_range(first, count, false);
     mm::Frame4K frame = mm::Frame4K::from_number(first).value();
     before_call();
-    auto r = count == 1 ? (seed_name ? pmm_.set_page_free(frame) : pmm_.pmm_free_page(frame))
+    auto r = count == 1 ? (seed_name ? pmm_.free_page(frame) : pmm_.free_page(frame))
                         : pmm_.free_frames(frame, count);
     if (want.error == Outcome::kOk) {
       if (r.is_err())

@@ -14,6 +14,7 @@
 import ktl;
 import mm.addr;
 import mm.frames;
+import mm.compat;
 import mm.pmm;
 import sim.phys;
 
@@ -68,27 +69,27 @@ std::string address(u64 a) {
 
 TEST_F(PmmFixture, ErrorsAreLoggedWithTheTypedAddress) {
   ferrite_host::LogCapture log;
-  Frame4K f = pmm_.pmm_alloc_page().value();
-  ASSERT_TRUE(pmm_.pmm_free_page(f).is_ok());
+  Frame4K f = pmm_.alloc_page_unowned().value();
+  ASSERT_TRUE(pmm_.free_page(f).is_ok());
   EXPECT_TRUE(log.lines.empty());
 
-  EXPECT_EQ(pmm_.pmm_free_page(f).error(), PmmError::DoubleFree);
+  EXPECT_EQ(pmm_.free_page(f).error(), PmmError::DoubleFree);
   ASSERT_EQ(log.lines.size(), 1u);
   EXPECT_NE(log.lines[0].find(address(f.start().value())), std::string::npos) << log.lines[0];
   EXPECT_NE(log.lines[0].find("double free"), std::string::npos) << log.lines[0];
 
-  EXPECT_EQ(pmm_.pmm_free_page(frame_at(17 * MiB + 8 * KiB)).error(), PmmError::Reserved);
+  EXPECT_EQ(pmm_.free_page(frame_at(17 * MiB + 8 * KiB)).error(), PmmError::Reserved);
   ASSERT_EQ(log.lines.size(), 2u);
   EXPECT_NE(log.lines[1].find(address(17 * MiB + 8 * KiB)), std::string::npos) << log.lines[1];
   EXPECT_NE(log.lines[1].find("kernel-image"), std::string::npos) << log.lines[1];
 
-  EXPECT_EQ(pmm_.pmm_free_page(frame_at(30 * MiB)).error(), PmmError::NotManaged);
+  EXPECT_EQ(pmm_.free_page(frame_at(30 * MiB)).error(), PmmError::NotManaged);
   ASSERT_EQ(log.lines.size(), 3u);
   EXPECT_NE(log.lines[2].find(address(30 * MiB)), std::string::npos) << log.lines[2];
   EXPECT_NE(log.lines[2].find("not managed"), std::string::npos) << log.lines[2];
 
   Frame4K meta = Frame4K::containing(pmm_.metadata_block(0).start());
-  EXPECT_EQ(pmm_.set_page_free(meta).error(), PmmError::Reserved);
+  EXPECT_EQ(pmm_.free_page(meta).error(), PmmError::Reserved);
   ASSERT_EQ(log.lines.size(), 4u);
   EXPECT_NE(log.lines[3].find("metadata"), std::string::npos) << log.lines[3];
 }
@@ -97,7 +98,7 @@ TEST_F(PmmFixture, AnOwnerWhoseFramesWereFreedBehindItsBackCorruptsNothing) {
   ferrite_host::LogCapture log;
   {
     AllocatedFrames run = pmm_.alloc_contiguous(4, kPage).release_value();
-    ASSERT_TRUE(pmm_.pmm_free_page(run.frames()[1]).is_ok());  // the bug: a raw free of an owned frame
+    ASSERT_TRUE(pmm_.free_page(run.frames()[1]).is_ok());  // the bug: a raw free of an owned frame
     log.lines.clear();
   }  // the owner's free finds frame 1 already free: reported, and nothing of the run is freed
   ASSERT_EQ(log.lines.size(), 1u);
@@ -105,7 +106,7 @@ TEST_F(PmmFixture, AnOwnerWhoseFramesWereFreedBehindItsBackCorruptsNothing) {
   EXPECT_EQ(pmm_.free_frame_count(), baseline_ - 3);
   EXPECT_TRUE(pmm_.check_invariants());
   // Clean up what the failed free left allocated.
-  ASSERT_TRUE(pmm_.pmm_free_page(frame_at(16 * MiB)).is_ok());
+  ASSERT_TRUE(pmm_.free_page(frame_at(16 * MiB)).is_ok());
   ASSERT_TRUE(pmm_.free_frames(frame_at(16 * MiB + 2 * kPage), 2).is_ok());
 }
 
@@ -183,7 +184,7 @@ TEST_F(PmmFixture, ConcurrentThreadsNeverShareAFrame) {
       for (int i = 0; i < kIterations; ++i) {
         if (held.size() < 64 && rng() % 2 == 0) {
           auto r = rng() % 8 == 0 ? pmm_.alloc_contiguous(1 + rng() % 16, kPage << (rng() % 4))
-                                  : pmm_.alloc_physical_page();
+                                  : pmm_.alloc_page();
           if (r.is_ok()) {
             take(r.value(), 0, t);
             held.push_back(r.release_value());

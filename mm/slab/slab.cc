@@ -180,7 +180,7 @@ ktl::Result<void, SlabError> Pagemap::set(PhysAddr first, u64 count, SlabDesc* d
     u64 index = f / kLeafEntries;
     if (leaf_at(index) != nullptr) continue;
     ktl::check(desc != nullptr, "slab pagemap: clearing a frame that has no leaf");
-    auto frame = pmm_->alloc_physical_page();
+    auto frame = pmm_->alloc_page();
     if (frame.is_err()) return ktl::Err(SlabError::OutOfMemory);
     AllocatedFrames leaf_frame = frame.release_value();
     ktl::Bytes leaf = window_.bytes(leaf_frame.start(), kPageSize);
@@ -940,39 +940,8 @@ void SlabAllocator::unlock_all() {
   registry_lock_.unlock();
 }
 
-// --- the seed API
-// ------------------------------------------------------------------------------------------------
+// --- the installed allocator (what mm.compat's seed names use) ------------------------------------
 void install_slab_allocator(SlabAllocator* slab) { g_installed.store(slab, ktl::MemoryOrder::Release); }
 SlabAllocator* installed_slab_allocator() { return g_installed.load(ktl::MemoryOrder::Acquire); }
-
-SlabCache* kmem_cache_create(const char* name, usize size, usize align, Constructor ctor, CacheFlags flags) {
-  SlabAllocator* slab = installed_slab_allocator();
-  if (slab == nullptr) {
-    ktl::log::error("kmem_cache_create({}): no slab allocator installed", name);
-    return nullptr;
-  }
-  auto r = slab->create_cache(name, size, align, ctor, flags);
-  if (r.is_err()) {
-    ktl::log::error("kmem_cache_create({}, {}, {}): {}", name, size, align, r.error());
-    return nullptr;
-  }
-  return r.value();
-}
-
-void kmem_cache_destroy(SlabCache* cache) {
-  if (cache == nullptr) return;
-  SlabAllocator* slab = installed_slab_allocator();
-  ktl::check(slab != nullptr, "kmem_cache_destroy: no slab allocator installed");
-  auto r = slab->destroy_cache(cache);
-  ktl::check(r.is_ok(), "kmem_cache_destroy: the cache still has live objects");
-}
-
-void* slab_alloc(SlabCache* cache) { return cache->alloc(); }
-void slab_free(SlabCache* cache, void* object) { cache->free(object); }
-
-u64 slab_reclaim() {
-  SlabAllocator* slab = installed_slab_allocator();
-  return slab == nullptr ? 0 : slab->reclaim();
-}
 
 }  // namespace mm

@@ -5,8 +5,9 @@
 //   c->free(p);
 //   (void)slab.destroy_cache(c);   // NotEmpty while objects are live
 //
-// The seed's names are free functions over the installed allocator (kmem_cache_create,
-// slab_alloc, slab_free, kmem_cache_destroy, slab_reclaim), and Cache<T> is the typed surface.
+// Cache<T> is the typed surface; the design documents' names (kmem_cache_create, slab_alloc,
+// slab_free, kmem_cache_destroy, slab_reclaim) are mm.compat's free functions over the
+// installed allocator.
 //
 // Structure, from the top:
 //   * Per-CPU layer (mm.slab.cpu): each CPU has a loaded and a previous magazine per cache.
@@ -635,19 +636,9 @@ class Cache {
   SlabCache* cache_;
 };
 
-// --- the seed API over the installed allocator -----------------------------------------------------
+// --- the installed allocator (mm.compat's seed names use it) ---------------------------------------
 // The kernel's heap (mm.heap) installs its SlabAllocator; tests may install their own.
 void install_slab_allocator(SlabAllocator* slab);
 [[nodiscard]] SlabAllocator* installed_slab_allocator();
-
-// Null on error (logged).
-[[nodiscard]] SlabCache* kmem_cache_create(const char* name, usize size, usize align, Constructor ctor,
-                                           CacheFlags flags);
-// Panics when objects are still live (a broken invariant of the caller).
-void kmem_cache_destroy(SlabCache* cache);
-[[nodiscard]] void* slab_alloc(SlabCache* cache);
-void slab_free(SlabCache* cache, void* object);
-// Frames returned to the PMM.
-u64 slab_reclaim();
 
 }  // namespace mm

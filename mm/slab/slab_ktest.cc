@@ -7,6 +7,7 @@
 import ktl;
 import ktest;
 import mm.addr;
+import mm.compat;
 import mm.heap;
 import mm.heap.testing;
 import mm.pmm;
