@@ -23,7 +23,8 @@ namespace ferrite_testing {
 
 // FERRITE_SEED, else a random 64-bit seed; the same value for the whole process.
 [[nodiscard]] std::uint64_t test_seed();
-// FERRITE_SEED, else `fallback` (for tests that are deterministic unless asked otherwise).
+// FERRITE_SEED, else `fallback` (for tests that are deterministic unless asked otherwise). Also
+// fixed for the whole process by its first call: one test binary, one seed.
 [[nodiscard]] std::uint64_t test_seed(std::uint64_t fallback);
 
 }  // namespace ferrite_testing

@@ -52,8 +52,6 @@ std::vector<Region> layout() {
 TEST(PmmDifferential, MillionOpsAgainstShadowModel) {
   const u64 seed = ferrite_testing::test_seed();
   const u64 target_ops = ferrite_testing::env_u64("FERRITE_OPS", 1'000'000);
-  std::printf("PmmDifferential seed %llu (replay with FERRITE_SEED=%llu)\n",
-              static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed));
   SCOPED_TRACE("FERRITE_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
   auto pick = [&](u64 n) { return rng() % n; };
