@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 """Converts `bazel aquery --output=jsonproto` into a clang compilation database.
 
-    compdb.py AQUERY_JSON EXECUTION_ROOT WORKSPACE OUTPUT [--all-configurations]
+    compdb.py AQUERY_JSON EXECUTION_ROOT OUTPUT_BASE WORKSPACE OUTPUT [--all-configurations]
 
 Input: the CppCompile actions (ordinary sources, implementation units of cc_module) and the
 CppModulePrecompile actions (cc_module interfaces, .cppm -> .pcm) of tools/compdb.sh's aquery.
 CppModuleCodegen (.pcm -> .o) has no source file and is not an entry.
 
-Each entry keeps the action's exact arguments (including every -fmodule-file=NAME=path.pcm),
-with "directory" the execution root so bazel-out/... and external/... resolve. "file" and the
-source argument are the path in the workspace, which is what an editor opens.
+Each entry keeps the action's exact arguments (including every -fmodule-file=NAME=path.pcm).
+"directory" is the workspace and "file" the source's path in it, which is what an editor opens.
+The execution root is not used as the directory: Bazel re-plants its symlinks to the source tree
+on every command, only for the packages that command loaded, so a later `bazel test //tools:x`
+would leave `mm/` unresolvable. Instead the paths Bazel resolves from the execution root are made
+absolute: bazel-out/... -> EXECUTION_ROOT/bazel-out/... (Bazel's output tree, not re-planted) and
+external/... -> OUTPUT_BASE/external/... (the fetched repositories themselves). Source paths
+(mm/..., kernel/lib/include, ".") are the same from the workspace.
 
 A file compiled in several configurations (host, ASan, TSan, fuzzer, kernel, UEFI, aarch64, opt)
 gets one entry unless --all-configurations: the first of plain host, x86_64 kernel, x86_64 UEFI,
@@ -29,6 +34,23 @@ TRIPLES = [
     "aarch64-unknown-windows",
 ]
 MNEMONICS = ("CppCompile", "CppModulePrecompile")
+
+
+def absolutize(arg, execroot, output_base):
+    """bazel-out/ and external/ at the start of an argument, after '=' or after -I/-iquote/-isystem."""
+    roots = (("bazel-out/", execroot + "/bazel-out/"), ("external/", output_base + "/external/"))
+    head, tail = "", arg
+    if "=" in arg:
+        head, tail = arg[: arg.rindex("=") + 1], arg[arg.rindex("=") + 1 :]
+    else:
+        for flag in ("-isystem", "-iquote", "-idirafter", "-I"):
+            if arg.startswith(flag) and arg != flag:
+                head, tail = flag, arg[len(flag) :]
+                break
+    for rel, absolute in roots:
+        if tail.startswith(rel):
+            return head + absolute + tail[len(rel) :]
+    return arg
 
 
 def source_of(args):
@@ -53,10 +75,10 @@ def rank(action, config_mnemonic):
 
 
 def main(argv):
-    if len(argv) not in (5, 6) or (len(argv) == 6 and argv[5] != "--all-configurations"):
+    if len(argv) not in (6, 7) or (len(argv) == 7 and argv[6] != "--all-configurations"):
         sys.exit(__doc__)
-    aquery_json, execroot, workspace, output = argv[1:5]
-    all_configs = len(argv) == 6
+    aquery_json, execroot, output_base, workspace, output = argv[1:6]
+    all_configs = len(argv) == 7
     with open(aquery_json) as f:
         aquery = json.load(f)
     configs = {c["id"]: c["mnemonic"] for c in aquery.get("configuration", [])}
@@ -80,10 +102,10 @@ def main(argv):
         if not all_configs:
             chosen = chosen[:1]
         for _, action in chosen:
-            args = list(action["arguments"])
+            args = [absolutize(a, execroot, output_base) for a in action["arguments"]]
             i, _ = source_of(args)
             args[i] = os.path.join(workspace, src)
-            entry = {"directory": execroot, "file": os.path.join(workspace, src), "arguments": args}
+            entry = {"directory": workspace, "file": os.path.join(workspace, src), "arguments": args}
             if "-o" in args[:-1]:
                 entry["output"] = args[args.index("-o") + 1]
             entries.append(entry)
@@ -96,7 +118,7 @@ def main(argv):
         json.dump(entries, f, indent=1)
         f.write("\n")
     os.replace(tmp, output)
-    missing = sorted(p for p in needed_pcms if not os.path.exists(os.path.join(execroot, p)))
+    missing = sorted(p for p in needed_pcms if not os.path.exists(p))
     sys.stdout.writelines(p + "\n" for p in missing)
     n_files = len({e["file"] for e in entries})
     n_mod = sum(1 for e in entries if any(a == "--precompile" for a in e["arguments"]))

@@ -7,7 +7,8 @@
 # 1. `bazel aquery` lists the CppCompile and CppModulePrecompile actions of everything //...
 #    builds, in every configuration its transitions reach (host, sanitizers, fuzzers, kernel,
 #    UEFI); tools/compdb.py turns them into entries with the actions' exact arguments, including
-#    every -fmodule-file=NAME=bazel-out/.../NAME.pcm, and "directory" = Bazel's execution root.
+#    every -fmodule-file=NAME=.../NAME.pcm; "directory" is the workspace, and bazel-out/ and
+#    external/ paths are made absolute (see compdb.py for why not the execution root).
 # 2. Unless --no-build: `bazel build --output_groups=pcm //...` precompiles the host configuration's
 #    module interfaces, so the -fmodule-file= paths of host entries exist. The pcm files of other
 #    configurations (kernel, UEFI) exist once `./bazelw build //...` or `test //...` has run.
@@ -34,19 +35,26 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 out="$ws/compile_commands.json"
 
-execroot="$(./bazelw info "${flags[@]}" execution_root 2>"$tmp/info.err")" || {
-  cat "$tmp/info.err" >&2
-  exit 1
+info() {
+  ./bazelw info "${flags[@]}" "$1" 2>"$tmp/info.err" || {
+    cat "$tmp/info.err" >&2
+    exit 1
+  }
 }
+execroot="$(info execution_root)"
+output_base="$(info output_base)"
 echo "compdb: bazel aquery (execution root $execroot)" >&2
 ./bazelw aquery "${flags[@]}" --output=jsonproto \
   'mnemonic("CppCompile|CppModulePrecompile", deps(//...))' >"$tmp/aquery.json"
-python3 "$here/compdb.py" "$tmp/aquery.json" "$execroot" "$ws" "$out" "${all[@]}" >"$tmp/missing"
+convert() {
+  python3 "$here/compdb.py" "$tmp/aquery.json" "$execroot" "$output_base" "$ws" "$out" "${all[@]}" >"$tmp/missing"
+}
+convert
 
 if ((build)) && [[ -s "$tmp/missing" ]]; then
   echo "compdb: precompiling the host configuration's modules (bazel build --output_groups=pcm //...)" >&2
   ./bazelw build "${flags[@]}" --keep_going --output_groups=pcm //... || true
-  python3 "$here/compdb.py" "$tmp/aquery.json" "$execroot" "$ws" "$out" "${all[@]}" >"$tmp/missing"
+  convert
 fi
 if [[ -s "$tmp/missing" ]]; then
   echo "compdb: $(wc -l <"$tmp/missing") referenced pcm files are not built yet (e.g. $(head -1 "$tmp/missing"));" \
