@@ -354,6 +354,5 @@ using FrameRange = UnitRange<Frame<S>>;
 // --- formatting: P:0x... and V:0x... -------------------------------------------------------------------
 void format_value(ktl::FormatSink& sink, PhysAddr a, const ktl::FormatSpec& spec);
 void format_value(ktl::FormatSink& sink, VirtAddr a, const ktl::FormatSpec& spec);
-void format_value(ktl::FormatSink& sink, AddrError e, const ktl::FormatSpec& spec);
 
 }  // namespace mm

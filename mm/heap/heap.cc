@@ -71,10 +71,6 @@ void asan_unpoison([[maybe_unused]] const void* p, [[maybe_unused]] usize n) {
 
 }  // namespace
 
-void format_value(ktl::FormatSink& sink, HeapError e, const ktl::FormatSpec& spec) {
-  ktl::format_value(sink, ktl::StringView(to_string(e)), spec);
-}
-
 // --- HeapRegion ---------------------------------------------------------------------------------------
 ktl::Result<void, HeapError> HeapRegion::init(Pmm& pmm, PhysWindow window, SlabAllocator& slab,
                                               VirtRange range, RegionSpace& space, Hardening hardening) {

@@ -90,7 +90,6 @@ enum class HeapError : u32 {
   }
   return "unknown heap error";
 }
-void format_value(ktl::FormatSink& sink, HeapError e, const ktl::FormatSpec& spec);
 
 // --- size classes ------------------------------------------------------------------------------------
 namespace heap_classes {

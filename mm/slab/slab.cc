@@ -131,9 +131,6 @@ void flush_block_on_exit(CpuBlock& block) NO_THREAD_SAFETY_ANALYSIS {
 }  // namespace
 
 // --- formatting ----------------------------------------------------------------------------------------
-void format_value(ktl::FormatSink& sink, SlabError e, const ktl::FormatSpec& spec) {
-  ktl::format_value(sink, ktl::StringView(to_string(e)), spec);
-}
 
 void format_value(ktl::FormatSink& sink, const SlabInfo& i, const ktl::FormatSpec&) {
   ktl::format_to(sink, "{:<24} {:>8} {:>8} {:>6} {:>6} {:>4} {:>6} {:>6} {:>8} {:>8}", i.name, i.active,

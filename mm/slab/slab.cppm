@@ -86,7 +86,6 @@ enum class SlabError : u32 {
   }
   return "unknown slab error";
 }
-void format_value(ktl::FormatSink& sink, SlabError e, const ktl::FormatSpec& spec);
 
 enum class CacheFlags : u32 {
   None = 0,

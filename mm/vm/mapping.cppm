@@ -41,12 +41,13 @@ class [[nodiscard]] Mapping {
   // Maps all of `frames` at `start` (4 KiB aligned) with `flags`, using huge pages where the
   // alignment of both addresses allows (HugePages::Deny: 4 KiB pages only). On success the
   // Mapping owns the frames; on error they stay with the caller and nothing is mapped.
-  // Errors: those of PageTable::map_range (AlreadyMapped, NoMemory, Reserved, ...).
+  // Errors: NoFrames (`frames` is empty), those of PageTable::map_range (AlreadyMapped,
+  // NoMemory, Reserved, ...).
   [[nodiscard]] static ktl::Result<Mapping, PagingError> create(AddressSpace<F>& space, VirtAddr start,
                                                                 AllocatedFrames&& frames, PageFlags flags,
                                                                 HugePages huge = HugePages::Allow)
       EXCLUDES(space.lock()) {
-    if (frames.empty()) return ktl::Err(PagingError::Unaligned);
+    if (frames.empty()) return ktl::Err(PagingError::NoFrames);
     PhysWindow window;
     {
       ktl::LockGuard guard(space.lock());
