@@ -197,12 +197,12 @@ class VirtAddr {
   }
   constexpr VirtAddr operator+(u64 bytes) const {
     auto r = checked_add(bytes);
-    ktl::check(r.is_ok(), "VirtAddr + offset left the canonical half");
+    ktl::check_ok(r, "VirtAddr + offset left the canonical half");
     return r.value();
   }
   constexpr VirtAddr operator-(u64 bytes) const {
     auto r = checked_sub(bytes);
-    ktl::check(r.is_ok(), "VirtAddr - offset left the canonical half");
+    ktl::check_ok(r, "VirtAddr - offset left the canonical half");
     return r.value();
   }
   // Byte distance from `base`; panics if `base` is above this address.

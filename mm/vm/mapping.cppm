@@ -88,7 +88,7 @@ class [[nodiscard]] Mapping {
     {
       ktl::LockGuard guard(space_->lock());
       auto unmapped = space_->tables().unmap_range(start_, frames_.size_bytes());
-      ktl::check(unmapped.is_ok(), "Mapping::reset: the range can no longer be unmapped");
+      ktl::check_ok(unmapped, "Mapping::reset: the range can no longer be unmapped");
       RangeUnmapped u = unmapped.release_value();
       ktl::check(u.pages == frames_.count(), "Mapping::reset: pages were unmapped behind the Mapping's back");
       ktl::move(u.flush).flush();
@@ -118,7 +118,7 @@ class [[nodiscard]] Mapping {
       for (Mapping& m : mappings) {
         if (m.empty()) continue;
         auto unmapped = space->tables().unmap_range(m.start_, m.frames_.size_bytes());
-        ktl::check(unmapped.is_ok(), "Mapping::reset_all: a range can no longer be unmapped");
+        ktl::check_ok(unmapped, "Mapping::reset_all: a range can no longer be unmapped");
         RangeUnmapped u = unmapped.release_value();
         ktl::check(u.pages == m.frames_.count(),
                    "Mapping::reset_all: pages were unmapped behind the Mapping's back");
