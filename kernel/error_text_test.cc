@@ -43,7 +43,8 @@ KTEST(ErrorText, ErrorsPrintByName) {
                  kernel::ConvertError::TooManyRegions);
   ktl::InlineString<160> expected;
   ktl::format_to(expected, "{}|{}|{}", to_string(kernel::FontError::BadMagic),
-                 to_string(kernel::SurfaceError::NoFramebuffer), to_string(kernel::ConvertError::TooManyRegions));
+                 to_string(kernel::SurfaceError::NoFramebuffer),
+                 to_string(kernel::ConvertError::TooManyRegions));
   KEXPECT(s.view() == expected.view());
   KEXPECT(!s.view().contains("1|"));  // not the numbers
 }

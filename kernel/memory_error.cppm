@@ -52,7 +52,9 @@ class InitError {
     r.detail_.convert = e;
     return r;
   }
-  [[nodiscard]] static constexpr InitError pmm_init(mm::PmmError e) { return with_pmm(InitCause::PmmInit, e); }
+  [[nodiscard]] static constexpr InitError pmm_init(mm::PmmError e) {
+    return with_pmm(InitCause::PmmInit, e);
+  }
   [[nodiscard]] static constexpr InitError pmm_install(mm::PmmError e) {
     return with_pmm(InitCause::PmmInstall, e);
   }
