@@ -34,6 +34,17 @@ enum class HeaderProblem : u32 {
   CommandLineTooLong,
   DirectMapMismatch
 };
+[[nodiscard]] constexpr const char* to_string(HeaderProblem p) {
+  switch (p) {
+    case HeaderProblem::Missing: return "no boot information";
+    case HeaderProblem::BadMagic: return "bad magic";
+    case HeaderProblem::VersionMismatch: return "boot protocol version mismatch";
+    case HeaderProblem::SizeMismatch: return "boot information size mismatch";
+    case HeaderProblem::CommandLineTooLong: return "command line too long";
+    case HeaderProblem::DirectMapMismatch: return "direct map base mismatch";
+  }
+  return "unknown boot information problem";
+}
 
 struct HeaderError {
   HeaderProblem problem;
@@ -57,6 +68,20 @@ enum class MapProblem : u32 {
   Overlap,      // starts before the previous entry ends
   NoUsableMemory,
 };
+[[nodiscard]] constexpr const char* to_string(MapProblem p) {
+  switch (p) {
+    case MapProblem::Missing: return "memory map missing";
+    case MapProblem::TooLarge: return "memory map too large";
+    case MapProblem::ZeroSize: return "memory map entry of size 0";
+    case MapProblem::Unaligned: return "memory map entry not page aligned";
+    case MapProblem::Overflows: return "memory map entry of absurd size";
+    case MapProblem::UnknownKind: return "memory map entry of unknown kind";
+    case MapProblem::Unsorted: return "memory map out of order";
+    case MapProblem::Overlap: return "memory map entries overlap";
+    case MapProblem::NoUsableMemory: return "memory map without usable memory";
+  }
+  return "unknown memory map problem";
+}
 
 struct MapError {
   MapProblem problem;

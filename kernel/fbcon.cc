@@ -21,10 +21,6 @@ bool valid_mask(u32 mask) {
 }
 }  // namespace
 
-void format_value(ktl::FormatSink& sink, SurfaceError e, const ktl::FormatSpec& spec) {
-  ktl::format_value(sink, ktl::StringView(to_string(e)), spec);
-}
-
 ktl::Result<void, SurfaceError> Surface::validate(const boot::Framebuffer& fb) {
   if (fb.format == boot::PixelFormat::None || fb.base == 0) return ktl::Err(SurfaceError::NoFramebuffer);
   if (fb.format == boot::PixelFormat::Bitmask &&

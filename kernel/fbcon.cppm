@@ -32,7 +32,6 @@ enum class SurfaceError : u32 { NoFramebuffer, UnsupportedFormat, BadGeometry, T
   }
   return "unknown framebuffer error";
 }
-void format_value(ktl::FormatSink& sink, SurfaceError e, const ktl::FormatSpec& spec);
 
 struct Rgb {
   ktl::u8 r, g, b;

@@ -23,10 +23,6 @@ u32 le32(ktl::Span<const u8> d, usize at) {
 }
 }  // namespace
 
-void format_value(ktl::FormatSink& sink, FontError e, const ktl::FormatSpec& spec) {
-  ktl::format_value(sink, ktl::StringView(to_string(e)), spec);
-}
-
 ktl::Result<Font, FontError> Font::parse(ktl::Span<const u8> data) {
   Font f;
   for (auto& slot : f.ascii_) slot = kUnmapped;

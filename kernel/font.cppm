@@ -29,7 +29,6 @@ enum class FontError : u32 { TooSmall, BadMagic, BadHeader, Truncated, Unsupport
   }
   return "unknown font error";
 }
-void format_value(ktl::FormatSink& sink, FontError e, const ktl::FormatSpec& spec);
 
 class Font {
  public:

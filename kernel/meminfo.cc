@@ -11,10 +11,6 @@ import mm.pmm;
 
 namespace kernel {
 
-void format_value(ktl::FormatSink& sink, ConvertError e, const ktl::FormatSpec& spec) {
-  ktl::format_value(sink, ktl::StringView(to_string(e)), spec);
-}
-
 ktl::Result<usize, ConvertError> convert_memory_map(ktl::Span<const boot::MemoryRegion> map,
                                                     ktl::Span<mm::PhysRegion> out) {
   usize n = 0;

@@ -73,7 +73,6 @@ enum class ConvertError : ktl::u32 {
   }
   return "unknown conversion error";
 }
-void format_value(ktl::FormatSink& sink, ConvertError e, const ktl::FormatSpec& spec);
 
 // mm::PhysRegion has no default value; storage for converted maps starts out filled with this.
 inline constexpr mm::PhysRegion kNoRegion{

@@ -17,6 +17,7 @@ import mm.pmm;
 import mm.slab;
 import kernel.log;
 import kernel.meminfo;
+import kernel.memory_error;
 import kernel.vmview;
 import arch.x86_64.cpu;
 import arch.x86_64.gdt;
@@ -42,40 +43,7 @@ State g_state;
 // kernel has no allocator yet (kNoRegion is all zeroes, so this is .bss).
 constinit ktl::Array<mm::PhysRegion, kMaxRegions> g_regions = make_region_array<kMaxRegions>();
 
-InitError error(Stage stage, auto code) {
-  return InitError{stage, static_cast<u32>(ktl::to_underlying(code))};
-}
-
-const char* stage_name(Stage s) {
-  switch (s) {
-    case Stage::Map: return "memory map";
-    case Stage::Pmm: return "PMM";
-    case Stage::AddressSpace: return "kernel address space";
-    case Stage::Heap: return "heap";
-    case Stage::Stacks: return "IST stacks";
-  }
-  return "memory";
-}
-
 }  // namespace
-
-void format_value(ktl::FormatSink& sink, const InitError& e, const ktl::FormatSpec&) {
-  switch (e.stage) {
-    case Stage::Map:
-      ktl::format_to(sink, "{}: {}", stage_name(e.stage), static_cast<ConvertError>(e.code));
-      break;
-    case Stage::Pmm:
-      ktl::format_to(sink, "{}: {}", stage_name(e.stage), static_cast<mm::PmmError>(e.code));
-      break;
-    case Stage::AddressSpace:
-    case Stage::Stacks:
-      ktl::format_to(sink, "{}: {}", stage_name(e.stage), static_cast<mm::PagingError>(e.code));
-      break;
-    case Stage::Heap:
-      ktl::format_to(sink, "{}: {}", stage_name(e.stage), static_cast<mm::HeapError>(e.code));
-      break;
-  }
-}
 
 ktl::Result<void, InitError> init(const Config& c) {
   ktl::check(!g_state.initialized, "kernel::memory::init: called twice");
@@ -84,14 +52,14 @@ ktl::Result<void, InitError> init(const Config& c) {
 
   // 1. The PMM.
   auto converted = convert_memory_map(c.map, g_regions.span());
-  if (converted.is_err()) return ktl::Err(error(Stage::Map, converted.error()));
+  if (converted.is_err()) return ktl::Err(InitError::map_conversion(converted.error()));
   usize regions = converted.value();
   s.window = mm::PhysWindow(mm::PhysAddr::zero(), c.map_end,
                             reinterpret_cast<ktl::u8*>(static_cast<ktl::uptr>(c.info->direct_map_base)));
   if (auto r = s.pmm.init(g_regions.span().first(regions), s.window); r.is_err()) {
-    return ktl::Err(error(Stage::Pmm, r.error()));
+    return ktl::Err(InitError::pmm_init(r.error()));
   }
-  if (auto r = mm::install_global_pmm(s.pmm); r.is_err()) return ktl::Err(error(Stage::Pmm, r.error()));
+  if (auto r = mm::install_global_pmm(s.pmm); r.is_err()) return ktl::Err(InitError::pmm_install(r.error()));
   mm::MemStats st = s.pmm.stats();
   klog::info("pmm: {} regions (from the loader's {}), {} arenas, {} MiB free, {} KiB metadata", regions,
              c.map.size(), s.pmm.arena_count(), st.free_bytes >> 20, st.metadata_bytes >> 10);
@@ -102,8 +70,7 @@ ktl::Result<void, InitError> init(const Config& c) {
 
   // 2. The kernel address space: the loader's tables, with the recursive slot checked.
   mm::PhysAddr root = mm::PhysAddr::from(c.info->page_table_root);
-  if (!s.window.covers(root, mm::kPageSize))
-    return ktl::Err(error(Stage::AddressSpace, mm::PagingError::OutOfRange));
+  if (!s.window.covers(root, mm::kPageSize)) return ktl::Err(InitError::root_outside_direct_map());
   u64 self = s.window.array<u64>(root, Format::kEntries)[boot::layout::kRecursiveSlot];
   s.loader_recursive =
       Format::kind(self, 3) == mm::paging::EntryKind::Table && Format::target(self, 3) == root;
@@ -111,7 +78,7 @@ ktl::Result<void, InitError> init(const Config& c) {
   options.recursive_slot = boot::layout::kRecursiveSlot;
   options.gigabytes = c.gigabytes;
   auto adopted = mm::KernelAddressSpace::adopt_kernel(s.window, s.pmm, root, options);
-  if (adopted.is_err()) return ktl::Err(error(Stage::AddressSpace, adopted.error()));
+  if (adopted.is_err()) return ktl::Err(InitError::adopt_tables(adopted.error()));
   mm::KernelAddressSpace& space = s.space.emplace(adopted.release_value());
   space.activate();
   klog::info("address space: adopted the loader's tables at {}, recursive slot {} {}, active (CR3 {})", root,
@@ -126,7 +93,7 @@ ktl::Result<void, InitError> init(const Config& c) {
   hc.hardening = c.heap_hardening;
   hc.seed = arch::x86_64::rdtsc();  // free-list secrets differ from boot to boot
   if (auto r = mm::heap::init(s.pmm, s.window, hc); r.is_err())
-    return ktl::Err(error(Stage::Heap, r.error()));
+    return ktl::Err(InitError::heap_init(r.error()));
   klog::info(
       "heap: {} size classes up to {} KiB, large allocations in {} - {}{}", mm::heap_classes::kCount,
       mm::heap_classes::kMaxSize >> 10, hc.region.start(), hc.region.end(),
@@ -145,13 +112,13 @@ ktl::Result<void, InitError> map_ist_stacks() {
   static_assert(arch::x86_64::kIstStackSize + 2 * mm::kPageSize <= layout::kStackStride);
   for (usize i = 0; i < slots.size(); ++i) {
     auto frames = s.pmm.alloc_contiguous(arch::x86_64::kIstStackSize / mm::kPageSize, mm::kPageSize);
-    if (frames.is_err()) return ktl::Err(error(Stage::Stacks, mm::PagingError::NoMemory));
+    if (frames.is_err()) return ktl::Err(InitError::stack_frames(frames.error()));
     // [guard page][stack][guard page ...] inside this stack's stride.
     mm::VirtAddr bottom = mm::VirtAddr::from(layout::kStackBase + i * layout::kStackStride + mm::kPageSize);
     auto mapping =
         mm::KernelMapping::create(*s.space, bottom, frames.release_value(),
                                   mm::PageFlags::kernel_rw().with(mm::Scope::Global), mm::HugePages::Deny);
-    if (mapping.is_err()) return ktl::Err(error(Stage::Stacks, mapping.error()));
+    if (mapping.is_err()) return ktl::Err(InitError::stack_mapping(mapping.error()));
     mm::KernelMapping& m = s.ist_stacks[i].emplace(mapping.release_value());
     arch::x86_64::set_ist_stack(slots[i],
                                 arch::x86_64::StackRange{m.start().value(), m.range().end().value()});
@@ -173,7 +140,7 @@ void reclaim_tables(mm::VirtRange range) {
   mm::KernelAddressSpace& space = kernel_space();
   ktl::LockGuard guard(space.lock());
   auto r = space.tables().reclaim_empty_tables(range.start(), range.size());
-  ktl::check(r.is_ok(), "reclaim_tables: the range is not the kernel's to reclaim");
+  ktl::check_ok(r, "reclaim_tables: the range is not the kernel's to reclaim");
 }
 
 MemInfo meminfo() {

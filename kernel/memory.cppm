@@ -34,6 +34,7 @@ import mm.paging;
 import mm.pmm;
 import mm.slab;
 import kernel.meminfo;
+export import kernel.memory_error;
 import kernel.vmview;
 
 export namespace kernel::memory {
@@ -60,12 +61,7 @@ inline constexpr u64 kStackStride = u64{64}
 // The converted map holds at most this many regions (merged neighbours count once).
 inline constexpr usize kMaxRegions = 1024;
 
-enum class Stage : u32 { Map, Pmm, AddressSpace, Heap, Stacks };
-struct InitError {
-  Stage stage;
-  u32 code;  // a ConvertError, PmmError, PagingError or HeapError, by stage
-};
-void format_value(ktl::FormatSink& sink, const InitError& e, const ktl::FormatSpec& spec);
+// Failures are InitErrors (kernel.memory_error): the step that failed and the mm error behind it.
 
 struct Config {
   const boot::BootInfo* info = nullptr;
@@ -75,11 +71,13 @@ struct Config {
   mm::Hardening heap_hardening = mm::Hardening::On;
 };
 
-// Steps 1-3 of the module comment, logging what they did. Call once, on the boot CPU.
+// Steps 1-3 of the module comment, logging what they did. Call once, on the boot CPU. Errors:
+// MapConversion, PmmInit, PmmInstall, RootOutsideDirectMap, AdoptTables, HeapInit.
 [[nodiscard]] ktl::Result<void, InitError> init(const Config& config);
 [[nodiscard]] bool initialized();
 
-// Step 4: the IST stacks (arch.x86_64.gdt) move to mapped stacks with guard pages.
+// Step 4: the IST stacks (arch.x86_64.gdt) move to mapped stacks with guard pages. Errors:
+// StackFrames, StackMapping.
 [[nodiscard]] ktl::Result<void, InitError> map_ist_stacks();
 
 [[nodiscard]] mm::Pmm& pmm();

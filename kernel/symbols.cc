@@ -17,10 +17,6 @@ T read_at(ktl::Span<const ktl::u8> bytes, usize offset) {
 }
 }  // namespace
 
-void format_value(ktl::FormatSink& sink, TableError e, const ktl::FormatSpec& spec) {
-  ktl::format_value(sink, ktl::StringView(to_string(e)), spec);
-}
-
 ktl::Result<SymbolTable, TableError> SymbolTable::parse(ktl::Span<const ktl::u8> blob) {
   if (blob.size() < sizeof(Header)) return ktl::Err(TableError::TooSmall);
   auto h = read_at<Header>(blob, 0);

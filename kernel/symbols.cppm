@@ -55,7 +55,6 @@ enum class TableError : u32 { TooSmall, BadMagic, BadVersion, BadSize, Unsorted,
   }
   return "unknown symbol table error";
 }
-void format_value(ktl::FormatSink& sink, TableError e, const ktl::FormatSpec& spec);
 
 struct Symbol {
   ktl::StringView name;

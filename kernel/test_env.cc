@@ -92,7 +92,7 @@ extern "C" bool ferrite_test_memory_acquire(u64 size, FerriteTestMemory* out) {
 extern "C" void ferrite_test_memory_release(FerriteTestMemory* memory) {
   auto r = kernel::memory::pmm().free_frames(
       mm::Frame4K::from_start(mm::PhysAddr::from(memory->base)).value(), memory->size / mm::kPageSize);
-  ktl::check(r.is_ok(), "test memory: the block did not go back to the PMM");
+  ktl::check_ok(r, "test memory: the block did not go back to the PMM");
   memory->size = 0;
 }
 

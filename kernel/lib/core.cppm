@@ -62,6 +62,13 @@ using UnderlyingType = __underlying_type(T);
 
 template <class T>
 concept Integral = is_integral<T>;
+
+// An enum that names its values: a `to_string(E)` found by argument-dependent lookup (declared next
+// to the enum, in its namespace) returning a never-null `const char*`. The one way an enum gets its
+// text (every error enum has one); ktl.format prints it by this name and ktl.result's panics
+// append it. See docs/CONVENTIONS.md.
+template <class E>
+concept NamedEnum = is_enum<E> && requires(E e) { static_cast<const char*>(to_string(e)); };
 template <class T>
 concept UnsignedIntegral = is_integral<T> && !is_signed<T>;
 
@@ -134,6 +141,10 @@ class SourceLocation {
 // Broken invariants end here. The environment provides ferrite_panic (the kernel prints a report
 // and halts; host test binaries print to stderr and abort, which death tests observe).
 [[noreturn]] void panic(const char* message, SourceLocation where = SourceLocation::current());
+// The same with what went wrong appended, "message: detail" (an error's to_string). A null
+// detail is left out.
+[[noreturn]] void panic(const char* message, const char* detail,
+                        SourceLocation where = SourceLocation::current());
 
 // Checks an invariant in every build mode (this is not a debug-only assert).
 constexpr void check(bool condition, const char* message, SourceLocation where = SourceLocation::current()) {
@@ -217,5 +228,24 @@ export extern "C" [[noreturn]] void ferrite_panic(const char* message, const cha
 namespace ktl {
 void panic(const char* message, SourceLocation where) {
   ferrite_panic(message, where.file(), where.line(), where.function());
+}
+void panic(const char* message, const char* detail, SourceLocation where) {
+  if (detail == nullptr) panic(message, where);
+  // A panic does not return, so one buffer serves every panic (a nested one overwrites it after
+  // the first report has been written).
+  static char text[256];
+  usize n = 0;
+  auto append = [&](const char* s) {
+#pragma clang unsafe_buffer_usage begin  // s is NUL-terminated; n + 1 < sizeof text bounds the writes
+    for (; *s != '\0' && n + 1 < sizeof text; ++s) text[n++] = *s;
+#pragma clang unsafe_buffer_usage end
+  };
+  append(message);
+  append(": ");
+  append(detail);
+#pragma clang unsafe_buffer_usage begin  // n < sizeof text
+  text[n] = '\0';
+#pragma clang unsafe_buffer_usage end
+  ferrite_panic(text, where.file(), where.line(), where.function());
 }
 }  // namespace ktl

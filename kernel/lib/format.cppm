@@ -4,8 +4,10 @@
 //
 // The format string is checked at compile time against the argument count. Replacement fields
 // are `{}` or `{:spec}` with spec = [fill][<|>][#][0][width][x|X|b|o|d|c|s|p]; `{{`/`}}` are
-// literal braces. Integers, bool, char, C strings, StringView and pointers are built in; any other
-// type T becomes formattable by declaring, in T's namespace (found through ADL):
+// literal braces. Integers, bool, char, C strings, StringView and pointers are built in. An enum
+// prints its to_string() (ktl::NamedEnum; `{:d}`/`{:x}` print its number instead), an enum
+// without one its number. Any other type T becomes formattable by declaring, in T's namespace
+// (found through ADL):
 //
 //   void format_value(ktl::FormatSink& sink, const T& value, const ktl::FormatSpec& spec);
 module;
@@ -171,7 +173,57 @@ void format_value(FormatSink& sink, T* value, const FormatSpec& spec) {
 template <class E>
   requires is_enum<E>
 void format_value(FormatSink& sink, E value, const FormatSpec& spec) {
+  bool numeric =
+      spec.type == 'd' || spec.type == 'x' || spec.type == 'X' || spec.type == 'b' || spec.type == 'o';
+  if constexpr (NamedEnum<E>) {
+    if (!numeric) {
+      pad_and_write(sink, StringView(to_string(value)), spec, false);
+      return;
+    }
+  }
   format_value(sink, to_underlying(value), spec);
+}
+
+// --- checking an enum's texts (for tests) -----------------------------------------------------------
+// What check_enum_text<E>() found: `count` enumerators (values 0..count-1); `ok` when every one has
+// a non-empty text of its own and every value from `count` up to the probe limit gets the text of a
+// non-enumerator (what to_string returns after its switch); otherwise `bad` is the first offending
+// value (a missing, empty or repeated text, or an enumerator after a gap).
+struct EnumTextCheck {
+  u32 count = 0;
+  bool ok = false;
+  u32 bad = 0;
+};
+
+template <NamedEnum E>
+constexpr EnumTextCheck check_enum_text(u32 probe_limit = 256) {
+  using U = UnderlyingType<E>;
+  auto text = [](u32 v) -> const char* { return to_string(static_cast<E>(static_cast<U>(v))); };
+  const char* unknown_text = to_string(static_cast<E>(static_cast<U>(~static_cast<U>(0))));
+  EnumTextCheck r;
+  if (unknown_text == nullptr) return r;
+  const StringView unknown(unknown_text);
+  u32 count = 0;
+  while (count < probe_limit && text(count) != nullptr && StringView(text(count)) != unknown) ++count;
+  r.count = count;
+  if (count == 0) return r;
+  for (u32 v = 0; v < count; ++v) {
+    StringView t(text(v));
+    bool repeated = false;
+    for (u32 w = 0; w < v; ++w) repeated = repeated || StringView(text(w)) == t;
+    if (t.empty() || repeated) {
+      r.bad = v;
+      return r;
+    }
+  }
+  for (u32 v = count; v < probe_limit; ++v) {
+    if (text(v) == nullptr || StringView(text(v)) != unknown) {
+      r.bad = v;
+      return r;
+    }
+  }
+  r.ok = true;
+  return r;
 }
 
 namespace detail {

@@ -95,6 +95,68 @@ TEST(Format, BufferSinkTruncatesSafely) {
   EXPECT_TRUE(sink.truncated());
 }
 
+// --- enums and their texts ---
+enum class Named : ktl::u8 { First, Second };
+constexpr const char* to_string(Named n) {
+  switch (n) {
+    case Named::First: return "first";
+    case Named::Second: return "second";
+  }
+  return "unknown named";
+}
+enum class Repeated : ktl::u32 { A, B, C };
+constexpr const char* to_string(Repeated r) {
+  switch (r) {
+    case Repeated::A: return "a";
+    case Repeated::B: return "b";
+    case Repeated::C: return "a";  // the defect check_enum_text must find
+  }
+  return "?";
+}
+enum class Empty : ktl::u32 { A, B };
+constexpr const char* to_string(Empty e) { return e == Empty::A ? "a" : e == Empty::B ? "" : "?"; }
+enum class Gap : int { A = 0, B = 2 };
+constexpr const char* to_string(Gap g) {
+  switch (g) {
+    case Gap::A: return "a";
+    case Gap::B: return "b";
+  }
+  return "?";
+}
+static_assert(ktl::NamedEnum<Named> && !ktl::NamedEnum<Error>);
+
+TEST(Format, EnumsPrintTheirTextOrTheirNumber) {
+  EXPECT_EQ(fmt("{} {}", Named::First, Named::Second), "first second");
+  EXPECT_EQ(fmt("[{:>7}]", Named::First), "[  first]");
+  EXPECT_EQ(fmt("{:d} {:#x}", Named::Second, Named::Second), "1 0x1");
+  EXPECT_EQ(fmt("{}", Error::Worse), "1");  // no to_string: the number
+}
+
+TEST(EnumText, FindsEveryEnumeratorAndEveryDefect) {
+  constexpr ktl::EnumTextCheck named = ktl::check_enum_text<Named>();
+  EXPECT_TRUE(named.ok);
+  EXPECT_EQ(named.count, 2u);
+  ktl::EnumTextCheck repeated = ktl::check_enum_text<Repeated>();
+  EXPECT_FALSE(repeated.ok);
+  EXPECT_EQ(repeated.bad, 2u);
+  ktl::EnumTextCheck empty = ktl::check_enum_text<Empty>();
+  EXPECT_FALSE(empty.ok);
+  EXPECT_EQ(empty.bad, 1u);
+  ktl::EnumTextCheck gap = ktl::check_enum_text<Gap>();
+  EXPECT_FALSE(gap.ok);
+  EXPECT_EQ(gap.count, 1u);
+  EXPECT_EQ(gap.bad, 2u);
+}
+
+ktl::Result<int, Named> fails_named() { return ktl::Err(Named::Second); }
+
+TEST(ResultDeathTest, PanicsNameTheError) {
+  EXPECT_DEATH((void)fails_named().value(), "Result::value\\(\\) on an error: second");
+  EXPECT_DEATH((void)fails_named().release_value(), "Result::release_value\\(\\) on an error: second");
+  EXPECT_DEATH(ktl::check_ok(fails_named(), "cannot fail"), "cannot fail: second");
+  ktl::check_ok(ktl::Result<int, Named>(3), "a success passes");
+}
+
 TEST(Sync, SpinLockGuards) {
   ktl::SpinLock lock("test");
   {

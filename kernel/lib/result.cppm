@@ -114,6 +114,19 @@ struct Err {
 template <class E>
 Err(E) -> Err<E>;
 
+namespace detail {
+// The text a panic about error `e` appends: its to_string() when it has one (ktl::NamedEnum).
+template <class E>
+constexpr const char* error_detail(const E& e) {
+  if constexpr (NamedEnum<E>) {
+    return to_string(e);
+  } else {
+    (void)e;
+    return nullptr;
+  }
+}
+}  // namespace detail
+
 template <class T, class E>
 class [[nodiscard]] Result {
  public:
@@ -154,15 +167,18 @@ class [[nodiscard]] Result {
   [[nodiscard]] constexpr bool is_err() const { return !ok_; }
 
   [[nodiscard]] constexpr T& value(SourceLocation w = SourceLocation::current()) & {
-    check(ok_, "Result::value() on an error", w);
+    if (!ok_) [[unlikely]]
+      panic("Result::value() on an error", detail::error_detail(error_), w);
     return value_;
   }
   [[nodiscard]] constexpr const T& value(SourceLocation w = SourceLocation::current()) const& {
-    check(ok_, "Result::value() on an error", w);
+    if (!ok_) [[unlikely]]
+      panic("Result::value() on an error", detail::error_detail(error_), w);
     return value_;
   }
   [[nodiscard]] constexpr T release_value(SourceLocation w = SourceLocation::current()) {
-    check(ok_, "Result::release_value() on an error", w);
+    if (!ok_) [[unlikely]]
+      panic("Result::release_value() on an error", detail::error_detail(error_), w);
     return move(value_);
   }
   [[nodiscard]] constexpr const E& error(SourceLocation w = SourceLocation::current()) const {
@@ -197,10 +213,12 @@ class [[nodiscard]] Result<void, E> {
   [[nodiscard]] constexpr bool is_ok() const { return ok_; }
   [[nodiscard]] constexpr bool is_err() const { return !ok_; }
   constexpr void release_value(SourceLocation w = SourceLocation::current()) {
-    check(ok_, "Result::release_value() on an error", w);
+    if (!ok_) [[unlikely]]
+      panic("Result::release_value() on an error", detail::error_detail(error_), w);
   }
   constexpr void value(SourceLocation w = SourceLocation::current()) const {
-    check(ok_, "Result::value() on an error", w);
+    if (!ok_) [[unlikely]]
+      panic("Result::value() on an error", detail::error_detail(error_), w);
   }
   [[nodiscard]] constexpr const E& error(SourceLocation w = SourceLocation::current()) const {
     check(!ok_, "Result::error() on a success", w);
@@ -215,6 +233,15 @@ class [[nodiscard]] Result<void, E> {
   E error_;
   bool ok_;
 };
+
+// For a result that can only fail when an invariant is broken: panics with `message` and the
+// error's text ("message: <to_string(error)>") unless `r` succeeded.
+template <class T, class E>
+constexpr void check_ok(const Result<T, E>& r, const char* message,
+                        SourceLocation where = SourceLocation::current()) {
+  if (r.is_err()) [[unlikely]]
+    panic(message, detail::error_detail(r.error()), where);
+}
 
 // Convenience: `return ktl::ok();` for Result<void, E>.
 struct Ok {

@@ -29,8 +29,5 @@ void format_value(ktl::FormatSink& sink, PhysAddr a, const ktl::FormatSpec& spec
 void format_value(ktl::FormatSink& sink, VirtAddr a, const ktl::FormatSpec& spec) {
   format_address(sink, 'V', a.value(), spec);
 }
-void format_value(ktl::FormatSink& sink, AddrError e, const ktl::FormatSpec& spec) {
-  ktl::format_value(sink, ktl::StringView(to_string(e)), spec);
-}
 
 }  // namespace mm

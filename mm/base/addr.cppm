@@ -197,12 +197,12 @@ class VirtAddr {
   }
   constexpr VirtAddr operator+(u64 bytes) const {
     auto r = checked_add(bytes);
-    ktl::check(r.is_ok(), "VirtAddr + offset left the canonical half");
+    ktl::check_ok(r, "VirtAddr + offset left the canonical half");
     return r.value();
   }
   constexpr VirtAddr operator-(u64 bytes) const {
     auto r = checked_sub(bytes);
-    ktl::check(r.is_ok(), "VirtAddr - offset left the canonical half");
+    ktl::check_ok(r, "VirtAddr - offset left the canonical half");
     return r.value();
   }
   // Byte distance from `base`; panics if `base` is above this address.
@@ -354,6 +354,5 @@ using FrameRange = UnitRange<Frame<S>>;
 // --- formatting: P:0x... and V:0x... -------------------------------------------------------------------
 void format_value(ktl::FormatSink& sink, PhysAddr a, const ktl::FormatSpec& spec);
 void format_value(ktl::FormatSink& sink, VirtAddr a, const ktl::FormatSpec& spec);
-void format_value(ktl::FormatSink& sink, AddrError e, const ktl::FormatSpec& spec);
 
 }  // namespace mm

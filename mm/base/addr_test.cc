@@ -99,4 +99,13 @@ TEST(Format, TypedAddressesPrintTheirKind) {
   EXPECT_EQ(s.out, "P:0x00000000001ff000 V:0xffff800000000000");
 }
 
+TEST(Format, AddrErrorsPrintByNameAndEveryValueHasItsOwnText) {
+  StringSink s;
+  ktl::format_to(s, "{} {:d}", AddrError::NonCanonical, AddrError::Overflow);
+  EXPECT_EQ(s.out, std::string(mm::to_string(AddrError::NonCanonical)) + " 3");
+  ktl::EnumTextCheck c = ktl::check_enum_text<AddrError>();
+  EXPECT_TRUE(c.ok) << "value " << c.bad;
+  EXPECT_EQ(c.count, ktl::to_underlying(AddrError::Empty) + 1);
+}
+
 }  // namespace

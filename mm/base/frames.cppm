@@ -15,10 +15,16 @@ export namespace mm {
 enum class FrameError : ktl::u32 {
   OutOfMemory,     // no frame satisfies the request
   InvalidRequest,  // zero count, alignment not a power of two, ...
+  NotInitialized,  // the allocator has no memory map yet
 };
 
 [[nodiscard]] constexpr const char* to_string(FrameError e) {
-  return e == FrameError::OutOfMemory ? "out of physical memory" : "invalid frame request";
+  switch (e) {
+    case FrameError::OutOfMemory: return "out of physical memory";
+    case FrameError::InvalidRequest: return "invalid frame request";
+    case FrameError::NotInitialized: return "frame allocator not initialized";
+  }
+  return "unknown frame error";
 }
 
 class FrameAllocator {

@@ -57,7 +57,7 @@ void kmem_cache_destroy(SlabCache* cache) {
   SlabAllocator* slab = installed_slab_allocator();
   ktl::check(slab != nullptr, "kmem_cache_destroy: no slab allocator installed");
   auto r = slab->destroy_cache(cache);
-  ktl::check(r.is_ok(), "kmem_cache_destroy: the cache still has live objects");
+  ktl::check_ok(r, "kmem_cache_destroy: the cache still has live objects");
 }
 
 void* slab_alloc(SlabCache* cache) { return cache->alloc(); }

@@ -71,8 +71,26 @@ void asan_unpoison([[maybe_unused]] const void* p, [[maybe_unused]] usize n) {
 
 }  // namespace
 
-void format_value(ktl::FormatSink& sink, HeapError e, const ktl::FormatSpec& spec) {
-  ktl::format_value(sink, ktl::StringView(to_string(e)), spec);
+// --- errors of the layers below -------------------------------------------------------------------------
+HeapError to_heap_error(SlabError e) {
+  switch (e) {
+    case SlabError::OutOfMemory: return HeapError::OutOfMemory;
+    case SlabError::InvalidArgument: return HeapError::InvalidArgument;
+    case SlabError::TooManyCaches: return HeapError::TooManyCaches;
+    case SlabError::AlreadyInitialized: return HeapError::AlreadyInitialized;
+    case SlabError::PmmNotInitialized: return HeapError::PmmNotInitialized;
+    case SlabError::NotEmpty:
+    case SlabError::NotInitialized: break;
+  }
+  ktl::panic("heap: a slab error the heap's calls cannot get", to_string(e));
+}
+
+HeapError to_heap_error(PmmError e) {
+  switch (e) {
+    case PmmError::OutOfMemory: return HeapError::OutOfMemory;
+    case PmmError::NotInitialized: return HeapError::PmmNotInitialized;
+    default: ktl::panic("heap: a PMM error the heap's requests cannot get", to_string(e));
+  }
 }
 
 // --- HeapRegion ---------------------------------------------------------------------------------------
@@ -86,14 +104,14 @@ ktl::Result<void, HeapError> HeapRegion::init(Pmm& pmm, PhysWindow window, SlabA
   u64 pages = range.size() / kPageSize;
   u64 bitmap_bytes = ktl::align_up<u64>(SummaryBitmap::storage_words(pages) * sizeof(u64), kPageSize);
   auto bitmap = pmm.alloc_contiguous(bitmap_bytes / kPageSize, kPageSize);
-  if (bitmap.is_err()) return ktl::Err(HeapError::OutOfMemory);
+  if (bitmap.is_err()) return ktl::Err(to_heap_error(bitmap.error()));
   u64 root_entries = (pages + kLeafEntries - 1) / kLeafEntries;
   u64 root_bytes = ktl::align_up<u64>(root_entries * sizeof(ktl::uptr), kPageSize);
   auto root = pmm.alloc_contiguous(root_bytes / kPageSize, kPageSize);
-  if (root.is_err()) return ktl::Err(HeapError::OutOfMemory);
+  if (root.is_err()) return ktl::Err(to_heap_error(root.error()));
   auto descriptors = slab.create_cache("heap-large", space.record_size(), space.record_align(), nullptr,
                                        CacheFlags::NoCpuCache);
-  if (descriptors.is_err()) return ktl::Err(HeapError::OutOfMemory);
+  if (descriptors.is_err()) return ktl::Err(to_heap_error(descriptors.error()));
 
   ktl::LockGuard guard(lock_);
   pmm_ = &pmm;
@@ -125,11 +143,11 @@ HeapRegion::~HeapRegion() {
       }
       auto leaf = window_.phys_of(reinterpret_cast<void*>(root_[i]));
       auto r = pmm_->free_frames(Frame4K::from_start(leaf.value()).value(), 1);
-      ktl::check(r.is_ok(), "heap region: a table leaf was freed behind its back");
+      ktl::check_ok(r, "heap region: a table leaf was freed behind its back");
     }
   }
   auto r = slab_->destroy_cache(descriptors_);
-  ktl::check(r.is_ok(), "heap region: descriptors still live");
+  ktl::check_ok(r, "heap region: descriptors still live");
   bitmap_frames_.reset();
   root_frames_.reset();
 }
@@ -370,14 +388,15 @@ RegionStats HeapRegion::stats() const {
 ktl::Result<void, HeapError> Heap::init(Pmm& pmm, PhysWindow window, const HeapConfig& config) {
   if (slab_.initialized()) return ktl::Err(HeapError::AlreadyInitialized);
   hardening_ = config.hardening;
-  if (slab_.init(pmm, window, SlabOptions{config.hardening, config.seed}).is_err()) {
-    return ktl::Err(HeapError::OutOfMemory);
+  if (auto r = slab_.init(pmm, window, SlabOptions{config.hardening, config.seed}); r.is_err()) {
+    return ktl::Err(to_heap_error(r.error()));
   }
   for (usize i = 0; i < heap_classes::kCount; ++i) {
     ktl::InlineString<32> name;
     ktl::format_to(name, "kmalloc-{}", heap_classes::size_of(i));
     auto cache = slab_.create_cache(name.view(), heap_classes::size_of(i), heap_classes::align_of(i));
-    if (cache.is_err() || !cache.value()->has_cpu_slot()) return ktl::Err(HeapError::OutOfMemory);
+    if (cache.is_err()) return ktl::Err(to_heap_error(cache.error()));
+    if (!cache.value()->has_cpu_slot()) return ktl::Err(HeapError::TooManyCaches);
     classes_[i] = cache.value();
   }
   if (config.space != nullptr) {

@@ -77,7 +77,10 @@ enum class HeapError : u32 {
   TooLarge,         // bigger than the heap region
   NotInitialized,
   AlreadyInitialized,
-  MapFailed,  // the region's address space could not map
+  MapFailed,          // the region's address space refused a mapping (other than for memory)
+  TooManyCaches,      // the slab allocator has no per-CPU slot for a size class (SlabError::TooManyCaches)
+  PmmNotInitialized,  // the PMM the heap takes frames from is not initialized
+  HostViewFailed,     // host heaps: the host view could not show a large object's pages
 };
 [[nodiscard]] constexpr const char* to_string(HeapError e) {
   switch (e) {
@@ -87,10 +90,17 @@ enum class HeapError : u32 {
     case HeapError::NotInitialized: return "heap not initialized";
     case HeapError::AlreadyInitialized: return "heap already initialized";
     case HeapError::MapFailed: return "could not map the heap region";
+    case HeapError::TooManyCaches: return "no per-CPU slot for a size class";
+    case HeapError::PmmNotInitialized: return "the PMM is not initialized";
+    case HeapError::HostViewFailed: return "the host view could not show the pages";
   }
   return "unknown heap error";
 }
-void format_value(ktl::FormatSink& sink, HeapError e, const ktl::FormatSpec& spec);
+// What a slab or PMM error becomes in the heap: the same cause under its heap name. Errors that
+// the heap's own calls cannot get (SlabError::NotEmpty, NotInitialized; a PmmError other than
+// OutOfMemory and NotInitialized) panic.
+[[nodiscard]] HeapError to_heap_error(SlabError e);
+[[nodiscard]] HeapError to_heap_error(PmmError e);
 
 // --- size classes ------------------------------------------------------------------------------------
 namespace heap_classes {

@@ -137,17 +137,16 @@ class HostHeap : ktl::NoCopy {
     PhysRange data = PhysRange::with_size(memory_.base(), options.phys_bytes).value();
     PhysRange tables = PhysRange::with_size(data.end(), table_bytes(options.region_bytes)).value();
     ktl::Array<PhysRegion, 1> data_map{{PhysRegion{data, RegionKind::Usable, NodeId{0}}}};
-    ktl::check(pmm_.init(data_map.span(), memory_.window()).is_ok(), "heap host: PMM init failed");
+    ktl::check_ok(pmm_.init(data_map.span(), memory_.window()), "heap host: PMM init failed");
     ktl::Array<PhysRegion, 1> table_map{{PhysRegion{tables, RegionKind::Usable, NodeId{0}}}};
-    ktl::check(table_pmm_.init(table_map.span(), memory_.window()).is_ok(),
-               "heap host: table PMM init failed");
+    ktl::check_ok(table_pmm_.init(table_map.span(), memory_.window()), "heap host: table PMM init failed");
     // An owned, empty table (freed with it), adopted as a kernel address space the way the kernel
     // adopts the loader's: the space changes it under its lock, through Mappings.
     auto root = PageTable<HostFormat>::create(memory_.window(), table_pmm_);
-    ktl::check(root.is_ok(), "heap host: no frame for the root table");
+    ktl::check_ok(root, "heap host: no frame for the root table");
     tables_.emplace(root.release_value());
     auto space = AddressSpace<HostFormat>::adopt_kernel(memory_.window(), table_pmm_, tables_->root());
-    ktl::check(space.is_ok(), "heap host: cannot adopt the heap's page table");
+    ktl::check_ok(space, "heap host: cannot adopt the heap's page table");
     space_.emplace(space.release_value());
     HostView* view = options.fork_safe ? static_cast<HostView*>(&anonymous_view_) : &memfd_view_;
     region_space_.emplace(*space_, view);
@@ -160,7 +159,7 @@ class HostHeap : ktl::NoCopy {
     }
     baseline_free_ = pmm_.free_frame_count();
     auto h = heap_.emplace().init(pmm_, memory_.window(), config);
-    ktl::check(h.is_ok(), "heap host: heap init failed");
+    ktl::check_ok(h, "heap host: heap init failed");
   }
   ~HostHeap() { heap_.reset(); }
   HostHeap(HostHeap&&) = delete;

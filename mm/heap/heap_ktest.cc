@@ -7,6 +7,7 @@
 import ktl;
 import ktest;
 import mm.addr;
+import mm.arch;
 import mm.heap;
 import mm.heap.testing;
 import mm.pmm;
@@ -28,6 +29,27 @@ constexpr usize KiB = 1024;
 constexpr usize MiB = 1024 * KiB;
 
 uptr addr(const void* p) { return reinterpret_cast<uptr>(p); }
+
+// The slab's and the PMM's causes survive into HeapError (heap init used to turn every one of
+// them into OutOfMemory).
+KTEST(Heap, ErrorsOfTheLayersBelowKeepTheirCause) {
+  using mm::HeapError;
+  KEXPECT_EQ(mm::to_heap_error(mm::SlabError::OutOfMemory), HeapError::OutOfMemory);
+  KEXPECT_EQ(mm::to_heap_error(mm::SlabError::InvalidArgument), HeapError::InvalidArgument);
+  KEXPECT_EQ(mm::to_heap_error(mm::SlabError::TooManyCaches), HeapError::TooManyCaches);
+  KEXPECT_EQ(mm::to_heap_error(mm::SlabError::AlreadyInitialized), HeapError::AlreadyInitialized);
+  KEXPECT_EQ(mm::to_heap_error(mm::SlabError::PmmNotInitialized), HeapError::PmmNotInitialized);
+  KEXPECT_EQ(mm::to_heap_error(mm::PmmError::OutOfMemory), HeapError::OutOfMemory);
+  KEXPECT_EQ(mm::to_heap_error(mm::PmmError::NotInitialized), HeapError::PmmNotInitialized);
+  auto env = KTRY(TestHeap::create());
+  mm::HeapConfig config;
+  auto again = env.heap().init(env.pmm(), mm::PhysWindow(), config);
+  KASSERT(again.is_err());
+  KEXPECT_EQ(again.error(), HeapError::AlreadyInitialized);
+  ktl::EnumTextCheck texts = ktl::check_enum_text<HeapError>();
+  KEXPECT(texts.ok);
+  KEXPECT_EQ(texts.count, ktl::to_underlying(HeapError::HostViewFailed) + 1);
+}
 
 KTEST(Heap, SizeClassesAreTightAndOrdered) {
   KEXPECT_EQ(classes::size_of(0), 8u);

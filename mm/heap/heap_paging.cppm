@@ -83,7 +83,7 @@ class AddressSpaceRegion final : public RegionSpace {
     m = created.release_value();
     if (view_ != nullptr && !view_->show(at, phys, bytes)) {
       m.reset();  // unmap, flush, free: nothing stays
-      return ktl::Err(HeapError::MapFailed);
+      return ktl::Err(HeapError::HostViewFailed);
     }
     ++o.runs;
     return ktl::ok();

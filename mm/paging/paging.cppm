@@ -130,6 +130,17 @@ template <PageTableFormat F, class Reader>
 
 }  // namespace paging
 
+// --- errors of the frame allocator ---------------------------------------------------------------------
+// The PagingError a refused page-table frame becomes: one-to-one, so the allocator's cause survives.
+[[nodiscard]] constexpr PagingError to_paging_error(FrameError e) {
+  switch (e) {
+    case FrameError::OutOfMemory: return PagingError::NoMemory;
+    case FrameError::InvalidRequest: return PagingError::FrameRequestInvalid;
+    case FrameError::NotInitialized: return PagingError::FrameAllocatorNotReady;
+  }
+  return PagingError::NoMemory;  // not a FrameError: -Wswitch keeps the cases complete
+}
+
 // --- options and results -------------------------------------------------------------------------------
 enum class HugePages : ktl::u8 { Allow, Deny };
 enum class GigabytePages : ktl::u8 { Supported, Unsupported };  // CPUID 0x80000001 EDX[26] on x86_64
@@ -266,10 +277,10 @@ class PageTable {
   [[nodiscard]] static ktl::Result<PageTable, PagingError> create(PhysWindow window, FrameAllocator& frames,
                                                                   PageTableOptions options = {}) {
     auto frame = frames.allocate_frame();
-    if (frame.is_err()) return ktl::Err(PagingError::NoMemory);
+    if (frame.is_err()) return ktl::Err(to_paging_error(frame.error()));
     if (!table_frame_ok(frame.value().start())) {
       frames.free_frame(frame.value());
-      return ktl::Err(PagingError::NoMemory);
+      return ktl::Err(PagingError::FrameUnreachable);
     }
     PageTable pt(window, frames, frame.value().start(), options, Ownership::Owned);
     pt.zero_table(pt.root_);
@@ -281,9 +292,9 @@ class PageTable {
   [[nodiscard]] static ktl::Result<PageTable, PagingError> adopt(PhysWindow window, FrameAllocator& frames,
                                                                  PhysAddr root,
                                                                  PageTableOptions options = {}) {
-    if (!root.is_aligned(kPageSize) || !window.covers(root, kPageSize) || !table_frame_ok(root)) {
-      return ktl::Err(PagingError::OutOfRange);
-    }
+    if (!root.is_aligned(kPageSize)) return ktl::Err(PagingError::Unaligned);
+    if (!window.covers(root, kPageSize)) return ktl::Err(PagingError::OutsideWindow);
+    if (!table_frame_ok(root)) return ktl::Err(PagingError::FrameUnreachable);
     return PageTable(window, frames, root, options, Ownership::Adopted);
   }
 
@@ -561,10 +572,10 @@ class PageTable {
     [[nodiscard]] ktl::Result<void, PagingError> reserve(u64 n) {
       for (u64 i = 0; i < n; ++i) {
         auto frame = frames_.allocate_frame();
-        if (frame.is_err()) return ktl::Err(PagingError::NoMemory);
+        if (frame.is_err()) return ktl::Err(to_paging_error(frame.error()));
         if (!table_frame_ok(frame.value().start())) {  // e.g. above 4 GiB for x86 32-bit tables
           frames_.free_frame(frame.value());
-          return ktl::Err(PagingError::NoMemory);
+          return ktl::Err(PagingError::FrameUnreachable);
         }
         push(frame.value().start());
       }
@@ -627,9 +638,9 @@ class PageTable {
   }
   // Validates [v, v + bytes) and returns its linear start.
   [[nodiscard]] ktl::Result<u64, PagingError> checked_range(VirtAddr v, u64 bytes) const {
-    if (bytes == 0 || !v.is_aligned(kPageSize) || !ktl::is_aligned(bytes, kPageSize)) {
+    if (bytes == 0) return ktl::Err(PagingError::EmptyRange);
+    if (!v.is_aligned(kPageSize) || !ktl::is_aligned(bytes, kPageSize))
       return ktl::Err(PagingError::Unaligned);
-    }
     auto last = v.checked_add(bytes - 1);
     if (last.is_err() || !F::virt_ok(v) || !F::virt_ok(last.value()))
       return ktl::Err(PagingError::OutOfRange);

@@ -249,7 +249,7 @@ void conflicts_are_errors(ktest::Context& ktest_ctx) {
         PagingError::AlreadyMapped);
     // Bad ranges.
     KEXPECT_PAGING_ERR(pt.unmap_range(va<F>(0x10), 0x1000), PagingError::Unaligned);
-    KEXPECT_PAGING_ERR(pt.unmap_range(va<F>(0), 0), PagingError::Unaligned);
+    KEXPECT_PAGING_ERR(pt.unmap_range(va<F>(0), 0), PagingError::EmptyRange);
     KEXPECT_PAGING_ERR(
         pt.map_range(va<F>(0x10'0000'0000), PhysAddr::from(0x1001), 0x1000, PageFlags(), HugePages::Allow),
         F::kLevels == 2 ? PagingError::OutOfRange : PagingError::Unaligned);
@@ -669,7 +669,8 @@ void adopted_tables_are_kept(ktest::Context& ktest_ctx) {
     }
     KEXPECT_EQ(env.frames.used_count(), used);  // dropping an adopter frees nothing
     KEXPECT_PAGING_ERR(PageTable<F>::adopt(env.mem.window(), env.frames, PhysAddr::from(0x1000)),
-                       PagingError::OutOfRange);
+                       PagingError::OutsideWindow);
+    KEXPECT_PAGING_ERR(PageTable<F>::adopt(env.mem.window(), env.frames, root + 8), PagingError::Unaligned);
     consume(KTRY(adopted.unmap(page_at<Size4K>(va<F>(0x2000)))));
   }
   KEXPECT_EQ(env.frames.used_count(), 0u);

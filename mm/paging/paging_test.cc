@@ -2,6 +2,8 @@
 // compile-time contracts, the TLB-flush tokens against the recorded hooks, and death tests.
 #include <gtest/gtest.h>
 
+#include <utility>
+
 #include <ktl/macros.h>
 
 import ktl;
@@ -183,13 +185,48 @@ TEST(PagingHost, FreshTablesAreZeroedDespitePoison) {
   EXPECT_EQ(frames.used_count(), 0u);
 }
 
+// A frame allocator that refuses every request with one error.
+class RefusingFrames final : public mm::FrameAllocator {
+ public:
+  explicit RefusingFrames(mm::FrameError e) : error_(e) {}
+  ktl::Result<mm::Frame4K, mm::FrameError> allocate_frame() override { return ktl::Err(error_); }
+  void free_frame(mm::Frame4K) override { ADD_FAILURE() << "nothing was allocated"; }
+
+ private:
+  mm::FrameError error_;
+};
+
+// The allocator's cause survives into the PagingError, one-to-one (every refusal used to be NoMemory).
+TEST(PagingHost, FrameAllocatorErrorsKeepTheirCause) {
+  sim::PhysMemory mem(PhysAddr::from(1 << 20), 1 << 20);
+  const std::pair<mm::FrameError, mm::PagingError> cases[] = {
+      {mm::FrameError::OutOfMemory, mm::PagingError::NoMemory},
+      {mm::FrameError::InvalidRequest, mm::PagingError::FrameRequestInvalid},
+      {mm::FrameError::NotInitialized, mm::PagingError::FrameAllocatorNotReady},
+  };
+  for (auto [frame_error, paging_error] : cases) {
+    RefusingFrames frames(frame_error);
+    auto pt = PageTable<paging::X86_64>::create(mem.window(), frames);
+    ASSERT_TRUE(pt.is_err());
+    EXPECT_EQ(pt.error(), paging_error) << mm::to_string(frame_error);
+    EXPECT_EQ(mm::to_paging_error(frame_error), paging_error);
+  }
+}
+
+TEST(PagingHost, EveryPagingErrorHasItsOwnText) {
+  ktl::EnumTextCheck c = ktl::check_enum_text<mm::PagingError>();
+  EXPECT_TRUE(c.ok) << "value " << c.bad;
+  EXPECT_EQ(c.count, ktl::to_underlying(mm::PagingError::FrameAllocatorNotReady) + 1);
+  EXPECT_TRUE(ktl::check_enum_text<mm::CacheMode>().ok);
+}
+
 // Table frames must be reachable by the format's entries: 32-bit tables cannot live above 4 GiB.
 TEST(PagingHost, TableFramesTheFormatCannotReachAreRefused) {
   sim::PhysMemory high(PhysAddr::from(5ull << 30), 1 << 20);
   mm::paging_testing::ArenaFrames frames(high.window(), high.range());
   auto x32 = PageTable<paging::X86_32>::create(high.window(), frames);
   ASSERT_TRUE(x32.is_err());
-  EXPECT_EQ(x32.error(), mm::PagingError::NoMemory);
+  EXPECT_EQ(x32.error(), mm::PagingError::FrameUnreachable);
   EXPECT_EQ(frames.used_count(), 0u);
   {
     auto x64 = PageTable<paging::X86_64>::create(high.window(), frames).release_value();

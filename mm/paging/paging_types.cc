@@ -16,10 +16,6 @@ void format_value(ktl::FormatSink& sink, PageFlags f, const ktl::FormatSpec& spe
   ktl::format_value(sink, text.view(), spec);
 }
 
-void format_value(ktl::FormatSink& sink, PagingError e, const ktl::FormatSpec& spec) {
-  ktl::format_value(sink, ktl::StringView(to_string(e)), spec);
-}
-
 void format_value(ktl::FormatSink& sink, const Translation& t, const ktl::FormatSpec&) {
   ktl::format_to(sink, "{} -> {} (page {} -> {}, {:#x} bytes, {})", t.page + (t.phys - t.frame), t.phys,
                  t.page, t.frame, t.page_size, t.flags);

@@ -105,15 +105,21 @@ void format_value(ktl::FormatSink& sink, PageFlags f, const ktl::FormatSpec& spe
 
 // --- errors ------------------------------------------------------------------------------------------
 enum class PagingError : ktl::u32 {
-  NoMemory,       // the frame allocator refused a page-table frame; nothing was changed
-  AlreadyMapped,  // a leaf already translates (part of) the page
-  TableInTheWay,  // the slot holds a lower-level table: unmap what is below and reclaim first
-  NotMapped,      // nothing translates (part of) the page or range
-  SizeMismatch,   // the page is mapped with smaller pages than the operation's page size
-  OutOfRange,     // an address the format cannot translate or a frame it cannot reach
-  Unaligned,      // a range not aligned to 4 KiB
-  Reserved,       // the recursive window, or root slots this table does not own
-  Unsupported,    // a page size the CPU does not support (1 GiB pages without the CPUID bit)
+  NoMemory,                // the frame allocator is out of frames for a page table; nothing was changed
+  AlreadyMapped,           // a leaf already translates (part of) the page
+  TableInTheWay,           // the slot holds a lower-level table: unmap what is below and reclaim first
+  NotMapped,               // nothing translates (part of) the page or range
+  SizeMismatch,            // the page is mapped with smaller pages than the operation's page size
+  OutOfRange,              // an address the format cannot translate or a frame it cannot reach
+  Unaligned,               // a range not aligned to 4 KiB
+  Reserved,                // the recursive window, or root slots this table does not own
+  Unsupported,             // a page size the CPU does not support (1 GiB pages without the CPUID bit)
+  EmptyRange,              // a range of zero bytes
+  NoFrames,                // Mapping::create with an empty AllocatedFrames: nothing to map
+  FrameUnreachable,        // a page-table frame the format's entries cannot point at (x86-32: above 4 GiB)
+  OutsideWindow,           // a page-table frame the physical window does not cover
+  FrameRequestInvalid,     // the frame allocator refused the request as invalid (FrameError::InvalidRequest)
+  FrameAllocatorNotReady,  // the frame allocator is not initialized (FrameError::NotInitialized)
 };
 
 [[nodiscard]] constexpr const char* to_string(PagingError e) {
@@ -127,10 +133,15 @@ enum class PagingError : ktl::u32 {
     case PagingError::Unaligned: return "range not page aligned";
     case PagingError::Reserved: return "reserved virtual range";
     case PagingError::Unsupported: return "page size not supported by the CPU";
+    case PagingError::EmptyRange: return "empty range";
+    case PagingError::NoFrames: return "no frames to map";
+    case PagingError::FrameUnreachable: return "page-table frame out of the format's reach";
+    case PagingError::OutsideWindow: return "page-table frame outside the physical window";
+    case PagingError::FrameRequestInvalid: return "frame allocator refused an invalid request";
+    case PagingError::FrameAllocatorNotReady: return "frame allocator not initialized";
   }
   return "unknown paging error";
 }
-void format_value(ktl::FormatSink& sink, PagingError e, const ktl::FormatSpec& spec);
 
 // --- translations ------------------------------------------------------------------------------------
 // The answer to "where does this virtual address go": the leaf that maps it and the effective

@@ -51,15 +51,6 @@ void format_value(ktl::FormatSink& sink, NodeId n, const ktl::FormatSpec& spec) 
   ktl::format_to(s, "node{}", n.value);
   ktl::format_value(sink, s.view(), spec);
 }
-void format_value(ktl::FormatSink& sink, RegionKind k, const ktl::FormatSpec& spec) {
-  ktl::format_value(sink, ktl::StringView(to_string(k)), spec);
-}
-void format_value(ktl::FormatSink& sink, PmmError e, const ktl::FormatSpec& spec) {
-  ktl::format_value(sink, ktl::StringView(to_string(e)), spec);
-}
-void format_value(ktl::FormatSink& sink, FrameState s, const ktl::FormatSpec& spec) {
-  ktl::format_value(sink, ktl::StringView(to_string(s)), spec);
-}
 void format_value(ktl::FormatSink& sink, const MemStats& s, const ktl::FormatSpec&) {
   ktl::format_to(sink, "{{total {} free {} used {} reserved {} metadata {}}}", s.total_bytes, s.free_bytes,
                  s.used_bytes, s.reserved_bytes, s.metadata_bytes);
@@ -204,11 +195,14 @@ ktl::Result<void, PmmError> Pmm::init(ktl::Span<const PhysRegion> map, PhysWindo
 
   // 1. The map: sorted, non-overlapping, known nodes.
   u64 records = 0;
+  u64 prev_start = 0;
   u64 prev_end = 0;
   for (usize i = 0; i < map.size(); ++i) {
     const PhysRegion& r = map[i];
-    if (r.node.value >= kMaxNumaNodes) return ktl::Err(PmmError::BadMemoryMap);
-    if (i > 0 && r.range.start().value() < prev_end) return ktl::Err(PmmError::BadMemoryMap);
+    if (r.node.value >= kMaxNumaNodes) return ktl::Err(PmmError::UnknownNode);
+    if (i > 0 && r.range.start().value() < prev_start) return ktl::Err(PmmError::UnsortedMap);
+    if (i > 0 && r.range.start().value() < prev_end) return ktl::Err(PmmError::OverlappingMap);
+    prev_start = r.range.start().value();
     prev_end = r.range.end().value();
     if (!span_of(r).empty()) ++records;
   }
@@ -374,13 +368,13 @@ PmmError Pmm::report(PmmArena::Fault fault, const char* operation) const {
       const PmmArena* a = arena_of(fault.frame);
       if (a != nullptr && a->is_managed(fault.frame)) {
         ktl::log::error("pmm: {} of {}: the range crosses into another arena ({})", operation, at, a->node());
-        return PmmError::InvalidRequest;
+        return PmmError::CrossesArena;
       }
       RegionKind kind = RegionKind::Reserved;
       switch (classify_unmanaged(fault.frame, &kind)) {
         case FrameState::Metadata:
           ktl::log::error("pmm: {} of {}: frame holds the PMM's own metadata", operation, at);
-          return PmmError::Reserved;
+          return PmmError::Metadata;
         case FrameState::Reserved:
           ktl::log::error("pmm: {} of {}: frame is reserved ({})", operation, at, kind);
           return PmmError::Reserved;
@@ -546,12 +540,18 @@ void Pmm::unlock_all() {
 }
 
 // --- Pmm: mm::FrameAllocator ---------------------------------------------------------------------------
+FrameError to_frame_error(PmmError e) {
+  switch (e) {
+    case PmmError::OutOfMemory: return FrameError::OutOfMemory;
+    case PmmError::InvalidRequest: return FrameError::InvalidRequest;
+    case PmmError::NotInitialized: return FrameError::NotInitialized;
+    default: ktl::panic("pmm: to_frame_error of an error no allocation returns", to_string(e));
+  }
+}
+
 ktl::Result<Frame4K, FrameError> Pmm::allocate_frame() {
   auto r = alloc_page_unowned();
-  if (r.is_err()) {
-    return ktl::Err(r.error() == PmmError::OutOfMemory ? FrameError::OutOfMemory
-                                                       : FrameError::InvalidRequest);
-  }
+  if (r.is_err()) return ktl::Err(to_frame_error(r.error()));
   return r.value();
 }
 

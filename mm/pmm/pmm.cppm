@@ -80,11 +80,15 @@ struct PhysRegion {
 enum class PmmError : u32 {
   OutOfMemory,          // no free frames (or no run) satisfy the request
   InvalidRequest,       // zero count, alignment not a power of two >= 4 KiB, unknown node
+  CrossesArena,         // a claimed or freed range runs from one arena into the next
   DoubleFree,           // freeing a frame that is already free
   NotManaged,           // a frame outside the memory map's RAM (a hole, MMIO, beyond the end)
-  Reserved,             // a frame of a reserved region (kernel, firmware, ...) or of PMM metadata
-  AlreadyAllocated,     // set_page_used / claim of a frame someone else owns
-  BadMemoryMap,         // the map is unsorted, overlapping or names a node >= kMaxNumaNodes
+  Reserved,             // a frame of a reserved region (kernel, firmware, ...)
+  Metadata,             // a frame holding the PMM's own bitmaps or region table
+  AlreadyAllocated,     // claiming a frame someone else owns
+  UnsortedMap,          // a region of the map starts below the one before it
+  OverlappingMap,       // a region of the map starts inside the one before it
+  UnknownNode,          // a region of the map names a node >= kMaxNumaNodes
   TooManyArenas,        // the map has more separate pieces of RAM than Pmm::kMaxArenas
   NoMemoryForMetadata,  // no usable range can hold the bitmaps
   MetadataNotMapped,    // the PhysWindow does not cover the memory chosen for the bitmaps
@@ -98,11 +102,15 @@ enum class PmmError : u32 {
   switch (e) {
     case PmmError::OutOfMemory: return "out of physical memory";
     case PmmError::InvalidRequest: return "invalid request";
+    case PmmError::CrossesArena: return "range crosses from one arena into another";
     case PmmError::DoubleFree: return "double free";
     case PmmError::NotManaged: return "frame not managed by the PMM";
     case PmmError::Reserved: return "frame is reserved";
+    case PmmError::Metadata: return "frame holds the PMM's metadata";
     case PmmError::AlreadyAllocated: return "frame already allocated";
-    case PmmError::BadMemoryMap: return "bad memory map";
+    case PmmError::UnsortedMap: return "memory map not sorted by address";
+    case PmmError::OverlappingMap: return "memory map regions overlap";
+    case PmmError::UnknownNode: return "memory map names an unknown NUMA node";
     case PmmError::TooManyArenas: return "too many separate memory ranges";
     case PmmError::NoMemoryForMetadata: return "no memory for PMM metadata";
     case PmmError::MetadataNotMapped: return "PMM metadata outside the physical window";
@@ -114,6 +122,11 @@ enum class PmmError : u32 {
   }
   return "unknown PMM error";
 }
+
+// The FrameError (mm.frames) an allocation's PmmError becomes behind the FrameAllocator interface:
+// one-to-one for every error an allocation can return (OutOfMemory, InvalidRequest,
+// NotInitialized); any other value is not an allocation's and panics.
+[[nodiscard]] FrameError to_frame_error(PmmError e);
 
 enum class FrameState : u32 { Free, Allocated, Reserved, Metadata, NotManaged };
 [[nodiscard]] constexpr const char* to_string(FrameState s) {
@@ -139,9 +152,6 @@ struct MemStats {
 };
 
 void format_value(ktl::FormatSink& sink, NodeId n, const ktl::FormatSpec& spec);
-void format_value(ktl::FormatSink& sink, RegionKind k, const ktl::FormatSpec& spec);
-void format_value(ktl::FormatSink& sink, PmmError e, const ktl::FormatSpec& spec);
-void format_value(ktl::FormatSink& sink, FrameState s, const ktl::FormatSpec& spec);
 void format_value(ktl::FormatSink& sink, const MemStats& s, const ktl::FormatSpec& spec);
 
 // --- allocation requests ---------------------------------------------------------------------------
@@ -190,7 +200,7 @@ class [[nodiscard]] AllocatedFrames {
   [[nodiscard]] FrameRange<Size4K> frames() const { return FrameRange<Size4K>(first_, count_); }
   [[nodiscard]] PhysRange range() const { return PhysRange::with_size(start(), size_bytes()).value(); }
 
-  // Gives up ownership without freeing: the caller now answers for the frames (pmm_free_page,
+  // Gives up ownership without freeing: the caller now answers for the frames (free_page,
   // free_frames). The owner is empty afterwards.
   [[nodiscard]] FrameRange<Size4K> release() {
     FrameRange<Size4K> r = frames();
@@ -297,18 +307,21 @@ class Pmm final : public FrameAllocator {
   // Builds the allocator from `map` (sorted by start, non-overlapping; see PhysRegion). Only usable
   // frames are ever handed out. The bitmaps are carved from the top of usable memory (the highest
   // range of the arena's own node that fits, else any) and accessed through `window`, which must
-  // cover them. Call once, before the Pmm is shared with other CPUs.
+  // cover them. Call once, before the Pmm is shared with other CPUs. Errors: UnknownNode,
+  // UnsortedMap, OverlappingMap (checked per region, in map order), TooManyArenas, NoUsableMemory,
+  // NoMemoryForMetadata, MetadataNotMapped, AlreadyInitialized.
   [[nodiscard]] ktl::Result<void, PmmError> init(ktl::Span<const PhysRegion> map, PhysWindow window);
 
   // --- single frames (the design documents' names for these live in mm.compat) ---
   // One free frame, owned.
   [[nodiscard]] ktl::Result<AllocatedFrames, PmmError> alloc_page(const AllocOptions& options = {});
-  // Claims the specific frame `frame` (it must be free): AlreadyAllocated, Reserved, NotManaged.
+  // Claims the specific frame `frame` (it must be free): AlreadyAllocated, Reserved, Metadata,
+  // NotManaged.
   [[nodiscard]] ktl::Result<AllocatedFrames, PmmError> claim_page(Frame4K frame);
   // The unowned form: the caller must free_page() the frame.
   [[nodiscard]] ktl::Result<Frame4K, PmmError> alloc_page_unowned(const AllocOptions& options = {});
   // Frees a frame that is not owned (released from its owner, or from alloc_page_unowned):
-  // DoubleFree, Reserved, NotManaged.
+  // DoubleFree, Reserved, Metadata, NotManaged.
   [[nodiscard]] ktl::Result<void, PmmError> free_page(Frame4K frame);
 
   // --- runs ---
@@ -321,7 +334,8 @@ class Pmm final : public FrameAllocator {
     return alloc_contiguous(S::bytes / kPageSize, S::bytes, options);
   }
   // Claims [first, first + count) (all free), or frees it (all allocated). All or nothing: on an
-  // error nothing changes, the error is logged with the first offending frame's address.
+  // error nothing changes, the error is logged with the first offending frame's address. Errors:
+  // those of claim_page / free_page, and CrossesArena for a range that leaves its arena.
   [[nodiscard]] ktl::Result<AllocatedFrames, PmmError> claim(Frame4K first, u64 count);
   [[nodiscard]] ktl::Result<void, PmmError> free_frames(Frame4K first, u64 count);
 
@@ -356,7 +370,7 @@ class Pmm final : public FrameAllocator {
 
   // --- mm::FrameAllocator ---
   [[nodiscard]] ktl::Result<Frame4K, FrameError> allocate_frame() override;
-  // Errors are detected and logged (see pmm_free_page); nothing is corrupted.
+  // Errors are detected and logged (see free_page); nothing is corrupted.
   void free_frame(Frame4K frame) override;
 
  private:

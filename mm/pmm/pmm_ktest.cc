@@ -206,18 +206,18 @@ KTEST(Pmm, RejectsBadMaps) {
     Pmm pmm;
     ktl::Array<PhysRegion, 2> unsorted{
         {region(20 * MiB, 24 * MiB, RegionKind::Usable), region(16 * MiB, 20 * MiB, RegionKind::Usable)}};
-    KEXPECT_EQ(pmm.init(unsorted.span(), mem.window()).error(), PmmError::BadMemoryMap);
+    KEXPECT_EQ(pmm.init(unsorted.span(), mem.window()).error(), PmmError::UnsortedMap);
   }
   {
     Pmm pmm;
     ktl::Array<PhysRegion, 2> overlapping{{region(16 * MiB, 20 * MiB, RegionKind::Usable),
                                            region(19 * MiB, 21 * MiB, RegionKind::KernelImage)}};
-    KEXPECT_EQ(pmm.init(overlapping.span(), mem.window()).error(), PmmError::BadMemoryMap);
+    KEXPECT_EQ(pmm.init(overlapping.span(), mem.window()).error(), PmmError::OverlappingMap);
   }
   {
     Pmm pmm;
     ktl::Array<PhysRegion, 1> bad_node{{region(16 * MiB, 20 * MiB, RegionKind::Usable, mm::kMaxNumaNodes)}};
-    KEXPECT_EQ(pmm.init(bad_node.span(), mem.window()).error(), PmmError::BadMemoryMap);
+    KEXPECT_EQ(pmm.init(bad_node.span(), mem.window()).error(), PmmError::UnknownNode);
   }
   {
     Pmm pmm;
@@ -483,7 +483,8 @@ KTEST(Pmm, PreferredNodeFirstThenFallback) {
              PmmError::InvalidRequest);
   KEXPECT(!pmm.node_stats(NodeId{5}).has_value());
   // A range may not run from one arena into the next (node 0 -> node 1 at 18 MiB).
-  KEXPECT_EQ(pmm.free_frames(frame_at(18 * MiB - kPage), 2).error(), PmmError::InvalidRequest);
+  KEXPECT_EQ(pmm.free_frames(frame_at(18 * MiB - kPage), 2).error(), PmmError::CrossesArena);
+  KEXPECT_EQ(pmm.claim(frame_at(18 * MiB - kPage), 2).error(), PmmError::CrossesArena);
   KEXPECT_OK(pmm.free_frames(frame_at(18 * MiB + kPage), taken));
 }
 
@@ -540,7 +541,8 @@ KTEST(Pmm, FreeOfReservedFramesIsDetected) {
   KEXPECT_EQ(pmm.free_page(frame_at(kKernel)).error(), PmmError::Reserved);
   KEXPECT_EQ(pmm.free_page(frame_at(kFirmware)).error(), PmmError::Reserved);
   Frame4K meta = Frame4K::containing(pmm.metadata_block(0).start());
-  KEXPECT_EQ(pmm.free_page(meta).error(), PmmError::Reserved);
+  KEXPECT_EQ(pmm.free_page(meta).error(), PmmError::Metadata);
+  KEXPECT_EQ(pmm.claim_page(meta).error(), PmmError::Metadata);
   KEXPECT_EQ(pmm.state_of(meta), FrameState::Metadata);
   // Nothing became allocatable.
   KEXPECT_EQ(pmm.state_of(frame_at(kKernel)), FrameState::Reserved);
@@ -587,9 +589,56 @@ KTEST(Pmm, ValuesPrintByName) {
   ktl::format_to(s, "{} {} {} {}", PmmError::DoubleFree, FrameState::Metadata, RegionKind::KernelImage,
                  NodeId{3});
   KEXPECT(s.view() == ktl::StringView("double free pmm-metadata kernel-image node3"));
-  for (u32 e = 0; e <= ktl::to_underlying(PmmError::AlreadyInstalled); ++e) {
-    KEXPECT(ktl::StringView(mm::to_string(static_cast<PmmError>(e))) != ktl::StringView("unknown PMM error"));
+  // Every enumerator has a text of its own (and no value past the last has one).
+  ktl::EnumTextCheck errors = ktl::check_enum_text<PmmError>();
+  KEXPECT(errors.ok);
+  KEXPECT_EQ(errors.count, ktl::to_underlying(PmmError::AlreadyInstalled) + 1);
+  KEXPECT(ktl::check_enum_text<RegionKind>().ok);
+  KEXPECT(ktl::check_enum_text<FrameState>().ok);
+}
+
+// Each cause of a refused free (or claim) keeps its own code through the public API.
+KTEST(Pmm, EachBadFreeCauseHasItsOwnError) {
+  sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
+  Pmm pmm;
+  auto map = standard_map();
+  KASSERT_OK(pmm.init(map.span(), mem.window()));
+  LeakCheck leak(ktest_ctx, pmm);
+  Frame4K f = KTRY(pmm.alloc_page_unowned());
+  KEXPECT_OK(pmm.free_page(f));
+  Frame4K meta = Frame4K::containing(pmm.metadata_block(0).start());
+  struct Case {
+    Frame4K frame;
+    PmmError expected;
+  };
+  const Case cases[] = {
+      {f, PmmError::DoubleFree},
+      {frame_at(kHole), PmmError::NotManaged},
+      {frame_at(kKernel), PmmError::Reserved},
+      {meta, PmmError::Metadata},
+  };
+  for (const Case& c : cases) KEXPECT_EQ(pmm.free_page(c.frame).error(), c.expected);
+  // Pairwise distinct: no two causes share a code.
+  for (const Case& a : cases) {
+    for (const Case& b : cases) {
+      if (&a != &b) KEXPECT_NE(a.expected, b.expected);
+    }
   }
+  Pmm uninitialized;
+  KEXPECT_EQ(uninitialized.free_page(f).error(), PmmError::NotInitialized);
+  KEXPECT_EQ(pmm.free_frames(f, 0).error(), PmmError::InvalidRequest);
+}
+
+// Behind mm::FrameAllocator an allocation's error keeps its cause (it used to become
+// InvalidRequest for everything but OutOfMemory).
+KTEST(Pmm, FrameAllocatorErrorsKeepTheirCause) {
+  Pmm uninitialized;
+  mm::FrameAllocator& none = uninitialized;
+  KEXPECT_EQ(none.allocate_frame().error(), mm::FrameError::NotInitialized);
+  KEXPECT_EQ(mm::to_frame_error(PmmError::OutOfMemory), mm::FrameError::OutOfMemory);
+  KEXPECT_EQ(mm::to_frame_error(PmmError::InvalidRequest), mm::FrameError::InvalidRequest);
+  KEXPECT_EQ(mm::to_frame_error(PmmError::NotInitialized), mm::FrameError::NotInitialized);
+  KEXPECT(ktl::check_enum_text<mm::FrameError>().ok);
 }
 
 }  // namespace

@@ -349,11 +349,14 @@ class Harness {
   }
 
   std::optional<mm::PmmError> predict_init(const std::vector<Region>& map) {
+    u64 prev_start = 0;
     u64 prev_end = 0;
     u64 largest_usable = 0;
     for (size_t i = 0; i < map.size(); ++i) {
-      if (map[i].node >= kNodes) return mm::PmmError::BadMemoryMap;
-      if (i > 0 && map[i].start < prev_end) return mm::PmmError::BadMemoryMap;
+      if (map[i].node >= kNodes) return mm::PmmError::UnknownNode;
+      if (i > 0 && map[i].start < prev_start) return mm::PmmError::UnsortedMap;
+      if (i > 0 && map[i].start < prev_end) return mm::PmmError::OverlappingMap;
+      prev_start = map[i].start;
       prev_end = map[i].end;
     }
     for (const Region& r : map) {
@@ -476,7 +479,7 @@ class Harness {
     if (!managed(state(first))) return classify(first);
     for (u64 f = first; f < first + count; ++f) {
       if (!managed(state(f))) return classify(f);
-      if (node(f) != node(first)) return Outcome{mm::PmmError::InvalidRequest, f};  // another arena
+      if (node(f) != node(first)) return Outcome{mm::PmmError::CrossesArena, f};  // another arena
     }
     for (u64 f = first; f < first + count; ++f) {
       if (!claiming && state(f) == St::Free) return Outcome{mm::PmmError::DoubleFree, f};
@@ -485,8 +488,11 @@ class Harness {
     return Outcome{};
   }
   Outcome classify(u64 f) const {
-    St s = state(f);
-    return Outcome{s == St::Hole ? mm::PmmError::NotManaged : mm::PmmError::Reserved, f};
+    switch (state(f)) {
+      case St::Hole: return Outcome{mm::PmmError::NotManaged, f};
+      case St::Metadata: return Outcome{mm::PmmError::Metadata, f};
+      default: return Outcome{mm::PmmError::Reserved, f};
+    }
   }
 
   // --- checks ---

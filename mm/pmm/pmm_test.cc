@@ -89,7 +89,7 @@ TEST_F(PmmFixture, ErrorsAreLoggedWithTheTypedAddress) {
   EXPECT_NE(log.lines[2].find("not managed"), std::string::npos) << log.lines[2];
 
   Frame4K meta = Frame4K::containing(pmm_.metadata_block(0).start());
-  EXPECT_EQ(pmm_.free_page(meta).error(), PmmError::Reserved);
+  EXPECT_EQ(pmm_.free_page(meta).error(), PmmError::Metadata);
   ASSERT_EQ(log.lines.size(), 4u);
   EXPECT_NE(log.lines[3].find("metadata"), std::string::npos) << log.lines[3];
 }

@@ -131,14 +131,19 @@ void flush_block_on_exit(CpuBlock& block) NO_THREAD_SAFETY_ANALYSIS {
 }  // namespace
 
 // --- formatting ----------------------------------------------------------------------------------------
-void format_value(ktl::FormatSink& sink, SlabError e, const ktl::FormatSpec& spec) {
-  ktl::format_value(sink, ktl::StringView(to_string(e)), spec);
-}
 
 void format_value(ktl::FormatSink& sink, const SlabInfo& i, const ktl::FormatSpec&) {
   ktl::format_to(sink, "{:<24} {:>8} {:>8} {:>6} {:>6} {:>4} {:>6} {:>6} {:>8} {:>8}", i.name, i.active,
                  i.objects, i.object_size, i.stride, i.objects_per_slab, i.frames_per_slab, i.slabs, i.frames,
                  i.waste_bytes);
+}
+
+SlabError to_slab_error(PmmError e) {
+  switch (e) {
+    case PmmError::OutOfMemory: return SlabError::OutOfMemory;
+    case PmmError::NotInitialized: return SlabError::PmmNotInitialized;
+    default: ktl::panic("slab: the PMM refused a frame request with an impossible error", to_string(e));
+  }
 }
 
 // --- Pagemap ----------------------------------------------------------------------------------------------
@@ -150,7 +155,7 @@ ktl::Result<void, SlabError> Pagemap::init(Pmm& pmm, PhysWindow window) {
   root_entries_ = (window.size() + kLeafEntries * kPageSize - 1) / (kLeafEntries * kPageSize);
   u64 bytes = ktl::align_up<u64>(root_entries_ * sizeof(ktl::uptr), kPageSize);
   auto frames = pmm.alloc_contiguous(bytes / kPageSize, kPageSize);
-  if (frames.is_err()) return ktl::Err(SlabError::OutOfMemory);
+  if (frames.is_err()) return ktl::Err(to_slab_error(frames.error()));
   root_frames_ = frames.release_value();
   ktl::Bytes root = window.bytes(root_frames_.start(), bytes);
   ktl::fill_bytes(root, 0);
@@ -165,7 +170,7 @@ void Pagemap::destroy() {
     if (leaf == nullptr) continue;
     PhysAddr phys = window_.phys_of(leaf).value();
     auto r = pmm_->free_frames(Frame4K::from_start(phys).value(), 1);
-    ktl::check(r.is_ok(), "slab pagemap: a leaf frame was freed behind the pagemap's back");
+    ktl::check_ok(r, "slab pagemap: a leaf frame was freed behind the pagemap's back");
   }
   root_ = nullptr;
   root_frames_.reset();
@@ -181,7 +186,7 @@ ktl::Result<void, SlabError> Pagemap::set(PhysAddr first, u64 count, SlabDesc* d
     if (leaf_at(index) != nullptr) continue;
     ktl::check(desc != nullptr, "slab pagemap: clearing a frame that has no leaf");
     auto frame = pmm_->alloc_page();
-    if (frame.is_err()) return ktl::Err(SlabError::OutOfMemory);
+    if (frame.is_err()) return ktl::Err(to_slab_error(frame.error()));
     AllocatedFrames leaf_frame = frame.release_value();
     ktl::Bytes leaf = window_.bytes(leaf_frame.start(), kPageSize);
     ktl::fill_bytes(leaf, 0);
@@ -499,7 +504,7 @@ AllocatedFrames SlabCache::release_slab_locked(SlabDesc* slab) {
   --lists_[slab->list].count;
   AllocatedFrames frames = ktl::move(slab->frames);
   auto cleared = owner_->pagemap_.set(frames.start(), slab_frames_, nullptr);
-  ktl::check(cleared.is_ok(), "slab pagemap: clearing cannot fail");
+  ktl::check_ok(cleared, "slab pagemap: clearing cannot fail");
   asan_unpoison(slab->base, usize{slab_frames_} * kPageSize);
   owner_->slab_frames_.fetch_sub(slab_frames_, ktl::MemoryOrder::Relaxed);
   slab->canary = 0;
@@ -756,7 +761,7 @@ u64 SlabAllocator::next_secret() {
 }
 
 ktl::Result<void, SlabError> SlabAllocator::init(Pmm& pmm, PhysWindow window, const SlabOptions& options) {
-  if (pmm_ != nullptr) return ktl::Err(SlabError::InvalidArgument);
+  if (pmm_ != nullptr) return ktl::Err(SlabError::AlreadyInitialized);
   options_ = options;
   TRY(pagemap_.init(pmm, window));
   pmm_ = &pmm;
@@ -792,7 +797,7 @@ SlabAllocator::~SlabAllocator() {
     }
     if (c == nullptr) break;
     auto r = destroy_cache(c);
-    ktl::check(r.is_ok(), "SlabAllocator destroyed while a cache has live objects");
+    ktl::check_ok(r, "SlabAllocator destroyed while a cache has live objects");
   }
   cache_cache_.teardown();
   for (u32 k = 0; k < kMagazineKinds; ++k) magazine_cache(k).teardown();
@@ -824,7 +829,7 @@ ktl::Result<AllocatedFrames, SlabError> SlabAllocator::alloc_slab_frames(u32 fra
     fail_after_.fetch_sub(1, ktl::MemoryOrder::Relaxed);
   }
   auto r = pmm_->alloc_contiguous(frames, kPageSize);
-  if (r.is_err()) return ktl::Err(SlabError::OutOfMemory);
+  if (r.is_err()) return ktl::Err(to_slab_error(r.error()));
   return r.release_value();
 }
 

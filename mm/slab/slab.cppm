@@ -71,11 +71,13 @@ import mm.slab.cpu;
 export namespace mm {
 
 enum class SlabError : u32 {
-  OutOfMemory,      // no frames for a slab, a magazine or a descriptor
-  InvalidArgument,  // zero or oversized object size, alignment not a power of two, ...
-  TooManyCaches,    // no per-CPU slot left (slab_cpu::kMaxSlots)
-  NotEmpty,         // destroy with live objects
-  NotInitialized,
+  OutOfMemory,         // no frames for a slab, a magazine or a descriptor
+  InvalidArgument,     // zero or oversized object size, alignment not a power of two, ...
+  TooManyCaches,       // no per-CPU slot left (slab_cpu::kMaxSlots)
+  NotEmpty,            // destroy with live objects
+  NotInitialized,      // the slab allocator has not been initialized
+  AlreadyInitialized,  // SlabAllocator::init called twice
+  PmmNotInitialized,   // the PMM the frames come from is not initialized
 };
 [[nodiscard]] constexpr const char* to_string(SlabError e) {
   switch (e) {
@@ -84,10 +86,15 @@ enum class SlabError : u32 {
     case SlabError::TooManyCaches: return "too many caches";
     case SlabError::NotEmpty: return "cache still has live objects";
     case SlabError::NotInitialized: return "slab allocator not initialized";
+    case SlabError::AlreadyInitialized: return "slab allocator already initialized";
+    case SlabError::PmmNotInitialized: return "the PMM is not initialized";
   }
   return "unknown slab error";
 }
-void format_value(ktl::FormatSink& sink, SlabError e, const ktl::FormatSpec& spec);
+// The SlabError a refused frame request becomes: OutOfMemory and NotInitialized (as
+// PmmNotInitialized) keep their cause; any other PmmError is not one a slab's request (a
+// positive, page-aligned run) can get, and panics.
+[[nodiscard]] SlabError to_slab_error(PmmError e);
 
 enum class CacheFlags : u32 {
   None = 0,
@@ -619,7 +626,7 @@ class Cache {
   ~Cache() {
     if (cache_ != nullptr) {
       auto r = slab_->destroy_cache(cache_);
-      ktl::check(r.is_ok(), "Cache<T> destroyed while objects are live");
+      ktl::check_ok(r, "Cache<T> destroyed while objects are live");
     }
   }
   template <class... A>

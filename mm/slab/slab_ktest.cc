@@ -7,6 +7,7 @@
 import ktl;
 import ktest;
 import mm.addr;
+import mm.arch;
 import mm.compat;
 import mm.heap;
 import mm.heap.testing;
@@ -128,6 +129,23 @@ KTEST(Slab, DestroyIsRefusedWhileObjectsAreLive) {
   KEXPECT_EQ(r.error(), SlabError::NotEmpty);
   c->free(p);
   KEXPECT_OK(env.slab().destroy_cache(c));
+}
+
+KTEST(Slab, ErrorsKeepTheirCause) {
+  auto env = KTRY(TestHeap::create());
+  // A second init is AlreadyInitialized (it was InvalidArgument, the error of a bad size).
+  auto again = env.slab().init(env.pmm(), mm::PhysWindow());
+  KASSERT(again.is_err());
+  KEXPECT_EQ(again.error(), SlabError::AlreadyInitialized);
+  auto bad_size = env.slab().create_cache("zero", 0, 8);
+  KASSERT(bad_size.is_err());
+  KEXPECT_EQ(bad_size.error(), SlabError::InvalidArgument);
+  // A refused frame request keeps the PMM's cause (every refusal used to be OutOfMemory).
+  KEXPECT_EQ(mm::to_slab_error(mm::PmmError::OutOfMemory), SlabError::OutOfMemory);
+  KEXPECT_EQ(mm::to_slab_error(mm::PmmError::NotInitialized), SlabError::PmmNotInitialized);
+  ktl::EnumTextCheck texts = ktl::check_enum_text<SlabError>();
+  KEXPECT(texts.ok);
+  KEXPECT_EQ(texts.count, ktl::to_underlying(SlabError::PmmNotInitialized) + 1);
 }
 
 KTEST(Slab, AlignmentIsHonoured) {

@@ -52,7 +52,8 @@ class AddressSpace {
   static constexpr u32 kAllSlots = static_cast<u32>(F::kEntries);
 
   // Adopts the tables rooted at `root` (the loader's, the CR3 the kernel was entered with).
-  // Errors: OutOfRange (the root is not in the window), Reserved (the recursive slot is not a
+  // Errors: Unaligned (the root is not a frame's start), OutsideWindow (the root is not in the
+  // window), FrameUnreachable (the format cannot point at it), Reserved (the recursive slot is not a
   // self-reference and not empty).
   [[nodiscard]] static ktl::Result<AddressSpace, PagingError> adopt_kernel(PhysWindow window,
                                                                            FrameAllocator& frames,

@@ -160,7 +160,7 @@ KTEST(AddressSpace, AdoptionValidatesTheRecursiveSlot) {
                                                   {.recursive_slot = 510});
   KEXPECT(bad.is_err() && bad.error() == PagingError::Reserved);
   auto outside = mm::KernelAddressSpace::adopt_kernel(env.mem.window(), env.tables, PhysAddr::from(0x1000));
-  KEXPECT(outside.is_err() && outside.error() == PagingError::OutOfRange);
+  KEXPECT(outside.is_err() && outside.error() == PagingError::OutsideWindow);
   // An empty slot is made the self-reference.
   auto ok = KTRY(mm::KernelAddressSpace::adopt_kernel(env.mem.window(), env.tables, loader.root(),
                                                       {.recursive_slot = 509}));
@@ -390,6 +390,22 @@ KTEST(Mapping, FailureLeavesTheFramesWithTheCaller) {
   KEXPECT_EQ(frames.count(), 4u);
   KEXPECT(!spaces.kernel.translate(VirtAddr::from(0xffff'c000'0000'0000ull)).has_value());
   KEXPECT_EQ(spaces.kernel.live_mappings(), 1u);
+}
+
+KTEST(Mapping, NoFramesIsItsOwnError) {
+  MM_ENV(env);
+  Balance balance(ktest_ctx, env);
+  auto spaces = KTRY(kernel_space<paging::X86_64>(env));
+  // An empty AllocatedFrames: nothing to map. Its own error (it was Unaligned), distinct from a
+  // misaligned start, which map_range reports as Unaligned.
+  auto none = mm::KernelMapping::create(spaces.kernel, VirtAddr::from(0x4000'0000), AllocatedFrames(),
+                                        PageFlags::kernel_rw());
+  KEXPECT(none.is_err() && none.error() == PagingError::NoFrames);
+  auto misaligned =
+      mm::KernelMapping::create(spaces.kernel, VirtAddr::from(0x4000'0800),
+                                KTRY(env.pmm.alloc_contiguous(1, 4096)), PageFlags::kernel_rw());
+  KEXPECT(misaligned.is_err() && misaligned.error() == PagingError::Unaligned);
+  KEXPECT_EQ(spaces.kernel.live_mappings(), 0u);
 }
 
 KTEST(Mapping, ProtectChangesTheWholeRange) {

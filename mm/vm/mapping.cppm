@@ -41,12 +41,13 @@ class [[nodiscard]] Mapping {
   // Maps all of `frames` at `start` (4 KiB aligned) with `flags`, using huge pages where the
   // alignment of both addresses allows (HugePages::Deny: 4 KiB pages only). On success the
   // Mapping owns the frames; on error they stay with the caller and nothing is mapped.
-  // Errors: those of PageTable::map_range (AlreadyMapped, NoMemory, Reserved, ...).
+  // Errors: NoFrames (`frames` is empty), those of PageTable::map_range (AlreadyMapped,
+  // NoMemory, Reserved, ...).
   [[nodiscard]] static ktl::Result<Mapping, PagingError> create(AddressSpace<F>& space, VirtAddr start,
                                                                 AllocatedFrames&& frames, PageFlags flags,
                                                                 HugePages huge = HugePages::Allow)
       EXCLUDES(space.lock()) {
-    if (frames.empty()) return ktl::Err(PagingError::Unaligned);
+    if (frames.empty()) return ktl::Err(PagingError::NoFrames);
     PhysWindow window;
     {
       ktl::LockGuard guard(space.lock());
@@ -87,7 +88,7 @@ class [[nodiscard]] Mapping {
     {
       ktl::LockGuard guard(space_->lock());
       auto unmapped = space_->tables().unmap_range(start_, frames_.size_bytes());
-      ktl::check(unmapped.is_ok(), "Mapping::reset: the range can no longer be unmapped");
+      ktl::check_ok(unmapped, "Mapping::reset: the range can no longer be unmapped");
       RangeUnmapped u = unmapped.release_value();
       ktl::check(u.pages == frames_.count(), "Mapping::reset: pages were unmapped behind the Mapping's back");
       ktl::move(u.flush).flush();
@@ -117,7 +118,7 @@ class [[nodiscard]] Mapping {
       for (Mapping& m : mappings) {
         if (m.empty()) continue;
         auto unmapped = space->tables().unmap_range(m.start_, m.frames_.size_bytes());
-        ktl::check(unmapped.is_ok(), "Mapping::reset_all: a range can no longer be unmapped");
+        ktl::check_ok(unmapped, "Mapping::reset_all: a range can no longer be unmapped");
         RangeUnmapped u = unmapped.release_value();
         ktl::check(u.pages == m.frames_.count(),
                    "Mapping::reset_all: pages were unmapped behind the Mapping's back");
