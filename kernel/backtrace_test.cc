@@ -12,7 +12,7 @@ using ktl::usize;
 
 struct FakeStack {
   alignas(16) ktl::Array<u64, 64> words{};
-  u64 addr(usize i) const { return reinterpret_cast<ktl::uptr>(&words.span()[i]); }
+  u64 addr(usize i) const { return ktl::address_of(&words.span()[i]); }
   kernel::StackBounds bounds() const { return {addr(0), addr(0) + sizeof(words)}; }
   // A frame at index i: [caller's rbp, return address].
   void frame(usize i, u64 next_rbp, u64 ret) {

@@ -34,7 +34,7 @@ KTEST(Font, BuiltinFontParses) {
 KTEST(Font, ParsesPsf2AndRejectsGarbage) {
   // A PSF2 font: 2 glyphs of 10x2 (2 bytes per row), no Unicode table.
   ktl::Array<u8, 32 + 2 * 4> psf2{};
-  const u32 header[8] = {0x864ab572, 0, 32, 0, 2, 4, 2, 10};
+  const ktl::Array<u32, 8> header{{0x864ab572, 0, 32, 0, 2, 4, 2, 10}};
   for (usize i = 0; i < 8; ++i)
     for (usize b = 0; b < 4; ++b) psf2[i * 4 + b] = static_cast<u8>(header[i] >> (8 * b));
   psf2[32 + 4] = 0x80;  // glyph 1, row 0: x = 0

@@ -25,8 +25,10 @@ volatile bool g_returned = false;
 const ktl::u64 g_read_only_word = 0x5a5a'5a5a'5a5a'5a5aull;  // .rodata: mapped read-only
 
 [[gnu::noinline]] void trigger_page_fault() {
-  auto* p = reinterpret_cast<volatile ktl::u64*>(static_cast<ktl::uptr>(kUnmappedAddress));
+  KTL_UNSAFE_BUFFER_BEGIN  // the point: this load faults, and the test checks the trap it raises
+      auto* p = reinterpret_cast<volatile ktl::u64*>(static_cast<ktl::uptr>(kUnmappedAddress));
   (void)*p;
+  KTL_UNSAFE_BUFFER_END
 }
 
 [[gnu::noinline]] void trigger_divide_error() {

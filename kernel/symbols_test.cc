@@ -25,8 +25,9 @@ ktl::Array<u8, kBlobSize> make_blob() {
   put(blob, 32, ksym::Entry{0x1000, 0x40, 0});  // alpha [0x1000, 0x1040)
   put(blob, 48, ksym::Entry{0x1040, 0x10, 6});  // beta  [0x1040, 0x1050)
   put(blob, 64, ksym::Entry{0x2000, 0, 11});    // gamma (no size)
-  const char strings[] = "alpha\0beta\0gamma";
-  for (usize i = 0; i < sizeof strings; ++i) blob[80 + i] = static_cast<u8>(strings[i]);
+  const char names[] = "alpha\0beta\0gamma";
+  const ktl::Span<const char> strings(names);  // the three names and their NULs
+  for (usize i = 0; i < strings.size(); ++i) blob[80 + i] = static_cast<u8>(strings[i]);
   return blob;
 }
 

@@ -41,8 +41,7 @@ Result<u64> File::size(const BootServices& bs) const {
   PoolBuffer buffer = TRY(bs.allocate_pool(info_size));
   TRY(check(f_->get_info(f_, &FileInfo::kGuid, &info_size, buffer.bytes().data())));
   FileInfo info;
-  ktl::copy_bytes(ktl::Span<u8>::from_raw(reinterpret_cast<u8*>(&info), sizeof info),
-                  buffer.bytes().first(sizeof info));
+  ktl::copy_bytes(ktl::writable_bytes_of(info), buffer.bytes().first(sizeof info));
   if ((info.attribute & kFileDirectory) != 0) return ktl::Err(Status::NotFound);
   return info.file_size;
 }
@@ -67,8 +66,11 @@ Result<GraphicsOutputModeInformation> BootServices::query_mode(GraphicsOutput* g
   GraphicsOutputModeInformation out{};
   // Older GOPs may return a shorter structure; copy what is there.
   usize n = ktl::min(size, sizeof out);
-  ktl::copy_bytes(ktl::Span<u8>::from_raw(reinterpret_cast<u8*>(&out), n),
-                  ktl::Span<const u8>::from_raw(reinterpret_cast<const u8*>(info), n));
+  KTL_UNSAFE_BUFFER_BEGIN  // the firmware returned `size` >= n readable bytes at `info`
+      ktl::Span<const u8>
+          returned = ktl::Span<const u8>::from_raw(reinterpret_cast<const u8*>(info), n);
+  KTL_UNSAFE_BUFFER_END
+  ktl::copy_bytes(ktl::writable_bytes_of(out).first(n), returned);
   t_->free_pool(info);
   return out;
 }

@@ -274,7 +274,10 @@ static_assert(__builtin_offsetof(SystemTable, boot_services) == 96);
 // The firmware's configuration tables (ACPI, SMBIOS, ...) as a span.
 [[nodiscard]] inline ktl::Span<const ConfigurationTable> configuration_tables(const SystemTable& st) {
   if (st.configuration_table == nullptr) return {};
-  return ktl::Span<const ConfigurationTable>::from_raw(st.configuration_table, st.number_of_table_entries);
+  KTL_UNSAFE_BUFFER_BEGIN  // the UEFI specification: number_of_table_entries tables at the pointer
+      return ktl::Span<const ConfigurationTable>::from_raw(st.configuration_table,
+                                                           st.number_of_table_entries);
+  KTL_UNSAFE_BUFFER_END
 }
 
 // --- protocols -------------------------------------------------------------------------------------------
@@ -428,7 +431,11 @@ class PoolBuffer : ktl::NoCopy {
   }
   ~PoolBuffer() { reset(); }
 
-  [[nodiscard]] ktl::Span<ktl::u8> bytes() const { return ktl::Span<ktl::u8>::from_raw(data_, size_); }
+  [[nodiscard]] ktl::Span<ktl::u8> bytes() const {
+    KTL_UNSAFE_BUFFER_BEGIN  // the pool allocation this buffer owns holds size_ bytes
+        return ktl::Span<ktl::u8>::from_raw(data_, size_);
+    KTL_UNSAFE_BUFFER_END
+  }
   [[nodiscard]] usize size() const { return size_; }
   // Shortens the visible length (the allocation itself is unchanged).
   void truncate(usize n) {
@@ -485,8 +492,10 @@ class BootServices {
     Status s = t_->locate_handle(LocateSearchType::ByProtocol, &Protocol::kGuid, nullptr, &size, nullptr);
     if (s != Status::BufferTooSmall) return ktl::Err(is_error(s) ? s : Status::NotFound);
     PoolBuffer buffer = TRY(allocate_pool(size));
-    TRY(check(t_->locate_handle(LocateSearchType::ByProtocol, &Protocol::kGuid, nullptr, &size,
-                                reinterpret_cast<Handle*>(buffer.bytes().data()))));
+    KTL_UNSAFE_BUFFER_BEGIN  // pool memory is 8-byte aligned and `size` bytes long: room for Handles
+        auto* handles = reinterpret_cast<Handle*>(buffer.bytes().data());
+    KTL_UNSAFE_BUFFER_END
+    TRY(check(t_->locate_handle(LocateSearchType::ByProtocol, &Protocol::kGuid, nullptr, &size, handles)));
     buffer.truncate(size);
     return buffer;
   }

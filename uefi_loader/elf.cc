@@ -49,8 +49,7 @@ ktl::Optional<T> read_at(ktl::Span<const u8> bytes, u64 offset) {
   auto end = ktl::checked_add<u64>(offset, sizeof(T));
   if (end.overflow || end.value > bytes.size()) return ktl::nullopt;
   T out;
-  ktl::copy_bytes(ktl::Span<u8>::from_raw(reinterpret_cast<u8*>(&out), sizeof(T)),
-                  bytes.subspan(static_cast<usize>(offset), sizeof(T)));
+  ktl::copy_bytes(ktl::writable_bytes_of(out), bytes.subspan(static_cast<usize>(offset), sizeof(T)));
   return out;
 }
 

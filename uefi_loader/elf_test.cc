@@ -52,8 +52,7 @@ class ElfBuilder {
 };
 
 ktl::Result<loader::KernelImage, ElfError> parse(const std::vector<ktl::u8>& f) {
-  return loader::parse_kernel(ktl::Span<const ktl::u8>::from_raw(f.data(), f.size()),
-                              {loader::Machine::X86_64, kBase});
+  return loader::parse_kernel(ktl::Span<const ktl::u8>(f), {loader::Machine::X86_64, kBase});
 }
 
 TEST(Elf, AcceptsAWellFormedKernel) {
@@ -116,8 +115,7 @@ TEST(Elf, RejectsBadSegments) {
 TEST(Elf, RequiresTheRoomAboveTheImage) {
   constexpr ktl::u64 kRoom = 17 * 0x1000;
   auto parse_with_room = [](const std::vector<ktl::u8>& f) {
-    return loader::parse_kernel(ktl::Span<const ktl::u8>::from_raw(f.data(), f.size()),
-                                {loader::Machine::X86_64, kBase, 0x1000, kRoom});
+    return loader::parse_kernel(ktl::Span<const ktl::u8>(f), {loader::Machine::X86_64, kBase, 0x1000, kRoom});
   };
   ElfBuilder top;  // data is the last page before 2^64 - kRoom - 1 page: the room fits
   top.phdrs_[1].vaddr = 0 - kRoom - 0x2000;

@@ -12,9 +12,7 @@ namespace {
 using loader::TableError;
 using Bytes = std::vector<ktl::u8>;
 
-ktl::Span<const ktl::u8> span(const Bytes& b) {
-  return ktl::Span<const ktl::u8>::from_raw(b.data(), b.size());
-}
+ktl::Span<const ktl::u8> span(const Bytes& b) { return ktl::Span<const ktl::u8>(b); }
 
 void put(Bytes& b, size_t at, const void* v, size_t n) { std::memcpy(b.data() + at, v, n); }
 template <class T>

@@ -17,7 +17,7 @@ GopMode bgrx(ktl::u32 number, ktl::u32 w, ktl::u32 h, ktl::u32 pps = 0) {
 }
 
 ktl::Optional<ktl::usize> choose(const std::vector<GopMode>& modes, ktl::u32 current) {
-  return loader::choose_mode(ktl::Span<const GopMode>::from_raw(modes.data(), modes.size()), current);
+  return loader::choose_mode(ktl::Span<const GopMode>(modes), current);
 }
 
 TEST(Gop, KeepsAUsableCurrentMode) {

@@ -17,10 +17,8 @@ std::vector<boot::MemoryRegion> normalise(const std::vector<FirmwareRange>& fw,
                                           const std::vector<Placement>& pl) {
   std::vector<ktl::u64> scratch(loader::scratch_entries_needed(fw.size(), pl.size()));
   std::vector<boot::MemoryRegion> out(loader::output_entries_needed(fw.size(), pl.size()));
-  auto n = loader::normalise_memory_map(ktl::Span<const FirmwareRange>::from_raw(fw.data(), fw.size()),
-                                        ktl::Span<const Placement>::from_raw(pl.data(), pl.size()),
-                                        ktl::Span<ktl::u64>::from_raw(scratch.data(), scratch.size()),
-                                        ktl::Span<boot::MemoryRegion>::from_raw(out.data(), out.size()));
+  auto n = loader::normalise_memory_map(ktl::Span<const FirmwareRange>(fw), ktl::Span<const Placement>(pl),
+                                        ktl::Span<ktl::u64>(scratch), ktl::Span<boot::MemoryRegion>(out));
   EXPECT_TRUE(n.is_ok());
   out.resize(n.value());
   return out;
@@ -121,9 +119,8 @@ TEST(MemoryMap, TooSmallBuffersAreErrorsNotOverflows) {
   std::vector<FirmwareRange> fw = {{0x0, 1, 7, 0}, {0x2000, 1, 0, 0}, {0x4000, 1, 7, 0}};
   std::vector<ktl::u64> scratch(6);
   std::vector<boot::MemoryRegion> out(1);
-  auto n = loader::normalise_memory_map(ktl::Span<const FirmwareRange>::from_raw(fw.data(), fw.size()), {},
-                                        ktl::Span<ktl::u64>::from_raw(scratch.data(), scratch.size()),
-                                        ktl::Span<boot::MemoryRegion>::from_raw(out.data(), out.size()));
+  auto n = loader::normalise_memory_map(ktl::Span<const FirmwareRange>(fw), {}, ktl::Span<ktl::u64>(scratch),
+                                        ktl::Span<boot::MemoryRegion>(out));
   ASSERT_TRUE(n.is_err());
   EXPECT_EQ(n.error(), loader::MapError::OutputTooSmall);
 }

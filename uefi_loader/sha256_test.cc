@@ -1,6 +1,7 @@
 // Host tests of loader.sha256 against the FIPS 180-4 examples and NIST CAVP SHA256ShortMsg /
 // SHA256LongMsg vectors, plus split-invariance (any chunking gives the one-shot digest).
 #include <gtest/gtest.h>
+#include <ktl/macros.h>
 #include "testing/seed.h"
 
 #include <cstdlib>
@@ -26,11 +27,11 @@ std::vector<ktl::u8> from_hex(const std::string& h) {
   return out;
 }
 
-ktl::Span<const ktl::u8> span(const std::vector<ktl::u8>& v) {
-  return ktl::Span<const ktl::u8>::from_raw(v.data(), v.size());
-}
+ktl::Span<const ktl::u8> span(const std::vector<ktl::u8>& v) { return ktl::Span<const ktl::u8>(v); }
 ktl::Span<const ktl::u8> span(const std::string& s) {
-  return ktl::Span<const ktl::u8>::from_raw(reinterpret_cast<const ktl::u8*>(s.data()), s.size());
+  KTL_UNSAFE_BUFFER_BEGIN  // the string's characters, read as bytes
+      return ktl::Span<const ktl::u8>::from_raw(reinterpret_cast<const ktl::u8*>(s.data()), s.size());
+  KTL_UNSAFE_BUFFER_END
 }
 
 TEST(Sha256, Fips180Examples) {

@@ -3,6 +3,8 @@
 // locations, checked integer arithmetic, and the panic entry point.
 module;
 
+#include <ktl/macros.h>
+
 export module ktl.core;
 
 export namespace ktl {
@@ -115,6 +117,21 @@ template <class To, class From>
   requires(sizeof(To) == sizeof(From) && is_trivially_copyable<To> && is_trivially_copyable<From>)
 [[nodiscard]] constexpr To bit_cast(const From& from) {
   return __builtin_bit_cast(To, from);
+}
+
+// The address of an object or a function as a number (to print, compare, align or hash; to turn a
+// number back into a pointer, see mm.addr's VirtAddr::as_ptr).
+template <class T>
+[[nodiscard]] uptr address_of(const volatile T* p) {
+  KTL_UNSAFE_BUFFER_BEGIN  // reading a pointer's value as an integer creates no access
+      return reinterpret_cast<uptr>(p);
+  KTL_UNSAFE_BUFFER_END
+}
+template <class R, class... A>
+[[nodiscard]] uptr address_of(R (*f)(A...)) {
+  KTL_UNSAFE_BUFFER_BEGIN  // reading a pointer's value as an integer creates no access
+      return reinterpret_cast<uptr>(f);
+  KTL_UNSAFE_BUFFER_END
 }
 
 // --- source locations ----------------------------------------------------------------------------

@@ -26,11 +26,11 @@ void pad_and_write(FormatSink& sink, StringView body, const FormatSpec& spec, bo
   usize pad = spec.width > len ? spec.width - len : 0;
   char align = spec.align != '\0' ? spec.align : (numeric ? '>' : '<');
   auto fill = [&](char c, usize n) {
-    char chunk[16];
+    Array<char, 16> chunk{};
     for (char& ch : chunk) ch = c;
     while (n > 0) {
-      usize k = min<usize>(n, sizeof chunk);
-      sink.write(StringView(chunk, k));
+      usize k = min<usize>(n, chunk.size());
+      sink.write(StringView(chunk.span().first(k)));
       n -= k;
     }
   };
@@ -48,7 +48,7 @@ void pad_and_write(FormatSink& sink, StringView body, const FormatSpec& spec, bo
 
 void format_unsigned(FormatSink& sink, u64 value, const FormatSpec& spec, bool negative) {
   u32 base = 10;
-  const char* digits = "0123456789abcdef";
+  StringView digits = "0123456789abcdef";
   StringView prefix;
   switch (spec.type) {
     case 'x':
@@ -73,9 +73,8 @@ void format_unsigned(FormatSink& sink, u64 value, const FormatSpec& spec, bool n
   }
   Array<char, 64> buffer{};
   usize pos = buffer.size();
-  Span<const char> digit_table = Span<const char>::from_raw(digits, 16);
   do {
-    buffer[--pos] = digit_table[value % base];
+    buffer[--pos] = digits[value % base];
     value /= base;
   } while (value != 0);
   pad_and_write(sink, StringView(buffer.span().subspan(pos)), spec, true, prefix);

@@ -144,8 +144,8 @@ void format_value(FormatSink& sink, T value, const FormatSpec& spec) {
     pad_and_write(sink, value ? "true" : "false", spec, false);
   } else if constexpr (is_same<T, char>) {
     if (spec.type == '\0' || spec.type == 'c') {
-      char c = value;
-      pad_and_write(sink, StringView(&c, 1), spec, false);
+      Array<char, 1> c{{value}};
+      pad_and_write(sink, StringView(c.span()), spec, false);
     } else {
       format_unsigned(sink, static_cast<u8>(value), spec);
     }
@@ -168,7 +168,7 @@ void format_value(FormatSink& sink, T* value, const FormatSpec& spec) {
   FormatSpec s = spec;
   s.type = 'x';
   s.alternate = true;
-  format_unsigned(sink, reinterpret_cast<uptr>(value), s);
+  format_unsigned(sink, address_of(value), s);
 }
 template <class E>
   requires is_enum<E>

@@ -32,8 +32,24 @@ class Span {
   constexpr Span() = default;
   template <usize N>
   constexpr Span(T (&array)[N]) : data_(array), size_(N) {}
-  // Unsafe: the caller promises [data, data + size) is valid for the view's lifetime.
-  [[nodiscard]] static constexpr Span from_raw(T* data, usize size) { return Span(data, size); }
+  // Unsafe: the caller promises [data, data + size) is valid for the view's lifetime (every call
+  // sits in a marked unsafe region; tools/unsafe_lint.py checks).
+  KTL_UNSAFE_BUFFER_BEGIN  // the definition: the promise is the caller's
+      [[nodiscard]] static constexpr Span
+      from_raw(T* data, usize size) {
+    return Span(data, size);
+  }
+  KTL_UNSAFE_BUFFER_END
+  // A view of a contiguous container that owns its elements (ktl::Array, std::vector, std::array,
+  // ...): the container vouches for [data(), data() + size()). Only lvalues, so a temporary's
+  // elements cannot be viewed past the end of the full expression.
+  template <class C>
+    requires(!is_same<RemoveCvRef<C>, Span> &&
+             requires(C& c) {
+               requires __is_convertible(decltype(c.data()), T*);
+               requires __is_convertible(decltype(c.size()), usize);
+             })
+  constexpr Span(C& container) : data_(container.data()), size_(container.size()) {}
   // A Span<const T> from a Span<T>.
   template <class U>
     requires(is_same<const U, T> && !is_same<U, T>)
@@ -94,8 +110,12 @@ template <class T>
 class StringView {
  public:
   constexpr StringView() = default;
-  constexpr StringView(const char* s) : chars_(Span<const char>::from_raw(s, string_length(s))) {}
+  // FIXME(unsafe rule): (s, n) is unchecked like Span::from_raw but not counted by unsafe_lint.py.
+  KTL_UNSAFE_BUFFER_BEGIN  // a C string is valid up to its NUL; (s, n) is the caller's promise
+      constexpr StringView(const char* s)
+      : chars_(Span<const char>::from_raw(s, string_length(s))) {}
   constexpr StringView(const char* s, usize n) : chars_(Span<const char>::from_raw(s, n)) {}
+  KTL_UNSAFE_BUFFER_END
   constexpr explicit StringView(Span<const char> chars) : chars_(chars) {}
 
   [[nodiscard]] constexpr const char* data() const { return chars_.data(); }
@@ -161,6 +181,22 @@ struct Array {
   [[nodiscard]] constexpr auto end() const { return span().end(); }
   friend constexpr bool operator==(const Array&, const Array&) = default;
 };
+
+// The bytes of one trivially copyable object, to read (bytes_of) or fill (writable_bytes_of).
+template <class T>
+  requires is_trivially_copyable<T>
+[[nodiscard]] Span<const u8> bytes_of(const T& object) {
+  KTL_UNSAFE_BUFFER_BEGIN  // any object's storage may be read as bytes; sizeof(T) of them exist
+      return Span<const u8>::from_raw(reinterpret_cast<const u8*>(&object), sizeof(T));
+  KTL_UNSAFE_BUFFER_END
+}
+template <class T>
+  requires is_trivially_copyable<T>
+[[nodiscard]] Span<u8> writable_bytes_of(T& object) {
+  KTL_UNSAFE_BUFFER_BEGIN  // trivially copyable: any byte pattern written is the object's value
+      return Span<u8>::from_raw(reinterpret_cast<u8*>(&object), sizeof(T));
+  KTL_UNSAFE_BUFFER_END
+}
 
 // Byte-wise helpers over spans (the kernel's memcpy/memset are built on these too).
 constexpr void copy_bytes(Span<u8> to, Span<const u8> from) {

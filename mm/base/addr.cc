@@ -12,8 +12,8 @@ namespace mm {
 namespace {
 void format_address(ktl::FormatSink& sink, char tag, u64 value, const ktl::FormatSpec& spec) {
   // Always the full 16 hex digits, so columns line up in logs: P:0x00000000001ff000.
-  char prefix[2] = {tag, ':'};
-  sink.write(ktl::StringView(prefix, 2));
+  ktl::Array<char, 2> prefix{{tag, ':'}};
+  sink.write(ktl::StringView(prefix.span()));
   ktl::FormatSpec hex;
   hex.type = spec.type == 'X' ? 'X' : 'x';
   hex.alternate = true;

@@ -170,14 +170,16 @@ class VirtAddr {
   [[nodiscard]] static constexpr VirtAddr zero() { return VirtAddr(0); }
   template <class T>
   [[nodiscard]] static VirtAddr of(const T* p) {
-    return from(reinterpret_cast<ktl::uptr>(p));
+    return from(ktl::address_of(p));
   }
 
   [[nodiscard]] constexpr u64 value() const { return value_; }
   // The address as a pointer. Dereferencing it is the caller's business (an unsafe region).
   template <class T>
   [[nodiscard]] T* as_ptr() const {
-    return reinterpret_cast<T*>(static_cast<ktl::uptr>(value_));
+    KTL_UNSAFE_BUFFER_BEGIN  // forming the pointer creates no access; using it is the caller's region
+        return reinterpret_cast<T*>(static_cast<ktl::uptr>(value_));
+    KTL_UNSAFE_BUFFER_END
   }
 
   [[nodiscard]] constexpr bool is_higher_half() const { return (value_ >> 63) != 0; }

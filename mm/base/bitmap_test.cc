@@ -57,7 +57,7 @@ struct Reference {
 struct Bitmap {
   explicit Bitmap(u64 bits)
       : storage(SummaryBitmap::storage_words(bits), 0xdeadbeefdeadbeefull), ref{std::vector<bool>(bits)} {
-    map = SummaryBitmap(ktl::Span<u64>::from_raw(storage.data(), storage.size()), bits);
+    map = SummaryBitmap(ktl::Span<u64>(storage), bits);
   }
   std::vector<u64> storage;
   SummaryBitmap map;
@@ -66,7 +66,7 @@ struct Bitmap {
 
 TEST(BitSpan, RangesAndSearches) {
   std::vector<u64> words(3, 0);
-  BitSpan b(ktl::Span<u64>::from_raw(words.data(), words.size()), 150);
+  BitSpan b(ktl::Span<u64>(words), 150);
   EXPECT_EQ(b.size(), 150u);
   b.set_range(60, 130);
   EXPECT_EQ(b.count_set(0, 150), 70u);

@@ -381,7 +381,7 @@ KTEST(Pmm, RunSearchFindsTheOnlyFittingHole) {
   KASSERT_OK(pmm.init(map.span(), mem.window()));
   LeakCheck leak(ktest_ctx, pmm);
   // Take every free frame, one owner per free run (three usable ranges).
-  AllocatedFrames all[3];
+  ktl::Array<AllocatedFrames, 3> all{};
   usize held = 0;
   while (pmm.free_frame_count() > 0) {
     Frame4K start = KTRY(pmm.alloc_page_unowned());  // the lowest free frame

@@ -202,7 +202,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // misaligned loads (the module promises to copy structures out) and ASan any read past the end.
   std::vector<std::uint8_t> odd(size + 1);
   std::copy(file.begin(), file.end(), odd.begin() + 1);
-  const auto bytes = ktl::Span<const ktl::u8>::from_raw(odd.data() + 1, size);
+  const auto bytes = ktl::Span<const ktl::u8>(odd).subspan(1);
   check(file, bytes, loader::Machine::X86_64);
   check(file, bytes, loader::Machine::AArch64);
   return 0;

@@ -76,9 +76,7 @@ void stamp(Bytes& b, std::size_t at, const char* sig) {
     b[at + i] = static_cast<std::uint8_t>(sig[i]);
 }
 
-ktl::Span<const ktl::u8> span(const Bytes& b) {
-  return ktl::Span<const ktl::u8>::from_raw(b.data(), b.size());
-}
+ktl::Span<const ktl::u8> span(const Bytes& b) { return ktl::Span<const ktl::u8>(b); }
 
 // --- the specification's rules ---------------------------------------------------------------------
 

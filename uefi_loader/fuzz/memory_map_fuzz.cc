@@ -196,11 +196,9 @@ Outcome normalise(const std::vector<loader::FirmwareRange>& fw, const std::vecto
   // Exact sizes on the heap: ASan reports any write past them.
   std::vector<u64> scratch(scratch_entries);
   std::vector<boot::MemoryRegion> out(out_entries, boot::MemoryRegion{0xdead, 0xbeef, MemoryKind::Bad, 7});
-  auto r =
-      loader::normalise_memory_map(ktl::Span<const loader::FirmwareRange>::from_raw(fw.data(), fw.size()),
-                                   ktl::Span<const loader::Placement>::from_raw(pl.data(), pl.size()),
-                                   ktl::Span<u64>::from_raw(scratch.data(), scratch.size()),
-                                   ktl::Span<boot::MemoryRegion>::from_raw(out.data(), out.size()));
+  auto r = loader::normalise_memory_map(ktl::Span<const loader::FirmwareRange>(fw),
+                                        ktl::Span<const loader::Placement>(pl), ktl::Span<u64>(scratch),
+                                        ktl::Span<boot::MemoryRegion>(out));
   if (r.is_err()) return {false, r.error(), {}};
   if (r.value() > out.size()) fail("count larger than the output buffer", r.value(), out.size());
   out.resize(r.value());

@@ -32,10 +32,8 @@ struct State {
 };
 State g_state;
 
-u64 address_of(const void* p) { return reinterpret_cast<ktl::uptr>(p); }
-
 StackRange stack_of(ktl::usize index) {
-  u64 bottom = address_of(g_state.ist_stacks[index].data());
+  u64 bottom = ktl::address_of(g_state.ist_stacks[index].data());
   return StackRange{bottom, bottom + kIstStackSize};
 }
 
@@ -79,13 +77,13 @@ void load_gdt() {
   s.tss.iomap_base = sizeof(TaskStateSegment);  // no I/O permission bitmap
 
   // 64-bit TSS descriptor (available, type 9), 16 bytes (SDM vol. 3, 8.2.3).
-  u64 base = address_of(&s.tss);
+  u64 base = ktl::address_of(&s.tss);
   u64 limit = sizeof(TaskStateSegment) - 1;
   s.gdt[5] = (limit & 0xffff) | ((base & 0xff'ffff) << 16) | (u64{0x89} << 40) |
              (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56);
   s.gdt[6] = base >> 32;
 
-  lgdt(DescriptorTablePointer{static_cast<u16>(kEntries * sizeof(u64) - 1), address_of(s.gdt.data())});
+  lgdt(DescriptorTablePointer{static_cast<u16>(kEntries * sizeof(u64) - 1), ktl::address_of(s.gdt.data())});
   reload_segments();
   ltr(selector::kTss);
   s.loaded = true;
@@ -120,6 +118,6 @@ void set_ist_stack(IstSlot slot, StackRange stack) {
   }
 }
 
-u64 gdt_base() { return address_of(g_state.gdt.data()); }
+u64 gdt_base() { return ktl::address_of(g_state.gdt.data()); }
 
 }  // namespace arch::x86_64

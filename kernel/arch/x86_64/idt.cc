@@ -90,7 +90,7 @@ ExceptionInfo exception_info(u64 v) {
 void load_idt() {
   ktl::check(gdt_loaded(), "load_idt: the GDT (and its IST stacks) must be loaded first");
   ktl::check(!g_state.loaded, "load_idt: called twice");
-  u64 stubs = reinterpret_cast<ktl::uptr>(&ferrite_isr_stubs);
+  u64 stubs = ktl::address_of(&ferrite_isr_stubs);
   for (ktl::usize v = 0; v < kVectors; ++v) {
     u64 target = stubs + v * kStubSize;
     g_state.idt[v] = Gate{
@@ -104,7 +104,7 @@ void load_idt() {
     };
   }
   lidt(DescriptorTablePointer{static_cast<u16>(kVectors * sizeof(Gate) - 1),
-                              reinterpret_cast<ktl::uptr>(g_state.idt.data())});
+                              ktl::address_of(g_state.idt.data())});
   g_state.loaded = true;
 }
 
@@ -116,7 +116,7 @@ TrapHandler set_trap_handler(u8 v, TrapHandler handler) { return g_state.handler
 
 u8 ist_slot_of(u8 v) { return g_state.idt[v].ist; }
 
-u64 idt_base() { return reinterpret_cast<ktl::uptr>(g_state.idt.data()); }
+u64 idt_base() { return ktl::address_of(g_state.idt.data()); }
 
 }  // namespace arch::x86_64
 

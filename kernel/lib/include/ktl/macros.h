@@ -31,9 +31,10 @@
 #define NO_THREAD_SAFETY_ANALYSIS KTL_TSA(no_thread_safety_analysis)
 
 // --- Unsafe regions (-Wunsafe-buffer-usage) -------------------------------------------------------
-// Raw pointer arithmetic is allowed only between these two markers, the way Rust has `unsafe {}`.
-// Every region carries a comment saying why it is sound. `grep -rn KTL_UNSAFE_BUFFER_BEGIN`
-// counts them.
+// Raw pointer arithmetic, reinterpret_cast and Span::from_raw are allowed only between these two
+// markers, the way Rust has `unsafe {}`. Every region carries a `//` comment on its BEGIN line
+// saying why it is sound. The compiler (-Wunsafe-buffer-usage) finds pointer arithmetic outside
+// them; tools/unsafe_lint.py (part of tools/lint.sh) the casts and from_raw, and counts them.
 #define KTL_UNSAFE_BUFFER_BEGIN _Pragma("clang unsafe_buffer_usage begin")
 #define KTL_UNSAFE_BUFFER_END _Pragma("clang unsafe_buffer_usage end")
 
