@@ -1,9 +1,9 @@
-// The kernel's environment for mm's KTEST bodies (test mode runs them in-kernel):
+// The kernel's implementation of mm.testing.env, the environment of mm's KTEST bodies (test mode
+// runs them in-kernel; the host's implementation is mm/testing/test_env_host.cc):
 //
-//  * mm.paging.testing's TestMemory (ferrite_test_memory_acquire/release): zeroed, 2 MiB-aligned
-//    contiguous frames below 4 GiB from the kernel's PMM, seen through the direct map. The same
-//    memory backs the kernel's sim::PhysMemory (testing/sim:phys_kernel) for the PMM tests.
-//  * mm.heap.testing's TestHeap (ferrite_heap_test_env_create/destroy): a private Pmm over such
+//  * TestMemory (ferrite_test_memory_acquire/release): zeroed, 2 MiB-aligned contiguous frames
+//    below 4 GiB from the kernel's PMM, seen through the direct map.
+//  * TestHeap (ferrite_heap_test_env_create/destroy): a private Pmm over such
 //    a block, and a private Heap whose large allocations are Mappings of the kernel address space
 //    (a 1 GiB slice of the test-heap slot, kernel::memory::layout), built like the kernel heap's
 //    (kernel::memory::HeapSpace). Destroying it checks that every frame came back to the private
@@ -18,10 +18,9 @@ import ktl;
 import mm.addr;
 import mm.arch;
 import mm.heap;
-import mm.heap.testing;
-import mm.paging.testing;
 import mm.pmm;
 import mm.slab;
+import mm.testing.env;
 import kernel.log;
 import kernel.memory;
 

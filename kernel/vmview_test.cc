@@ -9,6 +9,7 @@ import mm.arch;
 import mm.frames;
 import mm.paging;
 import mm.paging.testing;
+import mm.testing.env;
 import kernel.vmview;
 
 namespace {
@@ -20,7 +21,7 @@ using mm::PageFlags;
 using mm::PhysAddr;
 using mm::VirtAddr;
 using mm::paging_testing::ArenaFrames;
-using mm::paging_testing::TestMemory;
+using mm::test_env::TestMemory;
 
 constexpr u64 kKiB = 1024;
 constexpr u64 kMiB = 1024 * kKiB;

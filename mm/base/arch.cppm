@@ -1,12 +1,13 @@
-// mm.arch: the one small interface mm needs from whatever runs it.
+// mm.arch: everything mm needs from the CPU it runs on, in one interface.
 //
 //  * PhysWindow: where physical memory can be read and written as ordinary memory. In the kernel
 //    this is the direct map the loader built (virt = phys + boot::layout::kDirectMapBase); on the
-//    host it is a test's simulated physical memory (testing/sim). mm never forms a pointer to
-//    physical memory any other way.
-//  * TLB maintenance and address-space activation: link-time hooks (ferrite_arch_*) that the
-//    kernel implements with invlpg / mov cr3 (kernel/arch/x86_64) and host tests implement by
-//    recording what was asked (testing/sim), so tests can assert that flushes happened.
+//    host it is simulated physical memory. mm never forms a pointer to physical memory any other way.
+//  * The ferrite_arch_* hooks below: TLB maintenance, address-space activation and keeping the
+//    caller on its CPU. A CPU port defines all of them in one file (x86_64:
+//    kernel/arch/x86_64/mm_arch.cc). The host's implementation is arch_host.cc, in this target: it
+//    records the TLB and activation requests (tlb_log, for tests) and has no CPU hooks, since on
+//    the host threads stand in for CPUs (mm.slab.cpu uses thread-local blocks there).
 module;
 
 #include <ktl/macros.h>
@@ -17,10 +18,19 @@ import ktl;
 import mm.addr;
 
 export extern "C" {
+  // Invalidate this CPU's TLB entries of `pages` 4 KiB pages from `virt_start` / all of them.
+  // Called with interrupts off or by the owner of the address space.
   void ferrite_arch_flush_tlb_range(ktl::u64 virt_start, ktl::u64 pages);
   void ferrite_arch_flush_tlb_all();
+  // Make the table at `root_phys` (page aligned) the current top level (CR3 / TTBR); read it back.
   void ferrite_arch_activate_root(ktl::u64 root_phys);
   ktl::u64 ferrite_arch_active_root();
+  // Keep the caller on this CPU, uninterrupted, until the matching unpin (which gets pin's return
+  // value and restores the state before it). Pins nest.
+  ktl::u64 ferrite_arch_cpu_pin();
+  void ferrite_arch_cpu_unpin(ktl::u64 saved);
+  // The current CPU's index, below the number of CPUs the port starts (valid while pinned).
+  ktl::u32 ferrite_arch_cpu_id();
 }
 
 export namespace mm {
@@ -80,6 +90,35 @@ inline void flush_tlb_all() { ferrite_arch_flush_tlb_all(); }
 // Makes `root` the current top-level table (CR3 / TTBR).
 inline void activate(PhysAddr root) { ferrite_arch_activate_root(root.value()); }
 [[nodiscard]] inline PhysAddr active_root() { return PhysAddr::from(ferrite_arch_active_root()); }
+
+// Keeps the caller on its CPU (kernel: interrupts masked) for its lifetime.
+class CpuPin : ktl::NoCopy {
+ public:
+  inline CpuPin() : saved_(ferrite_arch_cpu_pin()) {}
+  inline ~CpuPin() { ferrite_arch_cpu_unpin(saved_); }
+  [[nodiscard]] inline ktl::u32 cpu() const { return ferrite_arch_cpu_id(); }
+
+ private:
+  u64 saved_;
+};
+
+#if __STDC_HOSTED__
+// What the host's hooks were asked to do (arch_host.cc). Tests reset and inspect it.
+struct TlbLog {
+  u64 range_flushes;  // calls to flush_tlb(start, pages)
+  u64 pages_flushed;  // sum of their page counts
+  u64 full_flushes;   // calls to flush_tlb_all()
+  u64 activations;    // calls to activate(root)
+  u64 last_start;     // the last range flush
+  u64 last_pages;
+};
+[[nodiscard]] TlbLog tlb_log();
+void reset_tlb_log();
+// Called on every range flush, after it is recorded (tests that check what holds at the moment of
+// the invalidation: "entries already cleared, frames not yet freed"). Null removes the observer.
+using TlbFlushObserver = void (*)(u64 start, u64 pages, void* context);
+void set_tlb_flush_observer(TlbFlushObserver observer, void* context);
+#endif
 }  // namespace arch
 
 }  // namespace mm

@@ -1,6 +1,6 @@
 // mm.heap.host: the heap on a Linux host (tests, benchmarks, the fuzzer, the preload library).
 //
-// Memory is simulated physical memory (sim::PhysMemory, memfd-backed) managed by a real mm::Pmm,
+// Memory is simulated physical memory (HostRam, memfd-backed) managed by a real mm::Pmm,
 // seen through its PhysWindow exactly as the kernel sees RAM through the direct map. Large
 // allocations are what they are in the kernel: mm::Mappings (mm.heap.paging's AddressSpaceRegion)
 // of an x86_64 address space whose tables live in the same simulated memory, with their own PMM
@@ -37,7 +37,6 @@ import mm.paging;
 import mm.pmm;
 import mm.slab;
 import mm.slab.cpu;
-import sim.phys;
 
 export namespace mm::heap_host {
 
@@ -46,10 +45,57 @@ using ktl::u64;
 // Which process unlock_after_fork() runs in.
 enum class ForkSide : ktl::u32 { Parent, Child };
 
-// Shows the frames themselves (memfd-backed PhysMemory).
+// Anonymous: private anonymous memory. Memfd: the memory is a memfd, so the same frames can also
+// be shown at other host addresses with map_at(), the way a page table maps frames that the
+// direct map shows too.
+enum class Backing : ktl::u8 { Anonymous, Memfd };
+
+// The host's RAM: one mapping (MAP_NORESERVE: only touched pages cost) whose offsets are physical
+// addresses from `base`, seen through a PhysWindow as the kernel sees RAM through the direct map.
+class HostRam : ktl::NoCopy {
+ public:
+  // `size` bytes at physical `base` (both 4 KiB aligned); panics if the host cannot provide them.
+  HostRam(PhysAddr base, u64 size, Backing backing) : base_(base), size_(size) {
+    ktl::check(base.is_aligned(kPageSize) && ktl::is_aligned(size, kPageSize), "heap host: unaligned RAM");
+    void* p = MAP_FAILED;
+    if (backing == Backing::Memfd) {
+      fd_ = memfd_create("ferrite-phys", MFD_CLOEXEC);
+      ktl::check(fd_ >= 0 && ftruncate(fd_, static_cast<off_t>(size)) == 0, "heap host: memfd failed");
+      p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd_, 0);
+    } else {
+      p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    }
+    ktl::check(p != MAP_FAILED, "heap host: cannot map the RAM");
+    view_ = static_cast<ktl::u8*>(p);
+  }
+  HostRam(HostRam&&) = delete;
+  ~HostRam() {
+    munmap(view_, size_);
+    if (fd_ >= 0) close(fd_);
+  }
+
+  // Memfd backing only: makes physical [p, p + bytes) visible (read-write) at host address `at`
+  // as well, replacing whatever was mapped there. False if not memfd-backed or mmap fails.
+  [[nodiscard]] bool map_at(void* at, PhysAddr p, u64 bytes) const {
+    if (fd_ < 0 || !window().covers(p, bytes)) return false;
+    void* r = mmap(at, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd_,
+                   static_cast<off_t>(p - base_));
+    return r == at;
+  }
+  [[nodiscard]] PhysWindow window() const { return PhysWindow(base_, size_, view_); }
+  [[nodiscard]] PhysAddr base() const { return base_; }
+
+ private:
+  PhysAddr base_;
+  u64 size_;
+  ktl::u8* view_ = nullptr;
+  int fd_ = -1;
+};
+
+// Shows the frames themselves (memfd-backed HostRam).
 class MemfdView final : public HostView {
  public:
-  explicit MemfdView(const sim::PhysMemory& memory) : memory_(memory) {}
+  explicit MemfdView(const HostRam& memory) : memory_(memory) {}
   [[nodiscard]] bool show(VirtAddr at, PhysAddr phys, u64 bytes) override {
     shows_.fetch_add(1, ktl::MemoryOrder::Relaxed);
     return memory_.map_at(at.as_ptr<void>(), phys, bytes);
@@ -64,7 +110,7 @@ class MemfdView final : public HostView {
   [[nodiscard]] u64 hides() const { return hides_.load(ktl::MemoryOrder::Relaxed); }
 
  private:
-  const sim::PhysMemory& memory_;
+  const HostRam& memory_;
   ktl::Atomic<u64> shows_{0};
   ktl::Atomic<u64> hides_{0};
 };
@@ -131,7 +177,7 @@ class HostHeap : ktl::NoCopy {
 
   explicit HostHeap(const HostHeapOptions& options = {})
       : memory_(PhysAddr::from(kPhysBase), options.phys_bytes + table_bytes(options.region_bytes),
-                options.fork_safe ? sim::Backing::Anonymous : sim::Backing::Memfd),
+                options.fork_safe ? Backing::Anonymous : Backing::Memfd),
         reservation_(options.region_bytes),
         memfd_view_(memory_) {
     PhysRange data = PhysRange::with_size(memory_.base(), options.phys_bytes).value();
@@ -176,7 +222,7 @@ class HostHeap : ktl::NoCopy {
   [[nodiscard]] Pmm& pmm() { return pmm_; }
   // The PMM the region's page tables come from.
   [[nodiscard]] Pmm& table_pmm() { return table_pmm_; }
-  [[nodiscard]] const sim::PhysMemory& memory() const { return memory_; }
+  [[nodiscard]] const HostRam& memory() const { return memory_; }
   // The address space the large objects' Mappings belong to.
   [[nodiscard]] AddressSpace<HostFormat>& space() { return *space_; }
   [[nodiscard]] MemfdView& view() { return memfd_view_; }
@@ -226,7 +272,7 @@ class HostHeap : ktl::NoCopy {
   };
 
  private:
-  sim::PhysMemory memory_;
+  HostRam memory_;
   Pmm pmm_;
   Pmm table_pmm_;
   ktl::Optional<PageTable<HostFormat>> tables_;

@@ -1,5 +1,5 @@
 // mm.heap unit tests as KTEST bodies (host: heap_test; kernel: test mode). Each test owns a
-// private heap over private memory (mm.heap.testing); the environment checks at the end that every
+// private heap over private memory (mm.testing.env); the environment checks at the end that every
 // frame went back to that heap's PMM, and tests check their own frame balance where it matters.
 #include <ktest/ktest.h>
 #include <ktl/macros.h>
@@ -9,7 +9,7 @@ import ktest;
 import mm.addr;
 import mm.arch;
 import mm.heap;
-import mm.heap.testing;
+import mm.testing.env;
 import mm.pmm;
 import mm.slab;
 
@@ -20,9 +20,9 @@ using ktl::u8;
 using ktl::uptr;
 using ktl::usize;
 using mm::Heap;
-using mm::heap_testing::check_pattern;
-using mm::heap_testing::fill_pattern;
-using mm::heap_testing::TestHeap;
+using mm::test_env::check_pattern;
+using mm::test_env::fill_pattern;
+using mm::test_env::TestHeap;
 namespace classes = mm::heap_classes;
 
 constexpr usize KiB = 1024;

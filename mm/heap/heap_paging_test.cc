@@ -32,7 +32,6 @@ import mm.mapping;
 import mm.paging;
 import mm.pmm;
 import mm.slab;
-import sim.phys;
 import sim.walker;
 
 namespace {
@@ -178,11 +177,11 @@ TEST(HeapMappings, KfreeDestroysTheMappingWithOneFlushThenFreesTheFrames) {
   probe.pages = pages_of(kSize);
   probe.first_frame = runs[0].phys;
   probe.hides_expected = host.view().hides() + 1;
-  sim::reset_tlb_log();
-  sim::set_tlb_flush_observer(&observe, &probe);
+  mm::arch::reset_tlb_log();
+  mm::arch::set_tlb_flush_observer(&observe, &probe);
   heap.kfree(p);
-  sim::set_tlb_flush_observer(nullptr, nullptr);
-  sim::TlbLog log = sim::tlb_log();
+  mm::arch::set_tlb_flush_observer(nullptr, nullptr);
+  mm::arch::TlbLog log = mm::arch::tlb_log();
   EXPECT_EQ(log.range_flushes, 1u);
   EXPECT_EQ(log.full_flushes, 0u);
   EXPECT_EQ(log.pages_flushed, pages_of(kSize));
@@ -212,9 +211,9 @@ TEST(HeapMappings, GrowthInPlaceAddsOneMappingForTheNewPagesOnly) {
   std::uint64_t free_before = host.pmm().free_frame_count();
   std::uint64_t overhead_before = heap_overhead(heap);
   std::uint64_t mappings_before = host.space().live_mappings();
-  sim::reset_tlb_log();
+  mm::arch::reset_tlb_log();
   ASSERT_EQ(heap.krealloc(p, 300 * 1024), p);  // the pages behind are free: grows in place
-  EXPECT_EQ(sim::tlb_log().range_flushes + sim::tlb_log().full_flushes, 0u) << "growing flushed";
+  EXPECT_EQ(mm::arch::tlb_log().range_flushes + mm::arch::tlb_log().full_flushes, 0u) << "growing flushed";
   std::vector<mm::LargeRun> after = runs_of(heap, p);
   ASSERT_EQ(after.size(), 2u);
   // The first Mapping is untouched; the second covers exactly the new pages (from the old guard page).
@@ -233,9 +232,9 @@ TEST(HeapMappings, GrowthInPlaceAddsOneMappingForTheNewPagesOnly) {
 
   // kfree: one flush over the whole grown object, then both runs' frames are free.
   std::uint64_t free_held = host.pmm().free_frame_count();
-  sim::reset_tlb_log();
+  mm::arch::reset_tlb_log();
   heap.kfree(p);
-  sim::TlbLog log = sim::tlb_log();
+  mm::arch::TlbLog log = mm::arch::tlb_log();
   EXPECT_EQ(log.range_flushes, 1u);
   EXPECT_EQ(log.full_flushes, 0u);
   EXPECT_EQ(log.last_start, addr(p));
@@ -305,9 +304,9 @@ TEST(HeapMappings, FragmentedMemoryGivesOneMappingPerRunAndStillOneFlush) {
     expect_runs_cover(host, p, kSize, runs);
     std::memset(p, 0xee, kSize);
     EXPECT_EQ(free_before - host.pmm().free_frame_count(), 17u);
-    sim::reset_tlb_log();
+    mm::arch::reset_tlb_log();
     heap.kfree(p);
-    sim::TlbLog log = sim::tlb_log();
+    mm::arch::TlbLog log = mm::arch::tlb_log();
     EXPECT_EQ(log.range_flushes, 1u);  // both Mappings, one invalidation of their (adjacent) ranges
     EXPECT_EQ(log.pages_flushed, 17u);
     EXPECT_EQ(log.last_start, addr(p));
@@ -317,10 +316,10 @@ TEST(HeapMappings, FragmentedMemoryGivesOneMappingPerRunAndStillOneFlush) {
     // All or nothing: the first run is mapped, the second cannot be had; the first Mapping is
     // destroyed again (one flush), and nothing stays.
     heap.region().fail_allocations_after(1);
-    sim::reset_tlb_log();
+    mm::arch::reset_tlb_log();
     EXPECT_EQ(heap.kmalloc(kSize), nullptr);
     heap.region().fail_allocations_after(~std::uint64_t{0});
-    EXPECT_EQ(sim::tlb_log().range_flushes, 1u);
+    EXPECT_EQ(mm::arch::tlb_log().range_flushes, 1u);
     EXPECT_EQ(host.space().live_mappings(), mappings_before);
     EXPECT_EQ(host.pmm().free_frame_count(), free_before);
     EXPECT_EQ(heap.region().stats().objects, 0u);
@@ -355,9 +354,9 @@ TEST(HeapMappings, ResetAllUnmapsEveryRangeThenFlushesOnceThenFrees) {
   };
   ktl::Array<KMapping, 4> adjacent{{make(0, 3), KMapping(), make(3, 5), make(8, 1)}};
   EXPECT_EQ(host.space().live_mappings(), 3u);
-  sim::reset_tlb_log();
+  mm::arch::reset_tlb_log();
   KMapping::reset_all(adjacent.span());
-  sim::TlbLog log = sim::tlb_log();
+  mm::arch::TlbLog log = mm::arch::tlb_log();
   EXPECT_EQ(log.range_flushes, 1u);
   EXPECT_EQ(log.full_flushes, 0u);
   EXPECT_EQ(log.last_start, base.value());
@@ -369,9 +368,9 @@ TEST(HeapMappings, ResetAllUnmapsEveryRangeThenFlushesOnceThenFrees) {
     EXPECT_FALSE(host.space().translate(base + page * kPage).has_value());
 
   ktl::Array<KMapping, 2> scattered{{make(0, 1), make(1000, 1)}};
-  sim::reset_tlb_log();
+  mm::arch::reset_tlb_log();
   KMapping::reset_all(scattered.span());
-  EXPECT_EQ(sim::tlb_log().range_flushes + sim::tlb_log().full_flushes, 1u);
+  EXPECT_EQ(mm::arch::tlb_log().range_flushes + mm::arch::tlb_log().full_flushes, 1u);
   EXPECT_EQ(host.pmm().free_frame_count(), free_before);
   EXPECT_EQ(host.destroy_heap(), 0u);
 }

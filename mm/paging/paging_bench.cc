@@ -25,6 +25,7 @@ import mm.arch;
 import mm.frames;
 import mm.paging;
 import mm.paging.testing;
+import mm.testing.env;
 
 namespace {
 
@@ -52,7 +53,7 @@ struct HugeOf<paging::X86_32> {
 // One page table over 16 MiB of simulated RAM (tables only; leaves map arbitrary frames).
 template <class F>
 struct Bench {
-  mm::paging_testing::TestMemory memory = mm::paging_testing::TestMemory::acquire(16 << 20).release_value();
+  mm::test_env::TestMemory memory = mm::test_env::TestMemory::acquire(16 << 20).release_value();
   mm::paging_testing::ArenaFrames frames{memory.window(), memory.range(), mm::paging_testing::Poison::No};
   PageTable<F> pt = PageTable<F>::create(memory.window(), frames).release_value();
   VirtAddr base =

@@ -144,11 +144,11 @@ template <class F>
 void differential(uint64_t s) {
   const uint64_t ops =
       ferrite_testing::env_u64("FERRITE_PAGING_OPS", ktl::is_same<F, paging::X86_64> ? 1'000'000 : 500'000);
-  auto memory = mm::paging_testing::TestMemory::acquire(16 << 20).release_value();
+  auto memory = mm::test_env::TestMemory::acquire(16 << 20).release_value();
   Harness<F> h(memory);
   Generator<F> gen(s);
   std::map<std::string, uint64_t> outcomes;
-  sim::reset_tlb_log();
+  mm::arch::reset_tlb_log();
   std::printf("%s: seed %llu (replay with FERRITE_SEED=%llu)\n", F::kName, static_cast<unsigned long long>(s),
               static_cast<unsigned long long>(s));
   auto started = std::chrono::steady_clock::now();

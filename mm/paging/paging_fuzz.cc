@@ -100,7 +100,7 @@ Op decode(const std::uint8_t* r) {
 
 template <class F>
 void run(const std::uint8_t* data, std::size_t size) {
-  auto memory = mm::paging_testing::TestMemory::acquire(1 << 20).release_value();
+  auto memory = mm::test_env::TestMemory::acquire(1 << 20).release_value();
   Harness<F> h(memory);
   std::size_t count = size / kRecord;
   for (std::size_t i = 0; i < count; ++i) {

@@ -25,7 +25,7 @@ import mm.arch;
 import mm.frames;
 import mm.paging;
 import mm.paging.testing;
-import sim.phys;
+import mm.testing.env;
 import sim.walker;
 
 namespace paging_model {
@@ -316,7 +316,7 @@ class Harness {
   using M = Model<F>;
 
   // `memory` holds the table frames; the harness owns the allocator and the engine.
-  explicit Harness(const mm::paging_testing::TestMemory& memory)
+  explicit Harness(const mm::test_env::TestMemory& memory)
       : window_(memory.window()),
         frames_(memory.window(), memory.range(), mm::paging_testing::Poison::No),
         pt_(mm::PageTable<F>::create(window_, frames_).release_value()) {
@@ -569,7 +569,7 @@ class Harness {
         return f;
       }
       case OpKind::Reclaim: {
-        sim::TlbLog log_before = sim::tlb_log();
+        mm::arch::TlbLog log_before = mm::arch::tlb_log();
         auto r = pt_.reclaim_empty_tables(v, op.bytes);
         if (r.is_err()) return std::string("reclaim failed: ") + mm::to_string(r.error());
         auto want = model_.reclaim(op.va, op.bytes);
@@ -577,7 +577,7 @@ class Harness {
           return "reclaim freed " + std::to_string(r.value().tables) + " tables, expected " +
                  std::to_string(want.tables);
         }
-        sim::TlbLog log = sim::tlb_log();
+        mm::arch::TlbLog log = mm::arch::tlb_log();
         uint64_t flushes = log.range_flushes - log_before.range_flushes;
         if (flushes != (want.tables > 0 ? 1u : 0u))
           return "reclaim flushed " + std::to_string(flushes) + " times";

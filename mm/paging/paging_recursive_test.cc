@@ -21,7 +21,7 @@ import mm.arch;
 import mm.frames;
 import mm.paging;
 import mm.paging.testing;
-import sim.phys;
+import mm.testing.env;
 import sim.walker;
 
 namespace {
@@ -55,7 +55,7 @@ void cross_check(ktl::u32 slot, sim::Mmu mmu) {
   uint64_t s = seed();
   SCOPED_TRACE("FERRITE_SEED=" + std::to_string(s));
   std::mt19937_64 rng(s);
-  auto memory = mm::paging_testing::TestMemory::acquire(64 << 20).release_value();
+  auto memory = mm::test_env::TestMemory::acquire(64 << 20).release_value();
   mm::paging_testing::ArenaFrames frames(memory.window(), memory.range());
   {
     auto pt = PageTable<F>::create(memory.window(), frames).release_value();

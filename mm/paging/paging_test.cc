@@ -12,7 +12,7 @@ import mm.arch;
 import mm.frames;
 import mm.paging;
 import mm.paging.testing;
-import sim.phys;
+import mm.testing.env;
 
 namespace {
 
@@ -68,27 +68,27 @@ static_assert(paging::Aarch64Lower::kMair == 0x0044'bbffull);
 // --- TLB flush tokens against the recorded hooks ---------------------------------------------------------
 class TokenTest : public testing::Test {
  protected:
-  void SetUp() override { sim::reset_tlb_log(); }
+  void SetUp() override { mm::arch::reset_tlb_log(); }
 };
 
 TEST_F(TokenTest, FlushInvalidatesItsRangeOnce) {
   TlbFlush t = TlbFlush::covering(VirtAddr::from(0x40'0000), 512);
   std::move(t).flush();
-  auto log = sim::tlb_log();
+  auto log = mm::arch::tlb_log();
   EXPECT_EQ(log.range_flushes, 1u);
   EXPECT_EQ(log.last_start, 0x40'0000u);
   EXPECT_EQ(log.last_pages, 512u);
   TlbFlush::none().flush();
   TlbFlush::covering(VirtAddr::from(0x1000), 1).ignore();
-  EXPECT_EQ(sim::tlb_log().range_flushes, 1u);
+  EXPECT_EQ(mm::arch::tlb_log().range_flushes, 1u);
 }
 
 TEST_F(TokenTest, BatchFlushesOnceForManyTokens) {
   mm::FlushBatch batch;
   for (ktl::u64 i = 0; i < 100; ++i) batch.add(TlbFlush::covering(VirtAddr::from(0x100000 + i * 0x1000), 1));
-  EXPECT_EQ(sim::tlb_log().range_flushes, 0u);
+  EXPECT_EQ(mm::arch::tlb_log().range_flushes, 0u);
   batch.flush();
-  auto log = sim::tlb_log();
+  auto log = mm::arch::tlb_log();
   EXPECT_EQ(log.range_flushes, 1u);
   EXPECT_EQ(log.last_start, 0x100000u);
   EXPECT_EQ(log.last_pages, 100u);
@@ -97,8 +97,8 @@ TEST_F(TokenTest, BatchFlushesOnceForManyTokens) {
   batch.add(TlbFlush::covering(VirtAddr::from(0x1000), 1));
   batch.add(TlbFlush::covering(VirtAddr::from(0x4000'0000), 1));
   batch.flush();
-  EXPECT_EQ(sim::tlb_log().full_flushes, 1u);
-  EXPECT_EQ(sim::tlb_log().range_flushes, 1u);
+  EXPECT_EQ(mm::arch::tlb_log().full_flushes, 1u);
+  EXPECT_EQ(mm::arch::tlb_log().range_flushes, 1u);
 }
 
 TEST(TokenDeathTest, UnconsumedTokenPanicsInDebugBuilds) {
@@ -118,7 +118,7 @@ TEST(TokenDeathTest, UnconsumedTokenPanicsInDebugBuilds) {
 
 // The engine's operations flush exactly what changed, once, when the caller flushes the token.
 TEST_F(TokenTest, EngineTokensCoverWhatChanged) {
-  auto mem = mm::paging_testing::TestMemory::acquire(1 << 20).release_value();
+  auto mem = mm::test_env::TestMemory::acquire(1 << 20).release_value();
   mm::paging_testing::ArenaFrames frames(mem.window(), mem.range());
   {
     auto pt = PageTable<paging::X86_64>::create(mem.window(), frames).release_value();
@@ -127,36 +127,36 @@ TEST_F(TokenTest, EngineTokensCoverWhatChanged) {
            PageFlags::kernel_rw())
         .release_value()
         .flush();
-    EXPECT_EQ(sim::tlb_log().range_flushes, 0u);  // nothing was mapped there before
+    EXPECT_EQ(mm::arch::tlb_log().range_flushes, 0u);  // nothing was mapped there before
     mm::FlushBatch batch;
     batch.add(pt.unmap(Page<Size4K>::from_start(v + 0x3000).value()).release_value().flush);
     batch.add(
         pt.protect(Page<Size4K>::from_start(v + 0x5000).value(), PageFlags::kernel_ro()).release_value());
     batch.flush();
-    auto log = sim::tlb_log();
+    auto log = mm::arch::tlb_log();
     EXPECT_EQ(log.range_flushes, 1u);
     EXPECT_EQ(log.last_start, v.value());
     EXPECT_EQ(log.last_pages, 512u);  // the split 2 MiB page, once
     pt.unmap_range(v, Size2M::bytes).release_value().flush.flush();
-    EXPECT_EQ(sim::tlb_log().range_flushes, 2u);
+    EXPECT_EQ(mm::arch::tlb_log().range_flushes, 2u);
     // Reclaim invalidates the detached tables before their frames go back.
     ktl::u64 used = frames.used_count();
     auto r = pt.reclaim_empty_tables(v, Size2M::bytes).release_value();  // the split's table only
     EXPECT_EQ(r.tables, 1u);
     EXPECT_EQ(frames.used_count(), used - 1);
-    EXPECT_EQ(sim::tlb_log().range_flushes, 3u);
-    EXPECT_EQ(sim::tlb_log().last_start, v.value());
-    EXPECT_EQ(sim::tlb_log().last_pages, 512u);
+    EXPECT_EQ(mm::arch::tlb_log().range_flushes, 3u);
+    EXPECT_EQ(mm::arch::tlb_log().last_start, v.value());
+    EXPECT_EQ(mm::arch::tlb_log().last_pages, 512u);
     // A range covering the whole PD frees it too (it maps nothing now): one flush of its 1 GiB.
     r = pt.reclaim_empty_tables(VirtAddr::from(0xffff'8000'0000'0000ull), Size1G::bytes).release_value();
     EXPECT_EQ(r.tables, 1u);
-    EXPECT_EQ(sim::tlb_log().range_flushes, 4u);
-    EXPECT_EQ(sim::tlb_log().last_start, 0xffff'8000'0000'0000ull);
-    EXPECT_EQ(sim::tlb_log().last_pages, Size1G::bytes / Size4K::bytes);
+    EXPECT_EQ(mm::arch::tlb_log().range_flushes, 4u);
+    EXPECT_EQ(mm::arch::tlb_log().last_start, 0xffff'8000'0000'0000ull);
+    EXPECT_EQ(mm::arch::tlb_log().last_pages, Size1G::bytes / Size4K::bytes);
     // Nothing left to free: no flush either.
     r = pt.reclaim_empty_tables(VirtAddr::from(0xffff'8000'0000'0000ull), Size1G::bytes).release_value();
     EXPECT_EQ(r.tables, 0u);
-    EXPECT_EQ(sim::tlb_log().range_flushes, 4u);
+    EXPECT_EQ(mm::arch::tlb_log().range_flushes, 4u);
   }
   EXPECT_EQ(frames.used_count(), 0u);
 }
@@ -164,7 +164,7 @@ TEST_F(TokenTest, EngineTokensCoverWhatChanged) {
 // Fresh table frames hold junk (the arena fills them with 0xa5, which has the present bit set):
 // the engine must zero every table it links, or the junk would show up as mappings.
 TEST(PagingHost, FreshTablesAreZeroedDespitePoison) {
-  auto mem = mm::paging_testing::TestMemory::acquire(1 << 20).release_value();
+  auto mem = mm::test_env::TestMemory::acquire(1 << 20).release_value();
   mm::paging_testing::ArenaFrames frames(mem.window(), mem.range(), mm::paging_testing::Poison::Yes);
   {
     auto pt = PageTable<paging::X86_64>::create(mem.window(), frames).release_value();
@@ -198,7 +198,7 @@ class RefusingFrames final : public mm::FrameAllocator {
 
 // The allocator's cause survives into the PagingError, one-to-one (every refusal used to be NoMemory).
 TEST(PagingHost, FrameAllocatorErrorsKeepTheirCause) {
-  sim::PhysMemory mem(PhysAddr::from(1 << 20), 1 << 20);
+  auto mem = mm::test_env::TestMemory::acquire_at(PhysAddr::from(1 << 20), 1 << 20).release_value();
   const std::pair<mm::FrameError, mm::PagingError> cases[] = {
       {mm::FrameError::OutOfMemory, mm::PagingError::NoMemory},
       {mm::FrameError::InvalidRequest, mm::PagingError::FrameRequestInvalid},
@@ -222,7 +222,7 @@ TEST(PagingHost, EveryPagingErrorHasItsOwnText) {
 
 // Table frames must be reachable by the format's entries: 32-bit tables cannot live above 4 GiB.
 TEST(PagingHost, TableFramesTheFormatCannotReachAreRefused) {
-  sim::PhysMemory high(PhysAddr::from(5ull << 30), 1 << 20);
+  auto high = mm::test_env::TestMemory::acquire_at(PhysAddr::from(5ull << 30), 1 << 20).release_value();
   mm::paging_testing::ArenaFrames frames(high.window(), high.range());
   auto x32 = PageTable<paging::X86_32>::create(high.window(), frames);
   ASSERT_TRUE(x32.is_err());
@@ -238,7 +238,7 @@ TEST(PagingHost, TableFramesTheFormatCannotReachAreRefused) {
 TEST(PagingHostDeathTest, DestroyingTheActiveTablesPanics) {
   EXPECT_DEATH(
       {
-        auto mem = mm::paging_testing::TestMemory::acquire(1 << 20).release_value();
+        auto mem = mm::test_env::TestMemory::acquire(1 << 20).release_value();
         mm::paging_testing::ArenaFrames frames(mem.window(), mem.range());
         auto pt = PageTable<paging::X86_64>::create(mem.window(), frames).release_value();
         mm::arch::activate(pt.root());
@@ -247,7 +247,7 @@ TEST(PagingHostDeathTest, DestroyingTheActiveTablesPanics) {
 }
 
 TEST(PagingHostDeathTest, ArenaDetectsDoubleAndForeignFrees) {
-  auto mem = mm::paging_testing::TestMemory::acquire(1 << 20).release_value();
+  auto mem = mm::test_env::TestMemory::acquire(1 << 20).release_value();
   mm::paging_testing::ArenaFrames frames(mem.window(), mem.range());
   auto f = frames.allocate_frame().release_value();
   frames.free_frame(f);

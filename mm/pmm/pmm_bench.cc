@@ -23,7 +23,7 @@
 import ktl;
 import mm.addr;
 import mm.pmm;
-import sim.phys;
+import mm.testing.env;
 
 namespace {
 
@@ -77,13 +77,15 @@ class NaiveBitmap {
 
 // --- the systems under test, built once --------------------------------------------------------------
 struct Machine {
-  Machine() : mem(mm::PhysAddr::from(0), kRam), naive(kFrames) {
+  Machine()
+      : mem(mm::test_env::TestMemory::acquire_at(mm::PhysAddr::from(0), kRam).release_value()),
+        naive(kFrames) {
     mm::PhysRegion all{mm::PhysRange::with_size(mm::PhysAddr::from(0), kRam).value(), mm::RegionKind::Usable,
                        mm::NodeId{0}};
     if (pmm.init(ktl::Span<const mm::PhysRegion>::from_raw(&all, 1), mem.window()).is_err()) __builtin_trap();
     managed = pmm.free_frame_count();  // the metadata sits at the top, above every managed frame
   }
-  sim::PhysMemory mem;
+  mm::test_env::TestMemory mem;
   mm::Pmm pmm;
   NaiveBitmap naive;
   u64 managed = 0;

@@ -1,7 +1,7 @@
 // mm.pmm unit tests written as KTEST bodies: they run as GoogleTest cases on the host (pmm_test)
-// and are meant for the kernel's test mode too. They use only ktl, mm and sim::PhysMemory's small
-// interface (window/base/size) over at most a few MiB, so a freestanding sim.phys backed by
-// frames of the running PMM is all the kernel needs to run them.
+// and in the kernel's test mode. Their memory is mm.testing.env's TestMemory presented at the
+// physical addresses each test's map uses (host: simulated; kernel: real frames), at most a few
+// hundred MiB.
 //
 // Every test ends with a LeakCheck: the free-frame count must be back to where it started and the
 // PMM's invariants (summary levels, counters) must hold.
@@ -14,7 +14,7 @@ import mm.addr;
 import mm.arch;
 import mm.frames;
 import mm.pmm;
-import sim.phys;
+import mm.testing.env;
 
 namespace {
 
@@ -32,6 +32,7 @@ using mm::PhysRegion;
 using mm::Pmm;
 using mm::PmmError;
 using mm::RegionKind;
+using mm::test_env::TestMemory;
 
 constexpr u64 KiB = 1024, MiB = 1024 * KiB, GiB = 1024 * MiB;
 constexpr u64 kPage = 4096;
@@ -84,6 +85,17 @@ ktl::Array<PhysRegion, 5> standard_map() {
 }
 constexpr u64 kUsableBytes = 1 * MiB + (3 * MiB - 256 * KiB) + 3 * MiB;
 
+// The set-up the tests share: declares `mem` (test memory presented at physical
+// [base, base + size)), `pmm` (initialised from `map` over it) and the LeakCheck, which runs after
+// every owner the test declares later.
+#define PMM_ON(map, base, size)                                        \
+  auto mem = KTRY(TestMemory::acquire_at(PhysAddr::from(base), size)); \
+  Pmm pmm;                                                             \
+  auto&& pmm_map = (map);                                              \
+  KASSERT_OK(pmm.init(pmm_map.span(), mem.window()));                  \
+  LeakCheck leak(ktest_ctx, pmm)
+#define STANDARD_PMM() PMM_ON(standard_map(), kBase, kSize)
+
 bool in_usable(u64 addr) {
   for (const PhysRegion& r : standard_map()) {
     if (r.kind == RegionKind::Usable && r.range.contains(PhysAddr::from(addr))) return true;
@@ -94,11 +106,7 @@ bool in_usable(u64 addr) {
 // --- building from the map ------------------------------------------------------------------------
 
 KTEST(Pmm, InitAccountsForEveryByte) {
-  sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
-  Pmm pmm;
-  auto map = standard_map();
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  STANDARD_PMM();
 
   mm::MemStats s = pmm.stats();
   u64 metadata = 0;
@@ -118,11 +126,7 @@ KTEST(Pmm, InitAccountsForEveryByte) {
 }
 
 KTEST(Pmm, MetadataIsCarvedFromTheTopOfUsableMemory) {
-  sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
-  Pmm pmm;
-  auto map = standard_map();
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  STANDARD_PMM();
 
   KASSERT_LE(1u, pmm.metadata_block_count());
   mm::PhysRange first = pmm.metadata_block(0);
@@ -141,11 +145,7 @@ KTEST(Pmm, MetadataIsCarvedFromTheTopOfUsableMemory) {
 }
 
 KTEST(Pmm, HandsOutEveryUsableFrameAndNothingElse) {
-  sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
-  Pmm pmm;
-  auto map = standard_map();
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  STANDARD_PMM();
 
   const u64 available = pmm.free_frame_count();
   u64 n = 0;
@@ -182,14 +182,11 @@ KTEST(Pmm, HandsOutEveryUsableFrameAndNothingElse) {
 }
 
 KTEST(Pmm, UnalignedRegionEdgesAreNeverHandedOut) {
-  sim::PhysMemory mem(PhysAddr::from(kBase), 4 * MiB);
-  Pmm pmm;
   ktl::Array<PhysRegion, 2> map{{
       region(kBase + 0x800, kBase + 2 * MiB + 0x800, RegionKind::Usable),
       region(kBase + 2 * MiB + 0x800, kBase + 4 * MiB, RegionKind::Usable),
   }};
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  PMM_ON(map, kBase, 4 * MiB);
   // The frame at kBase is only partly usable and no region covers its start.
   KEXPECT_EQ(pmm.state_of(frame_at(kBase)), FrameState::NotManaged);
   // The frame holding the boundary belongs wholly to neither usable region.
@@ -201,7 +198,7 @@ KTEST(Pmm, UnalignedRegionEdgesAreNeverHandedOut) {
 }
 
 KTEST(Pmm, RejectsBadMaps) {
-  sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
+  auto mem = KTRY(TestMemory::acquire_at(PhysAddr::from(kBase), kSize));
   {
     Pmm pmm;
     ktl::Array<PhysRegion, 2> unsorted{
@@ -248,16 +245,13 @@ KTEST(Pmm, RejectsBadMaps) {
 
 KTEST(Pmm, HolesLargerThanTheMergeGapMakeSeparateArenas) {
   // 3 x 1 MiB of RAM spread over 200 MiB (simulated memory is only touched where metadata goes).
-  sim::PhysMemory mem(PhysAddr::from(0), 200 * MiB);
-  Pmm pmm;
   ktl::Array<PhysRegion, 4> map{{
       region(1 * MiB, 2 * MiB, RegionKind::Usable),
       region(2 * MiB + 32 * MiB, 3 * MiB + 32 * MiB, RegionKind::Usable),  // 32 MiB hole: merged
       region(150 * MiB, 151 * MiB, RegionKind::Usable),                    // ~116 MiB hole: new arena
       region(199 * MiB, 200 * MiB, RegionKind::Device),
   }};
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  PMM_ON(map, 0, 200 * MiB);
   KEXPECT_EQ(pmm.arena_count(), 2u);
   KEXPECT_EQ(pmm.state_of(frame_at(20 * MiB)), FrameState::NotManaged);  // inside the merged hole
   KEXPECT_EQ(pmm.state_of(frame_at(199 * MiB)), FrameState::Reserved);
@@ -268,11 +262,7 @@ KTEST(Pmm, HolesLargerThanTheMergeGapMakeSeparateArenas) {
 // --- ownership ------------------------------------------------------------------------------------
 
 KTEST(Pmm, OwnerReturnsItsFramesWhenDestroyed) {
-  sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
-  Pmm pmm;
-  auto map = standard_map();
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  STANDARD_PMM();
   const u64 before = pmm.free_frame_count();
   {
     AllocatedFrames one = KTRY(pmm.alloc_page());
@@ -291,11 +281,7 @@ KTEST(Pmm, OwnerReturnsItsFramesWhenDestroyed) {
 }
 
 KTEST(Pmm, MovingTransfersOwnership) {
-  sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
-  Pmm pmm;
-  auto map = standard_map();
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  STANDARD_PMM();
   const u64 before = pmm.free_frame_count();
   AllocatedFrames a = KTRY(pmm.alloc_page());
   Frame4K fa = a.first();
@@ -311,11 +297,7 @@ KTEST(Pmm, MovingTransfersOwnership) {
 }
 
 KTEST(Pmm, ReleaseHandsOwnershipOn) {
-  sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
-  Pmm pmm;
-  auto map = standard_map();
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  STANDARD_PMM();
   mm::FrameRange<mm::Size4K> frames(frame_at(kBase), 0);
   {
     AllocatedFrames run = KTRY(pmm.alloc_contiguous(4, kPage));
@@ -328,11 +310,7 @@ KTEST(Pmm, ReleaseHandsOwnershipOn) {
 }
 
 KTEST(Pmm, SplitConsumesTheOriginal) {
-  sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
-  Pmm pmm;
-  auto map = standard_map();
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  STANDARD_PMM();
   const u64 before = pmm.free_frame_count();
   AllocatedFrames run = KTRY(pmm.alloc_contiguous(8, kPage));
   PhysAddr start = run.start();
@@ -351,11 +329,7 @@ KTEST(Pmm, SplitConsumesTheOriginal) {
 // --- contiguous runs and limits ---------------------------------------------------------------------
 
 KTEST(Pmm, TwoMebibyteFramesAreAlignedRuns) {
-  sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
-  Pmm pmm;
-  auto map = standard_map();
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  STANDARD_PMM();
   const u64 before = pmm.free_frame_count();
   // [16M, 18M) holds the kernel; [18M, 20M) is the only wholly free aligned 2 MiB ([22M, 24M) holds
   // the metadata).
@@ -375,11 +349,7 @@ KTEST(Pmm, TwoMebibyteFramesAreAlignedRuns) {
 }
 
 KTEST(Pmm, RunSearchFindsTheOnlyFittingHole) {
-  sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
-  Pmm pmm;
-  auto map = standard_map();
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  STANDARD_PMM();
   // Take every free frame, one owner per free run (three usable ranges).
   ktl::Array<AllocatedFrames, 3> all{};
   usize held = 0;
@@ -415,11 +385,8 @@ KTEST(Pmm, RunSearchFindsTheOnlyFittingHole) {
 }
 
 KTEST(Pmm, DmaLimitKeepsRunsBelowFourGibibytes) {
-  sim::PhysMemory mem(PhysAddr::from(4 * GiB - 4 * MiB), 8 * MiB);
-  Pmm pmm;
   ktl::Array<PhysRegion, 1> map{{region(4 * GiB - 4 * MiB, 4 * GiB + 4 * MiB, RegionKind::Usable)}};
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  PMM_ON(map, 4 * GiB - 4 * MiB, 8 * MiB);
   AllocOptions dma{.below = PhysAddr::from(4 * GiB)};
   // One 2 MiB DMA buffer, then single frames until the space below 4 GiB is gone.
   AllocatedFrames buffer = KTRY(pmm.alloc_contiguous(512, 2 * MiB, dma));
@@ -443,15 +410,12 @@ KTEST(Pmm, DmaLimitKeepsRunsBelowFourGibibytes) {
 }
 
 KTEST(Pmm, PreferredNodeFirstThenFallback) {
-  sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
-  Pmm pmm;
   ktl::Array<PhysRegion, 3> map{{
       region(16 * MiB, 18 * MiB, RegionKind::Usable, 0),
       region(18 * MiB, 20 * MiB, RegionKind::Usable, 1),
       region(20 * MiB, 24 * MiB, RegionKind::Usable, 0),
   }};
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  PMM_ON(map, kBase, kSize);
   KEXPECT_EQ(pmm.arena_count(), 3u);
   auto n0 = pmm.node_stats(NodeId{0});
   auto n1 = pmm.node_stats(NodeId{1});
@@ -491,11 +455,7 @@ KTEST(Pmm, PreferredNodeFirstThenFallback) {
 // --- misuse is detected, reported, and changes nothing -----------------------------------------------
 
 KTEST(Pmm, DoubleFreeIsDetected) {
-  sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
-  Pmm pmm;
-  auto map = standard_map();
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  STANDARD_PMM();
   Frame4K f = KTRY(pmm.alloc_page_unowned());
   KEXPECT_OK(pmm.free_page(f));
   const u64 free_now = pmm.free_frame_count();
@@ -515,11 +475,7 @@ KTEST(Pmm, DoubleFreeIsDetected) {
 }
 
 KTEST(Pmm, FreeOfUnmanagedFramesIsDetected) {
-  sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
-  Pmm pmm;
-  auto map = standard_map();
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  STANDARD_PMM();
   KEXPECT_EQ(pmm.state_of(frame_at(kHole)), FrameState::NotManaged);
   KEXPECT_EQ(pmm.free_page(frame_at(kHole)).error(), PmmError::NotManaged);
   KEXPECT_EQ(pmm.free_page(frame_at(0)).error(), PmmError::NotManaged);
@@ -532,11 +488,7 @@ KTEST(Pmm, FreeOfUnmanagedFramesIsDetected) {
 }
 
 KTEST(Pmm, FreeOfReservedFramesIsDetected) {
-  sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
-  Pmm pmm;
-  auto map = standard_map();
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  STANDARD_PMM();
   KEXPECT_EQ(pmm.state_of(frame_at(kKernel)), FrameState::Reserved);
   KEXPECT_EQ(pmm.free_page(frame_at(kKernel)).error(), PmmError::Reserved);
   KEXPECT_EQ(pmm.free_page(frame_at(kFirmware)).error(), PmmError::Reserved);
@@ -550,11 +502,7 @@ KTEST(Pmm, FreeOfReservedFramesIsDetected) {
 }
 
 KTEST(Pmm, SetPageUsedClaimsOneSpecificFrame) {
-  sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
-  Pmm pmm;
-  auto map = standard_map();
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  STANDARD_PMM();
   Frame4K wanted = frame_at(19 * MiB);
   AllocatedFrames mine = KTRY(pmm.claim_page(wanted));
   KEXPECT_EQ(mine.first().start(), wanted.start());
@@ -569,11 +517,7 @@ KTEST(Pmm, SetPageUsedClaimsOneSpecificFrame) {
 // --- interfaces and names ------------------------------------------------------------------------------
 
 KTEST(Pmm, ServesPageTablesThroughFrameAllocator) {
-  sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
-  Pmm pmm;
-  auto map = standard_map();
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  STANDARD_PMM();
   mm::FrameAllocator& frames = pmm;
   Frame4K a = KTRY(frames.allocate_frame());
   Frame4K b = KTRY(frames.allocate_frame());
@@ -599,11 +543,7 @@ KTEST(Pmm, ValuesPrintByName) {
 
 // Each cause of a refused free (or claim) keeps its own code through the public API.
 KTEST(Pmm, EachBadFreeCauseHasItsOwnError) {
-  sim::PhysMemory mem(PhysAddr::from(kBase), kSize);
-  Pmm pmm;
-  auto map = standard_map();
-  KASSERT_OK(pmm.init(map.span(), mem.window()));
-  LeakCheck leak(ktest_ctx, pmm);
+  STANDARD_PMM();
   Frame4K f = KTRY(pmm.alloc_page_unowned());
   KEXPECT_OK(pmm.free_page(f));
   Frame4K meta = Frame4K::containing(pmm.metadata_block(0).start());

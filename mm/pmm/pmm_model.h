@@ -1,4 +1,4 @@
-// A shadow model of mm.pmm and a harness that drives a real Pmm (over sim::PhysMemory) and the
+// A shadow model of mm.pmm and a harness that drives a real Pmm (over mm::test_env::TestMemory) and the
 // model side by side, for the differential test (pmm_diff_test.cc) and the fuzzer
 // (fuzz/pmm_fuzz.cc). Host only.
 //
@@ -23,7 +23,7 @@
 import ktl;
 import mm.addr;
 import mm.pmm;
-import sim.phys;
+import mm.testing.env;
 
 namespace pmm_model {
 
@@ -63,7 +63,9 @@ class Harness {
  public:
   // Simulated memory [base, base + size) (bytes, page aligned); every region must lie inside it.
   Harness(u64 base, u64 size, const std::vector<Region>& map)
-      : mem_(mm::PhysAddr::from(base), size), base_frame_(base / kPage), frames_(size / kPage) {
+      : mem_(mm::test_env::TestMemory::acquire_at(mm::PhysAddr::from(base), size).release_value()),
+        base_frame_(base / kPage),
+        frames_(size / kPage) {
     std::vector<mm::PhysRegion> typed;
     for (const Region& r : map) {
       typed.push_back(mm::PhysRegion{
@@ -555,7 +557,7 @@ class Harness {
   }
 
   ferrite_host::LogCapture log_;  // captures the PMM's error reports (declared first: outlives pmm_)
-  sim::PhysMemory mem_;
+  mm::test_env::TestMemory mem_;
   mm::Pmm pmm_;
   u64 base_frame_;
   u64 frames_;

@@ -16,7 +16,7 @@ import mm.addr;
 import mm.frames;
 import mm.compat;
 import mm.pmm;
-import sim.phys;
+import mm.testing.env;
 
 namespace {
 
@@ -55,7 +55,8 @@ class PmmFixture : public testing::Test {
     EXPECT_TRUE(pmm_.check_invariants());
   }
 
-  sim::PhysMemory mem_{PhysAddr::from(16 * MiB), 16 * MiB};
+  mm::test_env::TestMemory mem_ =
+      mm::test_env::TestMemory::acquire_at(PhysAddr::from(16 * MiB), 16 * MiB).release_value();
   std::vector<PhysRegion> map_;
   Pmm pmm_;
   u64 baseline_ = 0;
@@ -205,7 +206,7 @@ TEST_F(PmmFixture, ConcurrentThreadsNeverShareAFrame) {
 
 // 64 GiB of simulated RAM (MAP_NORESERVE: only the metadata is ever touched).
 TEST(PmmLarge, SixtyFourGibibytesCostLessThanAHundredthOfAPercent) {
-  sim::PhysMemory mem(PhysAddr::from(0), 64 * GiB);
+  auto mem = mm::test_env::TestMemory::acquire_at(PhysAddr::from(0), 64 * GiB).release_value();
   std::vector<PhysRegion> map = {
       region(0, 640 * KiB, RegionKind::Usable), region(1 * MiB, 2 * MiB, RegionKind::KernelImage),
       region(2 * MiB, 3 * GiB, RegionKind::Usable), region(3 * GiB, 4 * GiB, RegionKind::Device),

@@ -8,9 +8,8 @@
 // What "own CPU" means:
 //   * Kernel: one block per CPU (kMaxCpus of them, static). CpuPin masks interrupts on the local
 //     CPU for its lifetime, so an interrupt handler that allocates cannot interleave with the
-//     task it interrupted, and the task cannot migrate in between. The hooks ferrite_cpu_pin /
-//     ferrite_cpu_unpin / ferrite_cpu_id come from the kernel (kernel/arch/x86_64/cpu_hooks.cc:
-//     pushf/cli, IF restored on unpin; one CPU today, so id 0; FIXME(smp): the per-CPU area).
+//     task it interrupted, and the task cannot migrate in between: it holds an mm::arch::CpuPin
+//     (the CPU port's pin/unpin/id hooks, mm.arch).
 //   * Host: one block per thread (thread_local, initial-exec TLS), a thread standing in for a CPU.
 //     CpuPin is empty: a thread is never interrupted by itself (signal handlers must not
 //     allocate, as with malloc). Threads register their block the first time they go down a slow
@@ -35,13 +34,7 @@ module;
 export module mm.slab.cpu;
 
 import ktl;
-
-export extern "C" {
-  // Kernel hooks (see above). Not defined on the host, where CpuPin does not call them.
-  ktl::u64 ferrite_cpu_pin();
-  void ferrite_cpu_unpin(ktl::u64 saved);
-  ktl::u32 ferrite_cpu_id();
-}
+import mm.arch;
 
 export namespace mm::slab_cpu {
 
@@ -119,22 +112,15 @@ inline ktl::Array<CpuBlock, kMaxCpus> g_blocks{};
 #endif
 
 // Keeps the caller on its CPU (kernel: interrupts masked) while it works on this CPU's block.
-class CpuPin {
+class CpuPin : ktl::NoCopy {
  public:
 #if __STDC_HOSTED__
-  CpuPin() = default;
   [[nodiscard]] inline CpuBlock& block() { return t_block; }
 #else
-  inline CpuPin() : saved_(ferrite_cpu_pin()) {}
-  inline ~CpuPin() { ferrite_cpu_unpin(saved_); }
-  [[nodiscard]] inline CpuBlock& block() { return g_blocks[ferrite_cpu_id()]; }
-#endif
-  CpuPin(const CpuPin&) = delete;
-  CpuPin& operator=(const CpuPin&) = delete;
+  [[nodiscard]] inline CpuBlock& block() { return g_blocks[pin_.cpu()]; }
 
  private:
-#if !__STDC_HOSTED__
-  u64 saved_;
+  arch::CpuPin pin_;
 #endif
 };
 

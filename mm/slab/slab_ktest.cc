@@ -1,5 +1,5 @@
 // mm.slab unit tests as KTEST bodies: GoogleTest cases on the host (slab_test), and the kernel's
-// test mode runs the same bodies. Each test gets a private heap (mm.heap.testing) whose PMM must
+// test mode runs the same bodies. Each test gets a private heap (mm.testing.env) whose PMM must
 // get every frame back when the test ends, and checks its own frame balance where it matters.
 #include <ktest/ktest.h>
 #include <ktl/macros.h>
@@ -10,7 +10,7 @@ import mm.addr;
 import mm.arch;
 import mm.compat;
 import mm.heap;
-import mm.heap.testing;
+import mm.testing.env;
 import mm.pmm;
 import mm.slab;
 
@@ -23,9 +23,9 @@ using ktl::usize;
 using mm::CacheFlags;
 using mm::SlabCache;
 using mm::SlabError;
-using mm::heap_testing::check_pattern;
-using mm::heap_testing::fill_pattern;
-using mm::heap_testing::TestHeap;
+using mm::test_env::check_pattern;
+using mm::test_env::fill_pattern;
+using mm::test_env::TestHeap;
 
 uptr addr(const void* p) { return reinterpret_cast<uptr>(p); }
 

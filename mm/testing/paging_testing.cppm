@@ -4,13 +4,12 @@
 //    used counts for leak checks), detection of double and foreign frees, poisoning (fresh frames
 //    are filled with 0xa5 so code that forgets to zero a table fails), and fault injection (fail
 //    after N more allocations, or pseudo-randomly one in K).
-//  * TestMemory: a block of physical memory and the window onto it, from the environment: on the
-//    host simulated memory (paging_testing_host.cc over sim::PhysMemory); in the kernel, frames
-//    from the PMM seen through the direct map (ferrite_test_memory_acquire/release in
-//    kernel/test_env.cc).
-//  * IndependentMmu: a second opinion on translations. The host registers the software walker
-//    (testing/sim/walker.cppm) so every KTEST check compares the engine with it; the kernel may
-//    register one that probes the real MMU. When none is registered the checks use the engine only.
+//  * IndependentMmu: a second opinion on translations. The host's environment (test_env_host.cc)
+//    registers the software walker (testing/sim/walker.cppm) so every KTEST check compares the
+//    engine with it; the kernel may register one that probes the real MMU. When none is
+//    registered the checks use the engine only.
+//
+// Test memory comes from mm.testing.env.
 //
 // Not thread-safe: one test owns each instance.
 module;
@@ -25,19 +24,6 @@ import mm.arch;
 import mm.frames;
 import mm.paging.formats;
 import mm.paging.types;
-
-// The environment's hooks (C linkage, like ferrite_panic), declared for TestMemory below.
-export extern "C" {
-  struct FerriteTestMemory {
-    ktl::u64 base;  // physical address of the block
-    ktl::u64 size;  // bytes
-    ktl::u8* view;  // where the block is visible
-    void* cookie;   // for release
-  };
-  // Provides `size` bytes (4 KiB multiple) of zeroed physical memory below 4 GiB; false if it cannot.
-  bool ferrite_test_memory_acquire(ktl::u64 size, FerriteTestMemory * out);
-  void ferrite_test_memory_release(FerriteTestMemory * memory);
-}
 
 export namespace mm::paging_testing {
 
@@ -77,29 +63,6 @@ class IndependentMmu {
   static IndependentMmu* mmu = nullptr;
   return mmu;
 }
-
-class TestMemory : ktl::NoCopy {
- public:
-  [[nodiscard]] static ktl::Optional<TestMemory> acquire(u64 size) {
-    FerriteTestMemory m{};
-    if (!ferrite_test_memory_acquire(size, &m)) return ktl::nullopt;
-    return TestMemory(m);
-  }
-  TestMemory(TestMemory&& o) : m_(o.m_), live_(ktl::exchange(o.live_, false)) {}
-  TestMemory& operator=(TestMemory&&) = delete;
-  ~TestMemory() {
-    if (live_) ferrite_test_memory_release(&m_);
-  }
-  [[nodiscard]] PhysWindow window() const { return PhysWindow(base(), m_.size, m_.view); }
-  [[nodiscard]] PhysAddr base() const { return PhysAddr::from(m_.base); }
-  [[nodiscard]] u64 size() const { return m_.size; }
-  [[nodiscard]] PhysRange range() const { return PhysRange::with_size(base(), m_.size).value(); }
-
- private:
-  explicit TestMemory(FerriteTestMemory m) : m_(m) {}
-  FerriteTestMemory m_;
-  bool live_ = true;
-};
 
 class ArenaFrames final : public FrameAllocator {
  public:

@@ -16,6 +16,7 @@ import mm.arch;
 import mm.frames;
 import mm.paging;
 import mm.paging.testing;
+import mm.testing.env;
 import mm.address_space;
 import mm.mapping;
 import mm.pmm;
@@ -34,7 +35,7 @@ using mm::Size2M;
 using mm::Size4K;
 using mm::VirtAddr;
 using mm::paging_testing::ArenaFrames;
-using mm::paging_testing::TestMemory;
+using mm::test_env::TestMemory;
 namespace paging = mm::paging;
 
 constexpr u64 kMiB = 1 << 20;

@@ -17,7 +17,7 @@ import mm.paging.testing;
 import mm.address_space;
 import mm.mapping;
 import mm.pmm;
-import sim.phys;
+import mm.testing.env;
 
 namespace {
 
@@ -32,7 +32,7 @@ constexpr u64 kMiB = 1 << 20;
 class MappingHostTest : public testing::Test {
  protected:
   void SetUp() override {
-    memory_.emplace(mm::paging_testing::TestMemory::acquire(16 * kMiB).release_value());
+    memory_.emplace(mm::test_env::TestMemory::acquire(16 * kMiB).release_value());
     tables_.emplace(memory_->window(),
                     mm::PhysRange::with_size(memory_->base() + 12 * kMiB, 4 * kMiB).value());
     const mm::PhysRegion map[] = {
@@ -46,7 +46,7 @@ class MappingHostTest : public testing::Test {
                         .release_value());
     data_baseline_ = pmm_.free_frame_count();
     table_baseline_ = tables_->used_count();
-    sim::reset_tlb_log();
+    mm::arch::reset_tlb_log();
   }
   void TearDown() override {
     mm::arch::activate(PhysAddr::zero());  // nothing of ours stays "in CR3"
@@ -55,7 +55,7 @@ class MappingHostTest : public testing::Test {
     loader_.reset();
     EXPECT_EQ(tables_->used_count(), 0u);
   }
-  ktl::Optional<mm::paging_testing::TestMemory> memory_;
+  ktl::Optional<mm::test_env::TestMemory> memory_;
   ktl::Optional<mm::paging_testing::ArenaFrames> tables_;
   mm::Pmm pmm_;
   ktl::Optional<mm::PageTable<paging::X86_64>> loader_;
@@ -68,7 +68,7 @@ TEST_F(MappingHostTest, ActivateLoadsTheRoot) {
   EXPECT_FALSE(kernel_->is_active());
   kernel_->activate();
   EXPECT_TRUE(kernel_->is_active());
-  EXPECT_EQ(sim::tlb_log().activations, 1u);
+  EXPECT_EQ(mm::arch::tlb_log().activations, 1u);
   EXPECT_EQ(mm::arch::active_root(), loader_->root());
   ASSERT_TRUE(kernel_->prepare_kernel_half().is_ok());
   {
@@ -79,7 +79,7 @@ TEST_F(MappingHostTest, ActivateLoadsTheRoot) {
     EXPECT_EQ(mm::arch::active_root(), user.root());
     kernel_->activate();
   }
-  EXPECT_EQ(sim::tlb_log().activations, 3u);
+  EXPECT_EQ(mm::arch::tlb_log().activations, 3u);
 }
 
 // What holds at the moment of the flush. The observer runs under the address-space lock, so it
@@ -108,8 +108,8 @@ TEST_F(MappingHostTest, DestructionUnmapsFlushesOnceThenFrees) {
   {
     auto m = mm::KernelMapping::create(*kernel_, probe.start, std::move(frames), PageFlags::kernel_rw())
                  .release_value();
-    EXPECT_EQ(sim::tlb_log().range_flushes, 0u);  // fresh entries need no invalidation
-    sim::set_tlb_flush_observer(
+    EXPECT_EQ(mm::arch::tlb_log().range_flushes, 0u);  // fresh entries need no invalidation
+    mm::arch::set_tlb_flush_observer(
         [](u64, u64, void* context) {
           auto* p = static_cast<FlushProbe*>(context);
           for (u64 i = 0; i < p->pages; ++i) {
@@ -124,8 +124,8 @@ TEST_F(MappingHostTest, DestructionUnmapsFlushesOnceThenFrees) {
         },
         &probe);
   }
-  sim::set_tlb_flush_observer(nullptr, nullptr);
-  auto log = sim::tlb_log();
+  mm::arch::set_tlb_flush_observer(nullptr, nullptr);
+  auto log = mm::arch::tlb_log();
   EXPECT_EQ(log.range_flushes, 1u);
   EXPECT_EQ(log.full_flushes, 0u);
   EXPECT_EQ(log.last_start, probe.start.value());
@@ -164,8 +164,8 @@ TEST_F(MappingHostTest, ProtectFlushesOnceAndTheWalkerAgrees) {
   check(0);
   check(0x1f'ffff);
   ASSERT_TRUE(m.protect(PageFlags::user_ro()).is_ok());
-  EXPECT_EQ(sim::tlb_log().range_flushes, 1u);
-  EXPECT_EQ(sim::tlb_log().last_pages, 512u);
+  EXPECT_EQ(mm::arch::tlb_log().range_flushes, 1u);
+  EXPECT_EQ(mm::arch::tlb_log().last_pages, 512u);
   EXPECT_EQ(kernel_->translate(m.start())->flags, PageFlags::user_ro());
   check(0x1234);
 }
@@ -191,7 +191,7 @@ TEST_F(MappingHostTest, ViewsCheckBoundsAndWritability) {
 }
 
 void destroy_a_space_with_a_live_mapping() {
-  auto memory = mm::paging_testing::TestMemory::acquire(16 * kMiB).release_value();
+  auto memory = mm::test_env::TestMemory::acquire(16 * kMiB).release_value();
   mm::paging_testing::ArenaFrames tables(
       memory.window(), mm::PhysRange::with_size(memory.base() + 12 * kMiB, 4 * kMiB).value());
   mm::Pmm pmm;

@@ -7,7 +7,7 @@
 import ktl;
 import mm.addr;
 import mm.arch;
-import sim.phys;
+import mm.testing.env;
 import sim.walker;
 
 namespace {
@@ -18,7 +18,7 @@ constexpr uint64_t kBase = 0x10'0000;  // simulated RAM: [1 MiB, 2 MiB)
 
 class Tables {
  public:
-  Tables() : mem_(mm::PhysAddr::from(kBase), 1 << 20) {}
+  Tables() : mem_(mm::test_env::TestMemory::acquire_at(mm::PhysAddr::from(kBase), 1 << 20).release_value()) {}
   void set64(uint64_t table, unsigned index, uint64_t value) {
     mem_.window().as<uint64_t>(mm::PhysAddr::from(table + index * 8)) = value;
   }
@@ -28,7 +28,7 @@ class Tables {
   [[nodiscard]] mm::PhysWindow window() const { return mem_.window(); }
 
  private:
-  sim::PhysMemory mem_;
+  mm::test_env::TestMemory mem_;
 };
 
 // --- x86_64 (SDM vol. 3A, tables 4-15..4-20) -----------------------------------------------------------

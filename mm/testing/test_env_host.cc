@@ -1,24 +1,34 @@
-// The host's environment for mm.paging.testing: test memory is simulated physical memory
-// (sim::PhysMemory), and the independent MMU is the software walker (sim.walker), which decodes
-// tables from the manuals' bit layouts without any of the engine's code.
-#include <ktl/macros.h>
+// The host's environment (mm.testing.env): test memory is simulated physical memory (anonymous,
+// MAP_NORESERVE), test heaps are HostHeaps (mm.heap.host), and the independent MMU of
+// mm.paging.testing is the software walker (sim.walker), which decodes tables from the manuals'
+// bit layouts without any of the engine's code.
+module;
+
+#include <sys/mman.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <new>
+
+#include <ktl/macros.h>
+
+module mm.testing.env;
 
 import ktl;
 import mm.addr;
 import mm.arch;
+import mm.heap;
+import mm.heap.host;
 import mm.paging.formats;
 import mm.paging.types;
 import mm.paging.testing;
-import sim.phys;
+import mm.pmm;
 import sim.walker;
 
 namespace {
 
-// Every block starts at 16 MiB: below 4 GiB (the x86 32-bit format's limit) and not at zero, so a
-// physical address of 0 in a table is always a bug.
+// Every block starts at 16 MiB: below 4 GiB (the x86 32-bit format's limit) for blocks under
+// 4 GiB - 16 MiB, and not at zero, so a physical address of 0 in a table is always a bug.
 constexpr ktl::u64 kBase = 16ull << 20;
 
 // What the loader writes to IA32_PAT (uefi_loader/main.cc): WB, WT, UC-, UC, WB, WC, UC-, UC.
@@ -104,17 +114,37 @@ struct Registration {
 }  // namespace
 
 extern "C" bool ferrite_test_memory_acquire(ktl::u64 size, FerriteTestMemory* out) {
-  if (size == 0 || size % 4096 != 0 || kBase + size > (1ull << 32)) return false;
-  auto* mem = new (std::nothrow) sim::PhysMemory(mm::PhysAddr::from(kBase), size);
-  if (mem == nullptr) return false;
-  out->base = kBase;
-  out->size = size;
-  out->view = mem->window().bytes(mem->base(), 0).data();
-  out->cookie = mem;
+  if (size == 0 || size % 4096 != 0) return false;
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return false;
+  *out = FerriteTestMemory{kBase, size, static_cast<ktl::u8*>(p), nullptr};
   return true;
 }
 
 extern "C" void ferrite_test_memory_release(FerriteTestMemory* memory) {
-  delete static_cast<sim::PhysMemory*>(memory->cookie);
-  memory->cookie = nullptr;
+  munmap(memory->view, memory->size);
+  memory->view = nullptr;
+}
+
+extern "C" bool ferrite_heap_test_env_create(ktl::u64 phys_bytes, bool hardened, FerriteHeapTestEnv* out) {
+  mm::heap_host::HostHeapOptions options;
+  options.phys_bytes = phys_bytes;
+  options.hardening = hardened ? mm::Hardening::On : mm::Hardening::Off;
+  auto* host = new (std::nothrow) mm::heap_host::HostHeap(options);
+  if (host == nullptr) return false;
+  *out = FerriteHeapTestEnv{&host->heap(), &host->pmm(), host};
+  return true;
+}
+
+extern "C" void ferrite_heap_test_env_destroy(FerriteHeapTestEnv* env) {
+  auto* host = static_cast<mm::heap_host::HostHeap*>(env->cookie);
+  // With the heap gone every frame must be back in the PMM.
+  ktl::u64 leaked = host->destroy_heap();
+  if (leaked != 0) {
+    std::fprintf(stderr, "heap test env: %llu frames did not come back to the PMM\n",
+                 static_cast<unsigned long long>(leaked));
+    ktl::panic("heap test env: frames leaked");
+  }
+  delete host;
+  env->cookie = nullptr;
 }

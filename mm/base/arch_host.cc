@@ -1,17 +1,18 @@
-// The host's implementation of mm.arch's hooks: nothing to invalidate, so record the requests.
+// The host's implementation of mm.arch: nothing to invalidate, so the TLB and activation hooks
+// record the requests (tlb_log). No CPU hooks: on the host threads stand in for CPUs.
 module;
 
 #include <atomic>
 #include <cstdint>
 
-module sim.phys;
+module mm.arch;
 
 import ktl;
 
 namespace {
 std::atomic<std::uint64_t> g_range_flushes{0}, g_pages{0}, g_full{0}, g_activations{0}, g_root{0},
     g_last_start{0}, g_last_pages{0};
-std::atomic<sim::TlbFlushObserver> g_observer{nullptr};
+std::atomic<mm::arch::TlbFlushObserver> g_observer{nullptr};
 std::atomic<void*> g_observer_context{nullptr};
 }  // namespace
 
@@ -20,7 +21,8 @@ extern "C" void ferrite_arch_flush_tlb_range(ktl::u64 start, ktl::u64 pages) {
   g_pages.fetch_add(pages, std::memory_order_relaxed);
   g_last_start.store(start, std::memory_order_relaxed);
   g_last_pages.store(pages, std::memory_order_relaxed);
-  if (sim::TlbFlushObserver observer = g_observer.load()) observer(start, pages, g_observer_context.load());
+  if (mm::arch::TlbFlushObserver observer = g_observer.load())
+    observer(start, pages, g_observer_context.load());
 }
 extern "C" void ferrite_arch_flush_tlb_all() { g_full.fetch_add(1, std::memory_order_relaxed); }
 extern "C" void ferrite_arch_activate_root(ktl::u64 root) {
@@ -29,7 +31,7 @@ extern "C" void ferrite_arch_activate_root(ktl::u64 root) {
 }
 extern "C" ktl::u64 ferrite_arch_active_root() { return g_root.load(std::memory_order_relaxed); }
 
-namespace sim {
+namespace mm::arch {
 TlbLog tlb_log() {
   return TlbLog{g_range_flushes.load(), g_pages.load(),      g_full.load(),
                 g_activations.load(),   g_last_start.load(), g_last_pages.load()};
@@ -46,4 +48,4 @@ void set_tlb_flush_observer(TlbFlushObserver observer, void* context) {
   g_observer_context.store(context);
   g_observer.store(observer);
 }
-}  // namespace sim
+}  // namespace mm::arch

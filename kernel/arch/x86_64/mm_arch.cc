@@ -1,6 +1,9 @@
-// The x86_64 implementation of mm.arch's TLB and address-space hooks (declared in mm/base/arch.cppm).
-// Contract (mm.arch): called with interrupts off or from code that owns the address space;
-// local CPU only. FIXME(smp): shootdowns.
+// The x86_64 implementation of mm.arch (every hook declared in mm/base/arch.cppm).
+//
+// TLB and activation: local CPU only, invlpg / CR4.PGE toggle / CR3. FIXME(smp): shootdowns.
+// Pinning masks interrupts on this CPU (an interrupt handler that allocates cannot interleave with
+// the code it interrupted, and the code cannot migrate); unpinning restores the interrupt flag as
+// it was, so pins nest. FIXME(smp): ferrite_arch_cpu_id from the per-CPU area once other CPUs run.
 #include <ktl/macros.h>
 
 import ktl;
@@ -12,6 +15,7 @@ namespace {
 constexpr ktl::u64 kInvlpgLimit = 64;
 constexpr ktl::u64 kPage = 4096;
 constexpr ktl::u64 kRootMask = 0x000f'ffff'ffff'f000ull;
+constexpr ktl::u64 kInterruptFlag = ktl::u64{1} << 9;
 }  // namespace
 
 extern "C" void ferrite_arch_flush_tlb_all() {
@@ -42,3 +46,15 @@ extern "C" void ferrite_arch_activate_root(ktl::u64 root_phys) {
 }
 
 extern "C" ktl::u64 ferrite_arch_active_root() { return arch::x86_64::read_cr3() & kRootMask; }
+
+extern "C" ktl::u64 ferrite_arch_cpu_pin() {
+  ktl::u64 flags = arch::x86_64::read_rflags();
+  arch::x86_64::cli();
+  return flags;
+}
+
+extern "C" void ferrite_arch_cpu_unpin(ktl::u64 saved) {
+  if ((saved & kInterruptFlag) != 0) arch::x86_64::sti();
+}
+
+extern "C" ktl::u32 ferrite_arch_cpu_id() { return 0; }
