@@ -64,8 +64,8 @@ export module mm.heap;
 import ktl;
 import mm.addr;
 import mm.arch;
-import mm.bitmap;
 import mm.pmm;
+import mm.range_allocator;
 import mm.slab;
 import mm.slab.cpu;
 
@@ -77,10 +77,19 @@ enum class HeapError : u32 {
   TooLarge,         // bigger than the heap region
   NotInitialized,
   AlreadyInitialized,
-  MapFailed,          // the region's address space refused a mapping (other than for memory)
   TooManyCaches,      // the slab allocator has no per-CPU slot for a size class (SlabError::TooManyCaches)
   PmmNotInitialized,  // the PMM the heap takes frames from is not initialized
   HostViewFailed,     // host heaps: the host view could not show a large object's pages
+  NoRegion,           // a large allocation from a heap configured without a region
+  RegionFull,         // no free range of the heap region fits the large object (RangeError::NoSpace)
+  TooFragmented,      // the object's frames would need more than LargeObject::kMaxRuns runs
+  // The region's address space refused a mapping (mm.heap.paging's to_heap_error(PagingError)):
+  AlreadyMapped,            // a page of the region is mapped already (PagingError::AlreadyMapped)
+  TableInTheWay,            // a page table occupies the slot (PagingError::TableInTheWay)
+  OutOfRange,               // the format cannot translate the address (PagingError::OutOfRange)
+  ReservedRange,            // the region overlaps a reserved range (PagingError::Reserved)
+  TableFrameUnreachable,    // a page-table frame out of the format's reach (PagingError::FrameUnreachable)
+  TableFrameOutsideWindow,  // a page-table frame outside the window (PagingError::OutsideWindow)
 };
 [[nodiscard]] constexpr const char* to_string(HeapError e) {
   switch (e) {
@@ -89,18 +98,27 @@ enum class HeapError : u32 {
     case HeapError::TooLarge: return "allocation too large";
     case HeapError::NotInitialized: return "heap not initialized";
     case HeapError::AlreadyInitialized: return "heap already initialized";
-    case HeapError::MapFailed: return "could not map the heap region";
     case HeapError::TooManyCaches: return "no per-CPU slot for a size class";
     case HeapError::PmmNotInitialized: return "the PMM is not initialized";
     case HeapError::HostViewFailed: return "the host view could not show the pages";
+    case HeapError::NoRegion: return "the heap has no region for large allocations";
+    case HeapError::RegionFull: return "no free range in the heap region";
+    case HeapError::TooFragmented: return "too many physical runs for one large object";
+    case HeapError::AlreadyMapped: return "a heap-region page is already mapped";
+    case HeapError::TableInTheWay: return "a page table occupies a heap-region slot";
+    case HeapError::OutOfRange: return "heap-region address out of the format's range";
+    case HeapError::ReservedRange: return "the heap region overlaps a reserved range";
+    case HeapError::TableFrameUnreachable: return "page-table frame out of the format's reach";
+    case HeapError::TableFrameOutsideWindow: return "page-table frame outside the physical window";
   }
   return "unknown heap error";
 }
-// What a slab or PMM error becomes in the heap: the same cause under its heap name. Errors that
-// the heap's own calls cannot get (SlabError::NotEmpty, NotInitialized; a PmmError other than
-// OutOfMemory and NotInitialized) panic.
+// What a slab, PMM or range error becomes in the heap: the same cause under its heap name. Errors
+// that the heap's own calls cannot get (SlabError::NotEmpty, NotInitialized; a PmmError other than
+// OutOfMemory and NotInitialized) panic. (PagingError: mm.heap.paging.)
 [[nodiscard]] HeapError to_heap_error(SlabError e);
 [[nodiscard]] HeapError to_heap_error(PmmError e);
+[[nodiscard]] HeapError to_heap_error(RangeError e);
 
 // --- size classes ------------------------------------------------------------------------------------
 namespace heap_classes {
@@ -178,6 +196,8 @@ class RegionSpace {
   // Maps `frames` at `at` (page aligned, inside the region, not mapped) kernel read-write, not
   // executable, 4 KiB pages, as a Mapping that the record keeps as its run `o.runs` (which grows by
   // one; o.runs < kMaxRuns). All or nothing: on error nothing is mapped and the frames are freed.
+  // Errors: the address space's, each under its own name (to_heap_error(PagingError)),
+  // HostViewFailed.
   [[nodiscard]] virtual ktl::Result<void, HeapError> map(LargeObject& o, VirtAddr at,
                                                          AllocatedFrames frames) = 0;
   // Destroys the record's runs [first, o.runs) together: their pages are unmapped, one TLB flush
@@ -195,7 +215,7 @@ struct RegionStats {
   u64 mappings = 0;        // Mappings the live records hold (>= objects; one per run)
   u64 mapped_pages = 0;    // = frames held for large objects
   u64 reserved_pages = 0;  // mapped + guard pages
-  u64 table_frames = 0;    // lookup-table leaves and the bitmap
+  u64 table_frames = 0;    // lookup-table leaves and the range allocator's bitmap
 };
 
 class HeapRegion {
@@ -207,12 +227,15 @@ class HeapRegion {
   ~HeapRegion();
 
   // The region [range) (page aligned), whose pages `space` maps (and whose records it builds).
-  // Frames and bookkeeping (a page bitmap and a lookup table) come from `pmm`, seen through
-  // `window`; descriptors from `slab`.
+  // Frames and bookkeeping (an mm.range_allocator over the region, each object followed by a guard
+  // page, and a lookup table) come from `pmm`, seen through `window`; descriptors from `slab`.
   [[nodiscard]] ktl::Result<void, HeapError> init(Pmm& pmm, PhysWindow window, SlabAllocator& slab,
                                                   VirtRange range, RegionSpace& space, Hardening hardening);
   [[nodiscard]] bool initialized() const { return space_ != nullptr; }
 
+  // Errors: NoRegion (not initialized), InvalidArgument, TooLarge, RegionFull, TooFragmented, the
+  // PMM's (to_heap_error) and the address space's (RegionSpace::map). fail_allocations_after's
+  // injected failures are OutOfMemory.
   [[nodiscard]] ktl::Result<void*, HeapError> allocate(usize bytes, usize align) EXCLUDES(lock_);
   // Frees a pointer inside the region; panics with a report if it is not a live large object.
   void free(void* p) EXCLUDES(lock_);
@@ -243,9 +266,14 @@ class HeapRegion {
   [[nodiscard]] static ktl::uptr addr(const void* p) { return reinterpret_cast<ktl::uptr>(p); }
   [[nodiscard]] u64 page_index(VirtAddr v) const { return (v - range_.start()) / kPageSize; }
   [[nodiscard]] ktl::uptr table_get(u64 page) const REQUIRES(lock_);
-  [[nodiscard]] bool table_set(u64 page, ktl::uptr value) REQUIRES(lock_);
+  [[nodiscard]] ktl::Result<void, HeapError> table_set(u64 page, ktl::uptr value) REQUIRES(lock_);
+  // The pages an object holds in ranges_ (its guard page follows them).
+  [[nodiscard]] static VirtRange object_range(const LargeObject& o) {
+    return VirtRange::with_size(o.start, o.pages * kPageSize).value();
+  }
   [[nodiscard]] LargeObject* live_object_locked(const void* p, const char* operation) const REQUIRES(lock_);
-  [[nodiscard]] bool map_pages_locked(LargeObject& o, VirtAddr at, u64 pages) REQUIRES(lock_);
+  [[nodiscard]] ktl::Result<void, HeapError> map_pages_locked(LargeObject& o, VirtAddr at, u64 pages)
+      REQUIRES(lock_);
   void release_locked(LargeObject* o) REQUIRES(lock_);
   void fill_tail(const LargeObject& o) const;
   void check_tail(const LargeObject& o) const;
@@ -260,9 +288,8 @@ class HeapRegion {
   bool hardened_ = false;
   ktl::Atomic<u64> fail_after_{~u64{0}};
   mutable ktl::SpinLock lock_{"heap.region"};
-  AllocatedFrames bitmap_frames_;
   AllocatedFrames root_frames_;
-  SummaryBitmap free_pages_ GUARDED_BY(lock_);   // set = free VA page
+  RangeAllocator ranges_ GUARDED_BY(lock_);      // an object's pages and its guard page
   ktl::Span<ktl::uptr> root_ GUARDED_BY(lock_);  // leaf addresses (window views), 0 = none
   u64 leaves_ GUARDED_BY(lock_) = 0;
   RegionStats stats_ GUARDED_BY(lock_);
@@ -296,6 +323,9 @@ class Heap {
   [[nodiscard]] ktl::Result<void, HeapError> init(Pmm& pmm, PhysWindow window, const HeapConfig& config);
 
   // --- the Result API (mm code) ---
+  // kmalloc (align 0) or kmalloc_aligned with the cause of a failure: InvalidArgument, and those of
+  // HeapRegion::allocate; OutOfMemory when a size class cannot grow (a slab allocation fails only
+  // for want of frames).
   [[nodiscard]] ktl::Result<void*, HeapError> allocate(usize size, usize align = 0);
 
   // --- the C-style surface ---
@@ -356,6 +386,8 @@ class Heap {
 
  private:
   [[nodiscard]] void* kmalloc_slow(usize size);
+  [[nodiscard]] ktl::Result<void*, HeapError> allocate_any(usize size);
+  [[nodiscard]] ktl::Result<void*, HeapError> allocate_aligned(usize size, usize align);
   void free_large(void* p);
   [[noreturn]] void report_invalid_free(const void* p, const char* why) const;
 

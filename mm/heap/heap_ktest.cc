@@ -11,6 +11,7 @@ import mm.arch;
 import mm.heap;
 import mm.heap.testing;
 import mm.pmm;
+import mm.range_allocator;
 import mm.slab;
 
 namespace {
@@ -41,6 +42,13 @@ KTEST(Heap, ErrorsOfTheLayersBelowKeepTheirCause) {
   KEXPECT_EQ(mm::to_heap_error(mm::SlabError::PmmNotInitialized), HeapError::PmmNotInitialized);
   KEXPECT_EQ(mm::to_heap_error(mm::PmmError::OutOfMemory), HeapError::OutOfMemory);
   KEXPECT_EQ(mm::to_heap_error(mm::PmmError::NotInitialized), HeapError::PmmNotInitialized);
+  KEXPECT_EQ(mm::to_heap_error(mm::RangeError::InvalidArgument), HeapError::InvalidArgument);
+  KEXPECT_EQ(mm::to_heap_error(mm::RangeError::TooLarge), HeapError::TooLarge);
+  KEXPECT_EQ(mm::to_heap_error(mm::RangeError::NoSpace), HeapError::RegionFull);
+  KEXPECT_EQ(mm::to_heap_error(mm::RangeError::OutOfMemory), HeapError::OutOfMemory);
+  KEXPECT_EQ(mm::to_heap_error(mm::RangeError::PmmNotInitialized), HeapError::PmmNotInitialized);
+  KEXPECT_EQ(mm::to_heap_error(mm::RangeError::AlreadyInitialized), HeapError::AlreadyInitialized);
+  KEXPECT_EQ(mm::to_heap_error(mm::RangeError::NotInitialized), HeapError::NoRegion);
   auto env = KTRY(TestHeap::create());
   mm::HeapConfig config;
   auto again = env.heap().init(env.pmm(), mm::PhysWindow(), config);
@@ -48,7 +56,7 @@ KTEST(Heap, ErrorsOfTheLayersBelowKeepTheirCause) {
   KEXPECT_EQ(again.error(), HeapError::AlreadyInitialized);
   ktl::EnumTextCheck texts = ktl::check_enum_text<HeapError>();
   KEXPECT(texts.ok);
-  KEXPECT_EQ(texts.count, ktl::to_underlying(HeapError::HostViewFailed) + 1);
+  KEXPECT_EQ(texts.count, ktl::to_underlying(HeapError::TableFrameOutsideWindow) + 1);
 }
 
 KTEST(Heap, SizeClassesAreTightAndOrdered) {
@@ -339,6 +347,12 @@ KTEST(Heap, FaultInjectionFailsCleanly) {
   heap.slab().fail_slab_allocations_after(~u64{0});
   heap.region().fail_allocations_after(0);
   KEXPECT(heap.kmalloc(200 * KiB) == nullptr);
+  auto failed = heap.allocate(200 * KiB);
+  KEXPECT(failed.is_err() && failed.error() == mm::HeapError::OutOfMemory);  // injected, not hidden
+  auto misaligned = heap.allocate(64, 24);
+  KEXPECT(misaligned.is_err() && misaligned.error() == mm::HeapError::InvalidArgument);
+  auto huge = heap.allocate(usize{1} << 40);  // bigger than the region
+  KEXPECT(huge.is_err() && huge.error() == mm::HeapError::TooLarge);
   heap.region().fail_allocations_after(~u64{0});
   void* p = heap.kmalloc(200 * KiB);
   KEXPECT(p != nullptr);

@@ -34,6 +34,22 @@ import mm.pmm;
 
 export namespace mm {
 
+// What a refused Mapping::create of the heap region becomes: the same cause under its heap name.
+// Errors a 4 KiB, page-aligned, non-empty mapping cannot get panic.
+[[nodiscard]] inline HeapError to_heap_error(PagingError e) {
+  switch (e) {
+    case PagingError::NoMemory: return HeapError::OutOfMemory;
+    case PagingError::AlreadyMapped: return HeapError::AlreadyMapped;
+    case PagingError::TableInTheWay: return HeapError::TableInTheWay;
+    case PagingError::OutOfRange: return HeapError::OutOfRange;
+    case PagingError::Reserved: return HeapError::ReservedRange;
+    case PagingError::FrameUnreachable: return HeapError::TableFrameUnreachable;
+    case PagingError::OutsideWindow: return HeapError::TableFrameOutsideWindow;
+    case PagingError::FrameAllocatorNotReady: return HeapError::PmmNotInitialized;
+    default: ktl::panic("heap region: a paging error a heap mapping cannot get", to_string(e));
+  }
+}
+
 // How a host makes mapped heap pages dereferenceable at their virtual addresses (mm.heap.host).
 // The kernel has none: its MMU walks the tables the Mappings write.
 class HostView {
@@ -75,10 +91,7 @@ class AddressSpaceRegion final : public RegionSpace {
     u64 bytes = frames.size_bytes();
     auto created = Mapping<F>::create(space_, at, ktl::move(frames),
                                       PageFlags::kernel_rw().with(Scope::Global), HugePages::Deny);
-    if (created.is_err()) {  // `frames` still holds them: freed when it goes
-      return ktl::Err(created.error() == PagingError::NoMemory ? HeapError::OutOfMemory
-                                                               : HeapError::MapFailed);
-    }
+    if (created.is_err()) return ktl::Err(to_heap_error(created.error()));  // `frames` frees them
     Mapping<F>& m = record(o).mappings[o.runs];
     m = created.release_value();
     if (view_ != nullptr && !view_->show(at, phys, bytes)) {
