@@ -15,6 +15,7 @@ module mm.heap;
 import ktl;
 import mm.addr;
 import mm.arch;
+import mm.frames;
 import mm.pmm;
 import mm.range_allocator;
 import mm.slab;
@@ -258,8 +259,9 @@ ktl::Result<void, HeapError> HeapRegion::map_pages_locked(LargeObject& o, VirtAd
   return r;
 }
 
-ktl::Result<void*, HeapError> HeapRegion::allocate(usize bytes, usize align) {
+ktl::Result<void*, HeapError> HeapRegion::allocate(usize bytes, usize align, AllocContext context) {
   if (space_ == nullptr) return ktl::Err(HeapError::NoRegion);
+  if (!may_block(context)) return ktl::Err(HeapError::WouldBlock);
   if (align == 0) align = kPageSize;
   if (!ktl::is_power_of_two(align)) return ktl::Err(HeapError::InvalidArgument);
   auto rounded = ktl::checked_align_up<u64>(ktl::max<u64>(bytes, 1), kPageSize);
@@ -399,18 +401,18 @@ void Heap::report_invalid_free(const void* p, const char* why) const {
 }
 
 void* Heap::kmalloc_slow(usize size) {
-  auto r = allocate_any(size);
+  auto r = allocate_any(size, AllocContext::MayBlock);
   return r.is_ok() ? r.value() : nullptr;
 }
 
-ktl::Result<void*, HeapError> Heap::allocate_any(usize size) {
+ktl::Result<void*, HeapError> Heap::allocate_any(usize size, AllocContext context) {
   if (size <= heap_classes::kMaxSize) {
     void* p = classes_[heap_classes::index_of(size)]->alloc_general(size);
     if (p != nullptr) return p;
     // A big class whose contiguous slab could not be had still has the region.
     if (size < 8192) return ktl::Err(HeapError::OutOfMemory);
   }
-  return region_.allocate(size, kPageSize);
+  return region_.allocate(size, kPageSize, context);
 }
 
 void Heap::free_large(void* p) {
@@ -421,16 +423,16 @@ void Heap::free_large(void* p) {
   report_invalid_free(p, "not from the heap");
 }
 
-ktl::Result<void*, HeapError> Heap::allocate(usize size, usize align) {
-  return align == 0 ? allocate_any(size) : allocate_aligned(size, align);
+ktl::Result<void*, HeapError> Heap::allocate(usize size, usize align, AllocContext context) {
+  return align == 0 ? allocate_any(size, context) : allocate_aligned(size, align, context);
 }
 
 void* Heap::kmalloc_aligned(usize size, usize align) {
-  auto r = allocate_aligned(size, align);
+  auto r = allocate_aligned(size, align, AllocContext::MayBlock);
   return r.is_ok() ? r.value() : nullptr;
 }
 
-ktl::Result<void*, HeapError> Heap::allocate_aligned(usize size, usize align) {
+ktl::Result<void*, HeapError> Heap::allocate_aligned(usize size, usize align, AllocContext context) {
   if (align == 0) align = 1;
   if (!ktl::is_power_of_two(align)) return ktl::Err(HeapError::InvalidArgument);
   usize want = ktl::max(size, align);
@@ -443,7 +445,7 @@ ktl::Result<void*, HeapError> Heap::allocate_aligned(usize size, usize align) {
       }
     }
   }
-  return region_.allocate(size, ktl::max<usize>(align, kPageSize));
+  return region_.allocate(size, ktl::max<usize>(align, kPageSize), context);
 }
 
 void* Heap::kcalloc(usize count, usize size) {

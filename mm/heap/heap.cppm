@@ -64,6 +64,7 @@ export module mm.heap;
 import ktl;
 import mm.addr;
 import mm.arch;
+import mm.frames;
 import mm.pmm;
 import mm.range_allocator;
 import mm.slab;
@@ -90,6 +91,7 @@ enum class HeapError : u32 {
   ReservedRange,            // the region overlaps a reserved range (PagingError::Reserved)
   TableFrameUnreachable,    // a page-table frame out of the format's reach (PagingError::FrameUnreachable)
   TableFrameOutsideWindow,  // a page-table frame outside the window (PagingError::OutsideWindow)
+  WouldBlock,  // an AllocContext::Atomic request only the large-object path (heap.region) could serve
 };
 [[nodiscard]] constexpr const char* to_string(HeapError e) {
   switch (e) {
@@ -110,6 +112,7 @@ enum class HeapError : u32 {
     case HeapError::ReservedRange: return "the heap region overlaps a reserved range";
     case HeapError::TableFrameUnreachable: return "page-table frame out of the format's reach";
     case HeapError::TableFrameOutsideWindow: return "page-table frame outside the physical window";
+    case HeapError::WouldBlock: return "an atomic allocation would have to block";
   }
   return "unknown heap error";
 }
@@ -235,8 +238,11 @@ class HeapRegion {
 
   // Errors: NoRegion (not initialized), InvalidArgument, TooLarge, RegionFull, TooFragmented, the
   // PMM's (to_heap_error) and the address space's (RegionSpace::map). fail_allocations_after's
-  // injected failures are OutOfMemory.
-  [[nodiscard]] ktl::Result<void*, HeapError> allocate(usize bytes, usize align) EXCLUDES(lock_);
+  // injected failures are OutOfMemory. WouldBlock for AllocContext::Atomic: heap.region and the
+  // address-space lock are not interrupt-safe, and page tables may have to be allocated.
+  [[nodiscard]] ktl::Result<void*, HeapError> allocate(usize bytes, usize align,
+                                                       AllocContext context = AllocContext::MayBlock)
+      EXCLUDES(lock_);
   // Frees a pointer inside the region; panics with a report if it is not a live large object.
   void free(void* p) EXCLUDES(lock_);
   // Changes the size of a live large object without moving it; false if it cannot.
@@ -325,8 +331,10 @@ class Heap {
   // --- the Result API (mm code) ---
   // kmalloc (align 0) or kmalloc_aligned with the cause of a failure: InvalidArgument, and those of
   // HeapRegion::allocate; OutOfMemory when a size class cannot grow (a slab allocation fails only
-  // for want of frames).
-  [[nodiscard]] ktl::Result<void*, HeapError> allocate(usize size, usize align = 0);
+  // for want of frames). An Atomic request is served by the size classes only (WouldBlock where
+  // it would need a large object). The C-style surface below is AllocContext::MayBlock.
+  [[nodiscard]] ktl::Result<void*, HeapError> allocate(usize size, usize align = 0,
+                                                       AllocContext context = AllocContext::MayBlock);
 
   // --- the C-style surface ---
   // The fast paths touch no stack (every other case is a tail call): with a frame, the spills'
@@ -386,8 +394,8 @@ class Heap {
 
  private:
   [[nodiscard]] void* kmalloc_slow(usize size);
-  [[nodiscard]] ktl::Result<void*, HeapError> allocate_any(usize size);
-  [[nodiscard]] ktl::Result<void*, HeapError> allocate_aligned(usize size, usize align);
+  [[nodiscard]] ktl::Result<void*, HeapError> allocate_any(usize size, AllocContext context);
+  [[nodiscard]] ktl::Result<void*, HeapError> allocate_aligned(usize size, usize align, AllocContext context);
   void free_large(void* p);
   [[noreturn]] void report_invalid_free(const void* p, const char* why) const;
 

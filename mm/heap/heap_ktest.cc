@@ -8,6 +8,7 @@ import ktl;
 import ktest;
 import mm.addr;
 import mm.arch;
+import mm.frames;
 import mm.heap;
 import mm.heap.testing;
 import mm.pmm;
@@ -56,7 +57,38 @@ KTEST(Heap, ErrorsOfTheLayersBelowKeepTheirCause) {
   KEXPECT_EQ(again.error(), HeapError::AlreadyInitialized);
   ktl::EnumTextCheck texts = ktl::check_enum_text<HeapError>();
   KEXPECT(texts.ok);
-  KEXPECT_EQ(texts.count, ktl::to_underlying(HeapError::TableFrameOutsideWindow) + 1);
+  KEXPECT_EQ(texts.count, ktl::to_underlying(HeapError::WouldBlock) + 1);
+  ktl::EnumTextCheck contexts = ktl::check_enum_text<mm::AllocContext>();
+  KEXPECT(contexts.ok);
+  KEXPECT_EQ(contexts.count, ktl::to_underlying(mm::AllocContext::Atomic) + 1u);
+}
+
+// An atomic allocation never takes the large-object path (heap.region, the address-space lock and
+// page-table frames): the size classes serve it, a large one fails with WouldBlock, and the same
+// requests succeed when they may block.
+KTEST(Heap, AtomicAllocationsNeverTakeTheBlockingPath) {
+  using mm::AllocContext;
+  using mm::HeapError;
+  auto env = KTRY(TestHeap::create());
+  Heap& heap = env.heap();
+  u64 balance = env.balance();
+  KEXPECT(!mm::may_block(AllocContext::Atomic) && !mm::may_reclaim(AllocContext::Atomic));
+  KEXPECT(mm::may_block(AllocContext::NoReclaim) && !mm::may_reclaim(AllocContext::NoReclaim));
+  KEXPECT(mm::may_block(AllocContext::MayBlock) && mm::may_reclaim(AllocContext::MayBlock));
+  void* small = KTRY(heap.allocate(200, 0, AllocContext::Atomic));
+  void* aligned = KTRY(heap.allocate(100, 64, AllocContext::Atomic));
+  KEXPECT_EQ(addr(aligned) % 64, 0u);
+  u64 objects = heap.region().stats().objects;
+  auto large = heap.allocate(200 * KiB, 0, AllocContext::Atomic);
+  KEXPECT(large.is_err() && large.error() == HeapError::WouldBlock);
+  auto page_aligned = heap.allocate(100, 2 * MiB, AllocContext::Atomic);  // only the region aligns so
+  KEXPECT(page_aligned.is_err() && page_aligned.error() == HeapError::WouldBlock);
+  KEXPECT_EQ(heap.region().stats().objects, objects);
+  void* blocking = KTRY(heap.allocate(200 * KiB, 0, AllocContext::NoReclaim));
+  heap.kfree(blocking);
+  heap.kfree(aligned);
+  heap.kfree(small);
+  KEXPECT_EQ(env.balance(), balance);
 }
 
 KTEST(Heap, SizeClassesAreTightAndOrdered) {
