@@ -107,9 +107,11 @@ HeapError to_heap_error(RangeError e) {
   ktl::panic("heap: a range error the heap's calls cannot get", to_string(e));
 }
 
-// --- HeapRegion ---------------------------------------------------------------------------------------
-ktl::Result<void, HeapError> HeapRegion::init(Pmm& pmm, PhysWindow window, SlabAllocator& slab,
-                                              VirtRange range, RegionSpace& space, Hardening hardening) {
+// --- LargeObjectArena
+// ---------------------------------------------------------------------------------------
+ktl::Result<void, HeapError> LargeObjectArena::init(Pmm& pmm, PhysWindow window, SlabAllocator& slab,
+                                                    VirtRange range, LargeObjectSpace& space,
+                                                    Hardening hardening) {
   if (space_ != nullptr) return ktl::Err(HeapError::AlreadyInitialized);
   RangeAllocator ranges;
   if (auto r = ranges.init(pmm, window, range, Guard::PageAfter); r.is_err()) {
@@ -140,7 +142,7 @@ ktl::Result<void, HeapError> HeapRegion::init(Pmm& pmm, PhysWindow window, SlabA
   return ktl::ok();
 }
 
-HeapRegion::~HeapRegion() {
+LargeObjectArena::~LargeObjectArena() {
   if (space_ == nullptr) return;
   {
     ktl::LockGuard guard(lock_);
@@ -160,14 +162,14 @@ HeapRegion::~HeapRegion() {
   root_frames_.reset();
 }
 
-ktl::uptr HeapRegion::table_get(u64 page) const {
+ktl::uptr LargeObjectArena::table_get(u64 page) const {
   ktl::uptr leaf = root_[page / kLeafEntries];
   if (leaf == 0) return 0;
   return window_.array<ktl::uptr>(window_.phys_of(reinterpret_cast<void*>(leaf)).value(),
                                   kLeafEntries)[page % kLeafEntries];
 }
 
-ktl::Result<void, HeapError> HeapRegion::table_set(u64 page, ktl::uptr value) {
+ktl::Result<void, HeapError> LargeObjectArena::table_set(u64 page, ktl::uptr value) {
   ktl::uptr& leaf = root_[page / kLeafEntries];
   if (leaf == 0) {
     if (value == 0) return ktl::ok();
@@ -184,13 +186,13 @@ ktl::Result<void, HeapError> HeapRegion::table_set(u64 page, ktl::uptr value) {
   return ktl::ok();
 }
 
-void HeapRegion::report(const char* what, const void* p) const {
+void LargeObjectArena::report(const char* what, const void* p) const {
   ktl::InlineString<256> message;
   ktl::format_to(message, "heap: {} of {} in the heap region (large objects)", what, p);
   ktl::panic(message.c_str());
 }
 
-LargeObject* HeapRegion::live_object_locked(const void* p, const char* operation) const {
+LargeObject* LargeObjectArena::live_object_locked(const void* p, const char* operation) const {
   ktl::InlineString<96> what;
   if (!ktl::is_aligned<ktl::uptr>(addr(p), kPageSize)) {
     ktl::format_to(what, "invalid {} (misaligned or interior pointer)", operation);
@@ -208,7 +210,7 @@ LargeObject* HeapRegion::live_object_locked(const void* p, const char* operation
   return o;
 }
 
-void HeapRegion::fill_tail(const LargeObject& o) const {
+void LargeObjectArena::fill_tail(const LargeObject& o) const {
   void* p = o.start.as_ptr<void>();
   usize mapped = o.pages * kPageSize;
   if (hardened_) raw_fill(byte_at(p, o.requested), mapped - o.requested, kTailByte);
@@ -216,7 +218,7 @@ void HeapRegion::fill_tail(const LargeObject& o) const {
   asan_poison(byte_at(p, o.requested), mapped - o.requested);
 }
 
-void HeapRegion::check_tail(const LargeObject& o) const {
+void LargeObjectArena::check_tail(const LargeObject& o) const {
   if (!hardened_) return;
   void* p = o.start.as_ptr<void>();
   usize tail = o.pages * kPageSize - o.requested;
@@ -231,7 +233,7 @@ void HeapRegion::check_tail(const LargeObject& o) const {
 
 // Maps `pages` pages at `at` as new runs of `o` (each a Mapping that owns its frames). All or
 // nothing: on failure the runs made here are destroyed again (their frames go back to the PMM).
-ktl::Result<void, HeapError> HeapRegion::map_pages_locked(LargeObject& o, VirtAddr at, u64 pages) {
+ktl::Result<void, HeapError> LargeObjectArena::map_pages_locked(LargeObject& o, VirtAddr at, u64 pages) {
   u32 runs_before = o.runs;
   auto map_all = [&]() -> ktl::Result<void, HeapError> {
     for (u64 done = 0; done < pages;) {
@@ -259,7 +261,7 @@ ktl::Result<void, HeapError> HeapRegion::map_pages_locked(LargeObject& o, VirtAd
   return r;
 }
 
-ktl::Result<void*, HeapError> HeapRegion::allocate(usize bytes, usize align, AllocContext context) {
+ktl::Result<void*, HeapError> LargeObjectArena::allocate(usize bytes, usize align, AllocContext context) {
   if (space_ == nullptr) return ktl::Err(HeapError::NoRegion);
   if (!may_block(context)) return ktl::Err(HeapError::WouldBlock);
   if (align == 0) align = kPageSize;
@@ -301,7 +303,7 @@ ktl::Result<void*, HeapError> HeapRegion::allocate(usize bytes, usize align, All
 }
 
 // Destroys the object's Mappings (unmap, one flush, frames back to the PMM) and its record.
-void HeapRegion::release_locked(LargeObject* o) {
+void LargeObjectArena::release_locked(LargeObject* o) {
   u64 index = page_index(o->start);
   asan_unpoison(o->start.as_ptr<void>(), o->pages * kPageSize);
   stats_.mappings -= o->runs;
@@ -316,14 +318,14 @@ void HeapRegion::release_locked(LargeObject* o) {
   descriptors_->free(space_->destroy(o));
 }
 
-void HeapRegion::free(void* p) {
+void LargeObjectArena::free(void* p) {
   ktl::LockGuard guard(lock_);
   LargeObject* o = live_object_locked(p, "kfree");
   check_tail(*o);
   release_locked(o);
 }
 
-bool HeapRegion::resize_in_place(void* p, usize bytes) {
+bool LargeObjectArena::resize_in_place(void* p, usize bytes) {
   ktl::LockGuard guard(lock_);
   LargeObject* o = live_object_locked(p, "krealloc");
   check_tail(*o);
@@ -350,25 +352,25 @@ bool HeapRegion::resize_in_place(void* p, usize bytes) {
   return true;
 }
 
-usize HeapRegion::requested_size(const void* p) {
+usize LargeObjectArena::requested_size(const void* p) {
   ktl::LockGuard guard(lock_);
   return live_object_locked(p, "size query")->requested;
 }
 
-usize HeapRegion::usable_size(const void* p) {
+usize LargeObjectArena::usable_size(const void* p) {
   ktl::LockGuard guard(lock_);
   LargeObject* o = live_object_locked(p, "size query");
   return hardened_ ? o->requested : o->pages * kPageSize;
 }
 
-u32 HeapRegion::runs_of(const void* p, ktl::Span<LargeRun> out) {
+u32 LargeObjectArena::runs_of(const void* p, ktl::Span<LargeRun> out) {
   ktl::LockGuard guard(lock_);
   LargeObject* o = live_object_locked(p, "run query");
   for (u32 i = 0; i < o->runs && i < out.size(); ++i) out[i] = space_->run(*o, i);
   return o->runs;
 }
 
-RegionStats HeapRegion::stats() const {
+LargeObjectStats LargeObjectArena::stats() const {
   ktl::LockGuard guard(lock_);
   return stats_;
 }
@@ -504,7 +506,7 @@ HeapStats Heap::stats() const {
   s.slab_frames = slab_.slab_frames();
   s.metadata_frames = slab_.metadata_frames();
   if (region_.initialized()) {
-    RegionStats r = region_.stats();
+    LargeObjectStats r = region_.stats();
     s.large_frames = r.mapped_pages;
     s.metadata_frames += r.table_frames;
   }

@@ -11,7 +11,7 @@
 // ~10%) internal waste. A request goes to the smallest class that fits; above 64 KiB (or when a
 // big class cannot get its contiguous slab) it is a large allocation.
 //
-// Large allocations (HeapRegion): whole pages of the heap region, each followed by an unmapped
+// Large allocations (LargeObjectArena): whole pages of the heap region, each followed by an unmapped
 // guard page, backed by frames from the PMM (contiguous runs when available, at most
 // LargeObject::kMaxRuns of them). Each run is an mm::Mapping (mm.mapping) of an address space,
 // and the Mappings live in the object's record in the large-object table: the record is the one
@@ -21,10 +21,10 @@
 // pages only (each page keeps exactly one owner); rolling back a failed allocation or growth
 // destroys the Mappings it made.
 //
-// Why the records hold Mapping<F> behind the RegionSpace interface instead of the heap naming a
+// Why the records hold Mapping<F> behind the LargeObjectSpace interface instead of the heap naming a
 // format: the heap stays format-agnostic (mm knows no CPU: x86_64 now, aarch64 later, and the
 // host tests), so the format-specific record (LargeObject + Mapping<F>[kMaxRuns]) is built and
-// changed by a RegionSpace, mm.heap.paging's AddressSpaceRegion<F> over an AddressSpace<F>: the
+// changed by a LargeObjectSpace, mm.heap.paging's LargeObjectMappings<F> over an AddressSpace<F>: the
 // kernel's (kernel heap, test heaps) and, on the host, one in simulated memory (mm.heap.host). The
 // host path runs the same Mapping code; a HostView (mirror of the memfd frames at the same
 // addresses) only makes the mapped pages dereferenceable, since only the host kernel can make
@@ -53,7 +53,7 @@
 //             descriptors' slab.cache is taken under heap.region but never together with the
 //             address-space lock. kmalloc/kfree of small sizes take only the slab locks (mm.slab).
 //             For fork, HostHeap::lock_for_fork (mm.heap.host) takes all of them in this order
-//             (HeapRegion::lock_all first).
+//             (LargeObjectArena::lock_all first).
 module;
 
 #include <ktl/macros.h>
@@ -165,9 +165,9 @@ inline constexpr ktl::Array<ktl::u8, kTableMax / 8 + 1> kIndexTable = [] {
 }  // namespace heap_classes
 
 // --- large objects ------------------------------------------------------------------------------------
-// The format-agnostic part of a large object's record. The record a RegionSpace constructs extends
+// The format-agnostic part of a large object's record. The record a LargeObjectSpace constructs extends
 // it with the Mappings that own the object's pages ([0, runs), in address order, covering
-// [start, start + pages) exactly once); only the RegionSpace changes `runs`.
+// [start, start + pages) exactly once); only the LargeObjectSpace changes `runs`.
 struct LargeObject {
   static constexpr u32 kMaxRuns = 4;
   u64 magic = 0;
@@ -187,7 +187,7 @@ struct LargeRun {
 // Where the heap region's pages are mapped, and the owner of the large-object records (see the
 // module comment). Called with heap.region held; takes the address-space lock itself (through
 // mm::Mapping). mm.heap.paging implements it for any page-table format.
-class RegionSpace {
+class LargeObjectSpace {
  public:
   // The record's size and alignment (the descriptor cache's objects).
   [[nodiscard]] virtual usize record_size() const = 0;
@@ -210,10 +210,10 @@ class RegionSpace {
   [[nodiscard]] virtual LargeRun run(const LargeObject& o, u32 i) const = 0;
 
  protected:
-  ~RegionSpace() = default;
+  ~LargeObjectSpace() = default;
 };
 
-struct RegionStats {
+struct LargeObjectStats {
   u64 objects = 0;
   u64 mappings = 0;        // Mappings the live records hold (>= objects; one per run)
   u64 mapped_pages = 0;    // = frames held for large objects
@@ -221,23 +221,24 @@ struct RegionStats {
   u64 table_frames = 0;    // lookup-table leaves and the range allocator's bitmap
 };
 
-class HeapRegion {
+class LargeObjectArena {
  public:
-  HeapRegion() = default;
-  HeapRegion(const HeapRegion&) = delete;
-  HeapRegion& operator=(const HeapRegion&) = delete;
+  LargeObjectArena() = default;
+  LargeObjectArena(const LargeObjectArena&) = delete;
+  LargeObjectArena& operator=(const LargeObjectArena&) = delete;
   // Contract: every large object has been freed (live ones are freed now, leaking nothing).
-  ~HeapRegion();
+  ~LargeObjectArena();
 
   // The region [range) (page aligned), whose pages `space` maps (and whose records it builds).
   // Frames and bookkeeping (an mm.range_allocator over the region, each object followed by a guard
   // page, and a lookup table) come from `pmm`, seen through `window`; descriptors from `slab`.
   [[nodiscard]] ktl::Result<void, HeapError> init(Pmm& pmm, PhysWindow window, SlabAllocator& slab,
-                                                  VirtRange range, RegionSpace& space, Hardening hardening);
+                                                  VirtRange range, LargeObjectSpace& space,
+                                                  Hardening hardening);
   [[nodiscard]] bool initialized() const { return space_ != nullptr; }
 
   // Errors: NoRegion (not initialized), InvalidArgument, TooLarge, RegionFull, TooFragmented, the
-  // PMM's (to_heap_error) and the address space's (RegionSpace::map). fail_allocations_after's
+  // PMM's (to_heap_error) and the address space's (LargeObjectSpace::map). fail_allocations_after's
   // injected failures are OutOfMemory. WouldBlock for AllocContext::Atomic: heap.region and the
   // address-space lock are not interrupt-safe, and page tables may have to be allocated.
   [[nodiscard]] ktl::Result<void*, HeapError> allocate(usize bytes, usize align,
@@ -254,7 +255,7 @@ class HeapRegion {
   // The runs (Mappings) of a live large object, in address order, into `out`; returns how many it
   // has (which may exceed out.size()). Panics on anything but a live large object.
   [[nodiscard]] u32 runs_of(const void* p, ktl::Span<LargeRun> out) EXCLUDES(lock_);
-  [[nodiscard]] RegionStats stats() const EXCLUDES(lock_);
+  [[nodiscard]] LargeObjectStats stats() const EXCLUDES(lock_);
   [[nodiscard]] VirtRange range() const { return range_; }
   void fail_allocations_after(u64 n) { fail_after_.store(n, ktl::MemoryOrder::Relaxed); }
 
@@ -287,7 +288,7 @@ class HeapRegion {
 
   Pmm* pmm_ = nullptr;
   PhysWindow window_;
-  RegionSpace* space_ = nullptr;
+  LargeObjectSpace* space_ = nullptr;
   SlabCache* descriptors_ = nullptr;
   SlabAllocator* slab_ = nullptr;
   VirtRange range_ = VirtRange::try_from(VirtAddr::zero(), VirtAddr::zero()).value();
@@ -298,7 +299,7 @@ class HeapRegion {
   RangeAllocator ranges_ GUARDED_BY(lock_);      // an object's pages and its guard page
   ktl::Span<ktl::uptr> root_ GUARDED_BY(lock_);  // leaf addresses (window views), 0 = none
   u64 leaves_ GUARDED_BY(lock_) = 0;
-  RegionStats stats_ GUARDED_BY(lock_);
+  LargeObjectStats stats_ GUARDED_BY(lock_);
 };
 
 // --- the heap ------------------------------------------------------------------------------------------
@@ -306,7 +307,7 @@ struct HeapConfig {
   // The heap region for large allocations and where it is mapped; without a space, large
   // allocations fail (null). The space must outlive the heap.
   VirtRange region = VirtRange::try_from(VirtAddr::zero(), VirtAddr::zero()).value();
-  RegionSpace* space = nullptr;
+  LargeObjectSpace* space = nullptr;
   Hardening hardening = Hardening::Off;
   u64 seed = 0x5eed;
 };
@@ -330,7 +331,7 @@ class Heap {
 
   // --- the Result API (mm code) ---
   // kmalloc (align 0) or kmalloc_aligned with the cause of a failure: InvalidArgument, and those of
-  // HeapRegion::allocate; OutOfMemory when a size class cannot grow (a slab allocation fails only
+  // LargeObjectArena::allocate; OutOfMemory when a size class cannot grow (a slab allocation fails only
   // for want of frames). An Atomic request is served by the size classes only (WouldBlock where
   // it would need a large object). The C-style surface below is AllocContext::MayBlock.
   [[nodiscard]] ktl::Result<void*, HeapError> allocate(usize size, usize align = 0,
@@ -385,7 +386,7 @@ class Heap {
 
   // --- administration ---
   [[nodiscard]] SlabAllocator& slab() { return slab_; }
-  [[nodiscard]] HeapRegion& region() { return region_; }
+  [[nodiscard]] LargeObjectArena& region() { return region_; }
   [[nodiscard]] SlabCache& class_cache(usize index) { return *classes_[index]; }
   [[nodiscard]] HeapStats stats() const;
   // Returns unused memory: magazines in the depots and empty slabs beyond a few per cache.
@@ -400,7 +401,7 @@ class Heap {
   [[noreturn]] void report_invalid_free(const void* p, const char* why) const;
 
   SlabAllocator slab_;
-  HeapRegion region_;
+  LargeObjectArena region_;
   ktl::Array<SlabCache*, heap_classes::kCount> classes_{};
   Hardening hardening_ = Hardening::Off;
 };

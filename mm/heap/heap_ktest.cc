@@ -288,7 +288,7 @@ KTEST(Heap, LargeObjectIsOneMappingOverItsPages) {
   auto env = KTRY(TestHeap::create());
   Heap& heap = env.heap();
   u64 balance = env.balance();
-  mm::RegionStats before = heap.region().stats();
+  mm::LargeObjectStats before = heap.region().stats();
   void* p = heap.kmalloc(300 * KiB + 1);
   KASSERT(p != nullptr);
   ktl::Array<mm::LargeRun, mm::LargeObject::kMaxRuns> runs{};

@@ -1,5 +1,5 @@
 // The heap's large objects are mm::Mappings (mm.heap.paging), on the host exactly as in the kernel:
-// HostHeap's region is an AddressSpaceRegion over an x86_64 AddressSpace in simulated memory, and
+// HostHeap's region is an LargeObjectMappings over an x86_64 AddressSpace in simulated memory, and
 // the memfd view only makes the pages reachable at their addresses.
 //
 //  * A large kmalloc creates exactly one Mapping (of the heap's address space) over its pages, and
