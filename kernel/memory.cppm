@@ -89,7 +89,7 @@ struct Config {
 
 // Where a heap's large objects live: Mappings of the kernel address space (the kernel heap's, and
 // the test heaps'), held in the heap's large-object records.
-using HeapSpace = mm::AddressSpaceRegion<mm::paging::X86_64>;
+using HeapSpace = mm::LargeObjectMappings<mm::paging::X86_64>;
 
 // Frees the page tables left empty in `range` of the kernel address space (after a test heap).
 void reclaim_tables(mm::VirtRange range);

@@ -27,6 +27,27 @@ enum class FrameError : ktl::u32 {
   return "unknown frame error";
 }
 
+// What an allocation may do to get memory (Linux's GFP_KERNEL / GFP_NOFS-like / GFP_ATOMIC). Every
+// allocation entry point that can take a path which blocks (a lock that is not interrupt-safe, a
+// wait) or reclaims takes one and refuses that path when the context forbids it; the heap's large
+// objects are such a path (HeapError::WouldBlock). The PMM and the slab layer neither block nor
+// reclaim today, so they serve every context alike.
+enum class AllocContext : ktl::u8 {
+  MayBlock,   // process context, no spinlock held: may block and (once there is reclaim) reclaim
+  NoReclaim,  // may block but must not reclaim (the reclaim path itself)
+  Atomic,     // interrupt context or a spinlock held: never blocks, never reclaims
+};
+[[nodiscard]] constexpr const char* to_string(AllocContext c) {
+  switch (c) {
+    case AllocContext::MayBlock: return "may block";
+    case AllocContext::NoReclaim: return "no reclaim";
+    case AllocContext::Atomic: return "atomic";
+  }
+  return "unknown allocation context";
+}
+[[nodiscard]] constexpr bool may_block(AllocContext c) { return c != AllocContext::Atomic; }
+[[nodiscard]] constexpr bool may_reclaim(AllocContext c) { return c == AllocContext::MayBlock; }
+
 class FrameAllocator {
  public:
   // One 4 KiB frame, contents unspecified.

@@ -15,8 +15,9 @@ module mm.heap;
 import ktl;
 import mm.addr;
 import mm.arch;
-import mm.bitmap;
+import mm.frames;
 import mm.pmm;
+import mm.range_allocator;
 import mm.slab;
 import mm.slab.cpu;
 
@@ -93,18 +94,30 @@ HeapError to_heap_error(PmmError e) {
   }
 }
 
-// --- HeapRegion ---------------------------------------------------------------------------------------
-ktl::Result<void, HeapError> HeapRegion::init(Pmm& pmm, PhysWindow window, SlabAllocator& slab,
-                                              VirtRange range, RegionSpace& space, Hardening hardening) {
+HeapError to_heap_error(RangeError e) {
+  switch (e) {
+    case RangeError::InvalidArgument: return HeapError::InvalidArgument;
+    case RangeError::TooLarge: return HeapError::TooLarge;
+    case RangeError::NoSpace: return HeapError::RegionFull;
+    case RangeError::OutOfMemory: return HeapError::OutOfMemory;
+    case RangeError::PmmNotInitialized: return HeapError::PmmNotInitialized;
+    case RangeError::AlreadyInitialized: return HeapError::AlreadyInitialized;
+    case RangeError::NotInitialized: return HeapError::NoRegion;
+  }
+  ktl::panic("heap: a range error the heap's calls cannot get", to_string(e));
+}
+
+// --- LargeObjectArena
+// ---------------------------------------------------------------------------------------
+ktl::Result<void, HeapError> LargeObjectArena::init(Pmm& pmm, PhysWindow window, SlabAllocator& slab,
+                                                    VirtRange range, LargeObjectSpace& space,
+                                                    Hardening hardening) {
   if (space_ != nullptr) return ktl::Err(HeapError::AlreadyInitialized);
-  if (range.empty() || !range.start().is_aligned(kPageSize) ||
-      !ktl::is_aligned<u64>(range.size(), kPageSize)) {
-    return ktl::Err(HeapError::InvalidArgument);
+  RangeAllocator ranges;
+  if (auto r = ranges.init(pmm, window, range, Guard::PageAfter); r.is_err()) {
+    return ktl::Err(to_heap_error(r.error()));
   }
   u64 pages = range.size() / kPageSize;
-  u64 bitmap_bytes = ktl::align_up<u64>(SummaryBitmap::storage_words(pages) * sizeof(u64), kPageSize);
-  auto bitmap = pmm.alloc_contiguous(bitmap_bytes / kPageSize, kPageSize);
-  if (bitmap.is_err()) return ktl::Err(to_heap_error(bitmap.error()));
   u64 root_entries = (pages + kLeafEntries - 1) / kLeafEntries;
   u64 root_bytes = ktl::align_up<u64>(root_entries * sizeof(ktl::uptr), kPageSize);
   auto root = pmm.alloc_contiguous(root_bytes / kPageSize, kPageSize);
@@ -120,18 +133,16 @@ ktl::Result<void, HeapError> HeapRegion::init(Pmm& pmm, PhysWindow window, SlabA
   range_ = range;
   hardened_ = hardening == Hardening::On;
   descriptors_ = descriptors.value();
-  bitmap_frames_ = bitmap.release_value();
+  ranges_ = ktl::move(ranges);
   root_frames_ = root.release_value();
-  free_pages_ = SummaryBitmap(window.array<u64>(bitmap_frames_.start(), bitmap_bytes / sizeof(u64)), pages);
-  free_pages_.set_range(0, pages);
   root_ = window.array<ktl::uptr>(root_frames_.start(), root_entries);
   for (ktl::uptr& e : root_) e = 0;
-  stats_.table_frames = bitmap_frames_.count() + root_frames_.count();
+  stats_.table_frames = ranges_.metadata_frames() + root_frames_.count();
   space_ = &space;
   return ktl::ok();
 }
 
-HeapRegion::~HeapRegion() {
+LargeObjectArena::~LargeObjectArena() {
   if (space_ == nullptr) return;
   {
     ktl::LockGuard guard(lock_);
@@ -148,23 +159,22 @@ HeapRegion::~HeapRegion() {
   }
   auto r = slab_->destroy_cache(descriptors_);
   ktl::check_ok(r, "heap region: descriptors still live");
-  bitmap_frames_.reset();
   root_frames_.reset();
 }
 
-ktl::uptr HeapRegion::table_get(u64 page) const {
+ktl::uptr LargeObjectArena::table_get(u64 page) const {
   ktl::uptr leaf = root_[page / kLeafEntries];
   if (leaf == 0) return 0;
   return window_.array<ktl::uptr>(window_.phys_of(reinterpret_cast<void*>(leaf)).value(),
                                   kLeafEntries)[page % kLeafEntries];
 }
 
-bool HeapRegion::table_set(u64 page, ktl::uptr value) {
+ktl::Result<void, HeapError> LargeObjectArena::table_set(u64 page, ktl::uptr value) {
   ktl::uptr& leaf = root_[page / kLeafEntries];
   if (leaf == 0) {
-    if (value == 0) return true;
+    if (value == 0) return ktl::ok();
     auto frame = pmm_->alloc_page();
-    if (frame.is_err()) return false;
+    if (frame.is_err()) return ktl::Err(to_heap_error(frame.error()));
     ktl::Bytes bytes = window_.bytes(frame.value().start(), kPageSize);
     ktl::fill_bytes(bytes, 0);
     leaf = reinterpret_cast<ktl::uptr>(bytes.data());
@@ -173,16 +183,16 @@ bool HeapRegion::table_set(u64 page, ktl::uptr value) {
   }
   window_.array<ktl::uptr>(window_.phys_of(reinterpret_cast<void*>(leaf)).value(),
                            kLeafEntries)[page % kLeafEntries] = value;
-  return true;
+  return ktl::ok();
 }
 
-void HeapRegion::report(const char* what, const void* p) const {
+void LargeObjectArena::report(const char* what, const void* p) const {
   ktl::InlineString<256> message;
   ktl::format_to(message, "heap: {} of {} in the heap region (large objects)", what, p);
   ktl::panic(message.c_str());
 }
 
-LargeObject* HeapRegion::live_object_locked(const void* p, const char* operation) const {
+LargeObject* LargeObjectArena::live_object_locked(const void* p, const char* operation) const {
   ktl::InlineString<96> what;
   if (!ktl::is_aligned<ktl::uptr>(addr(p), kPageSize)) {
     ktl::format_to(what, "invalid {} (misaligned or interior pointer)", operation);
@@ -200,7 +210,7 @@ LargeObject* HeapRegion::live_object_locked(const void* p, const char* operation
   return o;
 }
 
-void HeapRegion::fill_tail(const LargeObject& o) const {
+void LargeObjectArena::fill_tail(const LargeObject& o) const {
   void* p = o.start.as_ptr<void>();
   usize mapped = o.pages * kPageSize;
   if (hardened_) raw_fill(byte_at(p, o.requested), mapped - o.requested, kTailByte);
@@ -208,7 +218,7 @@ void HeapRegion::fill_tail(const LargeObject& o) const {
   asan_poison(byte_at(p, o.requested), mapped - o.requested);
 }
 
-void HeapRegion::check_tail(const LargeObject& o) const {
+void LargeObjectArena::check_tail(const LargeObject& o) const {
   if (!hardened_) return;
   void* p = o.start.as_ptr<void>();
   usize tail = o.pages * kPageSize - o.requested;
@@ -223,82 +233,65 @@ void HeapRegion::check_tail(const LargeObject& o) const {
 
 // Maps `pages` pages at `at` as new runs of `o` (each a Mapping that owns its frames). All or
 // nothing: on failure the runs made here are destroyed again (their frames go back to the PMM).
-bool HeapRegion::map_pages_locked(LargeObject& o, VirtAddr at, u64 pages) {
+ktl::Result<void, HeapError> LargeObjectArena::map_pages_locked(LargeObject& o, VirtAddr at, u64 pages) {
   u32 runs_before = o.runs;
-  VirtAddr cursor = at;
-  u64 remaining = pages;
-  bool ok = true;
-  while (remaining > 0) {
-    if (o.runs == LargeObject::kMaxRuns) {
-      ok = false;
-      break;
+  auto map_all = [&]() -> ktl::Result<void, HeapError> {
+    for (u64 done = 0; done < pages;) {
+      if (o.runs == LargeObject::kMaxRuns) return ktl::Err(HeapError::TooFragmented);
+      u64 budget = fail_after_.load(ktl::MemoryOrder::Relaxed);
+      if (budget == 0) return ktl::Err(HeapError::OutOfMemory);  // injected
+      if (budget != ~u64{0}) fail_after_.fetch_sub(1, ktl::MemoryOrder::Relaxed);
+      // The largest contiguous run we can get (halving), so objects have few runs.
+      u64 n = pages - done;
+      auto run = [&]() {
+        for (;; n /= 2) {
+          auto r = pmm_->alloc_contiguous(n, kPageSize);
+          if (r.is_ok() || n == 1) return r;
+        }
+      }();
+      if (run.is_err()) return ktl::Err(to_heap_error(run.error()));
+      // The frames move into the run's Mapping (freed by map() itself if it fails).
+      TRY(space_->map(o, at + done * kPageSize, run.release_value()));
+      done += n;
     }
-    u64 budget = fail_after_.load(ktl::MemoryOrder::Relaxed);
-    if (budget != ~u64{0}) {
-      if (budget == 0) {
-        ok = false;
-        break;
-      }
-      fail_after_.fetch_sub(1, ktl::MemoryOrder::Relaxed);
-    }
-    // The largest contiguous run we can get (halving), so objects have few runs.
-    u64 n = remaining;
-    ktl::Optional<AllocatedFrames> run;
-    while (n > 0) {
-      auto r = pmm_->alloc_contiguous(n, kPageSize);
-      if (r.is_ok()) {
-        run = r.release_value();
-        break;
-      }
-      n /= 2;
-    }
-    if (!run.has_value()) {
-      ok = false;
-      break;
-    }
-    // The frames move into the run's Mapping (freed by map() itself if it fails).
-    if (space_->map(o, cursor, run.release_value()).is_err()) {
-      ok = false;
-      break;
-    }
-    cursor = cursor + n * kPageSize;
-    remaining -= n;
-  }
-  if (!ok) space_->unmap(o, runs_before);
-  return ok;
+    return ktl::ok();
+  };
+  auto r = map_all();
+  if (r.is_err()) space_->unmap(o, runs_before);
+  return r;
 }
 
-ktl::Result<void*, HeapError> HeapRegion::allocate(usize bytes, usize align) {
-  if (space_ == nullptr) return ktl::Err(HeapError::NotInitialized);
+ktl::Result<void*, HeapError> LargeObjectArena::allocate(usize bytes, usize align, AllocContext context) {
+  if (space_ == nullptr) return ktl::Err(HeapError::NoRegion);
+  if (!may_block(context)) return ktl::Err(HeapError::WouldBlock);
   if (align == 0) align = kPageSize;
   if (!ktl::is_power_of_two(align)) return ktl::Err(HeapError::InvalidArgument);
   auto rounded = ktl::checked_align_up<u64>(ktl::max<u64>(bytes, 1), kPageSize);
-  if (rounded.overflow || rounded.value / kPageSize + 1 > range_.size() / kPageSize)
-    return ktl::Err(HeapError::TooLarge);
+  if (rounded.overflow) return ktl::Err(HeapError::TooLarge);
   u64 pages = rounded.value / kPageSize;
-  u64 align_pages = ktl::max<u64>(align / kPageSize, 1);
 
   void* place = descriptors_->alloc();
-  if (place == nullptr) return ktl::Err(HeapError::OutOfMemory);
+  if (place == nullptr) return ktl::Err(HeapError::OutOfMemory);  // (slabs fail only for want of frames)
   ktl::LockGuard guard(lock_);
-  u64 phase = range_.start().value() / kPageSize;
-  auto found = free_pages_.find_set_run(pages + 1, align_pages, phase, 0, free_pages_.size());
-  if (!found.has_value()) {
+  auto reserved = ranges_.allocate(pages, ktl::max<u64>(align / kPageSize, 1));
+  if (reserved.is_err()) {
     descriptors_->free(place);
-    return ktl::Err(HeapError::OutOfMemory);
+    return ktl::Err(to_heap_error(reserved.error()));
   }
-  u64 index = found.value();
-  free_pages_.clear_range(index, index + pages + 1);
   LargeObject* o = space_->construct(place);
   o->magic = kMagic ^ reinterpret_cast<ktl::uptr>(o);
-  o->start = range_.start() + index * kPageSize;
+  o->start = reserved.value().start();
   o->requested = bytes;
-  if (!map_pages_locked(*o, o->start, pages) || !table_set(index, reinterpret_cast<ktl::uptr>(o))) {
+  auto mapped = [&]() REQUIRES(lock_) -> ktl::Result<void, HeapError> {
+    TRY(map_pages_locked(*o, o->start, pages));
+    return table_set(page_index(o->start), reinterpret_cast<ktl::uptr>(o));
+  }();
+  if (mapped.is_err()) {
     space_->unmap(*o, 0);  // no-op unless the table leaf was what failed
-    free_pages_.set_range(index, index + pages + 1);
+    ranges_.free(reserved.value());
     o->magic = 0;
     descriptors_->free(space_->destroy(o));
-    return ktl::Err(HeapError::OutOfMemory);
+    return ktl::Err(mapped.error());
   }
   o->pages = pages;
   fill_tail(*o);
@@ -310,14 +303,14 @@ ktl::Result<void*, HeapError> HeapRegion::allocate(usize bytes, usize align) {
 }
 
 // Destroys the object's Mappings (unmap, one flush, frames back to the PMM) and its record.
-void HeapRegion::release_locked(LargeObject* o) {
+void LargeObjectArena::release_locked(LargeObject* o) {
   u64 index = page_index(o->start);
   asan_unpoison(o->start.as_ptr<void>(), o->pages * kPageSize);
   stats_.mappings -= o->runs;
   space_->unmap(*o, 0);
-  bool ok = table_set(index, kTombstone);
-  ktl::check(ok, "heap region: the table leaf of a live object exists");
-  free_pages_.set_range(index, index + o->pages + 1);
+  auto cleared = table_set(index, kTombstone);
+  ktl::check_ok(cleared, "heap region: the table leaf of a live object exists");
+  ranges_.free(object_range(*o));
   --stats_.objects;
   stats_.mapped_pages -= o->pages;
   stats_.reserved_pages -= o->pages + 1;
@@ -325,14 +318,14 @@ void HeapRegion::release_locked(LargeObject* o) {
   descriptors_->free(space_->destroy(o));
 }
 
-void HeapRegion::free(void* p) {
+void LargeObjectArena::free(void* p) {
   ktl::LockGuard guard(lock_);
   LargeObject* o = live_object_locked(p, "kfree");
   check_tail(*o);
   release_locked(o);
 }
 
-bool HeapRegion::resize_in_place(void* p, usize bytes) {
+bool LargeObjectArena::resize_in_place(void* p, usize bytes) {
   ktl::LockGuard guard(lock_);
   LargeObject* o = live_object_locked(p, "krealloc");
   check_tail(*o);
@@ -340,15 +333,13 @@ bool HeapRegion::resize_in_place(void* p, usize bytes) {
   if (rounded.overflow) return false;
   u64 pages = rounded.value / kPageSize;
   if (pages > o->pages) {
-    u64 index = page_index(o->start);
-    u64 from = index + o->pages + 1;  // the current guard page stays reserved and gets mapped
-    u64 to = index + pages + 1;       // the new guard page
-    if (to > free_pages_.size() || !free_pages_.all_set(from, to)) return false;
-    free_pages_.clear_range(from, to);
+    // The current guard page becomes part of the object and gets mapped; a new one follows.
+    auto grown = ranges_.grow(object_range(*o), pages);
+    if (grown.is_err()) return false;
     u32 runs_before = o->runs;
     // New Mappings for the new pages only: the old ones keep theirs, so every page has one owner.
-    if (!map_pages_locked(*o, o->start + o->pages * kPageSize, pages - o->pages)) {
-      free_pages_.set_range(from, to);
+    if (map_pages_locked(*o, o->start + o->pages * kPageSize, pages - o->pages).is_err()) {
+      (void)ranges_.shrink(grown.value(), o->pages);
       return false;
     }
     stats_.mappings += o->runs - runs_before;
@@ -361,25 +352,25 @@ bool HeapRegion::resize_in_place(void* p, usize bytes) {
   return true;
 }
 
-usize HeapRegion::requested_size(const void* p) {
+usize LargeObjectArena::requested_size(const void* p) {
   ktl::LockGuard guard(lock_);
   return live_object_locked(p, "size query")->requested;
 }
 
-usize HeapRegion::usable_size(const void* p) {
+usize LargeObjectArena::usable_size(const void* p) {
   ktl::LockGuard guard(lock_);
   LargeObject* o = live_object_locked(p, "size query");
   return hardened_ ? o->requested : o->pages * kPageSize;
 }
 
-u32 HeapRegion::runs_of(const void* p, ktl::Span<LargeRun> out) {
+u32 LargeObjectArena::runs_of(const void* p, ktl::Span<LargeRun> out) {
   ktl::LockGuard guard(lock_);
   LargeObject* o = live_object_locked(p, "run query");
   for (u32 i = 0; i < o->runs && i < out.size(); ++i) out[i] = space_->run(*o, i);
   return o->runs;
 }
 
-RegionStats HeapRegion::stats() const {
+LargeObjectStats LargeObjectArena::stats() const {
   ktl::LockGuard guard(lock_);
   return stats_;
 }
@@ -412,15 +403,18 @@ void Heap::report_invalid_free(const void* p, const char* why) const {
 }
 
 void* Heap::kmalloc_slow(usize size) {
+  auto r = allocate_any(size, AllocContext::MayBlock);
+  return r.is_ok() ? r.value() : nullptr;
+}
+
+ktl::Result<void*, HeapError> Heap::allocate_any(usize size, AllocContext context) {
   if (size <= heap_classes::kMaxSize) {
     void* p = classes_[heap_classes::index_of(size)]->alloc_general(size);
     if (p != nullptr) return p;
+    // A big class whose contiguous slab could not be had still has the region.
+    if (size < 8192) return ktl::Err(HeapError::OutOfMemory);
   }
-  // A big class whose contiguous slab could not be had still has the region.
-  if (size <= heap_classes::kMaxSize && size < 8192) return nullptr;
-  if (!region_.initialized()) return nullptr;
-  auto r = region_.allocate(size, kPageSize);
-  return r.is_ok() ? r.value() : nullptr;
+  return region_.allocate(size, kPageSize, context);
 }
 
 void Heap::free_large(void* p) {
@@ -431,15 +425,18 @@ void Heap::free_large(void* p) {
   report_invalid_free(p, "not from the heap");
 }
 
-ktl::Result<void*, HeapError> Heap::allocate(usize size, usize align) {
-  void* p = align == 0 ? kmalloc(size) : kmalloc_aligned(size, align);
-  if (p == nullptr) return ktl::Err(HeapError::OutOfMemory);
-  return p;
+ktl::Result<void*, HeapError> Heap::allocate(usize size, usize align, AllocContext context) {
+  return align == 0 ? allocate_any(size, context) : allocate_aligned(size, align, context);
 }
 
 void* Heap::kmalloc_aligned(usize size, usize align) {
+  auto r = allocate_aligned(size, align, AllocContext::MayBlock);
+  return r.is_ok() ? r.value() : nullptr;
+}
+
+ktl::Result<void*, HeapError> Heap::allocate_aligned(usize size, usize align, AllocContext context) {
   if (align == 0) align = 1;
-  if (!ktl::is_power_of_two(align)) return nullptr;
+  if (!ktl::is_power_of_two(align)) return ktl::Err(HeapError::InvalidArgument);
   usize want = ktl::max(size, align);
   if (want <= heap_classes::kMaxSize && align <= kPageSize) {
     for (usize i = heap_classes::index_of(want); i < heap_classes::kCount; ++i) {
@@ -450,9 +447,7 @@ void* Heap::kmalloc_aligned(usize size, usize align) {
       }
     }
   }
-  if (!region_.initialized()) return nullptr;
-  auto r = region_.allocate(size, ktl::max<usize>(align, kPageSize));
-  return r.is_ok() ? r.value() : nullptr;
+  return region_.allocate(size, ktl::max<usize>(align, kPageSize), context);
 }
 
 void* Heap::kcalloc(usize count, usize size) {
@@ -511,7 +506,7 @@ HeapStats Heap::stats() const {
   s.slab_frames = slab_.slab_frames();
   s.metadata_frames = slab_.metadata_frames();
   if (region_.initialized()) {
-    RegionStats r = region_.stats();
+    LargeObjectStats r = region_.stats();
     s.large_frames = r.mapped_pages;
     s.metadata_frames += r.table_frames;
   }

@@ -11,7 +11,7 @@
 // ~10%) internal waste. A request goes to the smallest class that fits; above 64 KiB (or when a
 // big class cannot get its contiguous slab) it is a large allocation.
 //
-// Large allocations (HeapRegion): whole pages of the heap region, each followed by an unmapped
+// Large allocations (LargeObjectArena): whole pages of the heap region, each followed by an unmapped
 // guard page, backed by frames from the PMM (contiguous runs when available, at most
 // LargeObject::kMaxRuns of them). Each run is an mm::Mapping (mm.mapping) of an address space,
 // and the Mappings live in the object's record in the large-object table: the record is the one
@@ -21,10 +21,10 @@
 // pages only (each page keeps exactly one owner); rolling back a failed allocation or growth
 // destroys the Mappings it made.
 //
-// Why the records hold Mapping<F> behind the RegionSpace interface instead of the heap naming a
+// Why the records hold Mapping<F> behind the LargeObjectSpace interface instead of the heap naming a
 // format: the heap stays format-agnostic (mm knows no CPU: x86_64 now, aarch64 later, and the
 // host tests), so the format-specific record (LargeObject + Mapping<F>[kMaxRuns]) is built and
-// changed by a RegionSpace, mm.heap.paging's AddressSpaceRegion<F> over an AddressSpace<F>: the
+// changed by a LargeObjectSpace, mm.heap.paging's LargeObjectMappings<F> over an AddressSpace<F>: the
 // kernel's (kernel heap, test heaps) and, on the host, one in simulated memory (mm.heap.host). The
 // host path runs the same Mapping code; a HostView (mirror of the memfd frames at the same
 // addresses) only makes the mapped pages dereferenceable, since only the host kernel can make
@@ -53,7 +53,7 @@
 //             descriptors' slab.cache is taken under heap.region but never together with the
 //             address-space lock. kmalloc/kfree of small sizes take only the slab locks (mm.slab).
 //             For fork, HostHeap::lock_for_fork (mm.heap.host) takes all of them in this order
-//             (HeapRegion::lock_all first).
+//             (LargeObjectArena::lock_all first).
 module;
 
 #include <ktl/macros.h>
@@ -64,8 +64,9 @@ export module mm.heap;
 import ktl;
 import mm.addr;
 import mm.arch;
-import mm.bitmap;
+import mm.frames;
 import mm.pmm;
+import mm.range_allocator;
 import mm.slab;
 import mm.slab.cpu;
 
@@ -77,10 +78,20 @@ enum class HeapError : u32 {
   TooLarge,         // bigger than the heap region
   NotInitialized,
   AlreadyInitialized,
-  MapFailed,          // the region's address space refused a mapping (other than for memory)
   TooManyCaches,      // the slab allocator has no per-CPU slot for a size class (SlabError::TooManyCaches)
   PmmNotInitialized,  // the PMM the heap takes frames from is not initialized
   HostViewFailed,     // host heaps: the host view could not show a large object's pages
+  NoRegion,           // a large allocation from a heap configured without a region
+  RegionFull,         // no free range of the heap region fits the large object (RangeError::NoSpace)
+  TooFragmented,      // the object's frames would need more than LargeObject::kMaxRuns runs
+  // The region's address space refused a mapping (mm.heap.paging's to_heap_error(PagingError)):
+  AlreadyMapped,            // a page of the region is mapped already (PagingError::AlreadyMapped)
+  TableInTheWay,            // a page table occupies the slot (PagingError::TableInTheWay)
+  OutOfRange,               // the format cannot translate the address (PagingError::OutOfRange)
+  ReservedRange,            // the region overlaps a reserved range (PagingError::Reserved)
+  TableFrameUnreachable,    // a page-table frame out of the format's reach (PagingError::FrameUnreachable)
+  TableFrameOutsideWindow,  // a page-table frame outside the window (PagingError::OutsideWindow)
+  WouldBlock,  // an AllocContext::Atomic request only the large-object path (heap.region) could serve
 };
 [[nodiscard]] constexpr const char* to_string(HeapError e) {
   switch (e) {
@@ -89,18 +100,28 @@ enum class HeapError : u32 {
     case HeapError::TooLarge: return "allocation too large";
     case HeapError::NotInitialized: return "heap not initialized";
     case HeapError::AlreadyInitialized: return "heap already initialized";
-    case HeapError::MapFailed: return "could not map the heap region";
     case HeapError::TooManyCaches: return "no per-CPU slot for a size class";
     case HeapError::PmmNotInitialized: return "the PMM is not initialized";
     case HeapError::HostViewFailed: return "the host view could not show the pages";
+    case HeapError::NoRegion: return "the heap has no region for large allocations";
+    case HeapError::RegionFull: return "no free range in the heap region";
+    case HeapError::TooFragmented: return "too many physical runs for one large object";
+    case HeapError::AlreadyMapped: return "a heap-region page is already mapped";
+    case HeapError::TableInTheWay: return "a page table occupies a heap-region slot";
+    case HeapError::OutOfRange: return "heap-region address out of the format's range";
+    case HeapError::ReservedRange: return "the heap region overlaps a reserved range";
+    case HeapError::TableFrameUnreachable: return "page-table frame out of the format's reach";
+    case HeapError::TableFrameOutsideWindow: return "page-table frame outside the physical window";
+    case HeapError::WouldBlock: return "an atomic allocation would have to block";
   }
   return "unknown heap error";
 }
-// What a slab or PMM error becomes in the heap: the same cause under its heap name. Errors that
-// the heap's own calls cannot get (SlabError::NotEmpty, NotInitialized; a PmmError other than
-// OutOfMemory and NotInitialized) panic.
+// What a slab, PMM or range error becomes in the heap: the same cause under its heap name. Errors
+// that the heap's own calls cannot get (SlabError::NotEmpty, NotInitialized; a PmmError other than
+// OutOfMemory and NotInitialized) panic. (PagingError: mm.heap.paging.)
 [[nodiscard]] HeapError to_heap_error(SlabError e);
 [[nodiscard]] HeapError to_heap_error(PmmError e);
+[[nodiscard]] HeapError to_heap_error(RangeError e);
 
 // --- size classes ------------------------------------------------------------------------------------
 namespace heap_classes {
@@ -144,9 +165,9 @@ inline constexpr ktl::Array<ktl::u8, kTableMax / 8 + 1> kIndexTable = [] {
 }  // namespace heap_classes
 
 // --- large objects ------------------------------------------------------------------------------------
-// The format-agnostic part of a large object's record. The record a RegionSpace constructs extends
+// The format-agnostic part of a large object's record. The record a LargeObjectSpace constructs extends
 // it with the Mappings that own the object's pages ([0, runs), in address order, covering
-// [start, start + pages) exactly once); only the RegionSpace changes `runs`.
+// [start, start + pages) exactly once); only the LargeObjectSpace changes `runs`.
 struct LargeObject {
   static constexpr u32 kMaxRuns = 4;
   u64 magic = 0;
@@ -166,7 +187,7 @@ struct LargeRun {
 // Where the heap region's pages are mapped, and the owner of the large-object records (see the
 // module comment). Called with heap.region held; takes the address-space lock itself (through
 // mm::Mapping). mm.heap.paging implements it for any page-table format.
-class RegionSpace {
+class LargeObjectSpace {
  public:
   // The record's size and alignment (the descriptor cache's objects).
   [[nodiscard]] virtual usize record_size() const = 0;
@@ -178,6 +199,8 @@ class RegionSpace {
   // Maps `frames` at `at` (page aligned, inside the region, not mapped) kernel read-write, not
   // executable, 4 KiB pages, as a Mapping that the record keeps as its run `o.runs` (which grows by
   // one; o.runs < kMaxRuns). All or nothing: on error nothing is mapped and the frames are freed.
+  // Errors: the address space's, each under its own name (to_heap_error(PagingError)),
+  // HostViewFailed.
   [[nodiscard]] virtual ktl::Result<void, HeapError> map(LargeObject& o, VirtAddr at,
                                                          AllocatedFrames frames) = 0;
   // Destroys the record's runs [first, o.runs) together: their pages are unmapped, one TLB flush
@@ -187,33 +210,40 @@ class RegionSpace {
   [[nodiscard]] virtual LargeRun run(const LargeObject& o, u32 i) const = 0;
 
  protected:
-  ~RegionSpace() = default;
+  ~LargeObjectSpace() = default;
 };
 
-struct RegionStats {
+struct LargeObjectStats {
   u64 objects = 0;
   u64 mappings = 0;        // Mappings the live records hold (>= objects; one per run)
   u64 mapped_pages = 0;    // = frames held for large objects
   u64 reserved_pages = 0;  // mapped + guard pages
-  u64 table_frames = 0;    // lookup-table leaves and the bitmap
+  u64 table_frames = 0;    // lookup-table leaves and the range allocator's bitmap
 };
 
-class HeapRegion {
+class LargeObjectArena {
  public:
-  HeapRegion() = default;
-  HeapRegion(const HeapRegion&) = delete;
-  HeapRegion& operator=(const HeapRegion&) = delete;
+  LargeObjectArena() = default;
+  LargeObjectArena(const LargeObjectArena&) = delete;
+  LargeObjectArena& operator=(const LargeObjectArena&) = delete;
   // Contract: every large object has been freed (live ones are freed now, leaking nothing).
-  ~HeapRegion();
+  ~LargeObjectArena();
 
   // The region [range) (page aligned), whose pages `space` maps (and whose records it builds).
-  // Frames and bookkeeping (a page bitmap and a lookup table) come from `pmm`, seen through
-  // `window`; descriptors from `slab`.
+  // Frames and bookkeeping (an mm.range_allocator over the region, each object followed by a guard
+  // page, and a lookup table) come from `pmm`, seen through `window`; descriptors from `slab`.
   [[nodiscard]] ktl::Result<void, HeapError> init(Pmm& pmm, PhysWindow window, SlabAllocator& slab,
-                                                  VirtRange range, RegionSpace& space, Hardening hardening);
+                                                  VirtRange range, LargeObjectSpace& space,
+                                                  Hardening hardening);
   [[nodiscard]] bool initialized() const { return space_ != nullptr; }
 
-  [[nodiscard]] ktl::Result<void*, HeapError> allocate(usize bytes, usize align) EXCLUDES(lock_);
+  // Errors: NoRegion (not initialized), InvalidArgument, TooLarge, RegionFull, TooFragmented, the
+  // PMM's (to_heap_error) and the address space's (LargeObjectSpace::map). fail_allocations_after's
+  // injected failures are OutOfMemory. WouldBlock for AllocContext::Atomic: heap.region and the
+  // address-space lock are not interrupt-safe, and page tables may have to be allocated.
+  [[nodiscard]] ktl::Result<void*, HeapError> allocate(usize bytes, usize align,
+                                                       AllocContext context = AllocContext::MayBlock)
+      EXCLUDES(lock_);
   // Frees a pointer inside the region; panics with a report if it is not a live large object.
   void free(void* p) EXCLUDES(lock_);
   // Changes the size of a live large object without moving it; false if it cannot.
@@ -225,7 +255,7 @@ class HeapRegion {
   // The runs (Mappings) of a live large object, in address order, into `out`; returns how many it
   // has (which may exceed out.size()). Panics on anything but a live large object.
   [[nodiscard]] u32 runs_of(const void* p, ktl::Span<LargeRun> out) EXCLUDES(lock_);
-  [[nodiscard]] RegionStats stats() const EXCLUDES(lock_);
+  [[nodiscard]] LargeObjectStats stats() const EXCLUDES(lock_);
   [[nodiscard]] VirtRange range() const { return range_; }
   void fail_allocations_after(u64 n) { fail_after_.store(n, ktl::MemoryOrder::Relaxed); }
 
@@ -243,9 +273,14 @@ class HeapRegion {
   [[nodiscard]] static ktl::uptr addr(const void* p) { return reinterpret_cast<ktl::uptr>(p); }
   [[nodiscard]] u64 page_index(VirtAddr v) const { return (v - range_.start()) / kPageSize; }
   [[nodiscard]] ktl::uptr table_get(u64 page) const REQUIRES(lock_);
-  [[nodiscard]] bool table_set(u64 page, ktl::uptr value) REQUIRES(lock_);
+  [[nodiscard]] ktl::Result<void, HeapError> table_set(u64 page, ktl::uptr value) REQUIRES(lock_);
+  // The pages an object holds in ranges_ (its guard page follows them).
+  [[nodiscard]] static VirtRange object_range(const LargeObject& o) {
+    return VirtRange::with_size(o.start, o.pages * kPageSize).value();
+  }
   [[nodiscard]] LargeObject* live_object_locked(const void* p, const char* operation) const REQUIRES(lock_);
-  [[nodiscard]] bool map_pages_locked(LargeObject& o, VirtAddr at, u64 pages) REQUIRES(lock_);
+  [[nodiscard]] ktl::Result<void, HeapError> map_pages_locked(LargeObject& o, VirtAddr at, u64 pages)
+      REQUIRES(lock_);
   void release_locked(LargeObject* o) REQUIRES(lock_);
   void fill_tail(const LargeObject& o) const;
   void check_tail(const LargeObject& o) const;
@@ -253,19 +288,18 @@ class HeapRegion {
 
   Pmm* pmm_ = nullptr;
   PhysWindow window_;
-  RegionSpace* space_ = nullptr;
+  LargeObjectSpace* space_ = nullptr;
   SlabCache* descriptors_ = nullptr;
   SlabAllocator* slab_ = nullptr;
   VirtRange range_ = VirtRange::try_from(VirtAddr::zero(), VirtAddr::zero()).value();
   bool hardened_ = false;
   ktl::Atomic<u64> fail_after_{~u64{0}};
   mutable ktl::SpinLock lock_{"heap.region"};
-  AllocatedFrames bitmap_frames_;
   AllocatedFrames root_frames_;
-  SummaryBitmap free_pages_ GUARDED_BY(lock_);   // set = free VA page
+  RangeAllocator ranges_ GUARDED_BY(lock_);      // an object's pages and its guard page
   ktl::Span<ktl::uptr> root_ GUARDED_BY(lock_);  // leaf addresses (window views), 0 = none
   u64 leaves_ GUARDED_BY(lock_) = 0;
-  RegionStats stats_ GUARDED_BY(lock_);
+  LargeObjectStats stats_ GUARDED_BY(lock_);
 };
 
 // --- the heap ------------------------------------------------------------------------------------------
@@ -273,7 +307,7 @@ struct HeapConfig {
   // The heap region for large allocations and where it is mapped; without a space, large
   // allocations fail (null). The space must outlive the heap.
   VirtRange region = VirtRange::try_from(VirtAddr::zero(), VirtAddr::zero()).value();
-  RegionSpace* space = nullptr;
+  LargeObjectSpace* space = nullptr;
   Hardening hardening = Hardening::Off;
   u64 seed = 0x5eed;
 };
@@ -296,7 +330,12 @@ class Heap {
   [[nodiscard]] ktl::Result<void, HeapError> init(Pmm& pmm, PhysWindow window, const HeapConfig& config);
 
   // --- the Result API (mm code) ---
-  [[nodiscard]] ktl::Result<void*, HeapError> allocate(usize size, usize align = 0);
+  // kmalloc (align 0) or kmalloc_aligned with the cause of a failure: InvalidArgument, and those of
+  // LargeObjectArena::allocate; OutOfMemory when a size class cannot grow (a slab allocation fails only
+  // for want of frames). An Atomic request is served by the size classes only (WouldBlock where
+  // it would need a large object). The C-style surface below is AllocContext::MayBlock.
+  [[nodiscard]] ktl::Result<void*, HeapError> allocate(usize size, usize align = 0,
+                                                       AllocContext context = AllocContext::MayBlock);
 
   // --- the C-style surface ---
   // The fast paths touch no stack (every other case is a tail call): with a frame, the spills'
@@ -347,7 +386,7 @@ class Heap {
 
   // --- administration ---
   [[nodiscard]] SlabAllocator& slab() { return slab_; }
-  [[nodiscard]] HeapRegion& region() { return region_; }
+  [[nodiscard]] LargeObjectArena& region() { return region_; }
   [[nodiscard]] SlabCache& class_cache(usize index) { return *classes_[index]; }
   [[nodiscard]] HeapStats stats() const;
   // Returns unused memory: magazines in the depots and empty slabs beyond a few per cache.
@@ -356,11 +395,13 @@ class Heap {
 
  private:
   [[nodiscard]] void* kmalloc_slow(usize size);
+  [[nodiscard]] ktl::Result<void*, HeapError> allocate_any(usize size, AllocContext context);
+  [[nodiscard]] ktl::Result<void*, HeapError> allocate_aligned(usize size, usize align, AllocContext context);
   void free_large(void* p);
   [[noreturn]] void report_invalid_free(const void* p, const char* why) const;
 
   SlabAllocator slab_;
-  HeapRegion region_;
+  LargeObjectArena region_;
   ktl::Array<SlabCache*, heap_classes::kCount> classes_{};
   Hardening hardening_ = Hardening::Off;
 };

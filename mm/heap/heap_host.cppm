@@ -2,7 +2,7 @@
 //
 // Memory is simulated physical memory (HostRam, memfd-backed) managed by a real mm::Pmm,
 // seen through its PhysWindow exactly as the kernel sees RAM through the direct map. Large
-// allocations are what they are in the kernel: mm::Mappings (mm.heap.paging's AddressSpaceRegion)
+// allocations are what they are in the kernel: mm::Mappings (mm.heap.paging's LargeObjectMappings)
 // of an x86_64 address space whose tables live in the same simulated memory, with their own PMM
 // (as the kernel's test heaps take data frames from a private PMM and tables from the kernel's).
 // The heap region is reserved in the host's address space (PROT_NONE), and a HostView makes what
@@ -280,7 +280,7 @@ class HostHeap : ktl::NoCopy {
   Reservation reservation_;
   MemfdView memfd_view_;
   AnonymousView anonymous_view_;
-  ktl::Optional<AddressSpaceRegion<HostFormat>> region_space_;
+  ktl::Optional<LargeObjectMappings<HostFormat>> region_space_;
   u64 baseline_free_ = 0;
   ktl::Optional<Heap> heap_;  // destroyed first
 };

@@ -8,9 +8,11 @@ import ktl;
 import ktest;
 import mm.addr;
 import mm.arch;
+import mm.frames;
 import mm.heap;
 import mm.testing.env;
 import mm.pmm;
+import mm.range_allocator;
 import mm.slab;
 
 namespace {
@@ -41,6 +43,13 @@ KTEST(Heap, ErrorsOfTheLayersBelowKeepTheirCause) {
   KEXPECT_EQ(mm::to_heap_error(mm::SlabError::PmmNotInitialized), HeapError::PmmNotInitialized);
   KEXPECT_EQ(mm::to_heap_error(mm::PmmError::OutOfMemory), HeapError::OutOfMemory);
   KEXPECT_EQ(mm::to_heap_error(mm::PmmError::NotInitialized), HeapError::PmmNotInitialized);
+  KEXPECT_EQ(mm::to_heap_error(mm::RangeError::InvalidArgument), HeapError::InvalidArgument);
+  KEXPECT_EQ(mm::to_heap_error(mm::RangeError::TooLarge), HeapError::TooLarge);
+  KEXPECT_EQ(mm::to_heap_error(mm::RangeError::NoSpace), HeapError::RegionFull);
+  KEXPECT_EQ(mm::to_heap_error(mm::RangeError::OutOfMemory), HeapError::OutOfMemory);
+  KEXPECT_EQ(mm::to_heap_error(mm::RangeError::PmmNotInitialized), HeapError::PmmNotInitialized);
+  KEXPECT_EQ(mm::to_heap_error(mm::RangeError::AlreadyInitialized), HeapError::AlreadyInitialized);
+  KEXPECT_EQ(mm::to_heap_error(mm::RangeError::NotInitialized), HeapError::NoRegion);
   auto env = KTRY(TestHeap::create());
   mm::HeapConfig config;
   auto again = env.heap().init(env.pmm(), mm::PhysWindow(), config);
@@ -48,7 +57,38 @@ KTEST(Heap, ErrorsOfTheLayersBelowKeepTheirCause) {
   KEXPECT_EQ(again.error(), HeapError::AlreadyInitialized);
   ktl::EnumTextCheck texts = ktl::check_enum_text<HeapError>();
   KEXPECT(texts.ok);
-  KEXPECT_EQ(texts.count, ktl::to_underlying(HeapError::HostViewFailed) + 1);
+  KEXPECT_EQ(texts.count, ktl::to_underlying(HeapError::WouldBlock) + 1);
+  ktl::EnumTextCheck contexts = ktl::check_enum_text<mm::AllocContext>();
+  KEXPECT(contexts.ok);
+  KEXPECT_EQ(contexts.count, ktl::to_underlying(mm::AllocContext::Atomic) + 1u);
+}
+
+// An atomic allocation never takes the large-object path (heap.region, the address-space lock and
+// page-table frames): the size classes serve it, a large one fails with WouldBlock, and the same
+// requests succeed when they may block.
+KTEST(Heap, AtomicAllocationsNeverTakeTheBlockingPath) {
+  using mm::AllocContext;
+  using mm::HeapError;
+  auto env = KTRY(TestHeap::create());
+  Heap& heap = env.heap();
+  u64 balance = env.balance();
+  KEXPECT(!mm::may_block(AllocContext::Atomic) && !mm::may_reclaim(AllocContext::Atomic));
+  KEXPECT(mm::may_block(AllocContext::NoReclaim) && !mm::may_reclaim(AllocContext::NoReclaim));
+  KEXPECT(mm::may_block(AllocContext::MayBlock) && mm::may_reclaim(AllocContext::MayBlock));
+  void* small = KTRY(heap.allocate(200, 0, AllocContext::Atomic));
+  void* aligned = KTRY(heap.allocate(100, 64, AllocContext::Atomic));
+  KEXPECT_EQ(addr(aligned) % 64, 0u);
+  u64 objects = heap.region().stats().objects;
+  auto large = heap.allocate(200 * KiB, 0, AllocContext::Atomic);
+  KEXPECT(large.is_err() && large.error() == HeapError::WouldBlock);
+  auto page_aligned = heap.allocate(100, 2 * MiB, AllocContext::Atomic);  // only the region aligns so
+  KEXPECT(page_aligned.is_err() && page_aligned.error() == HeapError::WouldBlock);
+  KEXPECT_EQ(heap.region().stats().objects, objects);
+  void* blocking = KTRY(heap.allocate(200 * KiB, 0, AllocContext::NoReclaim));
+  heap.kfree(blocking);
+  heap.kfree(aligned);
+  heap.kfree(small);
+  KEXPECT_EQ(env.balance(), balance);
 }
 
 KTEST(Heap, SizeClassesAreTightAndOrdered) {
@@ -248,7 +288,7 @@ KTEST(Heap, LargeObjectIsOneMappingOverItsPages) {
   auto env = KTRY(TestHeap::create());
   Heap& heap = env.heap();
   u64 balance = env.balance();
-  mm::RegionStats before = heap.region().stats();
+  mm::LargeObjectStats before = heap.region().stats();
   void* p = heap.kmalloc(300 * KiB + 1);
   KASSERT(p != nullptr);
   ktl::Array<mm::LargeRun, mm::LargeObject::kMaxRuns> runs{};
@@ -339,6 +379,12 @@ KTEST(Heap, FaultInjectionFailsCleanly) {
   heap.slab().fail_slab_allocations_after(~u64{0});
   heap.region().fail_allocations_after(0);
   KEXPECT(heap.kmalloc(200 * KiB) == nullptr);
+  auto failed = heap.allocate(200 * KiB);
+  KEXPECT(failed.is_err() && failed.error() == mm::HeapError::OutOfMemory);  // injected, not hidden
+  auto misaligned = heap.allocate(64, 24);
+  KEXPECT(misaligned.is_err() && misaligned.error() == mm::HeapError::InvalidArgument);
+  auto huge = heap.allocate(usize{1} << 40);  // bigger than the region
+  KEXPECT(huge.is_err() && huge.error() == mm::HeapError::TooLarge);
   heap.region().fail_allocations_after(~u64{0});
   void* p = heap.kmalloc(200 * KiB);
   KEXPECT(p != nullptr);

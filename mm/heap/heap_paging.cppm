@@ -1,12 +1,12 @@
-// mm.heap.paging: the heap's large objects as mm::Mapping<F>s of an address space. AddressSpaceRegion<F>
-// is the RegionSpace (mm.heap) the heap region is given: it builds the large-object records
+// mm.heap.paging: the heap's large objects as mm::Mapping<F>s of an address space. LargeObjectMappings<F>
+// is the LargeObjectSpace (mm.heap) the heap region is given: it builds the large-object records
 // (LargeObject + Mapping<F>[kMaxRuns]) and creates and destroys their Mappings, kernel read-write,
 // non-executable, global, 4 KiB pages. A record's Mappings are the only owners of the object's
 // pages and frames: destroying them (Mapping::reset_all) unmaps the object, invalidates its whole
 // range with one flush under the address-space lock, then frees its frames. Nothing else in the
 // heap maps, unmaps or frees those frames.
 //
-// Kernel integration: AddressSpaceRegion<paging::X86_64> over the kernel address space
+// Kernel integration: LargeObjectMappings<paging::X86_64> over the kernel address space
 // (kernel::memory::HeapSpace), handed to mm::heap::init as HeapConfig::space with the heap region's
 // range (and one per test heap, over a slice of the test-heap slot). On the host (mm.heap.host) the
 // same class runs over an AddressSpace in simulated memory, with a HostView that shows the frames
@@ -34,6 +34,22 @@ import mm.pmm;
 
 export namespace mm {
 
+// What a refused Mapping::create of the heap region becomes: the same cause under its heap name.
+// Errors a 4 KiB, page-aligned, non-empty mapping cannot get panic.
+[[nodiscard]] inline HeapError to_heap_error(PagingError e) {
+  switch (e) {
+    case PagingError::NoMemory: return HeapError::OutOfMemory;
+    case PagingError::AlreadyMapped: return HeapError::AlreadyMapped;
+    case PagingError::TableInTheWay: return HeapError::TableInTheWay;
+    case PagingError::OutOfRange: return HeapError::OutOfRange;
+    case PagingError::Reserved: return HeapError::ReservedRange;
+    case PagingError::FrameUnreachable: return HeapError::TableFrameUnreachable;
+    case PagingError::OutsideWindow: return HeapError::TableFrameOutsideWindow;
+    case PagingError::FrameAllocatorNotReady: return HeapError::PmmNotInitialized;
+    default: ktl::panic("heap region: a paging error a heap mapping cannot get", to_string(e));
+  }
+}
+
 // How a host makes mapped heap pages dereferenceable at their virtual addresses (mm.heap.host).
 // The kernel has none: its MMU walks the tables the Mappings write.
 class HostView {
@@ -49,14 +65,14 @@ class HostView {
 };
 
 template <PageTableFormat F>
-class AddressSpaceRegion final : public RegionSpace {
+class LargeObjectMappings final : public LargeObjectSpace {
  public:
   // Large objects become Mappings of `space` (which must outlive this and the heap). `view`: the
   // host's, or null.
-  explicit AddressSpaceRegion(AddressSpace<F>& space, HostView* view = nullptr)
+  explicit LargeObjectMappings(AddressSpace<F>& space, HostView* view = nullptr)
       : space_(space), view_(view) {}
-  AddressSpaceRegion(const AddressSpaceRegion&) = delete;
-  AddressSpaceRegion& operator=(const AddressSpaceRegion&) = delete;
+  LargeObjectMappings(const LargeObjectMappings&) = delete;
+  LargeObjectMappings& operator=(const LargeObjectMappings&) = delete;
 
   [[nodiscard]] usize record_size() const override { return sizeof(Record); }
   [[nodiscard]] usize record_align() const override { return alignof(Record); }
@@ -75,10 +91,7 @@ class AddressSpaceRegion final : public RegionSpace {
     u64 bytes = frames.size_bytes();
     auto created = Mapping<F>::create(space_, at, ktl::move(frames),
                                       PageFlags::kernel_rw().with(Scope::Global), HugePages::Deny);
-    if (created.is_err()) {  // `frames` still holds them: freed when it goes
-      return ktl::Err(created.error() == PagingError::NoMemory ? HeapError::OutOfMemory
-                                                               : HeapError::MapFailed);
-    }
+    if (created.is_err()) return ktl::Err(to_heap_error(created.error()));  // `frames` frees them
     Mapping<F>& m = record(o).mappings[o.runs];
     m = created.release_value();
     if (view_ != nullptr && !view_->show(at, phys, bytes)) {

@@ -1,5 +1,5 @@
 // The heap's large objects are mm::Mappings (mm.heap.paging), on the host exactly as in the kernel:
-// HostHeap's region is an AddressSpaceRegion over an x86_64 AddressSpace in simulated memory, and
+// HostHeap's region is an LargeObjectMappings over an x86_64 AddressSpace in simulated memory, and
 // the memfd view only makes the pages reachable at their addresses.
 //
 //  * A large kmalloc creates exactly one Mapping (of the heap's address space) over its pages, and
@@ -317,7 +317,7 @@ TEST(HeapMappings, FragmentedMemoryGivesOneMappingPerRunAndStillOneFlush) {
     // destroyed again (one flush), and nothing stays.
     heap.region().fail_allocations_after(1);
     mm::arch::reset_tlb_log();
-    EXPECT_EQ(heap.kmalloc(kSize), nullptr);
+    EXPECT_EQ(heap.allocate(kSize).error(), mm::HeapError::OutOfMemory);  // the injected failure
     heap.region().fail_allocations_after(~std::uint64_t{0});
     EXPECT_EQ(mm::arch::tlb_log().range_flushes, 1u);
     EXPECT_EQ(host.space().live_mappings(), mappings_before);
@@ -325,14 +325,46 @@ TEST(HeapMappings, FragmentedMemoryGivesOneMappingPerRunAndStillOneFlush) {
     EXPECT_EQ(heap.region().stats().objects, 0u);
     EXPECT_EQ(heap.region().stats().mappings, 0u);
 
-    // More runs than a record holds: out of memory, nothing left behind.
+    // More runs than a record holds: too fragmented, nothing left behind.
     std::vector<mm::AllocatedFrames> finer = fragment(host.pmm(), 2);
     std::uint64_t free_finer = host.pmm().free_frame_count();
-    EXPECT_EQ(heap.kmalloc(kSize), nullptr);
+    EXPECT_EQ(heap.allocate(kSize).error(), mm::HeapError::TooFragmented);
     EXPECT_EQ(host.pmm().free_frame_count(), free_finer);
     EXPECT_EQ(host.space().live_mappings(), mappings_before);
   }
   EXPECT_EQ(host.destroy_heap(), 0u);
+}
+
+// A failed large allocation names its cause: the region's (too large, full), the address space's
+// (a page of the region mapped behind the heap's back), a heap without a region; nothing leaks.
+TEST(HeapMappings, AFailedLargeAllocationKeepsItsCause) {
+  using KMapping = mm::Mapping<mm::heap_host::HostFormat>;
+  HostHeapOptions options;
+  options.region_bytes = 64 * kPage;
+  HostHeap host(options);
+  mm::Heap& heap = host.heap();
+  EXPECT_EQ(heap.allocate(64 * kPage).error(), mm::HeapError::TooLarge);  // no room for the guard page
+  EXPECT_EQ(heap.allocate(100 * 1024, 3).error(), mm::HeapError::InvalidArgument);
+  void* p = heap.allocate(40 * kPage).value();
+  EXPECT_EQ(heap.allocate(30 * kPage).error(), mm::HeapError::RegionFull);
+  heap.kfree(p);
+  {
+    auto frames = host.pmm().alloc_page();
+    ASSERT_TRUE(frames.is_ok());
+    auto squatter = KMapping::create(host.space(), host.region().start() + 40 * kPage, frames.release_value(),
+                                     mm::PageFlags::kernel_rw(), mm::HugePages::Deny);
+    ASSERT_TRUE(squatter.is_ok());
+    std::uint64_t mappings = host.space().live_mappings();
+    EXPECT_EQ(heap.allocate(50 * kPage).error(), mm::HeapError::AlreadyMapped);
+    EXPECT_EQ(host.space().live_mappings(), mappings);  // the runs mapped before it are gone again
+  }
+  EXPECT_EQ(heap.region().stats().objects, 0u);
+  EXPECT_EQ(host.destroy_heap(), 0u);
+
+  options.with_region = false;
+  HostHeap bare(options);
+  EXPECT_EQ(bare.heap().allocate(100 * 1024).error(), mm::HeapError::NoRegion);
+  EXPECT_EQ(bare.destroy_heap(), 0u);
 }
 
 // Mapping::reset_all, which the records use: several Mappings of one space, one invalidation,

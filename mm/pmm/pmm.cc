@@ -266,7 +266,7 @@ ktl::Result<void, PmmError> Pmm::init(ktl::Span<const PhysRegion> map, PhysWindo
     p.block = block_count;
     blocks[block_count++] = block.value();
   }
-  auto table = carve(frames_for_bytes(records * sizeof(RegionRecord)), ktl::nullopt);
+  auto table = carve(frames_for_bytes(records * sizeof(MapRecord)), ktl::nullopt);
   if (!table.has_value()) return ktl::Err(PmmError::NoMemoryForMetadata);
   usize table_block = block_count;
   blocks[block_count++] = table.value();
@@ -301,13 +301,13 @@ ktl::Result<void, PmmError> Pmm::init(ktl::Span<const PhysRegion> map, PhysWindo
     metadata_[metadata_count_++] = blocks[b];
   }
 
-  regions_ = window.array<RegionRecord>(addr_of(blocks[table_block].first), static_cast<usize>(records));
+  regions_ = window.array<MapRecord>(addr_of(blocks[table_block].first), static_cast<usize>(records));
   usize next = 0;
   u64 reserved_end = 0;  // grown non-usable spans may share their edge frames
   for (const PhysRegion& r : map) {
     FrameSpan s = span_of(r);
     if (s.empty()) continue;
-    regions_[next++] = RegionRecord{s.first, s.end, r.kind, r.node};
+    regions_[next++] = MapRecord{s.first, s.end, r.kind, r.node};
     NodeInfo& n = nodes_[r.node.value];
     n.present = true;
     if (r.kind == RegionKind::Usable) {

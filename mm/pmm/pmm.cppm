@@ -374,7 +374,7 @@ class Pmm final : public FrameAllocator {
   void free_frame(Frame4K frame) override;
 
  private:
-  struct RegionRecord {
+  struct MapRecord {
     u64 first;  // frame numbers [first, end)
     u64 end;
     RegionKind kind;
@@ -405,7 +405,7 @@ class Pmm final : public FrameAllocator {
   ktl::usize arena_count_ = 0;
   ktl::Array<MetadataBlock, kMaxArenas + 1> metadata_{};
   ktl::usize metadata_count_ = 0;
-  ktl::Span<RegionRecord> regions_;
+  ktl::Span<MapRecord> regions_;
   ktl::Array<NodeInfo, kMaxNumaNodes> nodes_{};
 };
 

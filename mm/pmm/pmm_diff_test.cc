@@ -19,7 +19,7 @@ namespace {
 
 using mm::RegionKind;
 using pmm_model::Harness;
-using pmm_model::Region;
+using pmm_model::ModelMapEntry;
 using pmm_model::u64;
 
 constexpr u64 KiB = 1024, MiB = 1024 * KiB, GiB = 1024 * MiB;
@@ -29,7 +29,7 @@ constexpr u64 kSize = 106 * MiB;
 // Three nodes below and across 4 GiB (node 2's low arena directly adjacent to node 1's, so a free
 // can run from one arena into another), a far arena of node 0 beyond a 78 MiB hole, reserved
 // regions of several kinds, unaligned edges and a hole.
-std::vector<Region> layout() {
+std::vector<ModelMapEntry> layout() {
   const u64 B = kBase;
   return {
       {B, B + 64 * KiB, RegionKind::Firmware, 0},

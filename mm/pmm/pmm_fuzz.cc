@@ -23,7 +23,7 @@
 namespace {
 
 using pmm_model::Harness;
-using pmm_model::Region;
+using pmm_model::ModelMapEntry;
 using pmm_model::u64;
 
 class Reader {
@@ -57,7 +57,7 @@ mm::RegionKind kind_of(std::uint8_t b) {
 }
 
 void run(Reader& in) {
-  std::vector<Region> map;
+  std::vector<ModelMapEntry> map;
   u64 cursor = kBase;
   const int regions = 1 + in.byte() % 8;
   for (int i = 0; i < regions; ++i) {
@@ -72,7 +72,7 @@ void run(Reader& in) {
     if (end <= start) end = start + 0x800;
     std::uint32_t node = node_byte == 0xee ? mm::kMaxNumaNodes : node_byte % 3;
     if ((flags & 4) && !map.empty()) start = map.back().end - 0x1000;  // overlap
-    Region r{start, end, kind, node};
+    ModelMapEntry r{start, end, kind, node};
     if ((flags & 8) && !map.empty()) {
       map.insert(map.end() - 1, r);  // out of order
     } else {

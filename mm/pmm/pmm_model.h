@@ -46,7 +46,7 @@ inline const char* st_name(St s) {
 }
 
 // A region in plain numbers (bytes), so generators need not build typed values.
-struct Region {
+struct ModelMapEntry {
   u64 start;
   u64 end;
   mm::RegionKind kind;
@@ -62,12 +62,12 @@ inline std::string addr_text(u64 frame) {
 class Harness {
  public:
   // Simulated memory [base, base + size) (bytes, page aligned); every region must lie inside it.
-  Harness(u64 base, u64 size, const std::vector<Region>& map)
+  Harness(u64 base, u64 size, const std::vector<ModelMapEntry>& map)
       : mem_(mm::test_env::TestMemory::acquire_at(mm::PhysAddr::from(base), size).release_value()),
         base_frame_(base / kPage),
         frames_(size / kPage) {
     std::vector<mm::PhysRegion> typed;
-    for (const Region& r : map) {
+    for (const ModelMapEntry& r : map) {
       typed.push_back(mm::PhysRegion{
           mm::PhysRange::try_from(mm::PhysAddr::from(r.start), mm::PhysAddr::from(r.end)).value(), r.kind,
           mm::NodeId{r.node}});
@@ -342,7 +342,7 @@ class Harness {
   };
 
   // --- model construction ---
-  static std::pair<u64, u64> span_of(const Region& r) {
+  static std::pair<u64, u64> span_of(const ModelMapEntry& r) {
     if (r.kind == mm::RegionKind::Usable) {
       u64 a = (r.start + kPage - 1) / kPage, b = r.end / kPage;
       return {a, b > a ? b : a};
@@ -350,7 +350,7 @@ class Harness {
     return {r.start / kPage, (r.end + kPage - 1) / kPage};
   }
 
-  std::optional<mm::PmmError> predict_init(const std::vector<Region>& map) {
+  std::optional<mm::PmmError> predict_init(const std::vector<ModelMapEntry>& map) {
     u64 prev_start = 0;
     u64 prev_end = 0;
     u64 largest_usable = 0;
@@ -361,7 +361,7 @@ class Harness {
       prev_start = map[i].start;
       prev_end = map[i].end;
     }
-    for (const Region& r : map) {
+    for (const ModelMapEntry& r : map) {
       auto [a, b] = span_of(r);
       if (r.kind == mm::RegionKind::Usable && b > a) largest_usable = std::max(largest_usable, b - a);
     }
@@ -371,10 +371,10 @@ class Harness {
     return std::nullopt;
   }
 
-  void build_model(const std::vector<Region>& map) {
+  void build_model(const std::vector<ModelMapEntry>& map) {
     st_.assign(frames_, St::Hole);
     node_.assign(frames_, 0);
-    for (const Region& r : map) {
+    for (const ModelMapEntry& r : map) {
       auto [a, b] = span_of(r);
       for (u64 f = a; f < b; ++f) {
         if (!in_range(f)) return fail("region frame %s outside simulated memory", addr_text(f).c_str());

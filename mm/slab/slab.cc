@@ -14,6 +14,7 @@ module mm.slab;
 import ktl;
 import mm.addr;
 import mm.arch;
+import mm.frame_table;
 import mm.pmm;
 import mm.slab.cpu;
 
@@ -144,69 +145,6 @@ SlabError to_slab_error(PmmError e) {
     case PmmError::NotInitialized: return SlabError::PmmNotInitialized;
     default: ktl::panic("slab: the PMM refused a frame request with an impossible error", to_string(e));
   }
-}
-
-// --- Pagemap ----------------------------------------------------------------------------------------------
-ktl::Result<void, SlabError> Pagemap::init(Pmm& pmm, PhysWindow window) {
-  pmm_ = &pmm;
-  window_ = window;
-  view_ = addr(window.bytes(window.base(), 0).data());
-  size_ = window.size();
-  root_entries_ = (window.size() + kLeafEntries * kPageSize - 1) / (kLeafEntries * kPageSize);
-  u64 bytes = ktl::align_up<u64>(root_entries_ * sizeof(ktl::uptr), kPageSize);
-  auto frames = pmm.alloc_contiguous(bytes / kPageSize, kPageSize);
-  if (frames.is_err()) return ktl::Err(to_slab_error(frames.error()));
-  root_frames_ = frames.release_value();
-  ktl::Bytes root = window.bytes(root_frames_.start(), bytes);
-  ktl::fill_bytes(root, 0);
-  root_ = reinterpret_cast<ktl::uptr*>(root.data());
-  return ktl::ok();
-}
-
-void Pagemap::destroy() {
-  if (root_ == nullptr) return;
-  for (u64 i = 0; i < root_entries_; ++i) {
-    ktl::uptr* leaf = leaf_at(i);
-    if (leaf == nullptr) continue;
-    PhysAddr phys = window_.phys_of(leaf).value();
-    auto r = pmm_->free_frames(Frame4K::from_start(phys).value(), 1);
-    ktl::check_ok(r, "slab pagemap: a leaf frame was freed behind the pagemap's back");
-  }
-  root_ = nullptr;
-  root_frames_.reset();
-  leaves_.store(0);
-}
-
-ktl::Result<void, SlabError> Pagemap::set(PhysAddr first, u64 count, SlabDesc* desc) {
-  ktl::check(window_.covers(first, count * kPageSize), "slab pagemap: slab outside the window");
-  u64 frame0 = (first - window_.base()) / kPageSize;
-  // Make sure every leaf exists first, so that a failure changes nothing.
-  for (u64 f = frame0; f < frame0 + count; f = (f / kLeafEntries + 1) * kLeafEntries) {
-    u64 index = f / kLeafEntries;
-    if (leaf_at(index) != nullptr) continue;
-    ktl::check(desc != nullptr, "slab pagemap: clearing a frame that has no leaf");
-    auto frame = pmm_->alloc_page();
-    if (frame.is_err()) return ktl::Err(to_slab_error(frame.error()));
-    AllocatedFrames leaf_frame = frame.release_value();
-    ktl::Bytes leaf = window_.bytes(leaf_frame.start(), kPageSize);
-    ktl::fill_bytes(leaf, 0);
-    ktl::uptr expected = 0;
-    KTL_UNSAFE_BUFFER_BEGIN  // index < root_entries_: the window check above bounds the frame
-        bool won = __atomic_compare_exchange_n(&root_[index], &expected, addr(leaf.data()), false,
-                                               __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
-    KTL_UNSAFE_BUFFER_END
-    if (won) {
-      (void)leaf_frame.release();  // owned by the pagemap from now on (freed by destroy())
-      leaves_.fetch_add(1, ktl::MemoryOrder::Relaxed);
-    }
-  }
-  for (u64 f = frame0; f < frame0 + count; ++f) {
-    ktl::uptr* leaf = leaf_at(f / kLeafEntries);
-    KTL_UNSAFE_BUFFER_BEGIN  // f % kLeafEntries < kLeafEntries, the leaf's length
-        __atomic_store_n(&leaf[f % kLeafEntries], addr(desc), __ATOMIC_RELEASE);
-    KTL_UNSAFE_BUFFER_END
-  }
-  return ktl::ok();
 }
 
 // --- SlabCache: setup -----------------------------------------------------------------------------
@@ -484,8 +422,7 @@ SlabDesc* SlabCache::new_slab_locked() {
   slab->cpu_slot = cpu_slot_;
   slab->list = kNone;
   init_slab_objects(*slab);
-  PhysAddr start = owned.start();
-  if (owner_->pagemap_.set(start, slab_frames_, slab).is_err()) {
+  if (owner_->frames_.set_owner(owned.range(), FrameOwner::Slab, addr(slab)).is_err()) {
     asan_unpoison(base, bytes);
     slab->~SlabDesc();
     if (!desc_on_slab_) desc_cache_->free_known(slab);
@@ -503,8 +440,7 @@ AllocatedFrames SlabCache::release_slab_locked(SlabDesc* slab) {
   list_unlink(lists_[slab->list].head, slab);
   --lists_[slab->list].count;
   AllocatedFrames frames = ktl::move(slab->frames);
-  auto cleared = owner_->pagemap_.set(frames.start(), slab_frames_, nullptr);
-  ktl::check_ok(cleared, "slab pagemap: clearing cannot fail");
+  owner_->frames_.clear_owner(frames.range());
   asan_unpoison(slab->base, usize{slab_frames_} * kPageSize);
   owner_->slab_frames_.fetch_sub(slab_frames_, ktl::MemoryOrder::Relaxed);
   slab->canary = 0;
@@ -763,7 +699,7 @@ u64 SlabAllocator::next_secret() {
 ktl::Result<void, SlabError> SlabAllocator::init(Pmm& pmm, PhysWindow window, const SlabOptions& options) {
   if (pmm_ != nullptr) return ktl::Err(SlabError::AlreadyInitialized);
   options_ = options;
-  TRY(pagemap_.init(pmm, window));
+  if (auto r = frames_.init(pmm, window); r.is_err()) return ktl::Err(to_slab_error(r.error()));
   pmm_ = &pmm;
   window_ = window;
   TRY(desc_cache_.setup(*this, "slab-desc", sizeof(SlabDesc), alignof(SlabDesc), nullptr, CacheFlags::None,
@@ -802,7 +738,7 @@ SlabAllocator::~SlabAllocator() {
   cache_cache_.teardown();
   for (u32 k = 0; k < kMagazineKinds; ++k) magazine_cache(k).teardown();
   desc_cache_.teardown();
-  pagemap_.destroy();
+  frames_.reset();
   if (installed_slab_allocator() == this) install_slab_allocator(nullptr);
 }
 

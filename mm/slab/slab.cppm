@@ -25,8 +25,8 @@
 //     kernel with "corrupted free list". Slabs sit on one of three lists: partial, full, empty.
 //     Up to kKeepEmptySlabs empty slabs per cache stay for reuse; reclaim() frees the rest.
 //   * Slab descriptors (SlabDesc) live in the slab's tail when it has room, otherwise (large
-//     strides) in objects of an internal descriptor cache. A radix pagemap indexed by physical
-//     frame gives every frame of a slab its descriptor: that is how kfree finds the cache.
+//     strides) in objects of an internal descriptor cache. The frame table (mm.frame_table) gives
+//     every frame of a slab its descriptor (owner kind Slab): that is how kfree finds the cache.
 //
 // Hardened mode (CacheFlags::Hardened; SlabOptions::hardening applies it to every cache): each
 // object gets a 16-byte left and a >= 16-byte right redzone (0xbb), the right one starting right
@@ -65,6 +65,7 @@ export module mm.slab;
 import ktl;
 import mm.addr;
 import mm.arch;
+import mm.frame_table;
 import mm.pmm;
 import mm.slab.cpu;
 
@@ -163,56 +164,6 @@ struct SlabDesc {
   u32 inuse;     // objects not on the free list
   u32 list;      // which list (SlabCache::ListId)
   AllocatedFrames frames;
-};
-
-// --- radix pagemap: physical frame -> slab descriptor --------------------------------------------
-class Pagemap {
- public:
-  static constexpr u64 kLeafEntries = kPageSize / sizeof(void*);  // one frame per 2 MiB
-  Pagemap() = default;
-  Pagemap(const Pagemap&) = delete;
-  Pagemap& operator=(const Pagemap&) = delete;
-
-  [[nodiscard]] ktl::Result<void, SlabError> init(Pmm& pmm, PhysWindow window);
-  void destroy();
-  // The descriptor of the slab containing `p`, or null (not in the window, not a slab frame).
-  [[nodiscard]] inline SlabDesc* lookup(const void* p) const {
-    u64 offset = reinterpret_cast<ktl::uptr>(p) - view_;
-    if (offset >= size_) return nullptr;
-    u64 frame = offset / kPageSize;
-    // offset < size_ bounds the root index (the root covers the whole window): no second check.
-    KTL_UNSAFE_BUFFER_BEGIN  // frame / kLeafEntries < root_entries_ because offset < size_
-        auto* leaf =
-            reinterpret_cast<ktl::uptr*>(__atomic_load_n(&root_[frame / kLeafEntries], __ATOMIC_ACQUIRE));
-    KTL_UNSAFE_BUFFER_END
-    if (leaf == nullptr) return nullptr;
-    KTL_UNSAFE_BUFFER_BEGIN  // frame % kLeafEntries < kLeafEntries, the leaf's length
-        return reinterpret_cast<SlabDesc*>(__atomic_load_n(&leaf[frame % kLeafEntries], __ATOMIC_ACQUIRE));
-    KTL_UNSAFE_BUFFER_END
-  }
-  // Points every frame of [first, first + count) at `desc` (null to clear). Errors: OutOfMemory
-  // (a leaf could not be allocated; nothing was changed).
-  [[nodiscard]] ktl::Result<void, SlabError> set(PhysAddr first, u64 count, SlabDesc* desc);
-  [[nodiscard]] u64 leaf_frames() const { return leaves_.load(ktl::MemoryOrder::Relaxed); }
-  [[nodiscard]] u64 root_frames() const { return root_frames_.count(); }
-
- private:
-  // (Raw __atomic builtins: ktl::Atomic's members are not inline across the module boundary.)
-  [[nodiscard]] inline ktl::uptr* leaf_at(u64 index) const {
-    if (index >= root_entries_) return nullptr;
-    KTL_UNSAFE_BUFFER_BEGIN  // index < root_entries_, the root's length
-        return reinterpret_cast<ktl::uptr*>(__atomic_load_n(&root_[index], __ATOMIC_ACQUIRE));
-    KTL_UNSAFE_BUFFER_END
-  }
-
-  Pmm* pmm_ = nullptr;
-  PhysWindow window_;
-  ktl::uptr view_ = 0;  // where the window starts, and its size: the lookup's fast bounds check
-  u64 size_ = 0;
-  AllocatedFrames root_frames_;
-  ktl::uptr* root_ = nullptr;  // root_entries_ leaf addresses (0: none yet), accessed atomically
-  u64 root_entries_ = 0;
-  ktl::Atomic<u64> leaves_{0};
 };
 
 // --- SlabCache ---------------------------------------------------------------------------------------
@@ -315,7 +266,7 @@ class SlabCache {
   }
   // The index of `object` in its slab if it is exactly an object start, else nullopt.
   [[nodiscard]] ktl::Optional<u32> object_index(const SlabDesc& slab, const void* object) const;
-  // Validates a pointer that the pagemap says lies in a slab of this cache: panics with a report
+  // Validates a pointer that the frame table says lies in a slab of this cache: panics with a report
   // if it is not an object start ("misaligned" or "interior pointer").
   inline void check_object_start(const SlabDesc& slab, const void* object, const char* operation) const {
     if (!is_object_start(slab, object)) [[unlikely]]
@@ -486,7 +437,9 @@ class SlabAllocator {
   [[nodiscard]] u64 live_objects();
 
   // The slab descriptor of the slab containing `p`, or null.
-  [[nodiscard]] inline SlabDesc* slab_of(const void* p) const { return pagemap_.lookup(p); }
+  [[nodiscard]] inline SlabDesc* slab_of(const void* p) const {
+    return reinterpret_cast<SlabDesc*>(frames_.owner_of(p, FrameOwner::Slab));
+  }
 
   // slabinfo: f(const SlabInfo&) for every cache, internal ones included.
   template <class F>
@@ -496,12 +449,12 @@ class SlabAllocator {
   }
   // Caches in the registry, internal ones included. Takes slab.registry alone (no cache lock).
   [[nodiscard]] usize cache_count() const EXCLUDES(registry_lock_);
-  // Frames held: slabs of every cache plus the pagemap.
+  // Frames held: slabs of every cache plus the frame table.
   [[nodiscard]] u64 frames_in_use() const {
     return slab_frames_.load(ktl::MemoryOrder::Relaxed) + metadata_frames();
   }
   [[nodiscard]] u64 slab_frames() const { return slab_frames_.load(ktl::MemoryOrder::Relaxed); }
-  [[nodiscard]] u64 metadata_frames() const { return pagemap_.leaf_frames() + pagemap_.root_frames(); }
+  [[nodiscard]] u64 metadata_frames() const { return frames_.metadata_frames(); }
 
   // --- fork (mm.heap.host's HostHeap::lock_for_fork) ---
   // Takes every lock of this allocator and keeps them: slab.registry, slab.cpu_registry, the lock
@@ -557,7 +510,7 @@ class SlabAllocator {
   Pmm* pmm_ = nullptr;
   PhysWindow window_;
   SlabOptions options_;
-  Pagemap pagemap_;
+  FrameTable frames_;  // slab frames -> their SlabDesc
   ktl::Atomic<u64> slab_frames_{0};
   ktl::Atomic<u64> fail_after_{~u64{0}};
   ktl::Atomic<u64> secret_counter_{0};

@@ -1,0 +1,144 @@
+// Tests of mm.frame_table: owners by kind, lazily allocated leaves (and their frames back at
+// reset), all-or-nothing set_owner, reference counts, lookups racing with owner changes (TSan).
+#include <gtest/gtest.h>
+
+#include <thread>
+#include <vector>
+
+import ktl;
+import mm.addr;
+import mm.arch;
+import mm.frame_table;
+import mm.pmm;
+import mm.testing.env;
+
+namespace {
+
+using ktl::u64;
+using mm::FrameOwner;
+using mm::FrameTable;
+using mm::PhysAddr;
+
+constexpr u64 kPage = mm::kPageSize;
+constexpr u64 kMiB = 1 << 20;
+
+class FrameTableTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    const mm::PhysRegion map[] = {
+        {mm::PhysRange::with_size(memory_.base(), 8 * kMiB).value(), mm::RegionKind::Usable, mm::NodeId{0}},
+    };
+    ASSERT_TRUE(pmm_.init(ktl::Span<const mm::PhysRegion>(map), memory_.window()).is_ok());
+    baseline_ = pmm_.free_frame_count();
+  }
+  void TearDown() override { EXPECT_EQ(pmm_.free_frame_count(), baseline_); }
+
+  const void* view(PhysAddr p) { return memory_.window().bytes(p, 1).data(); }
+
+  mm::test_env::TestMemory memory_ = mm::test_env::TestMemory::acquire_at(PhysAddr::from(4 * kMiB), 8 * kMiB).release_value();
+  mm::Pmm pmm_;
+  u64 baseline_ = 0;
+};
+
+TEST_F(FrameTableTest, OwnersAreFoundByPointerAndKind) {
+  FrameTable table;
+  ASSERT_TRUE(table.init(pmm_, memory_.window()).is_ok());
+  EXPECT_EQ(table.metadata_frames(), 1u);  // the root: 8 MiB of window need 16 words
+  mm::AllocatedFrames frames = pmm_.alloc_contiguous(3, kPage).release_value();
+  int owner = 0;
+  auto id = reinterpret_cast<ktl::uptr>(&owner);
+  EXPECT_EQ(table.find(frames.start()), nullptr);  // no leaf yet
+  ASSERT_TRUE(table.set_owner(frames.range(), FrameOwner::Slab, id).is_ok());
+  EXPECT_EQ(table.metadata_frames(), 2u);  // one leaf
+  for (u64 i = 0; i < 3; ++i) {
+    PhysAddr p = frames.start() + i * kPage;
+    EXPECT_EQ(table.owner_of(view(p + 100), FrameOwner::Slab), id);
+    EXPECT_EQ(table.owner_of(view(p), FrameOwner::None), 0u);  // a different kind
+    mm::FrameDesc* d = table.find(p);
+    ASSERT_NE(d, nullptr);
+    EXPECT_EQ(d->kind, FrameOwner::Slab);
+    EXPECT_EQ(d->refs, 1u);  // the owner's
+  }
+  EXPECT_EQ(table.owner_of(view(frames.start() + 3 * kPage), FrameOwner::Slab), 0u);  // next frame
+  EXPECT_EQ(table.owner_of(&owner, FrameOwner::Slab), 0u);                            // outside the window
+  table.clear_owner(frames.range());
+  EXPECT_EQ(table.owner_of(view(frames.start()), FrameOwner::Slab), 0u);
+  EXPECT_EQ(table.find(frames.start())->kind, FrameOwner::None);
+  table.reset();
+  EXPECT_EQ(table.metadata_frames(), 0u);
+}
+
+TEST_F(FrameTableTest, DescriptorsAreSmallAndLeavesComeOnlyWhereFramesAreOwned) {
+  EXPECT_EQ(sizeof(mm::FrameDesc), 32u);
+  EXPECT_EQ(FrameTable::kLeafEntries * sizeof(mm::FrameDesc), kPage);
+  FrameTable table;
+  ASSERT_TRUE(table.init(pmm_, memory_.window()).is_ok());
+  // Two frames 512 KiB apart: two leaves. A run across a leaf boundary: both leaves.
+  PhysAddr a = memory_.base() + 1 * kMiB;
+  PhysAddr b = a + FrameTable::kLeafEntries * kPage;
+  mm::AllocatedFrames fa = pmm_.claim(mm::Frame4K::from_start(a).value(), 1).release_value();
+  mm::AllocatedFrames fb = pmm_.claim(mm::Frame4K::from_start(b - kPage).value(), 2).release_value();
+  ASSERT_TRUE(table.set_owner(fa.range(), FrameOwner::Slab, 1).is_ok());
+  ASSERT_TRUE(table.set_owner(fb.range(), FrameOwner::Slab, 2).is_ok());
+  EXPECT_EQ(table.metadata_frames(), 1u + 2u);
+  EXPECT_EQ(table.owner_of(view(b), FrameOwner::Slab), 2u);
+  EXPECT_EQ(table.owner_of(view(b - kPage), FrameOwner::Slab), 2u);
+  EXPECT_EQ(table.owner_of(view(a), FrameOwner::Slab), 1u);
+  // The destructor frees leaves and root (TearDown's count).
+}
+
+TEST_F(FrameTableTest, SetOwnerIsAllOrNothing) {
+  FrameTable table;
+  ASSERT_TRUE(table.init(pmm_, memory_.window()).is_ok());
+  mm::AllocatedFrames frames = pmm_.alloc_contiguous(2, kPage).release_value();
+  std::vector<mm::AllocatedFrames> all;  // no frame left for a leaf
+  for (;;) {
+    auto f = pmm_.alloc_page();
+    if (f.is_err()) break;
+    all.push_back(f.release_value());
+  }
+  auto r = table.set_owner(frames.range(), FrameOwner::Slab, 7);
+  ASSERT_TRUE(r.is_err());
+  EXPECT_EQ(r.error(), mm::PmmError::OutOfMemory);
+  EXPECT_EQ(table.owner_of(view(frames.start()), FrameOwner::Slab), 0u);
+  EXPECT_EQ(table.metadata_frames(), 1u);
+}
+
+TEST_F(FrameTableTest, ReferenceCountsAndSecondOwnersAreChecked) {
+  FrameTable table;
+  ASSERT_TRUE(table.init(pmm_, memory_.window()).is_ok());
+  mm::AllocatedFrames frames = pmm_.alloc_page().release_value();
+  ASSERT_TRUE(table.set_owner(frames.range(), FrameOwner::Slab, 9).is_ok());
+  mm::FrameDesc* d = table.find(frames.start());
+  EXPECT_EQ(d->ref(), 2u);
+  EXPECT_EQ(d->unref(), 1u);
+  EXPECT_EQ(d->unref(), 0u);
+  EXPECT_DEATH(d->unref(), "below zero");
+  EXPECT_DEATH((void)table.set_owner(frames.range(), FrameOwner::Slab, 9), "has an owner already");
+  EXPECT_DEATH(table.clear_owner(mm::PhysRange::with_size(memory_.base() + 8 * kMiB, kPage).value()),
+               "outside the window");
+}
+
+TEST_F(FrameTableTest, LookupsRaceWithOwnerChangesOfOtherFrames) {
+  FrameTable table;
+  ASSERT_TRUE(table.init(pmm_, memory_.window()).is_ok());
+  mm::AllocatedFrames stable = pmm_.alloc_page().release_value();
+  ASSERT_TRUE(table.set_owner(stable.range(), FrameOwner::Slab, 42).is_ok());
+  std::vector<mm::AllocatedFrames> churn;
+  for (int i = 0; i < 64; ++i) churn.push_back(pmm_.alloc_page().release_value());
+  std::thread writer([&] {
+    for (int round = 0; round < 200; ++round) {
+      for (auto& f : churn) EXPECT_TRUE(table.set_owner(f.range(), FrameOwner::Slab, 5).is_ok());
+      for (auto& f : churn) table.clear_owner(f.range());
+    }
+  });
+  const void* p = view(stable.start());
+  for (int i = 0; i < 100000; ++i) {
+    ASSERT_EQ(table.owner_of(p, FrameOwner::Slab), 42u);
+    ktl::uptr o = table.owner_of(view(churn[i % churn.size()].start()), FrameOwner::Slab);
+    ASSERT_TRUE(o == 0 || o == 5);
+  }
+  writer.join();
+}
+
+}  // namespace
