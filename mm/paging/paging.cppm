@@ -239,9 +239,8 @@ class PageTable {
     if (!F::virt_ok(v)) return path;
     path.tables[path.depth++] = root_.value();
     Cursor c = cursor(G::linear(v));
-    (void)paging::descend<F>(c, 0, [&](u32 level, Entry e) {
-      path.tables[path.depth++] = F::target(e, level).value();
-    });
+    (void)paging::descend<F>(
+        c, 0, [&](u32 level, Entry e) { path.tables[path.depth++] = F::target(e, level).value(); });
     return path;
   }
 
