@@ -93,7 +93,7 @@ struct NoTables {
 // entries down to level `floor` at most. on_table(level, entry) sees every table entry passed
 // through, before the cursor enters it (the cursor still stands on that entry).
 template <PageTableFormat F, class Cursor, class OnTable = NoTables>
-[[nodiscard]] Stop<F> descend(Cursor& cursor, u32 floor, OnTable&& on_table = {}) {
+[[nodiscard, gnu::always_inline]] inline Stop<F> descend(Cursor& cursor, u32 floor, OnTable&& on_table = {}) {
   for (u32 level = Geometry<F>::kTop;; --level) {
     typename F::Entry e = cursor.load(level);
     EntryKind kind = F::kind(e, level);
@@ -106,7 +106,7 @@ template <PageTableFormat F, class Cursor, class OnTable = NoTables>
 // The translation of `v` by the cursor's tables (the cursor stands at the root, on `v`): the
 // leaf's flags restricted by every table above it, as the MMU computes them.
 template <PageTableFormat F, class Cursor>
-[[nodiscard]] ktl::Optional<Translation> translation(Cursor& cursor, VirtAddr v) {
+[[nodiscard, gnu::always_inline]] inline ktl::Optional<Translation> translation(Cursor& cursor, VirtAddr v) {
   ktl::Array<typename F::Entry, F::kLevels> path{};
   u32 depth = 0;
   Stop<F> s = descend<F>(cursor, 0, [&](u32, typename F::Entry e) { path[depth++] = e; });
@@ -130,7 +130,7 @@ class WindowCursor {
   using Entry = typename F::Entry;
   WindowCursor(const PhysWindow& window, PhysAddr root, u64 lin) : window_(window), table_(root), lin_(lin) {}
 
-  [[nodiscard]] Entry load(u32 level) {
+  [[nodiscard, gnu::always_inline]] Entry load(u32 level) {
     if constexpr (kOutside == OutsideWindow::Empty) {
       if (!table_.is_aligned(kPageSize) || !window_.covers(table_, kPageSize)) {
         slot_ = nullptr;
@@ -140,7 +140,7 @@ class WindowCursor {
     slot_ = &window_.array<Entry>(table_, F::kEntries)[Geometry<F>::index(lin_, level)];
     return __atomic_load_n(slot_, __ATOMIC_RELAXED);
   }
-  void enter(u32 level, Entry table_entry) { table_ = F::target(table_entry, level); }
+  [[gnu::always_inline]] void enter(u32 level, Entry table_entry) { table_ = F::target(table_entry, level); }
 
   // The entry the last load() read, and its table.
   [[nodiscard]] Entry& slot() const {
