@@ -7,6 +7,7 @@ module kernel.boot_check;
 import ktl;
 import boot.info;
 import mm.addr;
+import mm.paging.x86;
 
 namespace kernel {
 
@@ -51,6 +52,11 @@ void format_value(ktl::FormatSink& sink, const HeaderError& e, const ktl::Format
       ktl::format_to(sink, "direct map at {:#018x}, but the boot protocol fixes it at {:#018x}", e.found,
                      e.expected);
       break;
+    case HeaderProblem::PatMismatch:
+      ktl::format_to(sink,
+                     "the loader programmed IA32_PAT {:#018x}, but the kernel's page tables assume {:#018x}",
+                     e.found, e.expected);
+      break;
   }
 }
 
@@ -70,6 +76,9 @@ ktl::Result<void, HeaderError> check_header(const boot::BootInfo* info) {
   if (info->direct_map_base != boot::layout::kDirectMapBase) {
     return ktl::Err(
         HeaderError{HeaderProblem::DirectMapMismatch, info->direct_map_base, boot::layout::kDirectMapBase});
+  }
+  if (info->pat != mm::paging::x86::kPat) {
+    return ktl::Err(HeaderError{HeaderProblem::PatMismatch, info->pat, mm::paging::x86::kPat});
   }
   return ktl::ok();
 }

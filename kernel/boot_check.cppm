@@ -15,6 +15,7 @@ export module kernel.boot_check;
 import ktl;
 import boot.info;
 import mm.addr;
+import mm.paging.x86;
 
 export namespace kernel {
 
@@ -32,7 +33,8 @@ enum class HeaderProblem : u32 {
   VersionMismatch,
   SizeMismatch,
   CommandLineTooLong,
-  DirectMapMismatch
+  DirectMapMismatch,
+  PatMismatch
 };
 [[nodiscard]] constexpr const char* to_string(HeaderProblem p) {
   switch (p) {
@@ -42,6 +44,7 @@ enum class HeaderProblem : u32 {
     case HeaderProblem::SizeMismatch: return "boot information size mismatch";
     case HeaderProblem::CommandLineTooLong: return "command line too long";
     case HeaderProblem::DirectMapMismatch: return "direct map base mismatch";
+    case HeaderProblem::PatMismatch: return "PAT mismatch";
   }
   return "unknown boot information problem";
 }
@@ -53,8 +56,9 @@ struct HeaderError {
 };
 void format_value(ktl::FormatSink& sink, const HeaderError& e, const ktl::FormatSpec& spec);
 
-// Checks magic, version and size, then the command-line length and the direct-map base (a
-// layout constant of the boot protocol), in that order.
+// Checks magic, version and size, then the command-line length, the direct-map base (a layout
+// constant of the boot protocol) and the PAT the loader programmed (the memory types of the
+// kernel's paging formats index mm::paging::x86::kPat), in that order.
 [[nodiscard]] ktl::Result<void, HeaderError> check_header(const boot::BootInfo* info);
 
 enum class MapProblem : u32 {

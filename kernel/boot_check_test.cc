@@ -5,6 +5,7 @@ import ktl;
 import ktest;
 import boot.info;
 import kernel.boot_check;
+import mm.paging;
 
 namespace {
 
@@ -94,6 +95,7 @@ KTEST(BootCheck, Header) {
   info.version = boot::kVersion;
   info.size = sizeof(boot::BootInfo);
   info.direct_map_base = boot::layout::kDirectMapBase;
+  info.pat = mm::paging::X86_64::kPat;
   KEXPECT(kernel::check_header(&info).is_ok());
   KEXPECT(kernel::check_header(nullptr).is_err());
 
@@ -118,6 +120,16 @@ KTEST(BootCheck, Header) {
   boot::BootInfo d = info;
   d.direct_map_base = 0;
   KEXPECT_EQ(kernel::check_header(&d).error().problem, kernel::HeaderProblem::DirectMapMismatch);
+  // A PAT other than the one the x86_64 format's memory types index: WC would silently be UC-.
+  boot::BootInfo p = info;
+  p.pat = 0x0007'0406'0007'0406ull;  // the power-on PAT
+  auto pat = kernel::check_header(&p);
+  KASSERT(pat.is_err());
+  KEXPECT_EQ(pat.error().problem, kernel::HeaderProblem::PatMismatch);
+  ktl::InlineString<160> pat_text;
+  ktl::format_to(pat_text, "{}", pat.error());
+  KEXPECT_EQ(pat_text.view(), ktl::StringView("the loader programmed IA32_PAT 0x0007040600070406, but the "
+                                              "kernel's page tables assume 0x0007010600070406"));
 }
 
 }  // namespace

@@ -32,7 +32,7 @@ KTEST(ErrorText, EveryKernelErrorEnumNamesEveryValue) {
   texts_ok(ktest_ctx, ksym::TableError::BadName);
   texts_ok(ktest_ctx, kernel::ConvertError::BadRegion);
   texts_ok(ktest_ctx, kernel::SurfaceError::TooSmall);
-  texts_ok(ktest_ctx, kernel::HeaderProblem::DirectMapMismatch);
+  texts_ok(ktest_ctx, kernel::HeaderProblem::PatMismatch);
   texts_ok(ktest_ctx, kernel::MapProblem::NoUsableMemory);
   texts_ok(ktest_ctx, InitCause::StackMapping);
 }

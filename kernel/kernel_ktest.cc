@@ -8,13 +8,13 @@ import ktest;
 import boot.info;
 import mm.addr;
 import mm.arch;
+import mm.paging;
 import kernel.panic;
 import kernel.symbols;
 import arch.x86_64.cpu;
 import arch.x86_64.gdt;
 import arch.x86_64.idt;
 import arch.x86_64.features;
-import arch.x86_64.paging;
 
 extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info);
 
@@ -23,7 +23,15 @@ namespace {
 using namespace arch::x86_64;
 using ktl::u64;
 
-constexpr u64 kDirectMap = boot::layout::kDirectMapBase;
+using Format = mm::paging::X86_64;
+
+// The active tables (CR3) through the direct map, with the engine's lock-free walk.
+ktl::Optional<mm::Translation> translate(u64 va) {
+  mm::PhysWindow window(mm::PhysAddr::zero(), boot::layout::kDirectMapSize,
+                        reinterpret_cast<ktl::u8*>(static_cast<ktl::uptr>(boot::layout::kDirectMapBase)));
+  auto root = mm::PhysAddr::unchecked(read_cr3() & Format::kAddrMask);
+  return mm::paging::translate<Format>(window, root, mm::VirtAddr::from(va));
+}
 
 KTEST(X86Descriptors, GdtTssAndIdtAreLoaded) {
   DescriptorTablePointer gdt = sgdt();
@@ -97,19 +105,19 @@ const u64 g_rodata_word = 42;
 u64 g_data_word = 7;
 
 KTEST(X86Paging, KernelSegmentsHaveTheirPermissions) {
-  auto text = translate(reinterpret_cast<ktl::uptr>(&kernel_entry), kDirectMap);
+  auto text = translate(reinterpret_cast<ktl::uptr>(&kernel_entry));
   KASSERT(text.has_value());
-  KEXPECT(!text->writable);
-  KEXPECT(!text->no_execute);
-  auto ro = translate(reinterpret_cast<ktl::uptr>(&g_rodata_word), kDirectMap);
+  KEXPECT(!text->flags.writable());
+  KEXPECT(text->flags.executable());
+  auto ro = translate(reinterpret_cast<ktl::uptr>(&g_rodata_word));
   KASSERT(ro.has_value());
-  KEXPECT(!ro->writable);
-  KEXPECT(ro->no_execute);
-  auto rw = translate(reinterpret_cast<ktl::uptr>(&g_data_word), kDirectMap);
+  KEXPECT(!ro->flags.writable());
+  KEXPECT(!ro->flags.executable());
+  auto rw = translate(reinterpret_cast<ktl::uptr>(&g_data_word));
   KASSERT(rw.has_value());
-  KEXPECT(rw->writable);
-  KEXPECT(rw->no_execute);
-  KEXPECT(!translate(0x0000'0bad'0000'0000ull, kDirectMap).has_value());
+  KEXPECT(rw->flags.writable());
+  KEXPECT(!rw->flags.executable());
+  KEXPECT(!translate(0x0000'0bad'0000'0000ull).has_value());
 }
 
 // Two page-aligned pages of the kernel image (4 KiB mappings). A test points A's page-table
@@ -118,19 +126,22 @@ alignas(4096) volatile u64 g_page_a[512];
 alignas(4096) volatile u64 g_page_b[512];
 
 struct Remap {
-  u64* entry;
+  volatile u64* entry;
   u64 saved;
 };
+// Edits A's leaf entry through the recursive window (PML4[kRecursiveSlot]).
 Remap point_a_at_b() {
   g_page_a[0] = 0xaaaa;
   g_page_b[0] = 0xbbbb;
-  auto a = translate(reinterpret_cast<ktl::uptr>(&g_page_a[0]), kDirectMap);
-  auto b = translate(reinterpret_cast<ktl::uptr>(&g_page_b[0]), kDirectMap);
+  auto a = translate(reinterpret_cast<ktl::uptr>(&g_page_a[0]));
+  auto b = translate(reinterpret_cast<ktl::uptr>(&g_page_b[0]));
   ktl::check(a.has_value() && b.has_value() && a->page_size == 4096, "test pages must be 4 KiB mappings");
+  auto view = mm::RecursiveView<Format>::at_slot(boot::layout::kRecursiveSlot).release_value();
+  volatile u64* entry = view.entry_address(0, mm::VirtAddr::of(&g_page_a[0])).as_ptr<volatile u64>();
   (void)g_page_a[0];  // make sure the old translation is cached
-  u64 saved = *a->entry;
-  *a->entry = (saved & ~pte::kAddressMask) | b->phys;
-  return {a->entry, saved};
+  u64 saved = *entry;
+  *entry = (saved & ~Format::kAddrMask) | b->frame.value();
+  return {entry, saved};
 }
 
 KTEST(X86Tlb, FlushRangeInvalidatesOnePage) {
@@ -145,9 +156,9 @@ KTEST(X86Tlb, FlushRangeInvalidatesOnePage) {
 }
 
 KTEST(X86Tlb, FlushAllInvalidatesGlobalEntries) {
-  auto a = translate(reinterpret_cast<ktl::uptr>(&g_page_a[0]), kDirectMap);
+  auto a = translate(reinterpret_cast<ktl::uptr>(&g_page_a[0]));
   KASSERT(a.has_value());
-  KEXPECT(a->global);  // the loader maps the kernel global; with CR4.PGE a CR3 reload keeps it
+  KEXPECT(a->flags.global());  // the loader maps the kernel global; with CR4.PGE a CR3 reload keeps it
   Remap r = point_a_at_b();
   mm::arch::flush_tlb_all();
   u64 seen = g_page_a[0];
@@ -160,7 +171,7 @@ KTEST(X86Tlb, FlushAllInvalidatesGlobalEntries) {
 
 KTEST(X86Tlb, ActivateRootRoundTrip) {
   mm::PhysAddr root = mm::arch::active_root();
-  KEXPECT_EQ(root.value(), read_cr3() & pte::kAddressMask);
+  KEXPECT_EQ(root.value(), read_cr3() & Format::kAddrMask);
   mm::arch::activate(root);
   KEXPECT_EQ(mm::arch::active_root().value(), root.value());
 }

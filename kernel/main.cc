@@ -19,6 +19,7 @@ import kernel.fbcon;
 import kernel.selftest;
 import ktest;
 import mm.addr;
+import mm.arch;
 import mm.heap;
 import mm.paging;
 import mm.slab;
@@ -28,7 +29,6 @@ import arch.x86_64.serial;
 import arch.x86_64.gdt;
 import arch.x86_64.idt;
 import arch.x86_64.features;
-import arch.x86_64.paging;
 
 namespace {
 
@@ -268,6 +268,13 @@ void keep_command_line(ktl::StringView text, kernel::ParsedCommandLine& parsed) 
   parsed = kernel::parse_command_line(ktl::StringView(bytes));  // same options, warnings already shown
 }
 
+// All of physical memory the direct map can hold, as the loader maps it (the RAM part is what
+// holds page tables).
+mm::PhysWindow direct_map_window(const boot::BootInfo& info) {
+  return mm::PhysWindow(mm::PhysAddr::zero(), boot::layout::kDirectMapSize,
+                        reinterpret_cast<ktl::u8*>(static_cast<ktl::uptr>(info.direct_map_base)));
+}
+
 void start_framebuffer(const boot::BootInfo& info, const kernel::Options& options) {
   const boot::Framebuffer& fb = info.framebuffer;
   auto valid = kernel::Surface::validate(fb);
@@ -290,12 +297,16 @@ void start_framebuffer(const boot::BootInfo& info, const kernel::Options& option
     return;
   }
   g_font = font.value();
-  // The direct map must cover the framebuffer, writable, at both ends.
+  // The direct map must cover the framebuffer, writable, at both ends (the lock-free walk of the
+  // active tables).
   u64 virt = info.direct_map_base + fb.base;
-  auto first = arch::x86_64::translate(virt, info.direct_map_base);
-  auto last = arch::x86_64::translate(virt + fb.size - 1, info.direct_map_base);
-  if (!first.has_value() || !last.has_value() || !first->writable || !last->writable ||
-      first->phys != fb.base || last->phys != fb.base + fb.size - 1) {
+  using Format = mm::paging::X86_64;
+  auto root = mm::PhysAddr::unchecked(arch::x86_64::read_cr3() & Format::kAddrMask);
+  auto first = mm::paging::translate<Format>(direct_map_window(info), root, mm::VirtAddr::from(virt));
+  auto last =
+      mm::paging::translate<Format>(direct_map_window(info), root, mm::VirtAddr::from(virt + fb.size - 1));
+  if (!first.has_value() || !last.has_value() || !first->flags.writable() || !last->flags.writable() ||
+      first->phys.value() != fb.base || last->phys.value() != fb.base + fb.size - 1) {
     klog::warn("framebuffer console disabled: {} (+{} bytes) is not mapped writable in the direct map",
                mm::PhysAddr::unchecked(fb.base), fb.size);
     return;
@@ -368,7 +379,7 @@ extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info) {
   load_symbols();
 
   if (auto header = kernel::check_header(info); header.is_err()) fatal_boot_info_error(header.error());
-  kpanic::set_direct_map(info->direct_map_base);
+  kpanic::set_direct_map(direct_map_window(*info));
   kpanic::add_stack(kernel::StackBounds{info->stack_virt_top - info->stack_size, info->stack_virt_top},
                     "boot stack");
   paint_boot_stack(info->stack_virt_top - info->stack_size, info->stack_virt_top);

@@ -20,7 +20,6 @@ import kernel.memory;
 import kernel.vmview;
 import arch.x86_64.cpu;
 import arch.x86_64.gdt;
-import arch.x86_64.paging;
 
 extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info);
 
@@ -48,11 +47,9 @@ KTEST(KernelMm, PmmIsTheGlobalOneAndAddsUp) {
   KEXPECT_LT(0u, m.heap());
   KEXPECT_LT(0u, m.by_kind[kernel::index_of(mm::RegionKind::KernelImage)]);
   // The kernel's image is reserved, never handed out.
-  auto text =
-      arch::x86_64::translate(reinterpret_cast<ktl::uptr>(&kernel_entry), boot::layout::kDirectMapBase);
+  auto text = memory::kernel_space().translate(VirtAddr::from(reinterpret_cast<ktl::uptr>(&kernel_entry)));
   KASSERT(text.has_value());
-  KEXPECT_EQ(memory::pmm().state_of(mm::Frame4K::containing(PhysAddr::from(text->phys))),
-             mm::FrameState::Reserved);
+  KEXPECT_EQ(memory::pmm().state_of(mm::Frame4K::containing(text->phys)), mm::FrameState::Reserved);
 }
 
 KTEST(KernelMm, AddressSpaceIsTheLoadersAndActive) {
@@ -61,17 +58,16 @@ KTEST(KernelMm, AddressSpaceIsTheLoadersAndActive) {
   KEXPECT(space.is_active());
   KEXPECT_EQ(space.root().value(), arch::x86_64::read_cr3() & Format::kAddrMask);
   KEXPECT_EQ(memory::pmm().state_of(mm::Frame4K::containing(space.root())), mm::FrameState::Reserved);
-  // The engine agrees with the kernel's first walker (arch.x86_64.paging) on its own image.
+  // The address space's (locked) translate agrees with the lock-free walk from CR3 that the panic
+  // path and the framebuffer check use, on the kernel's own image.
+  auto cr3 = PhysAddr::unchecked(arch::x86_64::read_cr3() & Format::kAddrMask);
   for (u64 va : ktl::Array<u64, 3>{{reinterpret_cast<ktl::uptr>(&kernel_entry),
                                     reinterpret_cast<ktl::uptr>(&g_data_word),
                                     reinterpret_cast<ktl::uptr>(&g_rodata_word)}}) {
     auto mine = space.translate(VirtAddr::from(va));
-    auto old = arch::x86_64::translate(va, boot::layout::kDirectMapBase);
-    if (!KEXPECT(mine.has_value() && old.has_value())) continue;
-    KEXPECT_EQ(mine->phys.value(), old->phys);
-    KEXPECT_EQ(mine->page_size, old->page_size);
-    KEXPECT_EQ(mine->flags.writable(), old->writable);
-    KEXPECT_EQ(mine->flags.executable(), !old->no_execute);
+    auto lock_free = mm::paging::translate<Format>(memory::window(), cr3, VirtAddr::from(va));
+    if (!KEXPECT(mine.has_value())) continue;
+    KEXPECT_EQ(mine, lock_free);
   }
 }
 

@@ -10,10 +10,11 @@ import kernel.log;
 import kernel.symbols;
 import kernel.trap_decode;
 import mm.addr;
+import mm.arch;
+import mm.paging.walk;
 import arch.x86_64.cpu;
 import arch.x86_64.gdt;
 import arch.x86_64.idt;
-import arch.x86_64.paging;
 
 namespace kpanic {
 
@@ -32,7 +33,7 @@ struct NamedStack {
 struct State {
   OnPanic policy = OnPanic::Halt;
   ksym::SymbolTable symbols;
-  u64 direct_map = 0;
+  ktl::Optional<mm::PhysWindow> direct_map;
   ktl::Array<NamedStack, kMaxStacks> stacks{};
   usize stack_count = 0;
   ktl::Atomic<ktl::u32> depth{0};
@@ -117,12 +118,13 @@ void print_fault_address(ktl::FormatSink& out, u64 cr2) {
     return;
   }
   ktl::format_to(out, "  CR2 (faulting address) {}", v.value());
-  if (g_state.direct_map != 0) {
-    auto t = arch::x86_64::translate(cr2, g_state.direct_map);
+  if (g_state.direct_map) {
+    using Format = mm::paging::X86_64;
+    auto root = mm::PhysAddr::unchecked(arch::x86_64::read_cr3() & Format::kAddrMask);
+    auto t = mm::paging::translate<Format>(*g_state.direct_map, root, v.value());
     if (t.has_value()) {
-      ktl::format_to(out, ": mapped to {} ({}{}{})", mm::PhysAddr::unchecked(t->phys),
-                     t->writable ? "writable" : "read-only", t->no_execute ? ", no-execute" : "",
-                     t->user ? ", user" : "");
+      ktl::format_to(out, ": mapped to {} ({}{}{})", t->phys, t->flags.writable() ? "writable" : "read-only",
+                     t->flags.executable() ? "" : ", no-execute", t->flags.user() ? ", user" : "");
     } else {
       out.write(": not mapped");
     }
@@ -135,7 +137,7 @@ void print_fault_address(ktl::FormatSink& out, u64 cr2) {
 void set_policy(OnPanic policy) { g_state.policy = policy; }
 void set_symbols(const ksym::SymbolTable& table) { g_state.symbols = table; }
 const ksym::SymbolTable& symbols() { return g_state.symbols; }
-void set_direct_map(u64 base) { g_state.direct_map = base; }
+void set_direct_map(mm::PhysWindow window) { g_state.direct_map = window; }
 
 void add_stack(kernel::StackBounds stack, const char* name) {
   ktl::check(g_state.stack_count < kMaxStacks, "kpanic::add_stack: too many stacks");

@@ -18,6 +18,7 @@ import ktl;
 import kernel.backtrace;
 import kernel.symbols;
 import arch.x86_64.idt;
+import mm.arch;
 
 export namespace kpanic {
 
@@ -27,7 +28,9 @@ enum class OnPanic { Halt, ExitQemu };
 void set_policy(OnPanic policy);
 void set_symbols(const ksym::SymbolTable& table);
 [[nodiscard]] const ksym::SymbolTable& symbols();
-void set_direct_map(ktl::u64 base);
+// The direct map, through which a page-fault report walks the active tables (CR3) with the
+// paging engine's lock-free translate (mm::paging::translate: no lock, reads only, never panics).
+void set_direct_map(mm::PhysWindow window);
 // Stacks the backtrace may read (the boot stack, the IST stacks). At most kMaxStacks.
 inline constexpr ktl::usize kMaxStacks = 8;
 void add_stack(kernel::StackBounds stack, const char* name);

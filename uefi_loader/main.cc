@@ -27,6 +27,7 @@ import loader.kernel_digest;
 import loader.sha256;
 import loader.x86_64_tables;
 import arch.x86_64.cpu;
+import mm.paging.x86;
 #endif
 
 namespace {
@@ -83,8 +84,6 @@ constexpr u64 kMaxRamdiskSize = u64{1} << 30;
 constexpr u64 kPage = 4096;
 constexpr u64 kStackPages = boot::layout::kBootStackPages;
 constexpr u64 kMapSlack = 32;  // descriptors the map may grow by before ExitBootServices
-// PAT: PA0..PA7 = WB, WT, UC-, UC, WB, WC, UC-, UC (index 5 is write-combining).
-constexpr u64 kPatValue = 0x0007'0106'0007'0406ull;
 constexpr u32 kApicBaseMsr = 0x1b;
 constexpr u64 kIoApicDefault = 0xfec0'0000;
 constexpr u16 kKernelCodeSelector = 0x08;
@@ -436,17 +435,40 @@ namespace {
 
 static_assert(kKernelCodeSelector == 0x08 && kKernelDataSelector == 0x10, "ferrite_handoff hard-codes them");
 
-[[noreturn]] void jump_to_kernel(const HandoffState& state, bool no_execute) {
+// --- PAT/CPU setup and the jump ---------------------------------------------------------------------
+
+struct CpuFeatures {
+  bool no_execute;
+  bool gigabyte_pages;
+};
+
+// Refuses 5-level paging and reads NX and 1 GiB page support (CPUID 0x80000001 EDX bits 20, 26).
+efi::Result<CpuFeatures> check_cpu(Loader& l) {
+  if ((arch::x86_64::read_cr4() & arch::x86_64::cr4::kLa57) != 0) {
+    return ktl::Err(
+        fail(l, "the firmware runs with 5-level paging (CR4.LA57); this loader builds 4-level tables",
+             efi::Status::Unsupported));
+  }
+  const u32 ext_features =
+      arch::x86_64::cpuid(0x8000'0000).eax >= 0x8000'0001 ? arch::x86_64::cpuid(0x8000'0001).edx : 0;
+  const CpuFeatures cpu{(ext_features & (1u << 20)) != 0, (ext_features & (1u << 26)) != 0};
+  if (!cpu.no_execute) {
+    ktl::format_to(l.con, "ferrite-loader: warning: this CPU has no NX bit; data will be executable\n");
+  }
+  return cpu;
+}
+
+[[noreturn]] void jump_to_kernel(const HandoffState& state, const CpuFeatures& cpu) {
   using namespace arch::x86_64;
   cli();
   // Mask both 8259 PICs: nothing may interrupt the kernel before it has an IDT.
   outb(0x21, 0xff);
   outb(0xa1, 0xff);
   // NX for the new tables (bit 63 is reserved without it), write protection for supervisor
-  // writes to read-only pages, and the PAT layout the tables use.
-  if (no_execute) wrmsr(msr::kEfer, rdmsr(msr::kEfer) | efer::kNxe);
+  // writes to read-only pages, and the PAT layout the tables use (reported in BootInfo::pat).
+  if (cpu.no_execute) wrmsr(msr::kEfer, rdmsr(msr::kEfer) | efer::kNxe);
   write_cr0(read_cr0() | cr0::kWp);
-  wrmsr(msr::kPat, kPatValue);
+  wrmsr(msr::kPat, mm::paging::x86::kPat);
   ferrite_handoff(&state);
 }
 
@@ -459,160 +481,178 @@ enum class UnsignedFiles : u8 { Read, Ignore };
   return state == loader::SecureBoot::Disabled ? UnsignedFiles::Read : UnsignedFiles::Ignore;
 }
 
-efi::Status boot_x86_64(Loader& l, UnsignedFiles unsigned_files) {
-  using loader::x86_64::Access;
+// --- the files ----------------------------------------------------------------------------------------
 
-  // --- the CPU -------------------------------------------------------------------------------------
-  if ((arch::x86_64::read_cr4() & arch::x86_64::cr4::kLa57) != 0) {
-    return fail(l, "the firmware runs with 5-level paging (CR4.LA57); this loader builds 4-level tables",
-                efi::Status::Unsupported);
-  }
-  const u32 ext_features =
-      arch::x86_64::cpuid(0x8000'0000).eax >= 0x8000'0001 ? arch::x86_64::cpuid(0x8000'0001).edx : 0;
-  const bool no_execute = (ext_features & (1u << 20)) != 0;
-  const bool gigabyte_pages = (ext_features & (1u << 26)) != 0;
-  if (!no_execute) {
-    ktl::format_to(l.con, "ferrite-loader: warning: this CPU has no NX bit; data will be executable\n");
-  }
+struct KernelFile {
+  efi::PoolBuffer bytes;
+  loader::KernelImage image;
+  loader::Sha256Digest digest;
+};
 
-  // --- the kernel file --------------------------------------------------------------------------
-  auto root_r = open_boot_volume(l);
-  if (root_r.is_err()) return fail(l, "cannot open the volume the loader was started from", root_r.error());
-  efi::File root = root_r.release_value();
-
+// Reads and validates the kernel: structure first (the parser is built for hostile input, so every
+// broken file gets its own message), then the digest: only the exact kernel this loader was built
+// with may run.
+efi::Result<KernelFile> read_kernel(Loader& l, efi::File& root) {
   auto kernel_file = root.open(kKernelPath);
   if (kernel_file.is_err()) {
     ktl::InlineString<96> what;
     ktl::format_to(what, "cannot open the kernel {}", kKernelName);
-    return fail(l, what.c_str(), kernel_file.error());
+    return ktl::Err(fail(l, what.c_str(), kernel_file.error()));
   }
-  auto kernel_bytes_r = kernel_file.value().read_all(l.bs, kMaxKernelSize);
-  if (kernel_bytes_r.is_err()) {
+  auto bytes = kernel_file.value().read_all(l.bs, kMaxKernelSize);
+  if (bytes.is_err()) {
     ktl::InlineString<96> what;
     ktl::format_to(what, "cannot read the kernel {} (at most {} MiB)", kKernelName, kMaxKernelSize >> 20);
-    return fail(l, what.c_str(), kernel_bytes_r.error());
+    return ktl::Err(fail(l, what.c_str(), bytes.error()));
   }
-  efi::PoolBuffer kernel_bytes = kernel_bytes_r.release_value();
-  const ktl::Span<const u8> kernel_file_bytes(kernel_bytes.bytes());
-
-  // Structure first (the parser is built for hostile input, so every broken file gets its own
-  // message), then the digest: only the exact kernel this loader was built with may run.
+  KernelFile k{bytes.release_value(), {}, {}};
+  const ktl::Span<const u8> file(k.bytes.bytes());
   // Above the image: one guard page, then the boot stack.
   const loader::Constraints constraints{loader::Machine::X86_64, boot::layout::kKernelBase, kPage,
                                         (kStackPages + 1) * kPage};
-  auto image_r = loader::parse_kernel(kernel_file_bytes, constraints);
-  if (image_r.is_err()) {
+  auto image = loader::parse_kernel(file, constraints);
+  if (image.is_err()) {
     ktl::format_to(l.con, "ferrite-loader: error: invalid kernel {}: {}\n", kKernelName,
-                   loader::to_string(image_r.error()));
-    return fail(l, "refusing to boot an invalid kernel", efi::Status::LoadError);
+                   loader::to_string(image.error()));
+    return ktl::Err(fail(l, "refusing to boot an invalid kernel", efi::Status::LoadError));
   }
-  const loader::KernelImage image = image_r.release_value();
-  const loader::Sha256Digest digest = loader::sha256(kernel_file_bytes);
-  if (digest != loader::kKernelSha256) {
+  k.image = image.release_value();
+  k.digest = loader::sha256(file);
+  if (k.digest != loader::kKernelSha256) {
     ktl::format_to(l.con,
                    "ferrite-loader: error: kernel {} does not match the SHA-256 built into this loader\n"
                    "ferrite-loader:   expected {} ({} bytes)\n"
                    "ferrite-loader:   found    {} ({} bytes)\n",
-                   kKernelName, loader::kKernelSha256, loader::kKernelFileSize, digest,
-                   kernel_file_bytes.size());
-    return fail(l, "refusing to boot a kernel this loader was not built with",
-                efi::Status::SecurityViolation);
+                   kKernelName, loader::kKernelSha256, loader::kKernelFileSize, k.digest, file.size());
+    return ktl::Err(
+        fail(l, "refusing to boot a kernel this loader was not built with", efi::Status::SecurityViolation));
   }
-  u64 image_size = image.highest_vaddr - image.lowest_vaddr;
   ktl::format_to(l.con,
                  "ferrite-loader: kernel {}: {} bytes, {} segments, entry {:#x}, sha256 {} (verified)\n",
-                 kKernelName, kernel_bytes.size(), image.segment_count, image.entry, digest);
+                 kKernelName, k.bytes.size(), k.image.segment_count, k.image.entry, k.digest);
+  return k;
+}
 
-  // --- the optional command line and ramdisk ------------------------------------------------------
+struct Extras {
   ktl::Array<char, kMaxCmdlineSize + 1> cmdline{};
   usize cmdline_size = 0;
+  u64 ramdisk_phys = 0;
+  u64 ramdisk_size = 0;
+};
+
+// The optional command line (its first line) and ramdisk, unless Secure Boot says to ignore them.
+efi::Result<void> read_extras(Loader& l, efi::File& root, UnsignedFiles unsigned_files, Extras& x) {
   if (auto f = root.open(kCmdlinePath); f.is_ok() && unsigned_files == UnsignedFiles::Ignore) {
     ktl::format_to(l.con, "ferrite-loader: Secure Boot: ignoring {} (no signature covers it)\n",
                    kCmdlineName);
   } else if (f.is_ok()) {
     auto text = f.value().read_all(l.bs, kMaxCmdlineSize);
     if (text.is_err())
-      return fail(l, "cannot read \\ferrite\\cmdline.txt (at most 4095 bytes)", text.error());
+      return ktl::Err(fail(l, "cannot read \\ferrite\\cmdline.txt (at most 4095 bytes)", text.error()));
     for (u8 c : text.value().bytes()) {
       if (c == '\r' || c == '\n' || c == 0) break;  // the first line only
-      cmdline[cmdline_size++] = static_cast<char>(c);
+      x.cmdline[x.cmdline_size++] = static_cast<char>(c);
     }
   } else if (f.error() != efi::Status::NotFound) {
-    return fail(l, "cannot open \\ferrite\\cmdline.txt", f.error());
+    return ktl::Err(fail(l, "cannot open \\ferrite\\cmdline.txt", f.error()));
   }
   ktl::format_to(l.con, "ferrite-loader: command line: \"{}\"\n",
-                 ktl::StringView(cmdline.data(), cmdline_size));
+                 ktl::StringView(x.cmdline.data(), x.cmdline_size));
 
-  u64 ramdisk_phys = 0, ramdisk_size = 0;
   if (auto f = root.open(kRamdiskPath); f.is_ok() && unsigned_files == UnsignedFiles::Ignore) {
     ktl::format_to(l.con, "ferrite-loader: Secure Boot: ignoring {} (no signature covers it)\n",
                    kRamdiskName);
   } else if (f.is_ok()) {
     auto size = f.value().size(l.bs);
-    if (size.is_err()) return fail(l, "cannot read the size of \\ferrite\\initrd.img", size.error());
+    if (size.is_err())
+      return ktl::Err(fail(l, "cannot read the size of \\ferrite\\initrd.img", size.error()));
     if (size.value() > kMaxRamdiskSize) {
-      return fail(l, "the ramdisk \\ferrite\\initrd.img is larger than 1 GiB", efi::Status::BadBufferSize);
+      return ktl::Err(
+          fail(l, "the ramdisk \\ferrite\\initrd.img is larger than 1 GiB", efi::Status::BadBufferSize));
     }
-    ramdisk_size = size.value();
-    if (ramdisk_size > 0) {
-      auto pages = l.bs.allocate_pages(pages_for(ramdisk_size));
-      if (pages.is_err()) return fail(l, "cannot allocate memory for the ramdisk", pages.error());
-      ramdisk_phys = pages.value();
-      if (auto r = f.value().read_into(phys_bytes(ramdisk_phys, ramdisk_size)); r.is_err()) {
-        return fail(l, "cannot read the ramdisk \\ferrite\\initrd.img", r.error());
+    x.ramdisk_size = size.value();
+    if (x.ramdisk_size > 0) {
+      auto pages = l.bs.allocate_pages(pages_for(x.ramdisk_size));
+      if (pages.is_err()) return ktl::Err(fail(l, "cannot allocate memory for the ramdisk", pages.error()));
+      x.ramdisk_phys = pages.value();
+      if (auto r = f.value().read_into(phys_bytes(x.ramdisk_phys, x.ramdisk_size)); r.is_err()) {
+        return ktl::Err(fail(l, "cannot read the ramdisk \\ferrite\\initrd.img", r.error()));
       }
     }
-    ktl::format_to(l.con, "ferrite-loader: ramdisk {}: {} bytes at {:#x}\n", kRamdiskName, ramdisk_size,
-                   ramdisk_phys);
+    ktl::format_to(l.con, "ferrite-loader: ramdisk {}: {} bytes at {:#x}\n", kRamdiskName, x.ramdisk_size,
+                   x.ramdisk_phys);
   } else if (f.error() != efi::Status::NotFound) {
-    return fail(l, "cannot open \\ferrite\\initrd.img", f.error());
+    return ktl::Err(fail(l, "cannot open \\ferrite\\initrd.img", f.error()));
   }
+  return ktl::ok();
+}
 
-  // --- firmware tables and the framebuffer (chosen now: modes cannot change after exit) ----------
-  const FirmwareTables tables_found = find_firmware_tables(l);
-  const ktl::Optional<boot::Framebuffer> framebuffer = find_framebuffer(l);
+// --- placement of the kernel and its stack --------------------------------------------------------------
 
-  // --- load the segments ------------------------------------------------------------------------
-  auto kernel_phys_r = l.bs.allocate_pages(pages_for(image_size));
-  if (kernel_phys_r.is_err())
-    return fail(l, "cannot allocate memory for the kernel image", kernel_phys_r.error());
-  u64 kernel_phys = kernel_phys_r.value();
-  ktl::fill_bytes(phys_bytes(kernel_phys, image_size), 0);
-  ktl::Array<loader::x86_64::SegmentMapping, loader::kMaxSegments> segment_maps{};
+struct Placed {
+  u64 kernel_phys = 0;
+  u64 image_size = 0;
+  ktl::Array<loader::x86_64::SegmentMapping, loader::kMaxSegments> segments{};
+  u64 stack_phys = 0;
+  u64 guard_page = 0;  // one unmapped page above the image, then the stack
+  u64 stack_bottom = 0;
+  u64 stack_top = 0;
+};
+
+// Copies the segments into fresh pages (the file copy is freed) and allocates the boot stack.
+efi::Result<Placed> place_kernel(Loader& l, KernelFile& k) {
+  using loader::x86_64::Access;
+  const loader::KernelImage& image = k.image;
+  Placed p;
+  p.image_size = image.highest_vaddr - image.lowest_vaddr;
+  auto kernel_phys = l.bs.allocate_pages(pages_for(p.image_size));
+  if (kernel_phys.is_err())
+    return ktl::Err(fail(l, "cannot allocate memory for the kernel image", kernel_phys.error()));
+  p.kernel_phys = kernel_phys.value();
+  ktl::fill_bytes(phys_bytes(p.kernel_phys, p.image_size), 0);
+  const ktl::Span<const u8> file(k.bytes.bytes());
   for (usize i = 0; i < image.segment_count; ++i) {
     const loader::Segment& s = image.segments[i];
-    ktl::copy_bytes(phys_bytes(kernel_phys + (s.vaddr - image.lowest_vaddr), s.file_size),
-                    kernel_file_bytes.subspan(s.file_offset, s.file_size));
+    ktl::copy_bytes(phys_bytes(p.kernel_phys + (s.vaddr - image.lowest_vaddr), s.file_size),
+                    file.subspan(s.file_offset, s.file_size));
     u64 lo = ktl::align_down(s.vaddr, kPage);
     u64 hi = ktl::align_up(s.end(), kPage);
     Access access = s.executable() ? Access::ReadExecute
                     : s.writable() ? Access::ReadWrite
                                    : Access::ReadOnly;
-    segment_maps[i] = {lo, kernel_phys + (lo - image.lowest_vaddr), hi - lo, access};
+    p.segments[i] = {lo, p.kernel_phys + (lo - image.lowest_vaddr), hi - lo, access};
   }
-  kernel_bytes = efi::PoolBuffer();  // the file copy is no longer needed
+  k.bytes = efi::PoolBuffer();  // the file copy is no longer needed
 
-  auto stack_phys_r = l.bs.allocate_pages(kStackPages);
-  if (stack_phys_r.is_err()) return fail(l, "cannot allocate the kernel stack", stack_phys_r.error());
-  u64 stack_phys = stack_phys_r.value();
-  // Stack virtual range: one unmapped guard page above the image, then the stack (no wrap:
-  // parse_kernel checked the room above the image).
-  u64 guard_page = image.highest_vaddr;
-  u64 stack_bottom = guard_page + kPage;
-  u64 stack_top = stack_bottom + kStackPages * kPage;
+  auto stack_phys = l.bs.allocate_pages(kStackPages);
+  if (stack_phys.is_err()) return ktl::Err(fail(l, "cannot allocate the kernel stack", stack_phys.error()));
+  p.stack_phys = stack_phys.value();
+  // No wrap: parse_kernel checked the room above the image.
+  p.guard_page = image.highest_vaddr;
+  p.stack_bottom = p.guard_page + kPage;
+  p.stack_top = p.stack_bottom + kStackPages * kPage;
+  return p;
+}
 
-  // --- size and allocate the boot-info block -----------------------------------------------------
+// --- the boot-info block and the memory map ------------------------------------------------------------
+
+constexpr usize kPlacements = 8;
+
+// Sizes and allocates the block (before the final GetMemoryMap, so nothing is allocated between
+// that call and ExitBootServices) and carves it into its parts; copies the command line and
+// writes the GDT.
+efi::Result<BootBlock> allocate_boot_block(Loader& l, const Extras& x) {
   auto map_info = query_map_size(l.bs);
-  if (map_info.is_err()) return fail(l, "GetMemoryMap (size query) failed", map_info.error());
+  if (map_info.is_err()) return ktl::Err(fail(l, "GetMemoryMap (size query) failed", map_info.error()));
   usize max_descriptors = map_info.value().size / map_info.value().descriptor_size + kMapSlack;
-  constexpr usize kPlacements = 8;
   usize raw_map_bytes = max_descriptors * map_info.value().descriptor_size;
   usize out_entries = loader::output_entries_needed(max_descriptors, kPlacements);
   u64 block_bytes = 3 * kPage + raw_map_bytes + max_descriptors * sizeof(loader::FirmwareRange) +
                     loader::scratch_entries_needed(max_descriptors, kPlacements) * sizeof(u64) +
                     out_entries * sizeof(boot::MemoryRegion) + 128;
   auto block_r = l.bs.allocate_pages(pages_for(block_bytes));
-  if (block_r.is_err()) return fail(l, "cannot allocate the boot information block", block_r.error());
+  if (block_r.is_err())
+    return ktl::Err(fail(l, "cannot allocate the boot information block", block_r.error()));
   BootBlock block;
   block.base = block_r.value();
   block.size = pages_for(block_bytes) * kPage;
@@ -626,126 +666,114 @@ efi::Status boot_x86_64(Loader& l, UnsignedFiles unsigned_files) {
   block.firmware = carve<loader::FirmwareRange>(cursor, max_descriptors);
   block.scratch = carve<u64>(cursor, loader::scratch_entries_needed(max_descriptors, kPlacements));
   block.regions = carve<boot::MemoryRegion>(cursor, out_entries);
-  for (usize i = 0; i < cmdline_size; ++i) block.cmdline[i] = cmdline[i];
+  for (usize i = 0; i < x.cmdline_size; ++i) block.cmdline[i] = x.cmdline[i];
   // Null, 64-bit kernel code (DPL 0, present, L), kernel data (writable, present).
   block.gdt[0] = 0;
   block.gdt[1] = 0x00af'9a00'0000'ffffull;
   block.gdt[2] = 0x00cf'9200'0000'ffffull;
+  return block;
+}
 
-  // --- page tables, planned from a snapshot of the map --------------------------------------------
+// The firmware's map (already read into block.raw_map, `m`) normalised into block.regions with
+// `placements` marked; returns the number of regions.
+ktl::Result<usize, loader::MapError> normalise(BootBlock& block, const MapSnapshot& m,
+                                               ktl::Span<const loader::Placement> placements) {
+  decode_map(block, m);
+  return loader::normalise_memory_map(block.firmware.first(m.size / m.descriptor_size), placements,
+                                      block.scratch, block.regions);
+}
+
+// --- page tables ---------------------------------------------------------------------------------------
+
+struct Tables {
+  u64 root;
+  u64 pool_base;  // the frames came from one block: the hand-off map marks its used part
+  u64 used_bytes;
+};
+
+// Plans the tables from a snapshot of the map (with `placements` marked), allocates their pool and
+// builds them.
+efi::Result<Tables> build_page_tables(Loader& l, BootBlock& block, const Placed& p,
+                                      const loader::KernelImage& image,
+                                      ktl::Span<const loader::Placement> placements, const CpuFeatures& cpu) {
   auto snapshot = read_map(l.bs, block.raw_map);
-  if (snapshot.is_err()) return fail(l, "GetMemoryMap failed", snapshot.error());
-  decode_map(block, snapshot.value());
-  usize snapshot_count = snapshot.value().size / snapshot.value().descriptor_size;
-  // The MMIO the kernel needs before it can map devices itself: the local APIC (where
-  // IA32_APIC_BASE says) and the I/O APIC at its architectural default. Firmware maps rarely list
-  // them, so they are added as MMIO (direct map, uncached; also in the hand-off map).
-  const u64 local_apic = arch::x86_64::rdmsr(kApicBaseMsr) & 0x000f'ffff'ffff'f000ull;
-  const loader::Placement plan_placements[] = {
-      {framebuffer ? framebuffer->base : 0, framebuffer ? framebuffer->size : 0,
-       boot::MemoryKind::Framebuffer},
-      {local_apic, kPage, boot::MemoryKind::Mmio},
-      {kIoApicDefault, kPage, boot::MemoryKind::Mmio},
-  };
-  auto physical = loader::normalise_memory_map(block.firmware.first(snapshot_count),
-                                               ktl::Span<const loader::Placement>(plan_placements),
-                                               block.scratch, block.regions);
-  if (physical.is_err()) return fail(l, "normalising the memory map", efi::Status::BufferTooSmall);
+  if (snapshot.is_err()) return ktl::Err(fail(l, "GetMemoryMap failed", snapshot.error()));
+  auto physical = normalise(block, snapshot.value(), placements);
+  if (physical.is_err()) return ktl::Err(fail(l, "normalising the memory map", efi::Status::BufferTooSmall));
 
   const u64 trampoline = reinterpret_cast<ktl::uptr>(&ferrite_handoff);
   if (!ktl::is_aligned(trampoline, kPage) ||
       reinterpret_cast<ktl::uptr>(&ferrite_handoff_end[0]) - trampoline > kPage) {
-    return fail(l, "the hand-off trampoline is not alone in one page (build problem)",
-                efi::Status::LoadError);
+    return ktl::Err(
+        fail(l, "the hand-off trampoline is not alone in one page (build problem)", efi::Status::LoadError));
   }
   loader::x86_64::AddressSpaceSpec spec{
       ktl::Span<const boot::MemoryRegion>(block.regions.first(physical.value())),
       boot::layout::kDirectMapBase,
       trampoline,
-      ktl::Span<const loader::x86_64::SegmentMapping>(segment_maps.span()).first(image.segment_count),
-      stack_bottom,
-      stack_phys,
+      ktl::Span<const loader::x86_64::SegmentMapping>(p.segments.span()).first(image.segment_count),
+      p.stack_bottom,
+      p.stack_phys,
       kStackPages * kPage,
       boot::layout::kRecursiveSlot};
   u64 pool_frames = loader::x86_64::frames_needed(spec);
-  auto pool_r = l.bs.allocate_pages(pool_frames);
-  if (pool_r.is_err()) return fail(l, "cannot allocate page-table memory", pool_r.error());
-  PoolFrames frames(pool_r.value(), pool_frames);
+  auto pool = l.bs.allocate_pages(pool_frames);
+  if (pool.is_err()) return ktl::Err(fail(l, "cannot allocate page-table memory", pool.error()));
+  PoolFrames frames(pool.value(), pool_frames);
   loader::x86_64::TableBuilder tables(frames);
-  tables.set_gigabyte_pages(gigabyte_pages);
-  tables.set_no_execute(no_execute);
+  tables.set_gigabyte_pages(cpu.gigabyte_pages);
+  tables.set_no_execute(cpu.no_execute);
   auto built = tables.init();
   if (built.is_ok()) built = loader::x86_64::build_address_space(tables, spec);
   if (built.is_err()) {
     ktl::format_to(l.con, "ferrite-loader: error: building page tables: {}\n",
                    loader::x86_64::to_string(built.error()));
-    return fail(l, "page tables", efi::Status::OutOfResources);
+    return ktl::Err(fail(l, "page tables", efi::Status::OutOfResources));
   }
-
   ktl::format_to(
       l.con, "ferrite-loader: page tables: {} frames ({} pages), identity map of RAM, direct map at {:#x}\n",
-      frames.used_bytes() / kPage, gigabyte_pages ? "1 GiB" : "2 MiB", boot::layout::kDirectMapBase);
-  ktl::format_to(l.con, "ferrite-loader: boot info at {:#x}, stack {:#x}-{:#x}, guard page {:#x}\n",
-                 block.base, stack_bottom, stack_top, guard_page);
-  ktl::format_to(l.con, "ferrite-loader: exiting boot services and starting the kernel\n");
+      frames.used_bytes() / kPage, cpu.gigabyte_pages ? "1 GiB" : "2 MiB", boot::layout::kDirectMapBase);
+  return Tables{tables.root(), frames.base(), frames.used_bytes()};
+}
 
-  // --- ExitBootServices: nothing may allocate or print between the final GetMemoryMap and it -----
-  MapSnapshot final_map{};
-  bool exited = false;
-  for (int attempt = 0; attempt < 8 && !exited; ++attempt) {
+// --- hand-off ------------------------------------------------------------------------------------------
+
+// ExitBootServices, retried while the map key goes stale; nothing may allocate or print between the
+// final GetMemoryMap and it. Returns the final map (in block.raw_map).
+efi::Result<MapSnapshot> exit_boot_services(Loader& l, BootBlock& block) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
     auto m = read_map(l.bs, block.raw_map);
-    if (m.is_err()) return attempt == 0 ? fail(l, "GetMemoryMap failed", m.error()) : m.error();
-    final_map = m.value();
-    efi::Status s = l.bs.raw()->exit_boot_services(l.image, final_map.key);
-    if (s == efi::Status::Success)
-      exited = true;
-    else if (s != efi::Status::InvalidParameter)
-      return attempt == 0 ? fail(l, "ExitBootServices failed", s) : s;
+    if (m.is_err()) return ktl::Err(attempt == 0 ? fail(l, "GetMemoryMap failed", m.error()) : m.error());
+    efi::Status s = l.bs.raw()->exit_boot_services(l.image, m.value().key);
+    if (s == efi::Status::Success) return m.value();
+    if (s != efi::Status::InvalidParameter)
+      return ktl::Err(attempt == 0 ? fail(l, "ExitBootServices failed", s) : s);
   }
-  if (!exited) {
-    // Boot services may be half gone after a failed attempt: reset rather than return into them.
-    l.st->runtime_services->reset_system(efi::ResetType::Cold, efi::Status::Aborted, 0, nullptr);
-    arch::x86_64::halt_forever();
-  }
-  arch::x86_64::cli();
-  g_panic_console = nullptr;
+  // Boot services may be half gone after a failed attempt: reset rather than return into them.
+  l.st->runtime_services->reset_system(efi::ResetType::Cold, efi::Status::Aborted, 0, nullptr);
+  arch::x86_64::halt_forever();
+}
 
-  // --- the hand-off map and boot info (no firmware calls from here on) --------------------------
-  decode_map(block, final_map);
-  usize count = final_map.size / final_map.descriptor_size;
-  const loader::Placement placements[kPlacements] = {
-      {kernel_phys, image_size, boot::MemoryKind::KernelImage},
-      {stack_phys, kStackPages * kPage, boot::MemoryKind::KernelStack},
-      {frames.base(), frames.used_bytes(), boot::MemoryKind::PageTables},
-      {block.base, block.size, boot::MemoryKind::BootInfo},
-      {ramdisk_phys, ramdisk_size, boot::MemoryKind::Ramdisk},
-      {framebuffer ? framebuffer->base : 0, framebuffer ? framebuffer->size : 0,
-       boot::MemoryKind::Framebuffer},
-      {local_apic, kPage, boot::MemoryKind::Mmio},
-      {kIoApicDefault, kPage, boot::MemoryKind::Mmio},
-  };
-  auto regions = loader::normalise_memory_map(block.firmware.first(count),
-                                              ktl::Span<const loader::Placement>(placements), block.scratch,
-                                              block.regions);
-  if (regions.is_err()) arch::x86_64::halt_forever();  // sized above; cannot happen
-
-  boot::BootInfo& info = *block.info;
+void fill_boot_info(boot::BootInfo& info, Loader& l, const BootBlock& block, const MapSnapshot& final_map,
+                    usize regions, const KernelFile& k, const Placed& p, const Extras& x, u64 root,
+                    const FirmwareTables& tables_found, const ktl::Optional<boot::Framebuffer>& framebuffer,
+                    const CpuFeatures& cpu) {
   info.magic = boot::kMagic;
   info.version = boot::kVersion;
   info.size = sizeof(boot::BootInfo);
   info.memory_map = reinterpret_cast<ktl::uptr>(block.regions.data());
-  info.memory_map_count = regions.value();
-  info.kernel_phys_base = kernel_phys;
-  info.kernel_phys_size = image_size;
-  info.kernel_virt_base = image.lowest_vaddr;
-  info.page_table_root = tables.root();
-  info.stack_virt_top = stack_top;
+  info.memory_map_count = regions;
+  info.kernel_phys_base = p.kernel_phys;
+  info.kernel_phys_size = p.image_size;
+  info.kernel_virt_base = k.image.lowest_vaddr;
+  info.page_table_root = root;
+  info.stack_virt_top = p.stack_top;
   info.stack_size = kStackPages * kPage;
   info.direct_map_base = boot::layout::kDirectMapBase;
   info.command_line = reinterpret_cast<ktl::uptr>(block.cmdline.data());
-  info.command_line_size = cmdline_size;
-  info.ramdisk_base = ramdisk_phys;
-  info.ramdisk_size = ramdisk_size;
+  info.command_line_size = x.cmdline_size;
+  info.ramdisk_base = x.ramdisk_phys;
+  info.ramdisk_size = x.ramdisk_size;
   info.acpi_rsdp = tables_found.rsdp;
   info.acpi_revision = tables_found.acpi_revision;
   info.smbios_major = tables_found.smbios_major;
@@ -757,21 +785,73 @@ efi::Status boot_x86_64(Loader& l, UnsignedFiles unsigned_files) {
   info.efi_descriptor_version = final_map.descriptor_version;
   if (framebuffer) info.framebuffer = *framebuffer;
   info.kernel_sha256_verified = 1;
-  for (usize i = 0; i < 32; ++i) ktl::Span<u8>(info.kernel_sha256)[i] = digest.bytes[i];
-  info.pat = kPatValue;
-  info.flags = (no_execute ? boot::kFlagNoExecute : 0) | (gigabyte_pages ? boot::kFlagGigabytePages : 0) |
-               boot::kFlagWriteCombining;
+  for (usize i = 0; i < 32; ++i) ktl::Span<u8>(info.kernel_sha256)[i] = k.digest.bytes[i];
+  info.pat = mm::paging::x86::kPat;  // what jump_to_kernel programs
+  info.flags = (cpu.no_execute ? boot::kFlagNoExecute : 0) |
+               (cpu.gigabyte_pages ? boot::kFlagGigabytePages : 0) | boot::kFlagWriteCombining;
   info.loader_ticks_at_handoff = arch::x86_64::rdtsc();
+}
+
+efi::Result<void> boot_x86_64(Loader& l, UnsignedFiles unsigned_files) {
+  const CpuFeatures cpu = TRY(check_cpu(l));
+  auto root_r = open_boot_volume(l);
+  if (root_r.is_err())
+    return ktl::Err(fail(l, "cannot open the volume the loader was started from", root_r.error()));
+  efi::File root = root_r.release_value();
+  KernelFile kernel = TRY(read_kernel(l, root));
+  Extras extras;
+  TRY(read_extras(l, root, unsigned_files, extras));
+  // Chosen now: modes cannot change after exit.
+  const FirmwareTables tables_found = find_firmware_tables(l);
+  const ktl::Optional<boot::Framebuffer> framebuffer = find_framebuffer(l);
+  Placed placed = TRY(place_kernel(l, kernel));
+  BootBlock block = TRY(allocate_boot_block(l, extras));
+
+  // The MMIO the kernel needs before it can map devices itself: the local APIC (where
+  // IA32_APIC_BASE says) and the I/O APIC at its architectural default. Firmware maps rarely list
+  // them, so they are added as MMIO (direct map, uncached; also in the hand-off map).
+  const u64 local_apic = arch::x86_64::rdmsr(kApicBaseMsr) & 0x000f'ffff'ffff'f000ull;
+  const loader::Placement plan_placements[] = {
+      {framebuffer ? framebuffer->base : 0, framebuffer ? framebuffer->size : 0,
+       boot::MemoryKind::Framebuffer},
+      {local_apic, kPage, boot::MemoryKind::Mmio},
+      {kIoApicDefault, kPage, boot::MemoryKind::Mmio},
+  };
+  const Tables tables = TRY(build_page_tables(l, block, placed, kernel.image,
+                                              ktl::Span<const loader::Placement>(plan_placements), cpu));
+  ktl::format_to(l.con, "ferrite-loader: boot info at {:#x}, stack {:#x}-{:#x}, guard page {:#x}\n",
+                 block.base, placed.stack_bottom, placed.stack_top, placed.guard_page);
+  ktl::format_to(l.con, "ferrite-loader: exiting boot services and starting the kernel\n");
+
+  const MapSnapshot final_map = TRY(exit_boot_services(l, block));
+  arch::x86_64::cli();
+  g_panic_console = nullptr;
+
+  // The hand-off map and boot info (no firmware calls from here on).
+  const loader::Placement placements[kPlacements] = {
+      {placed.kernel_phys, placed.image_size, boot::MemoryKind::KernelImage},
+      {placed.stack_phys, kStackPages * kPage, boot::MemoryKind::KernelStack},
+      {tables.pool_base, tables.used_bytes, boot::MemoryKind::PageTables},
+      {block.base, block.size, boot::MemoryKind::BootInfo},
+      {extras.ramdisk_phys, extras.ramdisk_size, boot::MemoryKind::Ramdisk},
+      plan_placements[0],
+      plan_placements[1],
+      plan_placements[2],
+  };
+  auto regions = normalise(block, final_map, ktl::Span<const loader::Placement>(placements));
+  if (regions.is_err()) arch::x86_64::halt_forever();  // sized above; cannot happen
+  fill_boot_info(*block.info, l, block, final_map, regions.value(), kernel, placed, extras, tables.root,
+                 tables_found, framebuffer, cpu);
 
   HandoffState state{};
-  state.cr3 = tables.root();
-  state.stack_top = stack_top;
-  state.entry = image.entry;
+  state.cr3 = tables.root;
+  state.stack_top = placed.stack_top;
+  state.entry = kernel.image.entry;
   state.boot_info = boot::layout::kDirectMapBase + reinterpret_cast<ktl::uptr>(block.info);
   state.gdtr = {static_cast<u16>(3 * sizeof(u64) - 1),
                 boot::layout::kDirectMapBase + reinterpret_cast<ktl::uptr>(block.gdt.data())};
   state.idtr = {0, 0};
-  jump_to_kernel(state, no_execute);
+  jump_to_kernel(state, cpu);
 }
 
 #endif  // __x86_64__
@@ -792,7 +872,7 @@ efi::Status run(Loader& l) {
   const loader::SecureBootState secure_boot = secure_boot_state(l);
   ktl::format_to(l.con, "ferrite-loader: Secure Boot {}\n", secure_boot);
 #if defined(__x86_64__)
-  return boot_x86_64(l, unsigned_files_policy(secure_boot.state));
+  return boot_x86_64(l, unsigned_files_policy(secure_boot.state)).error();  // returns only on failure
 #else
   ktl::format_to(l.con,
                  "ferrite-loader: the aarch64 kernel hand-off is not implemented yet (roadmap: aarch64)\n");

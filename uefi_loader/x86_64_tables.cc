@@ -6,10 +6,12 @@ module loader.x86_64_tables;
 
 import ktl;
 import boot.info;
+import mm.paging.x86;
 
 namespace loader::x86_64 {
 
 namespace {
+using namespace mm::paging::x86;
 constexpr u64 k4K = u64{1} << 12;
 constexpr u64 k2M = u64{1} << 21;
 constexpr u64 k1G = u64{1} << 30;
@@ -38,13 +40,12 @@ u64 TableBuilder::leaf_bits(Access access, Cache cache, bool huge, bool global) 
   if (access == Access::ReadWrite) bits |= kWritable;
   if (access != Access::ReadExecute && no_execute_) bits |= kNoExecute;
   if (global) bits |= kGlobal;
-  // PAT layout programmed by the loader: index 0 = WB, 1 = WT, 2 = UC-, 3 = UC, 4 = WB, 5 = WC.
-  switch (cache) {
-    case Cache::WriteBack: break;
-    case Cache::Uncached: bits |= kCacheDisable | kWriteThrough; break;
-    case Cache::WriteCombining: bits |= kWriteThrough | (huge ? kPatLarge : kPat4K); break;
-  }
-  if (huge) bits |= kHuge;
+  // Indices into the PAT the loader programs (kPat).
+  u64 pat = cache == Cache::WriteBack  ? kPatWriteBack
+            : cache == Cache::Uncached ? kPatUncached
+                                       : kPatWriteCombining;
+  bits |= pat_bits(pat, huge ? LeafSize::Large : LeafSize::Page4K);
+  if (huge) bits |= kPageSize;
   return bits;
 }
 
@@ -72,7 +73,7 @@ ktl::Result<void, TableError> TableBuilder::map(u64 virt, u64 phys, u64 size, Ac
       done += k1G;
       continue;
     }
-    if ((l3e & kPresent) != 0 && (l3e & kHuge) != 0) {  // already mapped by a 1 GiB page
+    if ((l3e & kPresent) != 0 && (l3e & kPageSize) != 0) {  // already mapped by a 1 GiB page
       done += k1G - (v & (k1G - 1));
       continue;
     }
@@ -85,7 +86,7 @@ ktl::Result<void, TableError> TableBuilder::map(u64 virt, u64 phys, u64 size, Ac
       done += k2M;
       continue;
     }
-    if ((l2e & kPresent) != 0 && (l2e & kHuge) != 0) {
+    if ((l2e & kPresent) != 0 && (l2e & kPageSize) != 0) {
       done += k2M - (v & (k2M - 1));
       continue;
     }

@@ -24,25 +24,13 @@ export module loader.x86_64_tables;
 
 import ktl;
 import boot.info;
+import mm.paging.x86; // the entry bits and the PAT, shared with the kernel's paging formats
 
 export namespace loader::x86_64 {
 
 using ktl::u32;
 using ktl::u64;
 using ktl::usize;
-
-// Page-table entry bits.
-inline constexpr u64 kPresent = u64{1} << 0;
-inline constexpr u64 kWritable = u64{1} << 1;
-inline constexpr u64 kUser = u64{1} << 2;
-inline constexpr u64 kWriteThrough = u64{1} << 3;
-inline constexpr u64 kCacheDisable = u64{1} << 4;
-inline constexpr u64 kHuge = u64{1} << 7;  // PS in a PDPT/PD entry
-inline constexpr u64 kGlobal = u64{1} << 8;
-inline constexpr u64 kPatLarge = u64{1} << 12;  // PAT bit in a huge entry
-inline constexpr u64 kPat4K = u64{1} << 7;      // PAT bit in a PT entry
-inline constexpr u64 kNoExecute = u64{1} << 63;
-inline constexpr u64 kAddrMask = 0x000f'ffff'ffff'f000ull;
 
 enum class Access : u32 { ReadOnly, ReadWrite, ReadExecute };
 enum class Cache : u32 { WriteBack, WriteCombining, Uncached };

@@ -9,6 +9,7 @@
 import ktl;
 import boot.info;
 import loader.x86_64_tables;
+import mm.paging.x86;
 
 namespace {
 
@@ -16,6 +17,7 @@ using boot::MemoryKind;
 using boot::MemoryRegion;
 using loader::x86_64::Access;
 namespace x = loader::x86_64;
+namespace pte = mm::paging::x86;
 
 constexpr ktl::u64 K4 = 4096, M2 = 2ull << 20, G1 = 1ull << 30;
 constexpr ktl::u64 kDirect = boot::layout::kDirectMapBase;
@@ -59,22 +61,21 @@ std::vector<Leaf> walk(SimFrames& f, ktl::u64 root, ktl::u32 skip_slot) {
     auto t = f.table(table);
     for (ktl::u64 i = 0; i < 512; ++i) {
       ktl::u64 e = t[i];
-      if (!(e & x::kPresent)) continue;
+      if (!(e & pte::kPresent)) continue;
       if (level == 4 && i == skip_slot) continue;
       ktl::u64 shift = 12 + 9 * static_cast<ktl::u64>(level - 1);
       ktl::u64 va = va_base + (i << shift);
-      bool ew = w && (e & x::kWritable), enx = nx || (e & x::kNoExecute);
-      bool leaf = level == 1 || ((level == 2 || level == 3) && (e & x::kHuge));
+      bool ew = w && (e & pte::kWritable), enx = nx || (e & pte::kNoExecute);
+      bool leaf = level == 1 || ((level == 2 || level == 3) && (e & pte::kPageSize));
       if (!leaf) {
-        self(self, e & x::kAddrMask, level - 1, va, ew, enx);
+        self(self, e & pte::kAddrMask, level - 1, va, ew, enx);
         continue;
       }
       ktl::u64 size = 1ull << shift;
-      ktl::u64 pat_bit = level == 1 ? x::kPat4K : x::kPatLarge;
-      ktl::u32 pat =
-          ((e & pat_bit) ? 4u : 0u) | ((e & x::kCacheDisable) ? 2u : 0u) | ((e & x::kWriteThrough) ? 1u : 0u);
-      ktl::u64 pa_mask = x::kAddrMask & ~(size - 1);
-      out.push_back({canonical(va), e & pa_mask, size, ew, !enx, (e & x::kGlobal) != 0, pat});
+      ktl::u64 pat_bit = level == 1 ? pte::kPat4K : pte::kPatLarge;
+      ktl::u32 pat = ((e & pat_bit) ? 4u : 0u) | ((e & pte::kPcd) ? 2u : 0u) | ((e & pte::kPwt) ? 1u : 0u);
+      ktl::u64 pa_mask = pte::kAddrMask & ~(size - 1);
+      out.push_back({canonical(va), e & pa_mask, size, ew, !enx, (e & pte::kGlobal) != 0, pat});
     }
   };
   rec(rec, root, 4, 0, true, false);
@@ -264,9 +265,9 @@ TEST_P(Tables, RecursiveSlotPointsAtTheRoot) {
   ktl::u64 root = 0;
   build(fx, frames, GetParam(), true, &root);
   ktl::u64 e = frames.table(root)[boot::layout::kRecursiveSlot];
-  EXPECT_EQ(e & x::kAddrMask, root);
-  EXPECT_TRUE(e & x::kNoExecute);
-  EXPECT_FALSE(e & x::kUser);
+  EXPECT_EQ(e & pte::kAddrMask, root);
+  EXPECT_TRUE(e & pte::kNoExecute);
+  EXPECT_FALSE(e & pte::kUser);
 }
 
 INSTANTIATE_TEST_SUITE_P(GigabytePages, Tables, ::testing::Bool());
@@ -276,7 +277,7 @@ TEST(Tables, WithoutNxNoEntryHasBit63) {
   SimFrames frames;
   ktl::u64 root = 0;
   build(fx, frames, false, false, &root);
-  for (ktl::u64 e : frames.table(root)) EXPECT_FALSE(e & x::kNoExecute);
+  for (ktl::u64 e : frames.table(root)) EXPECT_FALSE(e & pte::kNoExecute);
   for (const Leaf& l : walk(frames, root, boot::layout::kRecursiveSlot)) EXPECT_TRUE(l.executable);
 }
 

@@ -143,7 +143,7 @@ struct BootInfo {
 
   // --- version 2 ---
   ktl::u8 kernel_sha256[32];  // the digest the loader checked the kernel file against
-  u64 pat;                    // IA32_PAT at the hand-off: PA0..7 = WB WT UC- UC WB WC UC- UC
+  u64 pat;                    // IA32_PAT as programmed; must be mm::paging::x86::kPat
   u64 flags;                  // kFlag* below
 };
 static_assert(sizeof(BootInfo) == 288);
@@ -168,8 +168,5 @@ static_assert(__builtin_offsetof(BootInfo, flags) == 280);
 inline constexpr u64 kFlagNoExecute = u64{1} << 0;       // EFER.NXE is set; page-table bit 63 means NX
 inline constexpr u64 kFlagGigabytePages = u64{1} << 1;   // the CPU has 1 GiB pages (the loader used them)
 inline constexpr u64 kFlagWriteCombining = u64{1} << 2;  // PAT entry 5 is WC (the framebuffer uses it)
-
-// PAT index (the PWT/PCD/PAT bits of a page-table entry) of write-combining in `pat` above.
-inline constexpr u32 kPatIndexWriteCombining = 5;
 
 }  // namespace boot

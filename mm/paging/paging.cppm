@@ -17,12 +17,16 @@
 //  * Operations are all-or-nothing: the frames for new tables are reserved before anything is
 //    written, so NoMemory leaves the tables exactly as they were.
 //
+// Every walk of one address (map, unmap, protect, translate, table_path, the planning steps) is
+// the one descent of mm.paging.walk (paging::descend over a WindowCursor); the range operations
+// share one traversal of the slots (for_each_slot).
+//
 // Page-table frames come from an mm::FrameAllocator and are read and written only through the
 // mm::PhysWindow. Contents of fresh frames are not assumed: tables are zeroed before use.
 //
 // Concurrency: a PageTable is not internally locked. Its owner (mm.address_space) serialises every
 // call under its lock; the frame allocator takes its own lock inside (lock order: address space,
-// then allocator).
+// then allocator). translate() and table_path() only read (relaxed loads) and take no lock.
 module;
 
 #include <ktl/macros.h>
@@ -31,6 +35,8 @@ export module mm.paging;
 
 export import mm.paging.types;
 export import mm.paging.formats;
+export import mm.paging.walk;
+export import mm.paging.recursive;
 
 import ktl;
 import mm.addr;
@@ -38,97 +44,6 @@ import mm.arch;
 import mm.frames;
 
 export namespace mm {
-
-// --- formats -----------------------------------------------------------------------------------------
-template <class F>
-concept PageTableFormat = requires(typename F::Entry e, PhysAddr p, PageFlags f, VirtAddr v, u32 level) {
-  requires ktl::is_integral<typename F::Entry> && !ktl::is_signed<typename F::Entry>;
-  requires sizeof(typename F::Entry) * F::kEntries == kPageSize;
-  requires F::kLevels >= 2 && F::kLevels <= 4;
-  requires(u64{1} << F::kIndexBits) == F::kEntries;
-  requires F::kLargestLeafLevel < F::kLevels;
-  requires F::kPhysLimit <= PhysAddr::kLimit;
-  requires ktl::is_same<decltype(F::kind(e, level)), paging::EntryKind>;
-  requires ktl::is_same<decltype(F::target(e, level)), PhysAddr>;
-  requires ktl::is_same<decltype(F::table_entry(p)), typename F::Entry>;
-  requires ktl::is_same<decltype(F::leaf_entry(level, p, f)), typename F::Entry>;
-  requires ktl::is_same<decltype(F::split_leaf(e, level)), typename F::Entry>;
-  requires ktl::is_same<decltype(F::relax_table(e)), typename F::Entry>;
-  requires ktl::is_same<decltype(F::leaf_flags(e, level)), PageFlags>;
-  requires ktl::is_same<decltype(F::restrict(e, f)), PageFlags>;
-  requires ktl::is_same<decltype(F::effective(f)), PageFlags>;
-  requires ktl::is_same<decltype(F::virt_ok(v)), bool>;
-  F::kRecursive;
-  F::kUserRootSlots;
-  F::kName;
-};
-
-// Whether format F has leaves of size S. Misuse is a compile error: PageTable<X86_32>::map takes
-// no Page<Size1G>, PageTable<X86_64>::map no Page<Size4M>.
-template <class F, class S>
-concept SupportsPageSize = PageTableFormat<F> && PageSize<S> && (F::template kLevelOf<S> >= 0);
-
-namespace paging {
-
-// Address arithmetic shared by the engine and the recursive view. Internally addresses are
-// "linear": the VirtAddr truncated to the bits the format translates (48 or 32), so the upper
-// half is contiguous above the lower one.
-template <PageTableFormat F>
-struct Geometry {
-  static constexpr u32 kLevels = F::kLevels;
-  static constexpr u32 kTop = F::kLevels - 1;
-  static constexpr u32 kSpaceBits = 12 + F::kLevels * F::kIndexBits;
-  static constexpr u64 kSpaceMask = (u64{1} << kSpaceBits) - 1;
-
-  [[nodiscard]] static constexpr u32 shift(u32 level) { return 12 + level * F::kIndexBits; }
-  // Bytes translated by one entry of a level-`level` table.
-  [[nodiscard]] static constexpr u64 level_size(u32 level) { return u64{1} << shift(level); }
-  [[nodiscard]] static constexpr usize index(u64 lin, u32 level) {
-    return static_cast<usize>((lin >> shift(level)) & (F::kEntries - 1));
-  }
-  [[nodiscard]] static constexpr u64 linear(VirtAddr v) { return v.value() & kSpaceMask; }
-  [[nodiscard]] static constexpr VirtAddr virt(u64 lin) {
-    if constexpr (kSpaceBits == VirtAddr::kBits) {
-      return VirtAddr::truncate(lin);
-    } else {
-      return VirtAddr::from(lin);
-    }
-  }
-};
-
-// Walks the translation of `v` with entries supplied by `read(level, parent_entry)` (parent_entry
-// is the table entry one level up; ignored at the root). Shared by the direct walk over the
-// physical window and the walk through the recursive window.
-template <PageTableFormat F, class Reader>
-[[nodiscard]] ktl::Optional<Translation> walk_translation(Reader& read, VirtAddr v) {
-  using G = Geometry<F>;
-  using Entry = typename F::Entry;
-  ktl::Array<Entry, G::kLevels> path{};
-  u32 depth = 0;
-  Entry parent = 0;
-  for (u32 level = G::kTop;; --level) {
-    ktl::Optional<Entry> got = read(level, parent);
-    if (!got) return ktl::nullopt;
-    Entry e = *got;
-    switch (F::kind(e, level)) {
-      case EntryKind::Empty: return ktl::nullopt;
-      case EntryKind::Leaf: {
-        PageFlags flags = F::leaf_flags(e, level);
-        for (u32 i = 0; i < depth; ++i) flags = F::restrict(path[i], flags);
-        u64 size = G::level_size(level);
-        PhysAddr frame = F::target(e, level);
-        return Translation{frame + (v.value() & (size - 1)), v.align_down(size), frame, size, flags};
-      }
-      case EntryKind::Table:
-        path[depth++] = e;
-        parent = e;
-        break;
-    }
-    if (level == 0) return ktl::nullopt;  // a format never reports a table at level 0
-  }
-}
-
-}  // namespace paging
 
 // --- errors of the frame allocator ---------------------------------------------------------------------
 // The PagingError a refused page-table frame becomes: one-to-one, so the allocator's cause survives.
@@ -191,73 +106,6 @@ struct TablePath {
   [[nodiscard]] PhysAddr at(u32 i) const {
     ktl::check(i < depth, "TablePath index out of range");
     return PhysAddr::unchecked(tables[i]);
-  }
-};
-
-// --- the recursive window --------------------------------------------------------------------------------
-// With root slot `s` pointing at the root itself, the table that translates `va` at level l is
-// visible at the virtual address whose top l+1 indices are all `s` and whose remaining indices
-// are va's top indices shifted down. RecursiveView computes those addresses and walks a
-// translation through them, reading with a Memory (`template <class T> Optional<T> read(VirtAddr)`):
-// ActiveWindowMemory in the kernel, a simulated-MMU reader on the host.
-template <PageTableFormat F>
-  requires(F::kRecursive)
-class RecursiveView {
-  using G = paging::Geometry<F>;
-
- public:
-  using Entry = typename F::Entry;
-
-  [[nodiscard]] static constexpr ktl::Result<RecursiveView, PagingError> at_slot(u32 slot) {
-    if (slot >= F::kEntries) return ktl::Err(PagingError::OutOfRange);
-    return RecursiveView(slot);
-  }
-  [[nodiscard]] constexpr u32 slot() const { return slot_; }
-
-  // The virtual address of the level-`level` table used to translate `va` (level kLevels-1 is the
-  // root itself).
-  [[nodiscard]] constexpr VirtAddr table_address(u32 level, VirtAddr va) const {
-    ktl::check(level < G::kLevels, "RecursiveView::table_address: no such level");
-    u64 lin = G::linear(va);
-    u32 copies = level + 1;
-    u64 out = 0;
-    for (u32 field = 0; field < G::kLevels; ++field) {  // field 0 is the root index
-      u64 idx = field < copies ? slot_ : G::index(lin, G::kTop - (field - copies));
-      out |= idx << G::shift(G::kTop - field);
-    }
-    return G::virt(out);
-  }
-  [[nodiscard]] constexpr VirtAddr entry_address(u32 level, VirtAddr va) const {
-    return table_address(level, va) + G::index(G::linear(va), level) * sizeof(Entry);
-  }
-  [[nodiscard]] constexpr VirtAddr window_start() const { return G::virt(u64{slot_} << G::shift(G::kTop)); }
-  [[nodiscard]] static constexpr u64 window_size() { return G::level_size(G::kTop); }
-  [[nodiscard]] constexpr bool contains(VirtAddr va) const {
-    return F::virt_ok(va) && G::index(G::linear(va), G::kTop) == slot_;
-  }
-
-  // Walks the translation of `va` reading every entry through the recursive window.
-  template <class Memory>
-  [[nodiscard]] ktl::Optional<Translation> translate(Memory& memory, VirtAddr va) const {
-    if (!F::virt_ok(va)) return ktl::nullopt;
-    auto read = [&](u32 level, Entry) -> ktl::Optional<Entry> {
-      return memory.template read<Entry>(entry_address(level, va));
-    };
-    return paging::walk_translation<F>(read, va);
-  }
-
- private:
-  constexpr explicit RecursiveView(u32 slot) : slot_(slot) {}
-  u32 slot_;
-};
-
-// Reads through the recursive window of the *active* address space (kernel only: the window is
-// mapped only while tables with the self-reference are loaded in CR3).
-struct ActiveWindowMemory {
-  template <class T>
-  [[nodiscard]] ktl::Optional<T> read(VirtAddr va) const {
-    T value = *va.as_ptr<const volatile T>();
-    return value;
   }
 };
 
@@ -358,12 +206,8 @@ class PageTable {
   [[nodiscard]] ktl::Result<Unmapped<S>, PagingError> unmap(Page<S> page) {
     constexpr u32 k = F::template kLevelOf<S>;
     u64 lin = TRY(checked_range(page.start(), S::bytes));
-    LeafRef leaf = TRY(leaf_at_or_above(k, lin));
     Hull hull;
-    hull.add(leaf.base, G::level_size(leaf.level));
-    FramePool pool(window_, *frames_);
-    TRY(pool.reserve(leaf.level - k));
-    leaf = split_to(leaf, k, lin, pool);
+    LeafRef leaf = TRY(exact_leaf(k, lin, hull));
     Entry old = load(*leaf.slot);
     store(*leaf.slot, 0);
     return Unmapped<S>{Frame<S>::containing(F::target(old, k)), hull.token()};
@@ -375,12 +219,8 @@ class PageTable {
   [[nodiscard]] ktl::Result<TlbFlush, PagingError> protect(Page<S> page, PageFlags flags) {
     constexpr u32 k = F::template kLevelOf<S>;
     u64 lin = TRY(checked_range(page.start(), S::bytes));
-    LeafRef leaf = TRY(leaf_at_or_above(k, lin));
     Hull hull;
-    hull.add(leaf.base, G::level_size(leaf.level));
-    FramePool pool(window_, *frames_);
-    TRY(pool.reserve(leaf.level - k));
-    leaf = split_to(leaf, k, lin, pool);
+    LeafRef leaf = TRY(exact_leaf(k, lin, hull));
     Entry old = load(*leaf.slot);
     store(*leaf.slot, F::leaf_entry(k, F::target(old, k), flags));
     return hull.token();
@@ -389,27 +229,19 @@ class PageTable {
   // Where `v` translates to, with the effective flags; nullopt if it does not.
   [[nodiscard]] ktl::Optional<Translation> translate(VirtAddr v) const {
     if (!F::virt_ok(v)) return ktl::nullopt;
-    u64 lin = G::linear(v);
-    PhysAddr table = root_;
-    auto read = [&](u32 level, Entry parent) -> ktl::Optional<Entry> {
-      if (level != kTop) table = F::target(parent, level + 1);
-      return load(entry(table, lin, level));
-    };
-    return paging::walk_translation<F>(read, v);
+    Cursor c = cursor(G::linear(v));
+    return paging::translation<F>(c, v);
   }
 
   // The tables a walk of `v` visits, root first, down to the leaf's table or the first hole.
   [[nodiscard]] TablePath<F::kLevels> table_path(VirtAddr v) const {
     TablePath<F::kLevels> path;
     if (!F::virt_ok(v)) return path;
-    u64 lin = G::linear(v);
-    PhysAddr table = root_;
-    for (u32 level = kTop;; --level) {
-      path.tables[path.depth++] = table.value();
-      Entry e = load(entry(table, lin, level));
-      if (level == 0 || F::kind(e, level) != paging::EntryKind::Table) return path;
-      table = F::target(e, level);
-    }
+    path.tables[path.depth++] = root_.value();
+    Cursor c = cursor(G::linear(v));
+    (void)paging::descend<F>(
+        c, 0, [&](u32 level, Entry e) { path.tables[path.depth++] = F::target(e, level).value(); });
+    return path;
   }
 
   // --- ranges --------------------------------------------------------------------------------------------
@@ -668,82 +500,67 @@ class PageTable {
     return ktl::ok();
   }
 
-  // --- single-leaf helpers ---
+  // --- single-leaf helpers: every walk of one address is paging::descend over a Cursor ---
+  using Cursor = paging::WindowCursor<F, paging::OutsideWindow::Panic>;
+  [[nodiscard]] Cursor cursor(u64 lin) const { return Cursor(window_, root_, lin); }
+
   // How many tables mapping a level-k leaf at `lin` needs, or why it cannot be mapped.
   [[nodiscard]] ktl::Result<u32, PagingError> plan_leaf(u32 k, u64 lin) const {
-    PhysAddr t = root_;
-    for (u32 level = kTop;; --level) {
-      Entry e = load(entry(t, lin, level));
-      paging::EntryKind kind = F::kind(e, level);
-      if (level == k) {
-        if (kind == paging::EntryKind::Empty) return u32{0};
-        return ktl::Err(kind == paging::EntryKind::Leaf ? PagingError::AlreadyMapped
-                                                        : PagingError::TableInTheWay);
-      }
-      if (kind == paging::EntryKind::Empty) return level - k;
-      if (kind == paging::EntryKind::Leaf) return ktl::Err(PagingError::AlreadyMapped);
-      t = F::target(e, level);
-    }
+    Cursor c = cursor(lin);
+    paging::Stop<F> s = paging::descend<F>(c, k);
+    if (s.kind == paging::EntryKind::Leaf) return ktl::Err(PagingError::AlreadyMapped);
+    if (s.kind == paging::EntryKind::Table) return ktl::Err(PagingError::TableInTheWay);  // at level k
+    return s.level - k;
   }
 
   // Writes `leaf` at level k for `lin`, creating missing tables from `pool` and relaxing existing
   // table entries that would restrict it. Returns whether a present entry changed (relaxed).
   // Precondition: plan_leaf(k, lin) succeeded and `pool` holds what it asked for.
   bool install_leaf(u32 k, u64 lin, Entry leaf, FramePool& pool) {
-    PhysAddr t = root_;
+    Cursor c = cursor(lin);
     bool relaxed = false;
-    for (u32 level = kTop; level > k; --level) {
-      Entry& e = entry(t, lin, level);
-      Entry cur = load(e);
-      if (F::kind(cur, level) == paging::EntryKind::Empty) {
-        PhysAddr child = new_table(pool);
-        store(e, F::table_entry(child));
-        t = child;
-      } else {
-        Entry loose = F::relax_table(cur);
-        if (loose != cur) {
-          store(e, loose);
-          relaxed = true;
-        }
-        t = F::target(cur, level);
-      }
+    paging::Stop<F> s = paging::descend<F>(c, k, [&](u32, Entry cur) {
+      Entry loose = F::relax_table(cur);
+      if (loose == cur) return;
+      store(c.slot(), loose);
+      relaxed = true;
+    });
+    Entry* slot = &c.slot();  // empty (the precondition), at level s.level >= k
+    for (u32 level = s.level; level > k; --level) {
+      PhysAddr child = new_table(pool);
+      store(*slot, F::table_entry(child));
+      slot = &entry(child, lin, level - 1);
     }
-    store(entry(t, lin, k), leaf);
+    store(*slot, leaf);
     return relaxed;
   }
 
   // The leaf covering `lin` at level >= k. NotMapped if there is none, SizeMismatch if the
   // level-k slot holds a table (smaller pages).
   [[nodiscard]] ktl::Result<LeafRef, PagingError> leaf_at_or_above(u32 k, u64 lin) const {
-    PhysAddr t = root_;
-    for (u32 level = kTop;; --level) {
-      Entry& e = entry(t, lin, level);
-      Entry cur = load(e);
-      switch (F::kind(cur, level)) {
-        case paging::EntryKind::Empty: return ktl::Err(PagingError::NotMapped);
-        case paging::EntryKind::Leaf: return LeafRef{&e, level, ktl::align_down(lin, G::level_size(level))};
-        case paging::EntryKind::Table:
-          if (level == k) return ktl::Err(PagingError::SizeMismatch);
-          t = F::target(cur, level);
-          break;
-      }
+    Cursor c = cursor(lin);
+    paging::Stop<F> s = paging::descend<F>(c, k);
+    switch (s.kind) {
+      case paging::EntryKind::Empty: return ktl::Err(PagingError::NotMapped);
+      case paging::EntryKind::Table: return ktl::Err(PagingError::SizeMismatch);
+      case paging::EntryKind::Leaf: break;
     }
+    return LeafRef{&c.slot(), s.level, ktl::align_down(lin, G::level_size(s.level))};
   }
   // The leaf covering `lin`, if any.
   [[nodiscard]] ktl::Optional<LeafRef> find_leaf(u64 lin) const {
-    PhysAddr t = root_;
-    for (u32 level = kTop;; --level) {
-      Entry& e = entry(t, lin, level);
-      Entry cur = load(e);
-      switch (F::kind(cur, level)) {
-        case paging::EntryKind::Empty: return ktl::nullopt;
-        case paging::EntryKind::Leaf: return LeafRef{&e, level, ktl::align_down(lin, G::level_size(level))};
-        case paging::EntryKind::Table:
-          if (level == 0) return ktl::nullopt;
-          t = F::target(cur, level);
-          break;
-      }
-    }
+    auto leaf = leaf_at_or_above(0, lin);
+    if (leaf.is_err()) return ktl::nullopt;
+    return leaf.value();
+  }
+  // The level-k leaf that maps `lin`, after splitting a larger one (which `hull` then covers
+  // whole). Errors as leaf_at_or_above, and NoMemory for the split's tables.
+  [[nodiscard]] ktl::Result<LeafRef, PagingError> exact_leaf(u32 k, u64 lin, Hull& hull) {
+    LeafRef leaf = TRY(leaf_at_or_above(k, lin));
+    hull.add(leaf.base, G::level_size(leaf.level));
+    FramePool pool(window_, *frames_);
+    TRY(pool.reserve(leaf.level - k));
+    return split_to(leaf, k, lin, pool);
   }
 
   // Replaces `leaf` by a table of next-smaller leaves mapping the same frames with the same
@@ -958,13 +775,8 @@ class PageTable {
     return 0;
   }
   [[nodiscard]] bool slot_holds_table(u32 k, u64 lin) const {
-    PhysAddr t = root_;
-    for (u32 level = kTop;; --level) {
-      Entry e = load(entry(t, lin, level));
-      if (F::kind(e, level) != paging::EntryKind::Table) return false;
-      if (level == k) return true;
-      t = F::target(e, level);
-    }
+    Cursor c = cursor(lin);
+    return paging::descend<F>(c, k).kind == paging::EntryKind::Table;
   }
   // Tables map_range will create: the same walk as installation, with the tables it would create
   // remembered per level (addresses only grow, so one remembered block per level suffices).
@@ -975,17 +787,10 @@ class PageTable {
     for (u64 done = 0; done < bytes;) {
       u64 lin = lo + done;
       u32 k = choose_level(lin, pa + done, bytes - done, huge);
-      PhysAddr t = root_;
-      bool real = true;
-      for (u32 level = kTop; level > k; --level) {
-        if (real) {
-          Entry e = load(entry(t, lin, level));
-          if (F::kind(e, level) == paging::EntryKind::Table) {
-            t = F::target(e, level);
-            continue;
-          }
-          real = false;  // empty: leaves were ruled out by the caller
-        }
+      Cursor walk = cursor(lin);
+      // Empty where the existing tables end (leaves were ruled out by the caller): a new table
+      // for every level from there down to k.
+      for (u32 level = paging::descend<F>(walk, k).level; level > k; --level) {
         u64 block = ktl::align_down(lin, G::level_size(level));
         u64& c = created[level - 1];
         if (c != block) {

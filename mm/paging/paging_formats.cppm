@@ -25,6 +25,7 @@ export module mm.paging.formats;
 import ktl;
 import mm.addr;
 import mm.paging.types;
+export import mm.paging.x86;
 
 export namespace mm::paging {
 
@@ -38,30 +39,15 @@ template <class A, class... B>
 inline constexpr bool is_one_of = (ktl::is_same<A, B> || ...);
 
 namespace x86 {
-// Intel SDM vol. 3A, 4.3 (32-bit paging) and 4.5 (4-level paging).
-inline constexpr u64 kPresent = u64{1} << 0;
-inline constexpr u64 kWritable = u64{1} << 1;
-inline constexpr u64 kUser = u64{1} << 2;
-inline constexpr u64 kPwt = u64{1} << 3;
-inline constexpr u64 kPcd = u64{1} << 4;
-inline constexpr u64 kPageSize = u64{1} << 7;  // PS in a directory entry
-inline constexpr u64 kPat4K = u64{1} << 7;     // PAT in a PTE
-inline constexpr u64 kGlobal = u64{1} << 8;
-inline constexpr u64 kPatLarge = u64{1} << 12;  // PAT in a PS entry
-inline constexpr u64 kNoExecute = u64{1} << 63;
-
-// The PAT the loader programs (IA32_PAT = 0x0007010600070406):
-// PA0..PA7 = WB, WT, UC-, UC, WB, WC, UC-, UC. Index = PAT:PCD:PWT.
-inline constexpr u64 kPat = 0x0007'0106'0007'0406ull;
-
+// The memory types of PageFlags as indices into x86::kPat (mm.paging.x86).
 [[nodiscard]] constexpr u64 pat_index(CacheMode c) {
   switch (c) {
-    case CacheMode::WriteBack: return 0;
-    case CacheMode::WriteThrough: return 1;
-    case CacheMode::Uncached: return 3;
-    case CacheMode::WriteCombining: return 5;
+    case CacheMode::WriteBack: return kPatWriteBack;
+    case CacheMode::WriteThrough: return kPatWriteThrough;
+    case CacheMode::Uncached: return kPatUncached;
+    case CacheMode::WriteCombining: return kPatWriteCombining;
   }
-  return 0;
+  return kPatWriteBack;
 }
 [[nodiscard]] constexpr CacheMode cache_of_pat_index(u64 index) {
   switch (index & 7) {
@@ -91,10 +77,7 @@ struct Common {
     if (f.user()) bits |= kUser;
     if (f.global()) bits |= kGlobal;
     if (kHasNx && !f.executable()) bits |= kNoExecute;
-    u64 pat = pat_index(f.cache());
-    if (pat & 1) bits |= kPwt;
-    if (pat & 2) bits |= kPcd;
-    if (pat & 4) bits |= level == 0 ? kPat4K : kPatLarge;
+    bits |= pat_bits(pat_index(f.cache()), level == 0 ? LeafSize::Page4K : LeafSize::Large);
     if (level > 0) bits |= kPageSize;
     return static_cast<Entry>(bits);
   }
@@ -104,9 +87,7 @@ struct Common {
     if (e & kUser) f = f.with(Privilege::User);
     if (e & kGlobal) f = f.with(Scope::Global);
     if (!kHasNx || (static_cast<u64>(e) & kNoExecute) == 0) f = f.with(Exec::Yes);
-    u64 pat_bit = level == 0 ? kPat4K : kPatLarge;
-    u64 index = ((e & kPwt) ? 1 : 0) | ((e & kPcd) ? 2 : 0) | ((e & pat_bit) ? 4 : 0);
-    return f.with(cache_of_pat_index(index));
+    return f.with(cache_of_pat_index(pat_index_of(e, level == 0 ? LeafSize::Page4K : LeafSize::Large)));
   }
   [[nodiscard]] static constexpr Entry table_bits() {
     return static_cast<Entry>(kPresent | kWritable | kUser);
@@ -138,7 +119,7 @@ struct X86_64 : x86::Common<u64, true> {
   // Root slots [0, 256) translate the lower (user) half, [256, 512) the kernel half.
   static constexpr u32 kUserRootSlots = 256;
   static constexpr u64 kPat = x86::kPat;
-  static constexpr u64 kAddrMask = 0x000f'ffff'ffff'f000ull;
+  static constexpr u64 kAddrMask = x86::kAddrMask;
 
   template <PageSize S>
   static constexpr int kLevelOf = ktl::is_same<S, Size4K>   ? 0
