@@ -8,7 +8,7 @@ module;
 #endif
 
 // See mm/slab/slab.cc: bytes that may be poisoned in ASan's shadow are touched only by these helpers.
-#define HEAP_RAW __attribute__((no_sanitize("address"), no_builtin))
+#define HEAP_RAW __attribute__((no_sanitize("address", "coverage"), no_builtin))
 
 module mm.heap;
 

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -98,10 +99,19 @@ Op decode(const std::uint8_t* r) {
   return op;
 }
 
+// The table frames, made once and zeroed again for each input (as a fresh block would be), so an
+// input's outcome never depends on the inputs before it.
+const mm::test_env::TestMemory& fresh_memory() {
+  static const mm::test_env::TestMemory m =
+      mm::test_env::TestMemory::acquire(1 << 20).release_value();
+  ktl::Span<ktl::u8> bytes = m.window().bytes(m.base(), m.size());
+  std::memset(bytes.data(), 0, bytes.size());
+  return m;
+}
+
 template <class F>
 void run(const std::uint8_t* data, std::size_t size) {
-  auto memory = mm::test_env::TestMemory::acquire(1 << 20).release_value();
-  Harness<F> h(memory);
+  Harness<F> h(fresh_memory());
   std::size_t count = size / kRecord;
   for (std::size_t i = 0; i < count; ++i) {
     const std::uint8_t* r = data + i * kRecord;

@@ -192,8 +192,22 @@ bool PmmArena::check_invariants() const {
 // --- Pmm: building ------------------------------------------------------------------------------------
 ktl::Result<void, PmmError> Pmm::init(ktl::Span<const PhysRegion> map, PhysWindow window) {
   if (initialized_) return ktl::Err(PmmError::AlreadyInitialized);
+  InitPlan plan;
+  plan.records = TRY(validate_map(map));
+  TRY(plan_arenas(map, plan));
+  TRY(place_metadata(map, window, plan));
+  // Nothing can fail any more: build.
+  window_ = window;
+  build_arenas(map, plan);
+  mark_metadata(plan);
+  record_regions(map, plan);
+  initialized_ = true;
+  return ktl::ok();
+}
 
-  // 1. The map: sorted, non-overlapping, known nodes.
+// Sorted, non-overlapping, known nodes (checked per region, in map order). Returns the number of
+// non-empty regions (the region table's records).
+ktl::Result<u64, PmmError> Pmm::validate_map(ktl::Span<const PhysRegion> map) {
   u64 records = 0;
   u64 prev_start = 0;
   u64 prev_end = 0;
@@ -206,86 +220,89 @@ ktl::Result<void, PmmError> Pmm::init(ktl::Span<const PhysRegion> map, PhysWindo
     prev_end = r.range.end().value();
     if (!span_of(r).empty()) ++records;
   }
+  return records;
+}
 
-  // 2. Arenas: usable spans of one node, merged across small holes.
-  struct Plan {
-    u64 first;
-    u64 end;
-    NodeId node;
-    u64 free_words;
-    u64 managed_words;
-    usize block;
-  };
-  ktl::Array<Plan, kMaxArenas> plans{};
-  usize plan_count = 0;
+// The arenas: usable spans of one node, merged across small holes (and, once kMaxArenas are
+// planned, across any hole of the same node).
+ktl::Result<void, PmmError> Pmm::plan_arenas(ktl::Span<const PhysRegion> map, InitPlan& plan) {
   for (const PhysRegion& r : map) {
     FrameSpan s = span_of(r);
     if (r.kind != RegionKind::Usable || s.empty()) continue;
-    if (plan_count > 0) {
-      Plan& last = plans[plan_count - 1];
+    if (plan.arena_count > 0) {
+      ArenaPlan& last = plan.arenas[plan.arena_count - 1];
       bool same_node = last.node == r.node;
-      if (same_node && (s.first - last.end <= kMergeGapFrames || plan_count == kMaxArenas)) {
+      if (same_node && (s.first - last.end <= kMergeGapFrames || plan.arena_count == kMaxArenas)) {
         last.end = s.end;  // sorted and disjoint, so s.first >= last.end
         continue;
       }
-      if (plan_count == kMaxArenas) return ktl::Err(PmmError::TooManyArenas);
+      if (plan.arena_count == kMaxArenas) return ktl::Err(PmmError::TooManyArenas);
     }
-    plans[plan_count++] = Plan{s.first, s.end, r.node, 0, 0, 0};
+    plan.arenas[plan.arena_count++] = ArenaPlan{s.first, s.end, r.node, 0, 0, 0};
   }
-  if (plan_count == 0) return ktl::Err(PmmError::NoUsableMemory);
+  if (plan.arena_count == 0) return ktl::Err(PmmError::NoUsableMemory);
+  return ktl::ok();
+}
 
-  // 3. Metadata: every arena's bitmaps (on its own node when possible), then the region table.
-  //    Each block is carved from the top of the highest usable span with room, below any block
-  //    already carved from that span.
-  ktl::Array<MetadataBlock, kMaxArenas + 1> blocks{};
-  usize block_count = 0;
-  auto carve = [&](u64 frames, ktl::Optional<NodeId> node) -> ktl::Optional<MetadataBlock> {
-    for (usize pass = 0; pass < 2; ++pass) {
-      for (usize i = map.size(); i-- > 0;) {
-        const PhysRegion& r = map[i];
-        FrameSpan s = span_of(r);
-        if (r.kind != RegionKind::Usable || s.empty()) continue;
-        if (pass == 0 && node.has_value() && !(r.node == node.value())) continue;
-        u64 top = s.end;
-        for (usize b = 0; b < block_count; ++b) {
-          if (blocks[b].first >= s.first && blocks[b].first < s.end) top = ktl::min(top, blocks[b].first);
-        }
-        if (top - s.first >= frames) return MetadataBlock{top - frames, frames, r.node};
-      }
-      if (!node.has_value()) break;
-    }
-    return ktl::nullopt;
-  };
-  for (usize i = 0; i < plan_count; ++i) {
-    Plan& p = plans[i];
+// Every arena's bitmaps (on its own node when possible), then the region table, each carved by
+// carve_block(); all of them must lie inside `window`.
+ktl::Result<void, PmmError> Pmm::place_metadata(ktl::Span<const PhysRegion> map, PhysWindow window,
+                                                InitPlan& plan) {
+  for (usize i = 0; i < plan.arena_count; ++i) {
+    ArenaPlan& p = plan.arenas[i];
     u64 frames = p.end - p.first;
     p.free_words = SummaryBitmap::storage_words(frames);
     p.managed_words = words_for_bits(frames);
-    auto block = carve(frames_for_bytes((p.free_words + p.managed_words) * sizeof(u64)), p.node);
+    auto block =
+        carve_block(map, plan, frames_for_bytes((p.free_words + p.managed_words) * sizeof(u64)), p.node);
     if (!block.has_value()) return ktl::Err(PmmError::NoMemoryForMetadata);
-    p.block = block_count;
-    blocks[block_count++] = block.value();
+    p.block = plan.block_count;
+    plan.blocks[plan.block_count++] = block.value();
   }
-  auto table = carve(frames_for_bytes(records * sizeof(MapRecord)), ktl::nullopt);
+  auto table = carve_block(map, plan, frames_for_bytes(plan.records * sizeof(MapRecord)), ktl::nullopt);
   if (!table.has_value()) return ktl::Err(PmmError::NoMemoryForMetadata);
-  usize table_block = block_count;
-  blocks[block_count++] = table.value();
-  for (usize b = 0; b < block_count; ++b) {
-    if (!window.covers(addr_of(blocks[b].first), blocks[b].count * kPageSize)) {
+  plan.table_block = plan.block_count;
+  plan.blocks[plan.block_count++] = table.value();
+  for (usize b = 0; b < plan.block_count; ++b) {
+    if (!window.covers(addr_of(plan.blocks[b].first), plan.blocks[b].count * kPageSize)) {
       return ktl::Err(PmmError::MetadataNotMapped);
     }
   }
+  return ktl::ok();
+}
 
-  // 4. Nothing can fail any more: build.
-  window_ = window;
-  for (usize i = 0; i < plan_count; ++i) {
-    const Plan& p = plans[i];
-    ktl::Span<u64> storage =
-        window.array<u64>(addr_of(blocks[p.block].first), static_cast<usize>(p.free_words + p.managed_words));
+// `frames` frames from the top of the highest usable span with room (of `node` if it has one,
+// else of any node), below any block already carved from that span.
+ktl::Optional<Pmm::MetadataBlock> Pmm::carve_block(ktl::Span<const PhysRegion> map, const InitPlan& plan,
+                                                   u64 frames, ktl::Optional<NodeId> node) {
+  for (usize pass = 0; pass < 2; ++pass) {
+    for (usize i = map.size(); i-- > 0;) {
+      const PhysRegion& r = map[i];
+      FrameSpan s = span_of(r);
+      if (r.kind != RegionKind::Usable || s.empty()) continue;
+      if (pass == 0 && node.has_value() && !(r.node == node.value())) continue;
+      u64 top = s.end;
+      for (usize b = 0; b < plan.block_count; ++b) {
+        const MetadataBlock& block = plan.blocks[b];
+        if (block.first >= s.first && block.first < s.end) top = ktl::min(top, block.first);
+      }
+      if (top - s.first >= frames) return MetadataBlock{top - frames, frames, r.node};
+    }
+    if (!node.has_value()) break;
+  }
+  return ktl::nullopt;
+}
+
+// The arenas over their bitmaps, every usable span managed and free.
+void Pmm::build_arenas(ktl::Span<const PhysRegion> map, const InitPlan& plan) {
+  for (usize i = 0; i < plan.arena_count; ++i) {
+    const ArenaPlan& p = plan.arenas[i];
+    ktl::Span<u64> storage = window_.array<u64>(addr_of(plan.blocks[p.block].first),
+                                                static_cast<usize>(p.free_words + p.managed_words));
     arenas_[i].setup(p.first, p.end - p.first, p.node, storage.first(static_cast<usize>(p.free_words)),
                      storage.subspan(static_cast<usize>(p.free_words)));
   }
-  arena_count_ = plan_count;
+  arena_count_ = plan.arena_count;
   for (const PhysRegion& r : map) {
     FrameSpan s = span_of(r);
     if (r.kind != RegionKind::Usable || s.empty()) continue;
@@ -293,15 +310,26 @@ ktl::Result<void, PmmError> Pmm::init(ktl::Span<const PhysRegion> map, PhysWindo
     ktl::check(a != nullptr, "pmm: a usable span has no arena");
     a->add_usable(s.first, s.end);
   }
-  for (usize b = 0; b < block_count; ++b) {
-    if (blocks[b].count == 0) continue;
-    PmmArena* a = arena_of(blocks[b].first);
-    ktl::check(a != nullptr, "pmm: a metadata block has no arena");
-    a->remove_usable(blocks[b].first, blocks[b].first + blocks[b].count);
-    metadata_[metadata_count_++] = blocks[b];
-  }
+}
 
-  regions_ = window.array<MapRecord>(addr_of(blocks[table_block].first), static_cast<usize>(records));
+// The metadata blocks leave their arenas' managed frames and are remembered (for state_of, the
+// statistics and error reports).
+void Pmm::mark_metadata(const InitPlan& plan) {
+  for (usize b = 0; b < plan.block_count; ++b) {
+    const MetadataBlock& block = plan.blocks[b];
+    if (block.count == 0) continue;
+    PmmArena* a = arena_of(block.first);
+    ktl::check(a != nullptr, "pmm: a metadata block has no arena");
+    a->remove_usable(block.first, block.first + block.count);
+    metadata_[metadata_count_++] = block;
+    nodes_[block.node.value].metadata_frames += block.count;
+  }
+}
+
+// The region table (for error reports) and each node's usable and reserved frame counts.
+void Pmm::record_regions(ktl::Span<const PhysRegion> map, const InitPlan& plan) {
+  regions_ = window_.array<MapRecord>(addr_of(plan.blocks[plan.table_block].first),
+                                         static_cast<usize>(plan.records));
   usize next = 0;
   u64 reserved_end = 0;  // grown non-usable spans may share their edge frames
   for (const PhysRegion& r : map) {
@@ -318,11 +346,6 @@ ktl::Result<void, PmmError> Pmm::init(ktl::Span<const PhysRegion> map, PhysWindo
       reserved_end = ktl::max(reserved_end, s.end);
     }
   }
-  for (usize b = 0; b < metadata_count_; ++b)
-    nodes_[metadata_[b].node.value].metadata_frames += metadata_[b].count;
-
-  initialized_ = true;
-  return ktl::ok();
 }
 
 // --- Pmm: lookup and error reports ------------------------------------------------------------------

@@ -392,6 +392,38 @@ class Pmm final : public FrameAllocator {
     u64 metadata_frames = 0;
   };
 
+  // What init() decides before it changes anything: the arenas and where their bitmaps and the
+  // region table go.
+  struct ArenaPlan {
+    u64 first;
+    u64 end;
+    NodeId node;
+    u64 free_words;
+    u64 managed_words;
+    ktl::usize block;  // index of its bitmaps in InitPlan::blocks
+  };
+  struct InitPlan {
+    u64 records = 0;  // non-empty regions of the map
+    ktl::Array<ArenaPlan, kMaxArenas> arenas{};
+    ktl::usize arena_count = 0;
+    ktl::Array<MetadataBlock, kMaxArenas + 1> blocks{};
+    ktl::usize block_count = 0;
+    ktl::usize table_block = 0;
+  };
+  // init()'s steps, in order (pmm.cc). The first three only plan and may fail; the last three
+  // build and cannot.
+  [[nodiscard]] static ktl::Result<u64, PmmError> validate_map(ktl::Span<const PhysRegion> map);
+  [[nodiscard]] static ktl::Result<void, PmmError> plan_arenas(ktl::Span<const PhysRegion> map,
+                                                               InitPlan& plan);
+  [[nodiscard]] static ktl::Result<void, PmmError> place_metadata(ktl::Span<const PhysRegion> map,
+                                                                  PhysWindow window, InitPlan& plan);
+  [[nodiscard]] static ktl::Optional<MetadataBlock> carve_block(ktl::Span<const PhysRegion> map,
+                                                                const InitPlan& plan, u64 frames,
+                                                                ktl::Optional<NodeId> node);
+  void build_arenas(ktl::Span<const PhysRegion> map, const InitPlan& plan);
+  void mark_metadata(const InitPlan& plan);
+  void record_regions(ktl::Span<const PhysRegion> map, const InitPlan& plan);
+
   [[nodiscard]] ktl::Result<u64, PmmError> alloc_run(u64 count, u64 align, const AllocOptions& options);
   [[nodiscard]] PmmArena* arena_of(u64 frame);
   [[nodiscard]] const PmmArena* arena_of(u64 frame) const;

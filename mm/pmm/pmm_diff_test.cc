@@ -56,7 +56,8 @@ TEST(PmmDifferential, MillionOpsAgainstShadowModel) {
   std::mt19937_64 rng(seed);
   auto pick = [&](u64 n) { return rng() % n; };
 
-  Harness h(kBase, kSize, layout());
+  auto memory = mm::test_env::TestMemory::acquire_at(mm::PhysAddr::from(kBase), kSize).release_value();
+  Harness h(memory.window(), kSize, layout());
   ASSERT_TRUE(h.ready()) << h.failure();
   ASSERT_EQ(h.pmm().arena_count(), 5u) << "layout meant to give node0 low, node2, node1, node2, node0 far";
 
@@ -101,6 +102,7 @@ TEST(PmmDifferential, MillionOpsAgainstShadowModel) {
     } else {
       h.check_stats();
     }
+    h.check_touched();
     if (iterations % 50'000 == 0) h.check_all();
   }
   ASSERT_TRUE(h.ok()) << h.failure() << " (FERRITE_SEED=" << seed << ")";
@@ -125,7 +127,8 @@ TEST(PmmDifferential, MillionOpsAgainstShadowModel) {
 // The model itself must be able to notice a wrong answer: a harness whose map disagrees with what
 // the Pmm was told must fail (guards against a model that accepts anything).
 TEST(PmmDifferential, ModelDetectsADivergence) {
-  Harness h(kBase, kSize, layout());
+  auto memory = mm::test_env::TestMemory::acquire_at(mm::PhysAddr::from(kBase), kSize).release_value();
+  Harness h(memory.window(), kSize, layout());
   ASSERT_TRUE(h.ready()) << h.failure();
   // Take a frame behind the model's back: the next full check must notice.
   auto stolen = h.pmm().alloc_page_unowned();

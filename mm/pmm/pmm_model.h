@@ -2,11 +2,16 @@
 // model side by side, for the differential test (pmm_diff_test.cc) and the fuzzer
 // (fuzz/pmm_fuzz.cc). Host only.
 //
-// The model is deliberately naive: one state per frame, std::set of free frames per node, linear
+// The model is deliberately naive: one state per frame, a bitmap of free frames per node, linear
 // run searches. It predicts every result exactly, including *which* frames an allocation returns
 // (the PMM's documented policy: lowest address first, the preferred node first), the error of every
 // bad free or claim and the frame it names in the log, and the per-node statistics.
 #pragma once
+//
+// Checks: every operation compares its result, then check_touched() compares the state of every
+// frame the operation touched and the free count; check_all() compares every frame and the
+// statistics and runs the Pmm's own invariant check (O(frames)). The harness is the fuzzer's judge, not its
+// target, so it is not instrumented for coverage (see the pragma below).
 
 #include <cinttypes>
 #include <cstdarg>
@@ -22,8 +27,12 @@
 
 import ktl;
 import mm.addr;
+import mm.arch;
 import mm.pmm;
 import mm.testing.env;
+
+// libFuzzer's comparison hooks on every loop of the model would cost more than the code under test.
+#pragma clang attribute push(__attribute__((no_sanitize("coverage"))), apply_to = function)
 
 namespace pmm_model {
 
@@ -61,11 +70,11 @@ inline std::string addr_text(u64 frame) {
 
 class Harness {
  public:
-  // Simulated memory [base, base + size) (bytes, page aligned); every region must lie inside it.
-  Harness(u64 base, u64 size, const std::vector<ModelMapEntry>& map)
-      : mem_(mm::test_env::TestMemory::acquire_at(mm::PhysAddr::from(base), size).release_value()),
-        base_frame_(base / kPage),
-        frames_(size / kPage) {
+  // The model covers [window.base(), + size) (bytes, page aligned, inside the window); every
+  // region must lie inside it. The Pmm's metadata goes into the window's memory, which need not
+  // be fresh (a fuzzer reuses one simulated memory for every input).
+  Harness(mm::PhysWindow window, u64 size, const std::vector<ModelMapEntry>& map)
+      : base_frame_(window.base().value() / kPage), frames_(size / kPage) {
     std::vector<mm::PhysRegion> typed;
     for (const ModelMapEntry& r : map) {
       typed.push_back(mm::PhysRegion{
@@ -73,7 +82,7 @@ class Harness {
           mm::NodeId{r.node}});
     }
     expected_init_ = predict_init(map);
-    auto r = pmm_.init(ktl::Span<const mm::PhysRegion>::from_raw(typed.data(), typed.size()), mem_.window());
+    auto r = pmm_.init(ktl::Span<const mm::PhysRegion>::from_raw(typed.data(), typed.size()), window);
     if (r.is_err()) {
       init_error_ = r.error();
       bool tolerated = r.error() == mm::PmmError::NoMemoryForMetadata && metadata_may_not_fit_;
@@ -91,7 +100,6 @@ class Harness {
     build_model(map);
     baseline_free_ = pmm_.free_frame_count();
     check_stats();
-    check_all();
   }
   Harness(const Harness&) = delete;
   Harness& operator=(const Harness&) = delete;
@@ -107,7 +115,7 @@ class Harness {
   [[nodiscard]] size_t raw_count() const { return raw_.size(); }
   [[nodiscard]] u64 model_free() const {
     u64 n = 0;
-    for (const auto& s : free_) n += s.size();
+    for (u64 c : free_count_) n += c;
     return n;
   }
   u64 ops = 0;
@@ -247,6 +255,7 @@ class Harness {
     if (r.is_ok())
       return fail("claim(%s, %llu) succeeded; model: %s", addr_text(first).c_str(), count,
                   mm::to_string(want.error));
+    touch(first, count);
     check_error("claim", r.error(), want);
   }
 
@@ -262,7 +271,7 @@ class Harness {
       }
       if (!s.has_value()) return fail("node %u has regions but no statistics", n);
       mm::MemStats want;
-      want.free_bytes = free_[n].size() * kPage;
+      want.free_bytes = free_count_[n] * kPage;
       want.used_bytes = c.used * kPage;
       want.reserved_bytes = c.reserved * kPage;
       want.metadata_bytes = c.metadata * kPage;
@@ -273,26 +282,36 @@ class Harness {
         ktl::format_to(exp, "{}", want);
         return fail("node %u stats %s, model %s", n, got.c_str(), exp.c_str());
       }
-      total_free += free_[n].size();
+      total_free += free_count_[n];
     }
     if (pmm_.free_frame_count() != total_free)
       return fail("free_frame_count %llu, model %llu", pmm_.free_frame_count(), total_free);
   }
 
+  // What the operations since the last check can have changed: the state of every frame they
+  // touched (marked, or named by a refused free or claim), each once, and the free frame count
+  // (any other frame changing state changes it; check_stats() compares the per-node statistics).
+  void check_touched() {
+    if (!ready()) return;
+    for (u64 i : touched_) {
+      touched_flag_[i] = 0;
+      if (!check_frame(base_frame_ + i)) return;
+    }
+    touched_.clear();
+    if (pmm_.free_frame_count() != model_free())
+      fail("free_frame_count %llu, model %llu", pmm_.free_frame_count(), model_free());
+  }
+
   // Every frame's state, and the Pmm's own invariants (summaries, counters). O(frames).
   void check_all() {
     if (!ready()) return;
+    for (u64 i : touched_) touched_flag_[i] = 0;
+    touched_.clear();
     for (u64 i = 0; i < frames_; ++i) {
-      u64 f = base_frame_ + i;
       // Inside long holes, the edges and a sample are enough (holes never change).
       bool hole_interior = st_[i] == St::Hole && i > 0 && i + 1 < frames_ && st_[i - 1] == St::Hole &&
                            st_[i + 1] == St::Hole && i % 512 != 0;
-      if (hole_interior) continue;
-      mm::FrameState got = pmm_.state_of(mm::Frame4K::from_number(f).value());
-      mm::FrameState want = to_frame_state(st_[i]);
-      if (got != want)
-        return fail("state_of(%s) = %s, model %s", addr_text(f).c_str(), mm::to_string(got),
-                    mm::to_string(want));
+      if (!hole_interior && !check_frame(base_frame_ + i)) return;
     }
     if (!pmm_.check_invariants()) return fail("Pmm::check_invariants failed");
     check_stats();
@@ -403,15 +422,25 @@ class Harness {
       if (!top_of_span && block_starts.count(end) == 0)
         return fail("metadata block at %s is not carved from the top", addr_text(first).c_str());
     }
+    for (auto& bits : free_bits_) bits.assign((frames_ + 63) / 64, 0);
+    touched_flag_.assign(frames_, 0);
     for (u64 i = 0; i < frames_; ++i) {
       u32 n = node_[i];
       switch (st_[i]) {
-        case St::Free: free_[n].insert(base_frame_ + i); break;
+        case St::Free: set_free(n, i, true); break;
         case St::Reserved: ++count_[n].reserved; break;
         case St::Metadata: ++count_[n].metadata; break;
         default: break;
       }
     }
+  }
+
+  bool check_frame(u64 f) {
+    mm::FrameState got = pmm_.state_of(mm::Frame4K::from_number(f).value());
+    mm::FrameState want = to_frame_state(state(f));
+    if (got == want) return true;
+    fail("state_of(%s) = %s, model %s", addr_text(f).c_str(), mm::to_string(got), mm::to_string(want));
+    return false;
   }
 
   // --- model queries ---
@@ -434,25 +463,55 @@ class Harness {
     for (u64 f = first; f < first + count; ++f) {
       u64 i = f - base_frame_;
       u32 n = node_[i];
-      if (st_[i] == St::Free) free_[n].erase(f);
+      if (st_[i] == St::Free) set_free(n, i, false);
       if (st_[i] == St::Used) --count_[n].used;
       st_[i] = s;
-      if (s == St::Free) free_[n].insert(f);
+      if (s == St::Free) set_free(n, i, true);
       if (s == St::Used) ++count_[n].used;
     }
+    touch(first, count);
+  }
+  // Frames outside the model's range are never managed: nothing to compare there.
+  void touch(u64 first, u64 count) {
+    for (u64 f = first; f < first + count; ++f) {
+      if (!in_range(f) || touched_flag_[f - base_frame_] != 0) continue;
+      touched_flag_[f - base_frame_] = 1;
+      touched_.push_back(f - base_frame_);
+    }
+  }
+
+  // Index i (frame base_frame_ + i) is free on node n.
+  void set_free(u32 n, u64 i, bool free) {
+    u64& word = free_bits_[n][i / 64];
+    u64 bit = u64{1} << (i % 64);
+    if (free) {
+      ++free_count_[n];
+      word |= bit;
+    } else {
+      --free_count_[n];
+      word &= ~bit;
+    }
+  }
+  // The first index >= i that is free on node n, or frames_.
+  [[nodiscard]] u64 next_free(u32 n, u64 i) const {
+    const std::vector<u64>& words = free_bits_[n];
+    for (u64 w = i / 64; w < words.size(); ++w) {
+      u64 bits = w == i / 64 ? words[w] & (~u64{0} << (i % 64)) : words[w];
+      if (bits != 0) return w * 64 + static_cast<u64>(__builtin_ctzll(bits));
+    }
+    return frames_;
   }
 
   // The lowest run on `n`: `count` free frames of node n, first frame a multiple of `align`,
   // ending at or below `limit`.
   std::optional<u64> lowest_run(u32 n, u64 count, u64 align, u64 limit) const {
-    auto it = free_[n].begin();
-    while (it != free_[n].end()) {
-      u64 s = (*it + align - 1) / align * align;
+    for (u64 i = next_free(n, 0); i < frames_;) {
+      u64 s = (base_frame_ + i + align - 1) / align * align;
       if (s + count > limit) return std::nullopt;
       u64 k = s;
       while (k < s + count && state(k) == St::Free && node(k) == n) ++k;
       if (k == s + count) return s;
-      it = free_[n].lower_bound(k + 1);
+      i = next_free(n, k + 1 - base_frame_);
     }
     return std::nullopt;
   }
@@ -535,6 +594,7 @@ class Harness {
     if (r.is_ok())
       return fail("free(%s, %llu) succeeded; model: %s", addr_text(first).c_str(), count,
                   mm::to_string(want.error));
+    touch(first, count);
     check_error("free", r.error(), want);
   }
 
@@ -557,7 +617,6 @@ class Harness {
   }
 
   ferrite_host::LogCapture log_;  // captures the PMM's error reports (declared first: outlives pmm_)
-  mm::test_env::TestMemory mem_;
   mm::Pmm pmm_;
   u64 base_frame_;
   u64 frames_;
@@ -570,7 +629,10 @@ class Harness {
 
   std::vector<St> st_;
   std::vector<std::uint8_t> node_;
-  std::set<u64> free_[kNodes];
+  std::vector<u64> free_bits_[kNodes];  // bit i: frame base_frame_ + i is free (node n)
+  u64 free_count_[kNodes] = {};
+  std::vector<u64> touched_;  // indices touched since the last check_touched() / check_all(), once each
+  std::vector<std::uint8_t> touched_flag_;  // 1: in touched_
   NodeCount count_[kNodes];
 
   // Declared last: destroyed first, while pmm_ is alive.
@@ -579,3 +641,5 @@ class Harness {
 };
 
 }  // namespace pmm_model
+
+#pragma clang attribute pop
