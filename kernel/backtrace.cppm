@@ -58,7 +58,7 @@ WalkResult walk_frames(u64 rbp, ktl::Span<const StackBounds> stacks, usize max_f
     }
     if (in == nullptr) return {n, WalkEnd::OutsideStacks};
     KTL_UNSAFE_BUFFER_BEGIN  // inside a known stack (checked just above): these two loads cannot fault
-        u64 next = *reinterpret_cast<const u64*>(static_cast<ktl::uptr>(rbp));
+    u64 next = *reinterpret_cast<const u64*>(static_cast<ktl::uptr>(rbp));
     u64 ret = *reinterpret_cast<const u64*>(static_cast<ktl::uptr>(rbp + 8));
     KTL_UNSAFE_BUFFER_END
     if (ret == 0) return {n, WalkEnd::Finished};

@@ -64,7 +64,7 @@ export extern "C" const ktl::usize ferrite_console_font_size;
 export namespace kernel {
 [[nodiscard]] inline ktl::Span<const ktl::u8> builtin_font_data() {
   KTL_UNSAFE_BUFFER_BEGIN  // the build embeds exactly ferrite_console_font_size bytes
-      return ktl::Span<const ktl::u8>::from_raw(ferrite_console_font, ferrite_console_font_size);
+  return ktl::Span<const ktl::u8>::from_raw(ferrite_console_font, ferrite_console_font_size);
   KTL_UNSAFE_BUFFER_END
 }
 }  // namespace kernel

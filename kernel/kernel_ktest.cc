@@ -2,6 +2,7 @@
 // IST stacks, CPU protections, page-table permissions, the mm.arch TLB hooks and the embedded
 // symbol table. They run only in the kernel (test=<filter>), never on the host.
 #include <ktest/ktest.h>
+#include <ktl/macros.h>
 
 import ktl;
 import ktest;
@@ -27,8 +28,10 @@ using Format = mm::paging::X86_64;
 
 // The active tables (CR3) through the direct map, with the engine's lock-free walk.
 ktl::Optional<mm::Translation> translate(u64 va) {
+  KTL_UNSAFE_BUFFER_BEGIN  // the loader maps all of physical memory at kDirectMapBase
   mm::PhysWindow window(mm::PhysAddr::zero(), boot::layout::kDirectMapSize,
                         reinterpret_cast<ktl::u8*>(static_cast<ktl::uptr>(boot::layout::kDirectMapBase)));
+  KTL_UNSAFE_BUFFER_END
   auto root = mm::PhysAddr::unchecked(read_cr3() & Format::kAddrMask);
   return mm::paging::translate<Format>(window, root, mm::VirtAddr::from(va));
 }
@@ -59,7 +62,7 @@ TrapRecord g_trap{};
 void record_trap(TrapFrame& f) {
   ++g_trap.count;
   g_trap.vector = f.vector;
-  g_trap.frame_address = reinterpret_cast<ktl::uptr>(&f);
+  g_trap.frame_address = ktl::address_of(&f);
   g_trap.rip = f.rip;
 }
 
@@ -105,15 +108,15 @@ const u64 g_rodata_word = 42;
 u64 g_data_word = 7;
 
 KTEST(X86Paging, KernelSegmentsHaveTheirPermissions) {
-  auto text = translate(reinterpret_cast<ktl::uptr>(&kernel_entry));
+  auto text = translate(ktl::address_of(&kernel_entry));
   KASSERT(text.has_value());
   KEXPECT(!text->flags.writable());
   KEXPECT(text->flags.executable());
-  auto ro = translate(reinterpret_cast<ktl::uptr>(&g_rodata_word));
+  auto ro = translate(ktl::address_of(&g_rodata_word));
   KASSERT(ro.has_value());
   KEXPECT(!ro->flags.writable());
   KEXPECT(!ro->flags.executable());
-  auto rw = translate(reinterpret_cast<ktl::uptr>(&g_data_word));
+  auto rw = translate(ktl::address_of(&g_data_word));
   KASSERT(rw.has_value());
   KEXPECT(rw->flags.writable());
   KEXPECT(!rw->flags.executable());
@@ -133,8 +136,8 @@ struct Remap {
 Remap point_a_at_b() {
   g_page_a[0] = 0xaaaa;
   g_page_b[0] = 0xbbbb;
-  auto a = translate(reinterpret_cast<ktl::uptr>(&g_page_a[0]));
-  auto b = translate(reinterpret_cast<ktl::uptr>(&g_page_b[0]));
+  auto a = translate(ktl::address_of(&g_page_a[0]));
+  auto b = translate(ktl::address_of(&g_page_b[0]));
   ktl::check(a.has_value() && b.has_value() && a->page_size == 4096, "test pages must be 4 KiB mappings");
   auto view = mm::RecursiveView<Format>::at_slot(boot::layout::kRecursiveSlot).release_value();
   volatile u64* entry = view.entry_address(0, mm::VirtAddr::of(&g_page_a[0])).as_ptr<volatile u64>();
@@ -156,7 +159,7 @@ KTEST(X86Tlb, FlushRangeInvalidatesOnePage) {
 }
 
 KTEST(X86Tlb, FlushAllInvalidatesGlobalEntries) {
-  auto a = translate(reinterpret_cast<ktl::uptr>(&g_page_a[0]));
+  auto a = translate(ktl::address_of(&g_page_a[0]));
   KASSERT(a.has_value());
   KEXPECT(a->flags.global());  // the loader maps the kernel global; with CR4.PGE a CR3 reload keeps it
   Remap r = point_a_at_b();
@@ -179,13 +182,13 @@ KTEST(X86Tlb, ActivateRootRoundTrip) {
 KTEST(KernelSymbols, OwnFunctionsResolve) {
   const ksym::SymbolTable& t = kpanic::symbols();
   KASSERT(!t.empty());
-  u64 entry = reinterpret_cast<ktl::uptr>(&kernel_entry);
+  u64 entry = ktl::address_of(&kernel_entry);
   auto s = t.lookup(entry);
   KASSERT(s.has_value());
   KEXPECT_EQ(s->name, ktl::StringView("kernel_entry"));
   KEXPECT_EQ(s->offset, 0u);
   KEXPECT_EQ(t.address_of("kernel_entry").value_or(0), entry);
-  auto inside = t.lookup(reinterpret_cast<ktl::uptr>(&record_trap) + 1);
+  auto inside = t.lookup(ktl::address_of(&record_trap) + 1);
   KASSERT(inside.has_value());
   KEXPECT(inside->name.contains("record_trap"));
 }

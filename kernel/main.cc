@@ -64,20 +64,24 @@ BootStack g_boot_stack;
   g_boot_stack = {bottom, top};
   volatile u64 here = 0;
   // Everything more than 256 bytes below this frame is unused: paint it.
-  u64 limit = (reinterpret_cast<ktl::uptr>(&here) - 256) & ~u64{7};
+  u64 limit = (ktl::address_of(&here) - 256) & ~u64{7};
   if (limit <= bottom || limit > top) return;
+  KTL_UNSAFE_BUFFER_BEGIN  // [bottom, limit) lies inside the boot stack (checked above) and below this frame
   auto words =
       ktl::Span<volatile u64>::from_raw(reinterpret_cast<volatile u64*>(static_cast<ktl::uptr>(bottom)),
                                         static_cast<usize>((limit - bottom) / 8));
+  KTL_UNSAFE_BUFFER_END
   for (volatile u64& w : words) w = kStackPaint;
 }
 
 // Bytes of the boot stack that were ever in use (from the top down to the lowest unpainted word).
 u64 boot_stack_high_water() {
   const BootStack& s = g_boot_stack;
+  KTL_UNSAFE_BUFFER_BEGIN  // the boot stack [bottom, top) the loader handed over
   auto words = ktl::Span<const volatile u64>::from_raw(
       reinterpret_cast<const volatile u64*>(static_cast<ktl::uptr>(s.bottom)),
       static_cast<usize>((s.top - s.bottom) / 8));
+  KTL_UNSAFE_BUFFER_END
   usize untouched = 0;
   while (untouched < words.size() && words[untouched] == kStackPaint) ++untouched;
   return (s.top - s.bottom) - untouched * 8;
@@ -93,7 +97,7 @@ extern const ktl::u8 __ksymtab_start[];
 
 void run_init_array() {
   KTL_UNSAFE_BUFFER_BEGIN  // the linker script brackets .init_array with these two symbols
-      for (InitFn* fn = __init_array_start; fn != __init_array_end; ++fn) (*fn)();
+  for (InitFn* fn = __init_array_start; fn != __init_array_end; ++fn) (*fn)();
   KTL_UNSAFE_BUFFER_END
 }
 
@@ -108,8 +112,11 @@ void load_symbols() {
     klog::warn("symbol table: missing or corrupt header; backtraces will not be symbolised");
     return;
   }
+  KTL_UNSAFE_BUFFER_BEGIN  // the linker script puts total_size bytes (header checked above) at
+                           // __ksymtab_start
   auto table = ksym::SymbolTable::parse(
       ktl::Span<const ktl::u8>::from_raw(__ksymtab_start, static_cast<usize>(h.total_size)));
+  KTL_UNSAFE_BUFFER_END
   if (table.is_err()) {
     klog::warn("symbol table: {}; backtraces will not be symbolised", table.error());
     return;
@@ -247,7 +254,10 @@ void start_memory(const boot::BootInfo& info, ktl::Span<const boot::MemoryRegion
 
   // The log's replay buffer grows from its static 8 KiB to the heap.
   if (void* history = mm::kmalloc(kHeapLogHistory)) {
-    (void)klog::grow_history(ktl::Span<char>::from_raw(static_cast<char*>(history), kHeapLogHistory));
+    KTL_UNSAFE_BUFFER_BEGIN  // kmalloc returned kHeapLogHistory bytes
+        (void)
+    klog::grow_history(ktl::Span<char>::from_raw(static_cast<char*>(history), kHeapLogHistory));
+    KTL_UNSAFE_BUFFER_END
   } else {
     klog::warn("log: no heap memory for a larger replay buffer");
   }
@@ -263,7 +273,9 @@ void keep_command_line(ktl::StringView text, kernel::ParsedCommandLine& parsed) 
     klog::warn("command line: no heap memory for a copy; using the loader's");
     return;
   }
+  KTL_UNSAFE_BUFFER_BEGIN  // kmalloc returned text.size() bytes
   auto bytes = ktl::Span<char>::from_raw(copy, text.size());
+  KTL_UNSAFE_BUFFER_END
   for (usize i = 0; i < text.size(); ++i) bytes[i] = text[i];
   parsed = kernel::parse_command_line(ktl::StringView(bytes));  // same options, warnings already shown
 }
@@ -271,8 +283,10 @@ void keep_command_line(ktl::StringView text, kernel::ParsedCommandLine& parsed) 
 // All of physical memory the direct map can hold, as the loader maps it (the RAM part is what
 // holds page tables).
 mm::PhysWindow direct_map_window(const boot::BootInfo& info) {
+  KTL_UNSAFE_BUFFER_BEGIN  // the loader maps all of physical memory at direct_map_base
   return mm::PhysWindow(mm::PhysAddr::zero(), boot::layout::kDirectMapSize,
                         reinterpret_cast<ktl::u8*>(static_cast<ktl::uptr>(info.direct_map_base)));
+  KTL_UNSAFE_BUFFER_END
 }
 
 void start_framebuffer(const boot::BootInfo& info, const kernel::Options& options) {
@@ -311,8 +325,10 @@ void start_framebuffer(const boot::BootInfo& info, const kernel::Options& option
                mm::PhysAddr::unchecked(fb.base), fb.size);
     return;
   }
+  KTL_UNSAFE_BUFFER_BEGIN  // the framebuffer is mapped writable at virt for fb.size bytes (checked above)
   auto pixels = ktl::Span<ktl::u32>::from_raw(reinterpret_cast<ktl::u32*>(static_cast<ktl::uptr>(virt)),
                                               static_cast<usize>(fb.size / 4));
+  KTL_UNSAFE_BUFFER_END
   auto surface = kernel::Surface::from_boot(fb, pixels);
   if (surface.is_err()) {
     klog::warn("framebuffer console disabled: {}", surface.error());
@@ -387,8 +403,11 @@ extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info) {
   auto phys = [&](u64 p) { return info->direct_map_base + p; };
   ktl::StringView cmdline;
   if (info->command_line != 0) {
+    KTL_UNSAFE_BUFFER_BEGIN  // the boot information's command line: command_line_size bytes, in the direct
+                             // map
     cmdline = ktl::StringView(reinterpret_cast<const char*>(phys(info->command_line)),
                               static_cast<usize>(info->command_line_size));
+    KTL_UNSAFE_BUFFER_END
   }
   kernel::ParsedCommandLine parsed = kernel::parse_command_line(cmdline);
   const kernel::Options& options = parsed.options;
@@ -424,9 +443,12 @@ extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info) {
                        info->memory_map_count};
     fatal_boot_info_error(e);
   }
+  KTL_UNSAFE_BUFFER_BEGIN  // the boot information's memory map: memory_map_count entries, in the direct map
+                           // (header checked)
   auto regions = ktl::Span<const boot::MemoryRegion>::from_raw(
       reinterpret_cast<const boot::MemoryRegion*>(phys(info->memory_map)),
       static_cast<usize>(info->memory_map_count));
+  KTL_UNSAFE_BUFFER_END
   if (options.corrupt != kernel::Corruption::None && options.corrupt != kernel::Corruption::Version) {
     regions = corrupt_copy(options.corrupt, regions);
   }

@@ -54,8 +54,10 @@ ktl::Result<void, InitError> init(const Config& c) {
   auto converted = convert_memory_map(c.map, g_regions.span());
   if (converted.is_err()) return ktl::Err(InitError::map_conversion(converted.error()));
   usize regions = converted.value();
+  KTL_UNSAFE_BUFFER_BEGIN  // the loader maps all of physical memory at direct_map_base
   s.window = mm::PhysWindow(mm::PhysAddr::zero(), c.map_end,
                             reinterpret_cast<ktl::u8*>(static_cast<ktl::uptr>(c.info->direct_map_base)));
+  KTL_UNSAFE_BUFFER_END
   if (auto r = s.pmm.init(g_regions.span().first(regions), s.window); r.is_err()) {
     return ktl::Err(InitError::pmm_init(r.error()));
   }

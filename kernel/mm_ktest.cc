@@ -47,7 +47,7 @@ KTEST(KernelMm, PmmIsTheGlobalOneAndAddsUp) {
   KEXPECT_LT(0u, m.heap());
   KEXPECT_LT(0u, m.by_kind[kernel::index_of(mm::RegionKind::KernelImage)]);
   // The kernel's image is reserved, never handed out.
-  auto text = memory::kernel_space().translate(VirtAddr::from(reinterpret_cast<ktl::uptr>(&kernel_entry)));
+  auto text = memory::kernel_space().translate(VirtAddr::from(ktl::address_of(&kernel_entry)));
   KASSERT(text.has_value());
   KEXPECT_EQ(memory::pmm().state_of(mm::Frame4K::containing(text->phys)), mm::FrameState::Reserved);
 }
@@ -61,9 +61,8 @@ KTEST(KernelMm, AddressSpaceIsTheLoadersAndActive) {
   // The address space's (locked) translate agrees with the lock-free walk from CR3 that the panic
   // path and the framebuffer check use, on the kernel's own image.
   auto cr3 = PhysAddr::unchecked(arch::x86_64::read_cr3() & Format::kAddrMask);
-  for (u64 va : ktl::Array<u64, 3>{{reinterpret_cast<ktl::uptr>(&kernel_entry),
-                                    reinterpret_cast<ktl::uptr>(&g_data_word),
-                                    reinterpret_cast<ktl::uptr>(&g_rodata_word)}}) {
+  for (u64 va : ktl::Array<u64, 3>{{ktl::address_of(&kernel_entry), ktl::address_of(&g_data_word),
+                                    ktl::address_of(&g_rodata_word)}}) {
     auto mine = space.translate(VirtAddr::from(va));
     auto lock_free = mm::paging::translate<Format>(memory::window(), cr3, VirtAddr::from(va));
     if (!KEXPECT(mine.has_value())) continue;
@@ -98,21 +97,21 @@ KTEST(KernelMm, RecursiveWindowMatchesTheDirectMapWalk) {
   void* small = mm::kmalloc(48);
   void* large = mm::kmalloc(200 * 1024);
   KASSERT(small != nullptr && large != nullptr);
-  u64 heap_page = reinterpret_cast<ktl::uptr>(large);
+  u64 heap_page = ktl::address_of(large);
   arch::x86_64::StackRange nmi = arch::x86_64::ist_stack(arch::x86_64::IstSlot::Nmi);
   ktl::Array<u64, 12> samples{{
-      reinterpret_cast<ktl::uptr>(&kernel_entry),  // kernel text (loader's 4 KiB pages)
-      reinterpret_cast<ktl::uptr>(&g_data_word),   // kernel data
-      reinterpret_cast<ktl::uptr>(&local),         // the boot stack
-      reinterpret_cast<ktl::uptr>(small),          // a slab object in the direct map
-      heap_page + 4096 + 123,                      // a large allocation in the heap region
-      heap_page + 200 * 1024 + 4096,               // its guard page (unmapped)
-      nmi.bottom + 8,                              // a mapped IST stack
-      nmi.bottom - 8,                              // its guard page
-      boot::layout::kDirectMapBase + 0x100000,     // low RAM in the direct map
-      0x100000,                                    // the identity map
-      0,                                           // the null page
-      0x0000'0bad'0000'0000ull,                    // nothing
+      ktl::address_of(&kernel_entry),           // kernel text (loader's 4 KiB pages)
+      ktl::address_of(&g_data_word),            // kernel data
+      ktl::address_of(&local),                  // the boot stack
+      ktl::address_of(small),                   // a slab object in the direct map
+      heap_page + 4096 + 123,                   // a large allocation in the heap region
+      heap_page + 200 * 1024 + 4096,            // its guard page (unmapped)
+      nmi.bottom + 8,                           // a mapped IST stack
+      nmi.bottom - 8,                           // its guard page
+      boot::layout::kDirectMapBase + 0x100000,  // low RAM in the direct map
+      0x100000,                                 // the identity map
+      0,                                        // the null page
+      0x0000'0bad'0000'0000ull,                 // nothing
   }};
   usize mapped = 0;
   for (u64 va : samples) {
@@ -185,7 +184,9 @@ KTEST(KernelMm, LargeHeapObjectsAreMappedAndUnmapped) {
     KEXPECT_EQ(memory::pmm().state_of(mm::Frame4K::containing(t->frame)), mm::FrameState::Allocated);
   }
   KEXPECT(!space.translate(start + pages * 4096).has_value());  // the guard page
+  KTL_UNSAFE_BUFFER_BEGIN  // the mapping just made holds kBytes bytes at p
   auto bytes = ktl::Span<ktl::u8>::from_raw(p, kBytes);
+  KTL_UNSAFE_BUFFER_END
   for (usize i = 0; i < kBytes; i += 4096) bytes[i] = static_cast<ktl::u8>(i >> 12);
   bool kept = true;
   for (usize i = 0; i < kBytes; i += 4096) kept = kept && bytes[i] == static_cast<ktl::u8>(i >> 12);

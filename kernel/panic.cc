@@ -88,7 +88,7 @@ void print_control_registers(ktl::FormatSink& out) {
 }
 
 void print_stack_hint(ktl::FormatSink& out, const arch::x86_64::TrapFrame& f) {
-  u64 here = reinterpret_cast<ktl::uptr>(&f);
+  u64 here = ktl::address_of(&f);
   const NamedStack* handler_stack = stack_holding(here);
   const NamedStack* interrupted = stack_holding(f.rsp);
   ktl::format_to(out, "  handler stack: {}; interrupted RSP in: {}\n",

@@ -26,7 +26,7 @@ const ktl::u64 g_read_only_word = 0x5a5a'5a5a'5a5a'5a5aull;  // .rodata: mapped 
 
 [[gnu::noinline]] void trigger_page_fault() {
   KTL_UNSAFE_BUFFER_BEGIN  // the point: this load faults, and the test checks the trap it raises
-      auto* p = reinterpret_cast<volatile ktl::u64*>(static_cast<ktl::uptr>(kUnmappedAddress));
+  auto* p = reinterpret_cast<volatile ktl::u64*>(static_cast<ktl::uptr>(kUnmappedAddress));
   (void)*p;
   KTL_UNSAFE_BUFFER_END
 }

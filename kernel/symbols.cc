@@ -33,8 +33,7 @@ ktl::Result<SymbolTable, TableError> SymbolTable::parse(ktl::Span<const ktl::u8>
   auto strings =
       blob.subspan(static_cast<usize>(sizeof(Header) + entries_bytes), static_cast<usize>(h.strings_size));
   KTL_UNSAFE_BUFFER_BEGIN  // the same bytes, read as characters (char may alias anything)
-      t.strings_ =
-      ktl::Span<const char>::from_raw(reinterpret_cast<const char*>(strings.data()), strings.size());
+  t.strings_ = ktl::Span<const char>::from_raw(reinterpret_cast<const char*>(strings.data()), strings.size());
   KTL_UNSAFE_BUFFER_END
   u64 previous = 0;
   for (usize i = 0; i < t.count_; ++i) {

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Formatting and lint checks: buildifier for Starlark, clang-format-19 for C++.
+# Formatting and lint checks: buildifier for Starlark, clang-format-19 for C++, and the unsafe-code
+# rule (tools/unsafe_lint.py: reinterpret_cast and Span::from_raw only inside marked unsafe regions,
+# -Wunsafe-buffer-usage off only for test-only targets). --fix cannot fix the unsafe-code rule.
 #   tools/lint.sh          check (exit 1 if anything needs reformatting)
 #   tools/lint.sh --fix    rewrite files in place
 #   bazel test //tools:lint_test   the same check, as part of `./bazelw test //...`
@@ -65,8 +67,11 @@ if ((fix)); then
 else
   "$buildifier" --mode=check --lint=warn "${starlark[@]}" || status=1
   "$clang_format" --dry-run --Werror "${cxx[@]}" || status=1
+  # The checker's own test data holds findings on purpose (//tools:unsafe_lint_test checks them).
+  mapfile -t checked < <(printf "%s\n" "${cxx[@]}" "${starlark[@]}" | grep -v '^tools/testdata/unsafe_lint/')
+  python3 tools/unsafe_lint.py "${checked[@]}" || status=1
   if ((status)); then
-    echo "lint: checked ${#starlark[@]} Starlark and ${#cxx[@]} C++ files in $root: reformat with tools/lint.sh --fix" >&2
+    echo "lint: checked ${#starlark[@]} Starlark and ${#cxx[@]} C++ files in $root: reformat with tools/lint.sh --fix; mark or rewrite what unsafe_lint lists" >&2
   else
     echo "lint: ${#starlark[@]} Starlark and ${#cxx[@]} C++ files in $root are formatted"
   fi

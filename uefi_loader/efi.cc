@@ -67,8 +67,7 @@ Result<GraphicsOutputModeInformation> BootServices::query_mode(GraphicsOutput* g
   // Older GOPs may return a shorter structure; copy what is there.
   usize n = ktl::min(size, sizeof out);
   KTL_UNSAFE_BUFFER_BEGIN  // the firmware returned `size` >= n readable bytes at `info`
-      ktl::Span<const u8>
-          returned = ktl::Span<const u8>::from_raw(reinterpret_cast<const u8*>(info), n);
+  ktl::Span<const u8> returned = ktl::Span<const u8>::from_raw(reinterpret_cast<const u8*>(info), n);
   KTL_UNSAFE_BUFFER_END
   ktl::copy_bytes(ktl::writable_bytes_of(out).first(n), returned);
   t_->free_pool(info);

@@ -275,8 +275,7 @@ static_assert(__builtin_offsetof(SystemTable, boot_services) == 96);
 [[nodiscard]] inline ktl::Span<const ConfigurationTable> configuration_tables(const SystemTable& st) {
   if (st.configuration_table == nullptr) return {};
   KTL_UNSAFE_BUFFER_BEGIN  // the UEFI specification: number_of_table_entries tables at the pointer
-      return ktl::Span<const ConfigurationTable>::from_raw(st.configuration_table,
-                                                           st.number_of_table_entries);
+  return ktl::Span<const ConfigurationTable>::from_raw(st.configuration_table, st.number_of_table_entries);
   KTL_UNSAFE_BUFFER_END
 }
 
@@ -433,7 +432,7 @@ class PoolBuffer : ktl::NoCopy {
 
   [[nodiscard]] ktl::Span<ktl::u8> bytes() const {
     KTL_UNSAFE_BUFFER_BEGIN  // the pool allocation this buffer owns holds size_ bytes
-        return ktl::Span<ktl::u8>::from_raw(data_, size_);
+    return ktl::Span<ktl::u8>::from_raw(data_, size_);
     KTL_UNSAFE_BUFFER_END
   }
   [[nodiscard]] usize size() const { return size_; }
@@ -493,7 +492,7 @@ class BootServices {
     if (s != Status::BufferTooSmall) return ktl::Err(is_error(s) ? s : Status::NotFound);
     PoolBuffer buffer = TRY(allocate_pool(size));
     KTL_UNSAFE_BUFFER_BEGIN  // pool memory is 8-byte aligned and `size` bytes long: room for Handles
-        auto* handles = reinterpret_cast<Handle*>(buffer.bytes().data());
+    auto* handles = reinterpret_cast<Handle*>(buffer.bytes().data());
     KTL_UNSAFE_BUFFER_END
     TRY(check(t_->locate_handle(LocateSearchType::ByProtocol, &Protocol::kGuid, nullptr, &size, handles)));
     buffer.truncate(size);

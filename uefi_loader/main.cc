@@ -89,8 +89,10 @@ constexpr u64 kIoApicDefault = 0xfec0'0000;
 constexpr u16 kKernelCodeSelector = 0x08;
 constexpr u16 kKernelDataSelector = 0x10;
 
+KTL_UNSAFE_BUFFER_BEGIN  // boot services run identity-mapped: a physical address is a pointer
 u8* phys_ptr(u64 phys) { return reinterpret_cast<u8*>(static_cast<ktl::uptr>(phys)); }
 ktl::Span<u8> phys_bytes(u64 phys, u64 size) { return ktl::Span<u8>::from_raw(phys_ptr(phys), size); }
+KTL_UNSAFE_BUFFER_END
 u64 pages_for(u64 bytes) { return ktl::align_up(bytes, kPage) / kPage; }
 
 // Page-table frames come from one contiguous LoaderData block, so the hand-off map can mark
@@ -106,7 +108,9 @@ class PoolFrames final : public loader::x86_64::FrameSource {
     return frame;
   }
   ktl::Span<u64> table(u64 phys) override {
+    KTL_UNSAFE_BUFFER_BEGIN  // frames this pool handed out: 512 entries, identity-mapped
     return ktl::Span<u64>::from_raw(reinterpret_cast<u64*>(static_cast<ktl::uptr>(phys)), 512);
+    KTL_UNSAFE_BUFFER_END
   }
   [[nodiscard]] u64 base() const { return base_; }
   [[nodiscard]] u64 used_bytes() const { return used_ * kPage; }
@@ -135,7 +139,9 @@ struct BootBlock {
 template <class T>
 ktl::Span<T> carve(u64& cursor, usize count) {
   cursor = ktl::align_up<u64>(cursor, 16);
+  KTL_UNSAFE_BUFFER_BEGIN  // cursor stays inside the boot block the caller allocated for these
   auto span = ktl::Span<T>::from_raw(reinterpret_cast<T*>(static_cast<ktl::uptr>(cursor)), count);
+  KTL_UNSAFE_BUFFER_END
   cursor += count * sizeof(T);
   return span;
 }
@@ -164,16 +170,17 @@ struct MapSnapshot {
 // Reads the firmware's map into `buffer`; allocates nothing.
 efi::Result<MapSnapshot> read_map(const efi::BootServices& bs, ktl::Span<u8> buffer) {
   MapSnapshot m{buffer.size(), 0, 0, 0};
+  KTL_UNSAFE_BUFFER_BEGIN  // buffer.size() bytes, the size passed to the firmware
   TRY(efi::check(bs.raw()->get_memory_map(&m.size, reinterpret_cast<efi::MemoryDescriptor*>(buffer.data()),
                                           &m.key, &m.descriptor_size, &m.descriptor_version)));
+  KTL_UNSAFE_BUFFER_END
   if (m.descriptor_size < sizeof(efi::MemoryDescriptor)) return ktl::Err(efi::Status::IncompatibleVersion);
   return m;
 }
 
 efi::MemoryDescriptor descriptor_at(ktl::Span<const u8> raw, usize stride, usize i) {
   efi::MemoryDescriptor d;
-  ktl::copy_bytes(ktl::Span<u8>::from_raw(reinterpret_cast<u8*>(&d), sizeof d),
-                  raw.subspan(i * stride, sizeof d));
+  ktl::copy_bytes(ktl::writable_bytes_of(d), raw.subspan(i * stride, sizeof d));
   return d;
 }
 
@@ -216,7 +223,7 @@ FirmwareTables find_firmware_tables(Loader& l) {
   ktl::Array<u8, 256> buffer{};
   bool smbios3_valid = false;
   for (const efi::ConfigurationTable& entry : efi::configuration_tables(*l.st)) {
-    u64 addr = reinterpret_cast<ktl::uptr>(entry.vendor_table);
+    u64 addr = ktl::address_of(entry.vendor_table);
     if (entry.vendor_guid == efi::kAcpi20TableGuid && t.rsdp == 0) {
       auto r = loader::validate_rsdp(
           read_structure(addr, loader::kRsdpV1Length + 4, loader::rsdp_length, buffer.span()));
@@ -346,7 +353,7 @@ ktl::Optional<boot::Framebuffer> find_framebuffer(Loader& l) {
     usize n = handles.value().size() / sizeof(efi::Handle);
     for (usize i = 0; i < n; ++i) {
       efi::Handle h = nullptr;
-      ktl::copy_bytes(ktl::Span<u8>::from_raw(reinterpret_cast<u8*>(&h), sizeof h),
+      ktl::copy_bytes(ktl::writable_bytes_of(h),
                       ktl::Span<const u8>(handles.value().bytes()).subspan(i * sizeof h, sizeof h));
       if (auto gop = l.bs.handle_protocol<efi::GraphicsOutput>(h); gop.is_ok()) {
         if (auto fb = setup_gop(l, gop.value())) return fb;
@@ -658,7 +665,9 @@ efi::Result<BootBlock> allocate_boot_block(Loader& l, const Extras& x) {
   block.size = pages_for(block_bytes) * kPage;
   ktl::fill_bytes(phys_bytes(block.base, block.size), 0);
   u64 cursor = block.base;
+  KTL_UNSAFE_BUFFER_BEGIN  // the boot block starts with a page for the BootInfo, zeroed above
   block.info = reinterpret_cast<boot::BootInfo*>(phys_ptr(cursor));
+  KTL_UNSAFE_BUFFER_END
   cursor += kPage;
   block.gdt = carve<u64>(cursor, 3);
   block.cmdline = carve<char>(cursor, kPage);
@@ -701,9 +710,8 @@ efi::Result<Tables> build_page_tables(Loader& l, BootBlock& block, const Placed&
   auto physical = normalise(block, snapshot.value(), placements);
   if (physical.is_err()) return ktl::Err(fail(l, "normalising the memory map", efi::Status::BufferTooSmall));
 
-  const u64 trampoline = reinterpret_cast<ktl::uptr>(&ferrite_handoff);
-  if (!ktl::is_aligned(trampoline, kPage) ||
-      reinterpret_cast<ktl::uptr>(&ferrite_handoff_end[0]) - trampoline > kPage) {
+  const u64 trampoline = ktl::address_of(&ferrite_handoff);
+  if (!ktl::is_aligned(trampoline, kPage) || ktl::address_of(&ferrite_handoff_end[0]) - trampoline > kPage) {
     return ktl::Err(
         fail(l, "the hand-off trampoline is not alone in one page (build problem)", efi::Status::LoadError));
   }
@@ -761,7 +769,7 @@ void fill_boot_info(boot::BootInfo& info, Loader& l, const BootBlock& block, con
   info.magic = boot::kMagic;
   info.version = boot::kVersion;
   info.size = sizeof(boot::BootInfo);
-  info.memory_map = reinterpret_cast<ktl::uptr>(block.regions.data());
+  info.memory_map = ktl::address_of(block.regions.data());
   info.memory_map_count = regions;
   info.kernel_phys_base = p.kernel_phys;
   info.kernel_phys_size = p.image_size;
@@ -770,7 +778,7 @@ void fill_boot_info(boot::BootInfo& info, Loader& l, const BootBlock& block, con
   info.stack_virt_top = p.stack_top;
   info.stack_size = kStackPages * kPage;
   info.direct_map_base = boot::layout::kDirectMapBase;
-  info.command_line = reinterpret_cast<ktl::uptr>(block.cmdline.data());
+  info.command_line = ktl::address_of(block.cmdline.data());
   info.command_line_size = x.cmdline_size;
   info.ramdisk_base = x.ramdisk_phys;
   info.ramdisk_size = x.ramdisk_size;
@@ -778,8 +786,8 @@ void fill_boot_info(boot::BootInfo& info, Loader& l, const BootBlock& block, con
   info.acpi_revision = tables_found.acpi_revision;
   info.smbios_major = tables_found.smbios_major;
   info.smbios_entry = tables_found.smbios;
-  info.efi_system_table = reinterpret_cast<ktl::uptr>(l.st);
-  info.efi_memory_map = reinterpret_cast<ktl::uptr>(block.raw_map.data());
+  info.efi_system_table = ktl::address_of(l.st);
+  info.efi_memory_map = ktl::address_of(block.raw_map.data());
   info.efi_memory_map_size = final_map.size;
   info.efi_descriptor_size = static_cast<u32>(final_map.descriptor_size);
   info.efi_descriptor_version = final_map.descriptor_version;
@@ -847,9 +855,9 @@ efi::Result<void> boot_x86_64(Loader& l, UnsignedFiles unsigned_files) {
   state.cr3 = tables.root;
   state.stack_top = placed.stack_top;
   state.entry = kernel.image.entry;
-  state.boot_info = boot::layout::kDirectMapBase + reinterpret_cast<ktl::uptr>(block.info);
+  state.boot_info = boot::layout::kDirectMapBase + ktl::address_of(block.info);
   state.gdtr = {static_cast<u16>(3 * sizeof(u64) - 1),
-                boot::layout::kDirectMapBase + reinterpret_cast<ktl::uptr>(block.gdt.data())};
+                boot::layout::kDirectMapBase + ktl::address_of(block.gdt.data())};
   state.idtr = {0, 0};
   jump_to_kernel(state, cpu);
 }

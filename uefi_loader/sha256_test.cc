@@ -30,7 +30,7 @@ std::vector<ktl::u8> from_hex(const std::string& h) {
 ktl::Span<const ktl::u8> span(const std::vector<ktl::u8>& v) { return ktl::Span<const ktl::u8>(v); }
 ktl::Span<const ktl::u8> span(const std::string& s) {
   KTL_UNSAFE_BUFFER_BEGIN  // the string's characters, read as bytes
-      return ktl::Span<const ktl::u8>::from_raw(reinterpret_cast<const ktl::u8*>(s.data()), s.size());
+  return ktl::Span<const ktl::u8>::from_raw(reinterpret_cast<const ktl::u8*>(s.data()), s.size());
   KTL_UNSAFE_BUFFER_END
 }
 

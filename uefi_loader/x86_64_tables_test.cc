@@ -36,7 +36,7 @@ class SimFrames final : public x::FrameSource {
   ktl::Span<ktl::u64> table(ktl::u64 phys) override {
     auto it = frames_.find(phys);
     EXPECT_NE(it, frames_.end()) << "table() of a frame never handed out: " << std::hex << phys;
-    return ktl::Span<ktl::u64>::from_raw(it->second.data(), 512);
+    return ktl::Span<ktl::u64>(it->second).first(512);
   }
   [[nodiscard]] bool owns(ktl::u64 phys) const { return frames_.count(phys) != 0; }
   [[nodiscard]] size_t used() const { return frames_.size(); }
@@ -114,10 +114,10 @@ struct Fixture {
   ktl::u64 guard = kKernel + 0xa000;
   ktl::u64 trampoline = 0x8012000;
   x::AddressSpaceSpec spec() const {
-    return {ktl::Span<const MemoryRegion>::from_raw(physical.data(), physical.size()),
+    return {ktl::Span<const MemoryRegion>(physical),
             kDirect,
             trampoline,
-            ktl::Span<const x::SegmentMapping>::from_raw(kernel.data(), kernel.size()),
+            ktl::Span<const x::SegmentMapping>(kernel),
             guard + K4,
             0x2000000,
             16 * K4,

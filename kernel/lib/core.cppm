@@ -124,13 +124,13 @@ template <class To, class From>
 template <class T>
 [[nodiscard]] uptr address_of(const volatile T* p) {
   KTL_UNSAFE_BUFFER_BEGIN  // reading a pointer's value as an integer creates no access
-      return reinterpret_cast<uptr>(p);
+  return reinterpret_cast<uptr>(p);
   KTL_UNSAFE_BUFFER_END
 }
 template <class R, class... A>
 [[nodiscard]] uptr address_of(R (*f)(A...)) {
   KTL_UNSAFE_BUFFER_BEGIN  // reading a pointer's value as an integer creates no access
-      return reinterpret_cast<uptr>(f);
+  return reinterpret_cast<uptr>(f);
   KTL_UNSAFE_BUFFER_END
 }
 

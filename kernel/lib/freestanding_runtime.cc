@@ -10,8 +10,7 @@ extern "C" {
 
 KTL_UNSAFE_BUFFER_BEGIN  // the C contract: callers pass valid ranges of `n` bytes
 
-    void*
-    memcpy(void* __restrict dst, const void* __restrict src, size_t n) {
+void* memcpy(void* __restrict dst, const void* __restrict src, size_t n) {
   auto* d = static_cast<unsigned char*>(dst);
   const auto* s = static_cast<const unsigned char*>(src);
   if (((reinterpret_cast<uintptr_t>(d) | reinterpret_cast<uintptr_t>(s)) & 7) == 0) {

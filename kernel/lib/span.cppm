@@ -19,7 +19,7 @@ class Span {
     constexpr T& operator*() const { return *p_; }
     constexpr Iterator& operator++() {
       KTL_UNSAFE_BUFFER_BEGIN  // bounded by the end() the range-for compares against
-          ++ p_;
+      ++p_;
       KTL_UNSAFE_BUFFER_END
       return *this;
     }
@@ -35,10 +35,7 @@ class Span {
   // Unsafe: the caller promises [data, data + size) is valid for the view's lifetime (every call
   // sits in a marked unsafe region; tools/unsafe_lint.py checks).
   KTL_UNSAFE_BUFFER_BEGIN  // the definition: the promise is the caller's
-      [[nodiscard]] static constexpr Span
-      from_raw(T* data, usize size) {
-    return Span(data, size);
-  }
+  [[nodiscard]] static constexpr Span from_raw(T* data, usize size) { return Span(data, size); }
   KTL_UNSAFE_BUFFER_END
   // A view of a contiguous container that owns its elements (ktl::Array, std::vector, std::array,
   // ...): the container vouches for [data(), data() + size()). Only lvalues, so a temporary's
@@ -63,13 +60,13 @@ class Span {
   [[nodiscard]] constexpr T& operator[](usize i) const {
     check(i < size_, "Span index out of range");
     KTL_UNSAFE_BUFFER_BEGIN  // i < size_ checked above
-        return data_[i];
+    return data_[i];
     KTL_UNSAFE_BUFFER_END
   }
   [[nodiscard]] constexpr Span subspan(usize offset, usize count) const {
     check(offset <= size_ && count <= size_ - offset, "Span::subspan out of range");
     KTL_UNSAFE_BUFFER_BEGIN  // offset + count <= size_ checked above
-        return Span(data_ + offset, count);
+    return Span(data_ + offset, count);
     KTL_UNSAFE_BUFFER_END
   }
   [[nodiscard]] constexpr Span subspan(usize offset) const {
@@ -84,7 +81,7 @@ class Span {
   [[nodiscard]] constexpr Iterator begin() const { return Iterator(data_); }
   [[nodiscard]] constexpr Iterator end() const {
     KTL_UNSAFE_BUFFER_BEGIN  // one past the end of a valid range
-        return Iterator(data_ + size_);
+    return Iterator(data_ + size_);
     KTL_UNSAFE_BUFFER_END
   }
 
@@ -101,7 +98,7 @@ template <class T>
 [[nodiscard]] constexpr usize string_length(const T* s) {
   usize n = 0;
   KTL_UNSAFE_BUFFER_BEGIN  // NUL-terminated by contract
-      while (s[n] != T{})++ n;
+  while (s[n] != T{}) ++n;
   KTL_UNSAFE_BUFFER_END
   return n;
 }
@@ -112,8 +109,7 @@ class StringView {
   constexpr StringView() = default;
   // FIXME(unsafe rule): (s, n) is unchecked like Span::from_raw but not counted by unsafe_lint.py.
   KTL_UNSAFE_BUFFER_BEGIN  // a C string is valid up to its NUL; (s, n) is the caller's promise
-      constexpr StringView(const char* s)
-      : chars_(Span<const char>::from_raw(s, string_length(s))) {}
+  constexpr StringView(const char* s) : chars_(Span<const char>::from_raw(s, string_length(s))) {}
   constexpr StringView(const char* s, usize n) : chars_(Span<const char>::from_raw(s, n)) {}
   KTL_UNSAFE_BUFFER_END
   constexpr explicit StringView(Span<const char> chars) : chars_(chars) {}
@@ -187,14 +183,14 @@ template <class T>
   requires is_trivially_copyable<T>
 [[nodiscard]] Span<const u8> bytes_of(const T& object) {
   KTL_UNSAFE_BUFFER_BEGIN  // any object's storage may be read as bytes; sizeof(T) of them exist
-      return Span<const u8>::from_raw(reinterpret_cast<const u8*>(&object), sizeof(T));
+  return Span<const u8>::from_raw(reinterpret_cast<const u8*>(&object), sizeof(T));
   KTL_UNSAFE_BUFFER_END
 }
 template <class T>
   requires is_trivially_copyable<T>
 [[nodiscard]] Span<u8> writable_bytes_of(T& object) {
   KTL_UNSAFE_BUFFER_BEGIN  // trivially copyable: any byte pattern written is the object's value
-      return Span<u8>::from_raw(reinterpret_cast<u8*>(&object), sizeof(T));
+  return Span<u8>::from_raw(reinterpret_cast<u8*>(&object), sizeof(T));
   KTL_UNSAFE_BUFFER_END
 }
 

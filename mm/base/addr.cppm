@@ -178,7 +178,7 @@ class VirtAddr {
   template <class T>
   [[nodiscard]] T* as_ptr() const {
     KTL_UNSAFE_BUFFER_BEGIN  // forming the pointer creates no access; using it is the caller's region
-        return reinterpret_cast<T*>(static_cast<ktl::uptr>(value_));
+    return reinterpret_cast<T*>(static_cast<ktl::uptr>(value_));
     KTL_UNSAFE_BUFFER_END
   }
 

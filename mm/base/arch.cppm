@@ -52,26 +52,32 @@ class PhysWindow {
   [[nodiscard]] ktl::Span<ktl::u8> bytes(PhysAddr p, u64 length) const {
     ktl::check(covers(p, length), "PhysWindow: physical range outside the window");
     KTL_UNSAFE_BUFFER_BEGIN  // offset + length <= size_ checked above
-        return ktl::Span<ktl::u8>::from_raw(view_ + (p - base_), length);
+    return ktl::Span<ktl::u8>::from_raw(view_ + (p - base_), length);
     KTL_UNSAFE_BUFFER_END
   }
   // A typed view of one T at `p` (aligned for T, inside the window).
   template <class T>
   [[nodiscard]] T& as(PhysAddr p) const {
     ktl::check(p.is_aligned(alignof(T)), "PhysWindow::as: misaligned physical address");
+    KTL_UNSAFE_BUFFER_BEGIN  // bytes() checked that sizeof(T) bytes at p are in the window; alignment checked
+                             // above
     return *reinterpret_cast<T*>(bytes(p, sizeof(T)).data());
+    KTL_UNSAFE_BUFFER_END
   }
   template <class T>
   [[nodiscard]] ktl::Span<T> array(PhysAddr p, ktl::usize count) const {
     ktl::check(p.is_aligned(alignof(T)), "PhysWindow::array: misaligned physical address");
+    KTL_UNSAFE_BUFFER_BEGIN  // bytes() checked that count * sizeof(T) bytes at p are in the window; alignment
+                             // checked above
     return ktl::Span<T>::from_raw(reinterpret_cast<T*>(bytes(p, count * sizeof(T)).data()), count);
+    KTL_UNSAFE_BUFFER_END
   }
   // The virtual address at which physical `p` is visible.
   [[nodiscard]] VirtAddr virt(PhysAddr p) const { return VirtAddr::of(bytes(p, 0).data()); }
   // The physical address behind a pointer into the window, if it is one.
   [[nodiscard]] ktl::Optional<PhysAddr> phys_of(const void* ptr) const {
-    auto v = reinterpret_cast<ktl::uptr>(ptr);
-    auto lo = reinterpret_cast<ktl::uptr>(view_);
+    auto v = ktl::address_of(ptr);
+    auto lo = ktl::address_of(view_);
     if (view_ == nullptr || v < lo || v - lo >= size_) return ktl::nullopt;
     return base_ + (v - lo);
   }

@@ -32,21 +32,20 @@ alignas(Heap) ktl::Array<ktl::u8, sizeof(Heap)> g_heap_storage;
 
 ktl::u8* byte_at(void* p, usize offset) {
   KTL_UNSAFE_BUFFER_BEGIN  // inside one object or mapping (the caller's contract)
-      return static_cast<ktl::u8*>(p) +
-      offset;
+  return static_cast<ktl::u8*>(p) + offset;
   KTL_UNSAFE_BUFFER_END
 }
 
 HEAP_RAW void raw_fill(void* p, usize n, ktl::u8 value) {
   auto* b = static_cast<volatile ktl::u8*>(p);
   KTL_UNSAFE_BUFFER_BEGIN  // [p, p + n) lies in one large object's mapped pages
-      for (usize i = 0; i < n; ++i) b[i] = value;
+  for (usize i = 0; i < n; ++i) b[i] = value;
   KTL_UNSAFE_BUFFER_END
 }
 HEAP_RAW usize raw_find_not(const void* p, usize n, ktl::u8 value) {
   auto* b = static_cast<const volatile ktl::u8*>(p);
   KTL_UNSAFE_BUFFER_BEGIN  // as raw_fill
-      for (usize i = 0; i < n; ++i) {
+  for (usize i = 0; i < n; ++i) {
     if (b[i] != value) return i;
   }
   KTL_UNSAFE_BUFFER_END
@@ -55,7 +54,7 @@ HEAP_RAW usize raw_find_not(const void* p, usize n, ktl::u8 value) {
 
 void copy_object(void* to, const void* from, usize n) {
   KTL_UNSAFE_BUFFER_BEGIN  // n <= the size of both objects (krealloc's min(old, new))
-      __builtin_memcpy(to, from, n);
+  __builtin_memcpy(to, from, n);
   KTL_UNSAFE_BUFFER_END
 }
 
@@ -150,9 +149,14 @@ LargeObjectArena::~LargeObjectArena() {
       if (root_[i] == 0) continue;
       for (u64 j = 0; j < kLeafEntries; ++j) {
         ktl::uptr v = table_get(i * kLeafEntries + j);
+        KTL_UNSAFE_BUFFER_BEGIN  // non-tombstone table values are LargeObject descriptors this arena
+                                 // allocated
         if (v > kTombstone) release_locked(reinterpret_cast<LargeObject*>(v));
+        KTL_UNSAFE_BUFFER_END
       }
+      KTL_UNSAFE_BUFFER_BEGIN  // root entries are pointers to leaf frames in the window
       auto leaf = window_.phys_of(reinterpret_cast<void*>(root_[i]));
+      KTL_UNSAFE_BUFFER_END
       auto r = pmm_->free_frames(Frame4K::from_start(leaf.value()).value(), 1);
       ktl::check_ok(r, "heap region: a table leaf was freed behind its back");
     }
@@ -165,8 +169,10 @@ LargeObjectArena::~LargeObjectArena() {
 ktl::uptr LargeObjectArena::table_get(u64 page) const {
   ktl::uptr leaf = root_[page / kLeafEntries];
   if (leaf == 0) return 0;
+  KTL_UNSAFE_BUFFER_BEGIN  // root entries are pointers to leaf frames in the window
   return window_.array<ktl::uptr>(window_.phys_of(reinterpret_cast<void*>(leaf)).value(),
                                   kLeafEntries)[page % kLeafEntries];
+  KTL_UNSAFE_BUFFER_END
 }
 
 ktl::Result<void, HeapError> LargeObjectArena::table_set(u64 page, ktl::uptr value) {
@@ -177,12 +183,14 @@ ktl::Result<void, HeapError> LargeObjectArena::table_set(u64 page, ktl::uptr val
     if (frame.is_err()) return ktl::Err(to_heap_error(frame.error()));
     ktl::Bytes bytes = window_.bytes(frame.value().start(), kPageSize);
     ktl::fill_bytes(bytes, 0);
-    leaf = reinterpret_cast<ktl::uptr>(bytes.data());
+    leaf = ktl::address_of(bytes.data());
     (void)frame.release_value().release();  // owned by the table (freed by the destructor)
     ++stats_.table_frames;
   }
+  KTL_UNSAFE_BUFFER_BEGIN  // root entries are pointers to leaf frames in the window
   window_.array<ktl::uptr>(window_.phys_of(reinterpret_cast<void*>(leaf)).value(),
                            kLeafEntries)[page % kLeafEntries] = value;
+  KTL_UNSAFE_BUFFER_END
   return ktl::ok();
 }
 
@@ -205,7 +213,9 @@ LargeObject* LargeObjectArena::live_object_locked(const void* p, const char* ope
                    operation);
     report(what.c_str(), p);
   }
+  KTL_UNSAFE_BUFFER_BEGIN  // non-zero, non-tombstone table values are descriptors (the magic is checked next)
   auto* o = reinterpret_cast<LargeObject*>(v);
+  KTL_UNSAFE_BUFFER_END
   if (o->magic != (kMagic ^ v) || o->start.value() != addr(p)) report("corrupted large-object descriptor", p);
   return o;
 }
@@ -279,12 +289,12 @@ ktl::Result<void*, HeapError> LargeObjectArena::allocate(usize bytes, usize alig
     return ktl::Err(to_heap_error(reserved.error()));
   }
   LargeObject* o = space_->construct(place);
-  o->magic = kMagic ^ reinterpret_cast<ktl::uptr>(o);
+  o->magic = kMagic ^ ktl::address_of(o);
   o->start = reserved.value().start();
   o->requested = bytes;
   auto mapped = [&]() REQUIRES(lock_) -> ktl::Result<void, HeapError> {
     TRY(map_pages_locked(*o, o->start, pages));
-    return table_set(page_index(o->start), reinterpret_cast<ktl::uptr>(o));
+    return table_set(page_index(o->start), ktl::address_of(o));
   }();
   if (mapped.is_err()) {
     space_->unmap(*o, 0);  // no-op unless the table leaf was what failed
@@ -456,7 +466,7 @@ void* Heap::kcalloc(usize count, usize size) {
   void* p = kmalloc(total.value);
   if (p != nullptr) {
     KTL_UNSAFE_BUFFER_BEGIN  // [p, p + total) is the object just allocated
-        __builtin_memset(p, 0, total.value);
+    __builtin_memset(p, 0, total.value);
     KTL_UNSAFE_BUFFER_END
   }
   return p;

@@ -153,7 +153,7 @@ inline constexpr ktl::Array<ktl::u8, kTableMax / 8 + 1> kIndexTable = [] {
 // The smallest class of at least `size` bytes (size <= kMaxSize; 0 maps to the 8-byte class).
 [[nodiscard]] constexpr usize index_of(usize size) {
   KTL_UNSAFE_BUFFER_BEGIN  // (size + 7) / 8 <= kTableMax / 8, the table's last index
-      if (size <= kTableMax) return kIndexTable.data()[(size + 7) / 8];
+  if (size <= kTableMax) return kIndexTable.data()[(size + 7) / 8];
   KTL_UNSAFE_BUFFER_END
   return compute_index(size);
 }
@@ -270,7 +270,7 @@ class LargeObjectArena {
   static constexpr ktl::uptr kTombstone = 1;    // a freed object's table entry until its VA is reused
   static constexpr u64 kLeafEntries = kPageSize / sizeof(ktl::uptr);
 
-  [[nodiscard]] static ktl::uptr addr(const void* p) { return reinterpret_cast<ktl::uptr>(p); }
+  [[nodiscard]] static ktl::uptr addr(const void* p) { return ktl::address_of(p); }
   [[nodiscard]] u64 page_index(VirtAddr v) const { return (v - range_.start()) / kPageSize; }
   [[nodiscard]] ktl::uptr table_get(u64 page) const REQUIRES(lock_);
   [[nodiscard]] ktl::Result<void, HeapError> table_set(u64 page, ktl::uptr value) REQUIRES(lock_);
@@ -344,7 +344,7 @@ class Heap {
   [[nodiscard]] inline void* kmalloc(usize size) {
     if (size <= heap_classes::kTableMax) [[likely]] {
       KTL_UNSAFE_BUFFER_BEGIN  // (size + 7) / 8 <= kTableMax / 8; table entries are < kCount
-          SlabCache* cache = classes_.data()[heap_classes::kIndexTable.data()[(size + 7) / 8]];
+      SlabCache* cache = classes_.data()[heap_classes::kIndexTable.data()[(size + 7) / 8]];
       KTL_UNSAFE_BUFFER_END
       if (!cache->hardened()) [[likely]] {
         slab_cpu::CpuPin pin;

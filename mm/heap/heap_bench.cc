@@ -70,12 +70,11 @@ std::vector<Allocator> load_allocators() {
   all.push_back({"ours", &ours_malloc, &ours_free, &ours_realloc});
   all.push_back({"glibc", &::malloc, &::free, &::realloc});
   KTL_UNSAFE_BUFFER_BEGIN  // dlsym's void* is the named function of the C allocator's ABI
-      if (void* mi = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_LOCAL)) {
+  if (void* mi = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_LOCAL)) {
     all.push_back({"mimalloc", reinterpret_cast<void* (*)(std::size_t)>(dlsym(mi, "mi_malloc")),
                    reinterpret_cast<void (*)(void*)>(dlsym(mi, "mi_free")),
                    reinterpret_cast<void* (*)(void*, std::size_t)>(dlsym(mi, "mi_realloc"))});
-  }
-  else {
+  } else {
     std::fprintf(stderr, "mimalloc not loadable (%s): skipped\n", dlerror());
   }
   if (void* tc = dlopen("libtcmalloc_minimal.so.4", RTLD_NOW | RTLD_LOCAL)) {

@@ -62,7 +62,7 @@ class Differential {
 
   ::testing::AssertionResult check_new(void* p, std::size_t size, std::size_t align) {
     if (p == nullptr) return ::testing::AssertionFailure() << "allocation of " << size << " bytes failed";
-    auto a = reinterpret_cast<std::uintptr_t>(p);
+    auto a = ktl::address_of(p);
     std::size_t want = std::max<std::size_t>(align, size <= 8 ? 8 : 16);
     if (a % want != 0) return ::testing::AssertionFailure() << p << " not aligned to " << want;
     // No overlap with the neighbours in address order.
@@ -80,7 +80,9 @@ class Differential {
   }
 
   ::testing::AssertionResult check_contents(std::uintptr_t a, const Block& b, std::size_t n) {
+    KTL_UNSAFE_BUFFER_BEGIN  // the model's keys are addresses of live heap blocks
     std::size_t bad = verify(reinterpret_cast<void*>(a), n, b.fill);
+    KTL_UNSAFE_BUFFER_END
     if (bad != n) {
       return ::testing::AssertionFailure()
              << "byte " << bad << " of the " << b.size << "-byte block at " << a << " changed";
@@ -111,7 +113,7 @@ class Differential {
       if (!ok) return ok;
       Block b{size, static_cast<std::uint32_t>(rng_())};
       fill(p, size, b.fill);
-      blocks_[reinterpret_cast<std::uintptr_t>(p)] = b;
+      blocks_[ktl::address_of(p)] = b;
       ++allocs_;
     } else if (op < 60) {
       auto it = pick();
@@ -121,23 +123,27 @@ class Differential {
       auto ok = check_contents(old, b, b.size);
       if (!ok) return ok;
       blocks_.erase(it);
+      KTL_UNSAFE_BUFFER_BEGIN  // the model's keys are addresses of live heap blocks
       void* p = heap_.krealloc(reinterpret_cast<void*>(old), size);
+      KTL_UNSAFE_BUFFER_END
       if (p == nullptr) return ::testing::AssertionFailure() << "krealloc to " << size << " failed";
       std::size_t kept = std::min(b.size, size);
-      ok = check_contents(reinterpret_cast<std::uintptr_t>(p), b, kept);
+      ok = check_contents(ktl::address_of(p), b, kept);
       if (!ok) return ok << " (after krealloc " << b.size << " -> " << size << ")";
       ok = check_new(p, size, 0);
       if (!ok) return ok;
-      if (reinterpret_cast<std::uintptr_t>(p) == old) ++in_place_;
+      if (ktl::address_of(p) == old) ++in_place_;
       Block nb{size, static_cast<std::uint32_t>(rng_())};
       fill(p, size, nb.fill);
-      blocks_[reinterpret_cast<std::uintptr_t>(p)] = nb;
+      blocks_[ktl::address_of(p)] = nb;
       ++reallocs_;
     } else {
       auto it = pick();
       auto ok = check_contents(it->first, it->second, it->second.size);
       if (!ok) return ok;
+      KTL_UNSAFE_BUFFER_BEGIN  // the model's keys are addresses of live heap blocks
       heap_.kfree(reinterpret_cast<void*>(it->first));
+      KTL_UNSAFE_BUFFER_END
       blocks_.erase(it);
     }
     return ::testing::AssertionSuccess();
@@ -147,7 +153,9 @@ class Differential {
     for (auto& [a, b] : blocks_) {
       auto ok = check_contents(a, b, b.size);
       if (!ok) return ok;
+      KTL_UNSAFE_BUFFER_BEGIN  // the model's keys are addresses of live heap blocks
       heap_.kfree(reinterpret_cast<void*>(a));
+      KTL_UNSAFE_BUFFER_END
     }
     blocks_.clear();
     return ::testing::AssertionSuccess();

@@ -70,7 +70,7 @@ void check(const Slot& s, std::size_t n) {
   if (!all_bytes(s.p, n, s.tag)) fail("block contents changed", n, s.size);
 }
 void check_new(const void* p, std::size_t size, std::size_t align) {
-  auto a = reinterpret_cast<std::uintptr_t>(p);
+  auto a = ktl::address_of(p);
   std::size_t want = align > 16 ? align : (size <= 8 ? 8 : 16);
   if (a % want != 0) fail("misaligned block", a, want);
 }

@@ -139,7 +139,7 @@ class Reservation : ktl::NoCopy {
   explicit Reservation(u64 bytes) : bytes_(bytes) {
     void* p = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     ktl::check(p != MAP_FAILED, "heap host: cannot reserve the heap region");
-    start_ = VirtAddr::from(reinterpret_cast<ktl::uptr>(p));
+    start_ = VirtAddr::from(ktl::address_of(p));
   }
   Reservation(Reservation&&) = delete;
   ~Reservation() { munmap(start_.as_ptr<void>(), bytes_); }

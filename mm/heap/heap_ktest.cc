@@ -30,7 +30,7 @@ namespace classes = mm::heap_classes;
 constexpr usize KiB = 1024;
 constexpr usize MiB = 1024 * KiB;
 
-uptr addr(const void* p) { return reinterpret_cast<uptr>(p); }
+uptr addr(const void* p) { return ktl::address_of(p); }
 
 // The slab's and the PMM's causes survive into HeapError (heap init used to turn every one of
 // them into OutOfMemory).
@@ -198,7 +198,9 @@ KTEST(Heap, KcallocZeroesAndRejectsOverflow) {
   heap.kfree(dirty);
   auto* p = static_cast<u8*>(heap.kcalloc(1000, 4));
   KASSERT(p != nullptr);
+  KTL_UNSAFE_BUFFER_BEGIN  // kcalloc(1000, 4) returned 4000 bytes
   ktl::Span<u8> s = ktl::Span<u8>::from_raw(p, 4000);
+  KTL_UNSAFE_BUFFER_END
   usize nonzero = 0;
   for (u8 b : s) nonzero += b != 0 ? 1 : 0;
   KEXPECT_EQ(nonzero, 0u);

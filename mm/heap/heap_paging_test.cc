@@ -41,7 +41,7 @@ using mm::heap_host::HostHeapOptions;
 
 constexpr std::uint64_t kPage = 4096;
 
-std::uintptr_t addr(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
+std::uintptr_t addr(const void* p) { return ktl::address_of(p); }
 mm::VirtAddr va(const void* p, std::uint64_t offset = 0) { return mm::VirtAddr::from(addr(p) + offset); }
 std::uint64_t pages_of(std::size_t bytes) { return (bytes + kPage - 1) / kPage; }
 
@@ -55,7 +55,7 @@ std::uint64_t heap_overhead(mm::Heap& heap) {
 
 std::vector<mm::LargeRun> runs_of(mm::Heap& heap, const void* p) {
   std::vector<mm::LargeRun> runs(mm::LargeObject::kMaxRuns);
-  std::uint32_t n = heap.region().runs_of(p, ktl::Span<mm::LargeRun>::from_raw(runs.data(), runs.size()));
+  std::uint32_t n = heap.region().runs_of(p, ktl::Span<mm::LargeRun>(runs));
   runs.resize(n);
   return runs;
 }

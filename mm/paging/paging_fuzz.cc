@@ -102,8 +102,7 @@ Op decode(const std::uint8_t* r) {
 // The table frames, made once and zeroed again for each input (as a fresh block would be), so an
 // input's outcome never depends on the inputs before it.
 const mm::test_env::TestMemory& fresh_memory() {
-  static const mm::test_env::TestMemory m =
-      mm::test_env::TestMemory::acquire(1 << 20).release_value();
+  static const mm::test_env::TestMemory m = mm::test_env::TestMemory::acquire(1 << 20).release_value();
   ktl::Span<ktl::u8> bytes = m.window().bytes(m.base(), m.size());
   std::memset(bytes.data(), 0, bytes.size());
   return m;

@@ -51,11 +51,15 @@ struct FrameDesc {
 
   // The kind, read and written atomically (owner_of races with set_owner / clear_owner).
   [[nodiscard]] FrameOwner load_kind() const {
+    KTL_UNSAFE_BUFFER_BEGIN  // FrameOwner is a u8 enum: its storage is a u8
     return static_cast<FrameOwner>(
         __atomic_load_n(reinterpret_cast<const ktl::u8*>(&kind), __ATOMIC_RELAXED));
+    KTL_UNSAFE_BUFFER_END
   }
   void store_kind(FrameOwner k) {
+    KTL_UNSAFE_BUFFER_BEGIN  // FrameOwner is a u8 enum: its storage is a u8
     __atomic_store_n(reinterpret_cast<ktl::u8*>(&kind), ktl::to_underlying(k), __ATOMIC_RELAXED);
+    KTL_UNSAFE_BUFFER_END
   }
   // Atomic reference counting; unref returns the count left (panics below zero).
   ktl::u32 ref() { return __atomic_add_fetch(&refs, 1, __ATOMIC_RELAXED); }
@@ -90,9 +94,11 @@ class FrameTable {
     ktl::fill_bytes(root, 0);
     pmm_ = &pmm;
     window_ = window;
-    view_ = reinterpret_cast<ktl::uptr>(window.bytes(window.base(), 0).data());
+    view_ = ktl::address_of(window.bytes(window.base(), 0).data());
     size_ = window.size();
+    KTL_UNSAFE_BUFFER_BEGIN  // the root frame, zeroed above, holds root_entries words
     root_ = reinterpret_cast<ktl::uptr*>(root.data());
+    KTL_UNSAFE_BUFFER_END
     root_entries_ = root_entries;
     return ktl::ok();
   }
@@ -102,13 +108,13 @@ class FrameTable {
   // The owner of the frame holding `p` if it is of `kind`, else 0 (also for addresses outside
   // the window and frames without a leaf). The slab's kfree path: two dependent loads.
   [[nodiscard]] inline ktl::uptr owner_of(const void* p, FrameOwner kind) const {
-    u64 offset = reinterpret_cast<ktl::uptr>(p) - view_;
+    u64 offset = ktl::address_of(p) - view_;
     if (offset >= size_) return 0;
     u64 frame = offset / kPageSize;
     // offset < size_ bounds the root index (the root covers the whole window): no second check.
     KTL_UNSAFE_BUFFER_BEGIN  // frame / kLeafEntries < root_entries_ because offset < size_
-        auto* leaf = reinterpret_cast<const FrameDesc*>(
-            __atomic_load_n(&root_[frame / kLeafEntries], __ATOMIC_ACQUIRE));
+    auto* leaf =
+        reinterpret_cast<const FrameDesc*>(__atomic_load_n(&root_[frame / kLeafEntries], __ATOMIC_ACQUIRE));
     if (leaf == nullptr) return 0;
     const FrameDesc* d = leaf + frame % kLeafEntries;  // < kLeafEntries, the leaf's length
     KTL_UNSAFE_BUFFER_END
@@ -139,8 +145,8 @@ class FrameTable {
   [[nodiscard]] inline FrameDesc* leaf_desc(u64 frame) const {
     if (frame / kLeafEntries >= root_entries_) return nullptr;
     KTL_UNSAFE_BUFFER_BEGIN  // frame / kLeafEntries < root_entries_, the root's length
-        auto* leaf =
-            reinterpret_cast<FrameDesc*>(__atomic_load_n(&root_[frame / kLeafEntries], __ATOMIC_ACQUIRE));
+    auto* leaf =
+        reinterpret_cast<FrameDesc*>(__atomic_load_n(&root_[frame / kLeafEntries], __ATOMIC_ACQUIRE));
     if (leaf == nullptr) return nullptr;
     return leaf + frame % kLeafEntries;  // < kLeafEntries, the leaf's length
     KTL_UNSAFE_BUFFER_END
@@ -191,9 +197,8 @@ ktl::Result<void, PmmError> FrameTable::set_owner(PhysRange frames, FrameOwner k
     ktl::fill_bytes(leaf, 0);
     ktl::uptr expected = 0;
     KTL_UNSAFE_BUFFER_BEGIN  // f / kLeafEntries < root_entries_: first_frame checked the window
-        bool won = __atomic_compare_exchange_n(&root_[f / kLeafEntries], &expected,
-                                               reinterpret_cast<ktl::uptr>(leaf.data()), false,
-                                               __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    bool won = __atomic_compare_exchange_n(&root_[f / kLeafEntries], &expected, ktl::address_of(leaf.data()),
+                                           false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
     KTL_UNSAFE_BUFFER_END
     if (won) {
       (void)frame.release();  // the table's from now on (freed by reset())

@@ -35,7 +35,8 @@ class FrameTableTest : public testing::Test {
 
   const void* view(PhysAddr p) { return memory_.window().bytes(p, 1).data(); }
 
-  mm::test_env::TestMemory memory_ = mm::test_env::TestMemory::acquire_at(PhysAddr::from(4 * kMiB), 8 * kMiB).release_value();
+  mm::test_env::TestMemory memory_ =
+      mm::test_env::TestMemory::acquire_at(PhysAddr::from(4 * kMiB), 8 * kMiB).release_value();
   mm::Pmm pmm_;
   u64 baseline_ = 0;
 };
@@ -46,7 +47,7 @@ TEST_F(FrameTableTest, OwnersAreFoundByPointerAndKind) {
   EXPECT_EQ(table.metadata_frames(), 1u);  // the root: 8 MiB of window need 16 words
   mm::AllocatedFrames frames = pmm_.alloc_contiguous(3, kPage).release_value();
   int owner = 0;
-  auto id = reinterpret_cast<ktl::uptr>(&owner);
+  auto id = ktl::address_of(&owner);
   EXPECT_EQ(table.find(frames.start()), nullptr);  // no leaf yet
   ASSERT_TRUE(table.set_owner(frames.range(), FrameOwner::Slab, id).is_ok());
   EXPECT_EQ(table.metadata_frames(), 2u);  // one leaf

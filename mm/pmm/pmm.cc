@@ -329,7 +329,7 @@ void Pmm::mark_metadata(const InitPlan& plan) {
 // The region table (for error reports) and each node's usable and reserved frame counts.
 void Pmm::record_regions(ktl::Span<const PhysRegion> map, const InitPlan& plan) {
   regions_ = window_.array<MapRecord>(addr_of(plan.blocks[plan.table_block].first),
-                                         static_cast<usize>(plan.records));
+                                      static_cast<usize>(plan.records));
   usize next = 0;
   u64 reserved_end = 0;  // grown non-usable spans may share their edge frames
   for (const PhysRegion& r : map) {

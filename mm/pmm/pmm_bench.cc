@@ -11,6 +11,7 @@
 //   random  every frame is in use with probability fill (seeded): free frames are scattered, so a
 //           scan from the start finds one after about 1 / (1 - fill) frames
 #include <benchmark/benchmark.h>
+#include <ktl/macros.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -82,7 +83,9 @@ struct Machine {
         naive(kFrames) {
     mm::PhysRegion all{mm::PhysRange::with_size(mm::PhysAddr::from(0), kRam).value(), mm::RegionKind::Usable,
                        mm::NodeId{0}};
+    KTL_UNSAFE_BUFFER_BEGIN  // one region: `all`
     if (pmm.init(ktl::Span<const mm::PhysRegion>::from_raw(&all, 1), mem.window()).is_err()) __builtin_trap();
+    KTL_UNSAFE_BUFFER_END
     managed = pmm.free_frame_count();  // the metadata sits at the top, above every managed frame
   }
   mm::test_env::TestMemory mem;

@@ -17,6 +17,8 @@
 //
 // Built with -DFERRITE_FUZZER by fuzz_test; otherwise main() below replays files given as
 // arguments (pmm_fuzz_corpus_test runs the checked-in corpus that way).
+#include <ktl/macros.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -38,7 +40,9 @@ class Reader {
   std::uint8_t byte() {
     if (at_ >= size_) return 0;
     std::uint8_t b;
-    __builtin_memcpy(&b, reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(data_) + at_), 1);
+    KTL_UNSAFE_BUFFER_BEGIN  // at_ < size_ checked above: inside libFuzzer's input
+    __builtin_memcpy(&b, reinterpret_cast<const void*>(ktl::address_of(data_) + at_), 1);
+    KTL_UNSAFE_BUFFER_END
     ++at_;
     return b;
   }

@@ -82,7 +82,7 @@ class Harness {
           mm::NodeId{r.node}});
     }
     expected_init_ = predict_init(map);
-    auto r = pmm_.init(ktl::Span<const mm::PhysRegion>::from_raw(typed.data(), typed.size()), window);
+    auto r = pmm_.init(ktl::Span<const mm::PhysRegion>(typed), window);
     if (r.is_err()) {
       init_error_ = r.error();
       bool tolerated = r.error() == mm::PmmError::NoMemoryForMetadata && metadata_may_not_fit_;

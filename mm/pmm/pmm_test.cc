@@ -45,8 +45,7 @@ class PmmFixture : public testing::Test {
     map_ = {region(16 * MiB, 17 * MiB, RegionKind::Usable),
             region(17 * MiB, 17 * MiB + 64 * KiB, RegionKind::KernelImage),
             region(17 * MiB + 64 * KiB, 24 * MiB, RegionKind::Usable)};
-    ASSERT_TRUE(
-        pmm_.init(ktl::Span<const PhysRegion>::from_raw(map_.data(), map_.size()), mem_.window()).is_ok());
+    ASSERT_TRUE(pmm_.init(ktl::Span<const PhysRegion>(map_), mem_.window()).is_ok());
     baseline_ = pmm_.free_frame_count();
   }
   // Leak accounting: every test gives back what it took.
@@ -212,7 +211,7 @@ TEST(PmmLarge, SixtyFourGibibytesCostLessThanAHundredthOfAPercent) {
       region(2 * MiB, 3 * GiB, RegionKind::Usable), region(3 * GiB, 4 * GiB, RegionKind::Device),
       region(4 * GiB, 64 * GiB, RegionKind::Usable)};
   Pmm pmm;
-  ASSERT_TRUE(pmm.init(ktl::Span<const PhysRegion>::from_raw(map.data(), map.size()), mem.window()).is_ok());
+  ASSERT_TRUE(pmm.init(ktl::Span<const PhysRegion>(map), mem.window()).is_ok());
   const u64 baseline = pmm.free_frame_count();
   mm::MemStats s = pmm.stats();
   const u64 ram = s.total_bytes - s.reserved_bytes;

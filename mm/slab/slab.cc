@@ -46,25 +46,22 @@ u64 splitmix64(u64 x) {
   return x ^ (x >> 31);
 }
 
-ktl::uptr addr(const void* p) { return reinterpret_cast<ktl::uptr>(p); }
+ktl::uptr addr(const void* p) { return ktl::address_of(p); }
 
 // p + offset. Callers guarantee the result stays inside the slab (or object) that p points into.
 ktl::u8* byte_at(void* p, usize offset) {
   KTL_UNSAFE_BUFFER_BEGIN  // in bounds by the caller's contract (offsets inside one slab)
-      return static_cast<ktl::u8*>(p) +
-      offset;
+  return static_cast<ktl::u8*>(p) + offset;
   KTL_UNSAFE_BUFFER_END
 }
 const ktl::u8* byte_at(const void* p, usize offset) {
   KTL_UNSAFE_BUFFER_BEGIN  // as above
-      return static_cast<const ktl::u8*>(p) +
-      offset;
+  return static_cast<const ktl::u8*>(p) + offset;
   KTL_UNSAFE_BUFFER_END
 }
 ktl::u8* byte_before(void* p, usize back) {
   KTL_UNSAFE_BUFFER_BEGIN  // callers step back only into the redzone that precedes an object
-      return static_cast<ktl::u8*>(p) -
-      back;
+  return static_cast<ktl::u8*>(p) - back;
   KTL_UNSAFE_BUFFER_END
 }
 
@@ -75,7 +72,7 @@ SLAB_RAW void raw_fill(void* p, usize n, ktl::u8 value) {
   u64 word = 0x0101010101010101ull * value;
   usize i = 0;
   KTL_UNSAFE_BUFFER_BEGIN  // [p, p + n) is one object or redzone of a slab (caller's contract)
-      for (; i < n && (addr(const_cast<ktl::u8*>(b + i)) & 7) != 0; ++i) b[i] = value;
+  for (; i < n && (addr(const_cast<ktl::u8*>(b + i)) & 7) != 0; ++i) b[i] = value;
   for (; i + 8 <= n; i += 8) *reinterpret_cast<volatile u64*>(b + i) = word;
   for (; i < n; ++i) b[i] = value;
   KTL_UNSAFE_BUFFER_END
@@ -86,7 +83,7 @@ SLAB_RAW usize raw_find_not(const void* p, usize n, ktl::u8 value) {
   u64 word = 0x0101010101010101ull * value;
   usize i = 0;
   KTL_UNSAFE_BUFFER_BEGIN  // as raw_fill
-      for (; i < n && (addr(const_cast<const ktl::u8*>(b + i)) & 7) != 0; ++i) {
+  for (; i < n && (addr(const_cast<const ktl::u8*>(b + i)) & 7) != 0; ++i) {
     if (b[i] != value) return i;
   }
   for (; i + 8 <= n; i += 8) {
@@ -100,7 +97,7 @@ SLAB_RAW usize raw_find_not(const void* p, usize n, ktl::u8 value) {
 }
 SLAB_RAW ktl::u8 raw_byte(const void* p, usize i) {
   KTL_UNSAFE_BUFFER_BEGIN  // i < the length the caller just checked
-      return static_cast<const volatile ktl::u8*>(p)[i];
+  return static_cast<const volatile ktl::u8*>(p)[i];
   KTL_UNSAFE_BUFFER_END
 }
 
@@ -265,7 +262,9 @@ void* SlabCache::decode_link(const SlabDesc& slab, void* object) const {
   void* slot = byte_at(object, link_offset_);
   u64 next = raw_load(slot) ^ secret_ ^ __builtin_bswap64(addr(slot));
   if (next == 0) return nullptr;
+  KTL_UNSAFE_BUFFER_BEGIN  // forming the pointer only; object_index checks it is an object of this slab
   auto* p = reinterpret_cast<void*>(static_cast<ktl::uptr>(next));
+  KTL_UNSAFE_BUFFER_END
   if (!object_index(slab, p).has_value())
     report("corrupted free list (a free object's link was overwritten)", object);
   return p;
@@ -312,7 +311,9 @@ void SlabCache::check_owner(const void* object) const {
 // --- hardened mode
 // -------------------------------------------------------------------------------------------
 void SlabCache::hardened_alloc(void* object, usize requested) {
+  KTL_UNSAFE_BUFFER_BEGIN  // meta_offset_ + sizeof(Meta) <= stride: the layout computed at create_cache
   auto* meta = reinterpret_cast<Meta*>(byte_at(object, meta_offset_));
+  KTL_UNSAFE_BUFFER_END
   u64 word = raw_load(meta);
   u32 state = static_cast<u32>(word >> 32);
   if (state != kStateFree) report("allocator state corrupted (object handed out while not free)", object);
@@ -334,7 +335,9 @@ void SlabCache::hardened_alloc(void* object, usize requested) {
 }
 
 void SlabCache::hardened_free(void* object) {
+  KTL_UNSAFE_BUFFER_BEGIN  // meta_offset_ + sizeof(Meta) <= stride: the layout computed at create_cache
   auto* meta = reinterpret_cast<Meta*>(byte_at(object, meta_offset_));
+  KTL_UNSAFE_BUFFER_END
   u64 word = raw_load(meta);
   u32 state = static_cast<u32>(word >> 32);
   usize requested = static_cast<u32>(word);
@@ -358,7 +361,9 @@ void SlabCache::hardened_free(void* object) {
 void SlabCache::resize_in_place(void* object, usize requested) {
   ktl::check(requested <= size_, "SlabCache::resize_in_place: larger than the object");
   if (hardened_) {
+    KTL_UNSAFE_BUFFER_BEGIN  // meta_offset_ + sizeof(Meta) <= stride: the layout computed at create_cache
     auto* meta = reinterpret_cast<Meta*>(byte_at(object, meta_offset_));
+    KTL_UNSAFE_BUFFER_END
     u64 word = raw_load(meta);
     if (static_cast<u32>(word >> 32) != kStateLive) report("invalid krealloc (object not live)", object);
     usize old = static_cast<u32>(word);
@@ -469,7 +474,9 @@ void* SlabCache::alloc_one_locked(bool may_grow) {
   if (slab == nullptr) return nullptr;
   check_desc(*slab);
   u64 head = slab->freelist ^ secret_ ^ __builtin_bswap64(addr(&slab->freelist));
+  KTL_UNSAFE_BUFFER_BEGIN  // forming the pointer only; object_index checks it is an object of this slab
   auto* object = reinterpret_cast<void*>(static_cast<ktl::uptr>(head));
+  KTL_UNSAFE_BUFFER_END
   if (object == nullptr || !object_index(*slab, object).has_value()) {
     report("corrupted free list (bad head in the slab descriptor)", slab->base);
   }
@@ -483,7 +490,9 @@ void* SlabCache::alloc_one_locked(bool may_grow) {
 void SlabCache::free_one_locked(void* object, SlabDesc* slab) {
   check_desc(*slab);
   u64 head = slab->freelist ^ secret_ ^ __builtin_bswap64(addr(&slab->freelist));
+  KTL_UNSAFE_BUFFER_BEGIN  // the decoded head was checked when it was stored (free_one_locked's caller)
   store_link(object, reinterpret_cast<void*>(static_cast<ktl::uptr>(head)));
+  KTL_UNSAFE_BUFFER_END
   slab->freelist = encode(object, &slab->freelist);
   ktl::check(slab->inuse > 0, "slab: free to a slab with no objects in use");
   --slab->inuse;

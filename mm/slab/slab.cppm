@@ -236,8 +236,7 @@ class SlabCache {
   // Contract: cpu_slot < kMaxSlots (a cache's slot number, established by setup()).
   [[nodiscard]] static inline slab_cpu::CpuSlot& slot_at(slab_cpu::CpuPin& pin, u32 cpu_slot) {
     KTL_UNSAFE_BUFFER_BEGIN  // cpu_slot < slab_cpu::kMaxSlots by contract, the length of `slots`
-        return pin.block()
-            .slots.data()[cpu_slot];
+    return pin.block().slots.data()[cpu_slot];
     KTL_UNSAFE_BUFFER_END
   }
   // Hardened caches: the requested size of a live object changes (krealloc in place): moves the
@@ -258,8 +257,8 @@ class SlabCache {
   [[nodiscard]] SlabInfo info() const EXCLUDES(lock_);
   // Whether `object` is exactly an object start in `slab` (a slab of this cache).
   [[nodiscard]] static inline bool is_object_start(const SlabDesc& slab, const void* object) {
-    ktl::uptr p = reinterpret_cast<ktl::uptr>(object);
-    ktl::uptr first = reinterpret_cast<ktl::uptr>(slab.base) + slab.first_offset;
+    ktl::uptr p = ktl::address_of(object);
+    ktl::uptr first = ktl::address_of(slab.base) + slab.first_offset;
     u64 offset = p - first;  // wraps to a huge value below `first`
     u64 index = (offset * slab.stride_recip) >> 32;
     return p >= first && index < slab.objects && index * slab.stride == offset;
@@ -438,7 +437,9 @@ class SlabAllocator {
 
   // The slab descriptor of the slab containing `p`, or null.
   [[nodiscard]] inline SlabDesc* slab_of(const void* p) const {
+    KTL_UNSAFE_BUFFER_BEGIN  // the frame table records SlabDesc pointers for FrameOwner::Slab frames
     return reinterpret_cast<SlabDesc*>(frames_.owner_of(p, FrameOwner::Slab));
+    KTL_UNSAFE_BUFFER_END
   }
 
   // slabinfo: f(const SlabInfo&) for every cache, internal ones included.

@@ -60,21 +60,19 @@ struct Magazine {
   // Contract: !empty().
   [[nodiscard]] inline void* pop() {
     KTL_UNSAFE_BUFFER_BEGIN  // rounds <= capacity, and the magazine holds `capacity` entries
-        return round[--rounds];
+    return round[--rounds];
     KTL_UNSAFE_BUFFER_END
   }
   // Contract: !full().
   inline void push(void* object) {
     KTL_UNSAFE_BUFFER_BEGIN  // rounds < capacity, and the magazine holds `capacity` entries
-        round[rounds++] = object;
+    round[rounds++] = object;
     KTL_UNSAFE_BUFFER_END
   }
   // The most recently pushed object (null when empty).
   [[nodiscard]] inline void* top() const {
     KTL_UNSAFE_BUFFER_BEGIN  // rounds - 1 < capacity when rounds > 0
-            return rounds == 0
-        ? nullptr
-        : round[rounds - 1];
+    return rounds == 0 ? nullptr : round[rounds - 1];
     KTL_UNSAFE_BUFFER_END
   }
   [[nodiscard]] static constexpr usize bytes_for(u32 capacity) {

@@ -27,7 +27,7 @@ using mm::test_env::check_pattern;
 using mm::test_env::fill_pattern;
 using mm::test_env::TestHeap;
 
-uptr addr(const void* p) { return reinterpret_cast<uptr>(p); }
+uptr addr(const void* p) { return ktl::address_of(p); }
 
 KTEST(Slab, AllocatesDistinctAlignedObjectsAndAccountsForThem) {
   auto env = KTRY(TestHeap::create());
@@ -273,7 +273,9 @@ KTEST(Slab, FreeListLinksAreStoredEncoded) {
   c->free(b);               // b's link now points at a
 #if !defined(FERRITE_ASAN)  // (under ASan the freed object is poisoned: not readable here)
   // The link sits in the middle of the object (offset 32 for 64 bytes): it is not a plain pointer.
+  KTL_UNSAFE_BUFFER_BEGIN  // b is a live 64-byte object; its link sits at offset 32
   u64 raw = *reinterpret_cast<u64*>(ktl::Span<u8>::from_raw(static_cast<u8*>(b), 64).subspan(32, 8).data());
+  KTL_UNSAFE_BUFFER_END
   KEXPECT_NE(raw, static_cast<u64>(addr(a)));
   KEXPECT_NE(raw, 0u);
 #endif
@@ -295,7 +297,9 @@ KTEST(Slab, HardenedObjectsArePoisonedWhenFree) {
   c->free(p);
 #if !defined(FERRITE_ASAN)
   // (Under ASan the freed bytes are poisoned in the shadow and may not be read here.)
+  KTL_UNSAFE_BUFFER_BEGIN  // p is a 64-byte object of this cache
   ktl::Span<const u8> bytes = ktl::Span<const u8>::from_raw(static_cast<const u8*>(p), 64);
+  KTL_UNSAFE_BUFFER_END
   usize poisoned = 0;
   for (u8 b : bytes) poisoned += b == 0x6b ? 1 : 0;
   KEXPECT_EQ(poisoned, 64u);

@@ -121,11 +121,15 @@ class TestHeap : ktl::NoCopy {
 // Writes `n` bytes of a pattern derived from `seed` at `p`; check_pattern verifies them. Tests
 // use it to show that an object's contents survive other operations (and krealloc).
 inline void fill_pattern(void* p, ktl::usize n, u64 seed) {
+  KTL_UNSAFE_BUFFER_BEGIN  // the caller passes n bytes at p
   ktl::Span<ktl::u8> s = ktl::Span<ktl::u8>::from_raw(static_cast<ktl::u8*>(p), n);
+  KTL_UNSAFE_BUFFER_END
   for (ktl::usize i = 0; i < n; ++i) s[i] = static_cast<ktl::u8>((seed * 131 + i * 7) >> 1);
 }
 [[nodiscard]] inline bool check_pattern(const void* p, ktl::usize n, u64 seed) {
+  KTL_UNSAFE_BUFFER_BEGIN  // the caller passes n bytes at p
   ktl::Span<const ktl::u8> s = ktl::Span<const ktl::u8>::from_raw(static_cast<const ktl::u8*>(p), n);
+  KTL_UNSAFE_BUFFER_END
   for (ktl::usize i = 0; i < n; ++i) {
     if (s[i] != static_cast<ktl::u8>((seed * 131 + i * 7) >> 1)) return false;
   }

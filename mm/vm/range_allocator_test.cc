@@ -45,7 +45,8 @@ class RangeAllocatorTest : public testing::Test {
     return ranges;
   }
 
-  mm::test_env::TestMemory memory_ = mm::test_env::TestMemory::acquire_at(mm::PhysAddr::from(1 * kMiB), 4 * kMiB).release_value();
+  mm::test_env::TestMemory memory_ =
+      mm::test_env::TestMemory::acquire_at(mm::PhysAddr::from(1 * kMiB), 4 * kMiB).release_value();
   mm::Pmm pmm_;
   u64 baseline_ = 0;
 };

@@ -24,7 +24,7 @@ u64 g_direct_map = 0;
 
 volatile u32& mmio(u64 base, u64 reg) {
   KTL_UNSAFE_BUFFER_BEGIN  // the xAPIC page is in the direct map (the loader maps the low 4 GiB)
-      return *reinterpret_cast<volatile u32*>(static_cast<ktl::uptr>(g_direct_map + base + reg));
+  return *reinterpret_cast<volatile u32*>(static_cast<ktl::uptr>(g_direct_map + base + reg));
   KTL_UNSAFE_BUFFER_END
 }
 }  // namespace

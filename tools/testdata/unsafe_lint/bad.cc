@@ -10,9 +10,9 @@ void no_reason() {
 }
 
 void nested() {
-  KTL_UNSAFE_BUFFER_BEGIN      // outer
-      KTL_UNSAFE_BUFFER_BEGIN  // inner
-      KTL_UNSAFE_BUFFER_END
+  KTL_UNSAFE_BUFFER_BEGIN  // outer
+  KTL_UNSAFE_BUFFER_BEGIN  // inner
+  KTL_UNSAFE_BUFFER_END
 }
 
 void stray() { KTL_UNSAFE_BUFFER_END }

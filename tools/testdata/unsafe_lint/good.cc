@@ -8,7 +8,7 @@ constexpr unsigned long kMillion = 1'000'000;  // a digit separator is not a cha
 
 unsigned long address(const int* p) {
   KTL_UNSAFE_BUFFER_BEGIN  // reading a pointer's value creates no access
-      return reinterpret_cast<unsigned long>(p);
+  return reinterpret_cast<unsigned long>(p);
   KTL_UNSAFE_BUFFER_END
 }
 
