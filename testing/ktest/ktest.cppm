@@ -3,7 +3,7 @@
 // A test is written once with the macros of <ktest/ktest.h>:
 //
 //   KTEST(Pmm, AllocatesAndFrees) {
-//     auto mem = KTRY(ktest::TestMemory::create(4 << 20));
+//     auto mem = KTRY(mm::test_env::TestMemory::acquire(4 << 20));
 //     ...
 //     KEXPECT_EQ(stats.free, baseline);
 //   }
