@@ -72,7 +72,9 @@ struct ParsedCommandLine {
   usize warning_count = 0;  // at most kMaxWarnings are kept
   usize dropped_warnings = 0;
 
-  [[nodiscard]] ktl::Span<const Warning> warning_list() const { return warnings.span().first(warning_count); }
+  [[nodiscard]] inline ktl::Span<const Warning> warning_list() const {
+    return warnings.span().first(warning_count);
+  }
 };
 
 // The views in the result point into `text`, which must outlive it.

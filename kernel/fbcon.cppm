@@ -49,12 +49,12 @@ class Surface {
   // A surface over plain memory in a fixed format (tests).
   [[nodiscard]] static Surface in_memory(ktl::Span<u32> pixels, u32 width, u32 height, u32 stride);
 
-  [[nodiscard]] u32 width() const { return width_; }
-  [[nodiscard]] u32 height() const { return height_; }
-  [[nodiscard]] u32 stride() const { return stride_; }
+  [[nodiscard]] inline u32 width() const { return width_; }
+  [[nodiscard]] inline u32 height() const { return height_; }
+  [[nodiscard]] inline u32 stride() const { return stride_; }
   [[nodiscard]] u32 encode(Rgb c) const;
-  void put(u32 x, u32 y, u32 value) { pixels_[usize{y} * stride_ + x] = value; }
-  [[nodiscard]] u32 get(u32 x, u32 y) const { return pixels_[usize{y} * stride_ + x]; }
+  inline void put(u32 x, u32 y, u32 value) { pixels_[usize{y} * stride_ + x] = value; }
+  [[nodiscard]] inline u32 get(u32 x, u32 y) const { return pixels_[usize{y} * stride_ + x]; }
   // Copies rows [from, from + count) to [to, to + count).
   void move_rows(u32 to, u32 from, u32 count);
   void fill_rows(u32 from, u32 count, u32 value);
@@ -80,11 +80,11 @@ class FramebufferConsole final : public ktl::FormatSink {
   void write(ktl::StringView text) override;
   void clear();
 
-  [[nodiscard]] u32 columns() const { return columns_; }
-  [[nodiscard]] u32 rows() const { return rows_; }
-  [[nodiscard]] u32 cursor_column() const { return column_; }
-  [[nodiscard]] u32 cursor_row() const { return row_; }
-  [[nodiscard]] const Surface& surface() const { return surface_; }
+  [[nodiscard]] inline u32 columns() const { return columns_; }
+  [[nodiscard]] inline u32 rows() const { return rows_; }
+  [[nodiscard]] inline u32 cursor_column() const { return column_; }
+  [[nodiscard]] inline u32 cursor_row() const { return row_; }
+  [[nodiscard]] inline const Surface& surface() const { return surface_; }
 
  private:
   void put_char(char c);

@@ -35,11 +35,11 @@ class Font {
   constexpr Font() = default;
   [[nodiscard]] static ktl::Result<Font, FontError> parse(ktl::Span<const u8> data);
 
-  [[nodiscard]] u32 width() const { return width_; }
-  [[nodiscard]] u32 height() const { return height_; }
-  [[nodiscard]] u32 glyph_count() const { return count_; }
+  [[nodiscard]] inline u32 width() const { return width_; }
+  [[nodiscard]] inline u32 height() const { return height_; }
+  [[nodiscard]] inline u32 glyph_count() const { return count_; }
   // Bytes per glyph row: ceil(width / 8).
-  [[nodiscard]] u32 row_bytes() const { return (width_ + 7) / 8; }
+  [[nodiscard]] inline u32 row_bytes() const { return (width_ + 7) / 8; }
   // The glyph used for `c` (7-bit ASCII through the font's Unicode table when it has one; other
   // characters and unmapped ones show as '?').
   [[nodiscard]] u32 glyph_index(char c) const;

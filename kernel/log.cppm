@@ -67,7 +67,7 @@ namespace detail {
 class LineSink final : public ktl::FormatSink {
  public:
   void write(ktl::StringView text) override { buffer_.write(text); }
-  [[nodiscard]] ktl::StringView view() const { return buffer_.view(); }
+  [[nodiscard]] inline ktl::StringView view() const { return buffer_.view(); }
 
  private:
   ktl::InlineString<512> buffer_;

@@ -124,9 +124,9 @@ struct MemInfo {
   u64 heap_metadata = 0;
   u64 other = 0;  // allocated frames that are neither page tables nor heap
 
-  [[nodiscard]] u64 heap() const { return heap_slabs + heap_large + heap_metadata; }
-  [[nodiscard]] u64 page_tables() const { return loader_tables + kernel_tables; }
-  [[nodiscard]] u64 kernel_total() const {
+  [[nodiscard]] inline u64 heap() const { return heap_slabs + heap_large + heap_metadata; }
+  [[nodiscard]] inline u64 page_tables() const { return loader_tables + kernel_tables; }
+  [[nodiscard]] inline u64 kernel_total() const {
     return by_kind[index_of(mm::RegionKind::KernelImage)] + by_kind[index_of(mm::RegionKind::BootData)] +
            page_tables() + heap() + pmm_metadata + other;
   }

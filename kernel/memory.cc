@@ -62,9 +62,17 @@ ktl::Result<void, InitError> init(const Config& c) {
     return ktl::Err(InitError::pmm_init(r.error()));
   }
   if (auto r = mm::install_global_pmm(s.pmm); r.is_err()) return ktl::Err(InitError::pmm_install(r.error()));
+  // Kept for atomic requests (interrupt handlers cannot wait for reclaim): 1/256 of free memory,
+  // 32 to 4096 frames (128 KiB to 16 MiB).
+  u64 reserve = ktl::min<u64>(ktl::max<u64>(s.pmm.free_frame_count() / 256, 32), 4096);
+  if (auto r = s.pmm.set_atomic_reserve(ktl::min(reserve, s.pmm.free_frame_count() / 2)); r.is_err())
+    return ktl::Err(InitError::pmm_init(r.error()));
   mm::MemStats st = s.pmm.stats();
-  klog::info("pmm: {} regions (from the loader's {}), {} arenas, {} MiB free, {} KiB metadata", regions,
-             c.map.size(), s.pmm.arena_count(), st.free_bytes >> 20, st.metadata_bytes >> 10);
+  klog::info(
+      "pmm: {} regions (from the loader's {}), {} arenas, {} MiB free, {} KiB metadata, {} KiB atomic "
+      "reserve",
+      regions, c.map.size(), s.pmm.arena_count(), st.free_bytes >> 20, st.metadata_bytes >> 10,
+      s.pmm.atomic_reserve() * 4);
   for (usize i = 0; i < s.pmm.metadata_block_count(); ++i) {
     mm::PhysRange b = s.pmm.metadata_block(i);
     klog::debug("pmm: metadata block {} - {}", b.start(), b.end());

@@ -71,8 +71,8 @@ class SymbolTable {
   // Validates the whole blob (sizes, order, every name) once, so lookups need no checks.
   [[nodiscard]] static ktl::Result<SymbolTable, TableError> parse(ktl::Span<const ktl::u8> blob);
 
-  [[nodiscard]] usize size() const { return count_; }
-  [[nodiscard]] bool empty() const { return count_ == 0; }
+  [[nodiscard]] inline usize size() const { return count_; }
+  [[nodiscard]] inline bool empty() const { return count_ == 0; }
   // The function containing `address`, if any.
   [[nodiscard]] ktl::Optional<Symbol> lookup(u64 address) const;
   // The address of the first symbol named exactly `name` (tests; linear).

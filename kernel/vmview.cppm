@@ -109,7 +109,7 @@ class Coalescer {
  public:
   // Adds the next leaf (in ascending order); emit(const Range&) receives every finished range.
   template <class Emit>
-  void add(const Range& leaf, Emit&& emit) {
+  inline void add(const Range& leaf, Emit&& emit) {
     if (open_ && continues(leaf)) {
       current_.size += leaf.size;
       current_.leaves += leaf.leaves;
@@ -120,13 +120,13 @@ class Coalescer {
     open_ = true;
   }
   template <class Emit>
-  void finish(Emit&& emit) {
+  inline void finish(Emit&& emit) {
     if (open_) emit(current_);
     open_ = false;
   }
 
  private:
-  [[nodiscard]] bool continues(const Range& next) const {
+  [[nodiscard]] inline bool continues(const Range& next) const {
     return current_.va.value() + current_.size == next.va.value() &&
            current_.pa.value() + current_.size == next.pa.value() && current_.flags == next.flags;
   }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Formatting and lint checks: buildifier for Starlark, clang-format-19 for C++, and the unsafe-code
 # rule (tools/unsafe_lint.py: reinterpret_cast and Span::from_raw only inside marked unsafe regions,
-# -Wunsafe-buffer-usage off only for test-only targets). --fix cannot fix the unsafe-code rule.
+# -Wunsafe-buffer-usage off only for test-only targets) and the module rule (tools/inline_lint.py:
+# members defined in a class of a .cppm say `inline`). --fix cannot fix the unsafe-code rule.
 #   tools/lint.sh          check (exit 1 if anything needs reformatting)
 #   tools/lint.sh --fix    rewrite files in place
 #   bazel test //tools:lint_test   the same check, as part of `./bazelw test //...`
@@ -63,6 +64,7 @@ mapfile -t cxx < <(list_files '*.cc' '*.cppm' '*.h' | grep -v '^tools/shims/')
 status=0
 if ((fix)); then
   "$buildifier" --lint=fix "${starlark[@]}"
+  python3 tools/inline_lint.py --fix "${cxx[@]}"
   "$clang_format" -i "${cxx[@]}"
 else
   "$buildifier" --mode=check --lint=warn "${starlark[@]}" || status=1
@@ -70,8 +72,9 @@ else
   # The checker's own test data holds findings on purpose (//tools:unsafe_lint_test checks them).
   mapfile -t checked < <(printf "%s\n" "${cxx[@]}" "${starlark[@]}" | grep -v '^tools/testdata/unsafe_lint/')
   python3 tools/unsafe_lint.py "${checked[@]}" || status=1
+  python3 tools/inline_lint.py "${cxx[@]}" || status=1
   if ((status)); then
-    echo "lint: checked ${#starlark[@]} Starlark and ${#cxx[@]} C++ files in $root: reformat with tools/lint.sh --fix; mark or rewrite what unsafe_lint lists" >&2
+    echo "lint: checked ${#starlark[@]} Starlark and ${#cxx[@]} C++ files in $root: reformat with tools/lint.sh --fix; mark or rewrite what unsafe_lint lists (inline_lint's findings --fix adds)" >&2
   else
     echo "lint: ${#starlark[@]} Starlark and ${#cxx[@]} C++ files in $root are formatted"
   fi

@@ -405,7 +405,7 @@ inline constexpr Guid kGlobalVariableGuid{
 // small chunks and turns "\n" into "\r\n".
 class Console final : public ktl::FormatSink {
  public:
-  explicit Console(SimpleTextOutput* out) : out_(out) {}
+  inline explicit Console(SimpleTextOutput* out) : out_(out) {}
   void write(ktl::StringView text) override;
 
  private:
@@ -416,10 +416,10 @@ class Console final : public ktl::FormatSink {
 class PoolBuffer : ktl::NoCopy {
  public:
   PoolBuffer() = default;
-  PoolBuffer(BootServicesTable* bs, ktl::u8* data, usize size) : bs_(bs), data_(data), size_(size) {}
+  inline PoolBuffer(BootServicesTable* bs, ktl::u8* data, usize size) : bs_(bs), data_(data), size_(size) {}
   PoolBuffer(PoolBuffer&& o)
       : bs_(o.bs_), data_(ktl::exchange(o.data_, nullptr)), size_(ktl::exchange(o.size_, 0)) {}
-  PoolBuffer& operator=(PoolBuffer&& o) {
+  inline PoolBuffer& operator=(PoolBuffer&& o) {
     if (this != &o) {
       reset();
       bs_ = o.bs_;
@@ -428,21 +428,21 @@ class PoolBuffer : ktl::NoCopy {
     }
     return *this;
   }
-  ~PoolBuffer() { reset(); }
+  inline ~PoolBuffer() { reset(); }
 
-  [[nodiscard]] ktl::Span<ktl::u8> bytes() const {
+  [[nodiscard]] inline ktl::Span<ktl::u8> bytes() const {
     KTL_UNSAFE_BUFFER_BEGIN  // the pool allocation this buffer owns holds size_ bytes
     return ktl::Span<ktl::u8>::from_raw(data_, size_);
     KTL_UNSAFE_BUFFER_END
   }
-  [[nodiscard]] usize size() const { return size_; }
+  [[nodiscard]] inline usize size() const { return size_; }
   // Shortens the visible length (the allocation itself is unchanged).
-  void truncate(usize n) {
+  inline void truncate(usize n) {
     ktl::check(n <= size_, "PoolBuffer::truncate beyond the allocation");
     size_ = n;
   }
   // Hands the memory to whoever outlives boot services (the kernel); it is no longer freed.
-  ktl::Span<ktl::u8> leak() {
+  inline ktl::Span<ktl::u8> leak() {
     auto b = bytes();
     data_ = nullptr;
     size_ = 0;
@@ -450,7 +450,7 @@ class PoolBuffer : ktl::NoCopy {
   }
 
  private:
-  void reset() {
+  inline void reset() {
     if (data_ != nullptr) bs_->free_pool(data_);
     data_ = nullptr;
     size_ = 0;
@@ -462,31 +462,33 @@ class PoolBuffer : ktl::NoCopy {
 
 class BootServices {
  public:
-  explicit BootServices(BootServicesTable* table) : t_(table) {}
-  [[nodiscard]] BootServicesTable* raw() const { return t_; }
+  inline explicit BootServices(BootServicesTable* table) : t_(table) {}
+  [[nodiscard]] inline BootServicesTable* raw() const { return t_; }
 
   template <class Protocol>
-  [[nodiscard]] Result<Protocol*> handle_protocol(Handle h) const {
+  [[nodiscard]] inline Result<Protocol*> handle_protocol(Handle h) const {
     void* iface = nullptr;
     TRY(check(t_->handle_protocol(h, &Protocol::kGuid, &iface)));
     if (iface == nullptr) return ktl::Err(Status::Unsupported);
     return static_cast<Protocol*>(iface);
   }
-  [[nodiscard]] Result<PoolBuffer> allocate_pool(usize size) const {
+  [[nodiscard]] inline Result<PoolBuffer> allocate_pool(usize size) const {
     void* p = nullptr;
     TRY(check(t_->allocate_pool(MemoryType::LoaderData, size, &p)));
     return PoolBuffer(t_, static_cast<ktl::u8*>(p), size);
   }
   // Whole pages of LoaderData anywhere in memory; returns the physical (= identity) address.
-  [[nodiscard]] Result<u64> allocate_pages(usize pages) const {
+  [[nodiscard]] inline Result<u64> allocate_pages(usize pages) const {
     u64 addr = 0;
     TRY(check(t_->allocate_pages(AllocateType::AnyPages, MemoryType::LoaderData, pages, &addr)));
     return addr;
   }
-  Result<void> disable_watchdog() const { return check(t_->set_watchdog_timer(0, 0x10000, 0, nullptr)); }
+  inline Result<void> disable_watchdog() const {
+    return check(t_->set_watchdog_timer(0, 0x10000, 0, nullptr));
+  }
   // Every handle that carries `Protocol`, in a pool buffer of Handle values.
   template <class Protocol>
-  [[nodiscard]] Result<PoolBuffer> locate_handles() const {
+  [[nodiscard]] inline Result<PoolBuffer> locate_handles() const {
     usize size = 0;
     Status s = t_->locate_handle(LocateSearchType::ByProtocol, &Protocol::kGuid, nullptr, &size, nullptr);
     if (s != Status::BufferTooSmall) return ktl::Err(is_error(s) ? s : Status::NotFound);
@@ -507,8 +509,8 @@ class BootServices {
 
 class RuntimeServices {
  public:
-  explicit RuntimeServices(RuntimeServicesTable* table) : t_(table) {}
-  [[nodiscard]] RuntimeServicesTable* raw() const { return t_; }
+  inline explicit RuntimeServices(RuntimeServicesTable* table) : t_(table) {}
+  [[nodiscard]] inline RuntimeServicesTable* raw() const { return t_; }
 
   // GetVariable into `out`; returns the variable's size. EFI_NOT_FOUND if there is no such
   // variable, EFI_BUFFER_TOO_SMALL if it is larger than `out`.
@@ -524,10 +526,10 @@ class RuntimeServices {
 // A file opened on a FAT volume; closed on destruction.
 class File : ktl::NoCopy {
  public:
-  explicit File(FileProtocol* f) : f_(f) {}
-  File(File&& o) : f_(ktl::exchange(o.f_, nullptr)) {}
+  inline explicit File(FileProtocol* f) : f_(f) {}
+  inline File(File&& o) : f_(ktl::exchange(o.f_, nullptr)) {}
   File& operator=(File&&) = delete;
-  ~File() {
+  inline ~File() {
     if (f_ != nullptr) f_->close(f_);
   }
   [[nodiscard]] Result<File> open(const Char16* path) const;

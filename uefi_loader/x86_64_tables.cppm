@@ -60,18 +60,18 @@ enum class TableError : ktl::u32 { OutOfMemory, Misaligned, AddressOverflow };
 
 class TableBuilder {
  public:
-  explicit TableBuilder(FrameSource& frames) : frames_(frames) {}
+  inline explicit TableBuilder(FrameSource& frames) : frames_(frames) {}
 
   // Allocates the PML4. Must succeed before anything else.
   [[nodiscard]] ktl::Result<void, TableError> init();
-  [[nodiscard]] u64 root() const { return root_; }
-  [[nodiscard]] usize table_frames() const { return table_frames_; }
+  [[nodiscard]] inline u64 root() const { return root_; }
+  [[nodiscard]] inline usize table_frames() const { return table_frames_; }
   // Whether the CPU supports 1 GiB pages (CPUID 0x80000001 EDX bit 26).
-  void set_gigabyte_pages(bool supported) { gigabyte_pages_ = supported; }
+  inline void set_gigabyte_pages(bool supported) { gigabyte_pages_ = supported; }
   // Whether EFER.NXE will be set (CPUID 0x80000001 EDX bit 20). Without it bit 63 is reserved, so
   // no entry carries it (and nothing can be made non-executable).
-  void set_no_execute(bool supported) { no_execute_ = supported; }
-  [[nodiscard]] bool no_execute() const { return no_execute_; }
+  inline void set_no_execute(bool supported) { no_execute_ = supported; }
+  [[nodiscard]] inline bool no_execute() const { return no_execute_; }
 
   // Maps [virt, virt+size) to [phys, phys+size), using 1 GiB / 2 MiB pages where alignment and
   // `allow_huge` permit. Already-mapped pages are left alone.

@@ -262,14 +262,14 @@ void format_to(FormatSink& sink, FormatString<TypeIdentityT<Args>...> fmt, const
 // Formats into a caller-provided buffer, truncating (never overflowing); always NUL-terminated.
 class BufferSink final : public FormatSink {
  public:
-  explicit BufferSink(Span<char> buffer) : buffer_(buffer) {
+  inline explicit BufferSink(Span<char> buffer) : buffer_(buffer) {
     check(!buffer.empty(), "BufferSink needs room for the terminating NUL");
     buffer_[0] = '\0';
   }
   void write(StringView text) override;
-  [[nodiscard]] StringView view() const { return StringView(buffer_.first(used_)); }
-  [[nodiscard]] const char* c_str() const { return buffer_.data(); }
-  [[nodiscard]] bool truncated() const { return truncated_; }
+  [[nodiscard]] inline StringView view() const { return StringView(buffer_.first(used_)); }
+  [[nodiscard]] inline const char* c_str() const { return buffer_.data(); }
+  [[nodiscard]] inline bool truncated() const { return truncated_; }
 
  private:
   Span<char> buffer_;
@@ -281,12 +281,12 @@ class BufferSink final : public FormatSink {
 template <usize N>
 class InlineString final : public FormatSink {
  public:
-  InlineString() : sink_(Span<char>(storage_)) {}
+  inline InlineString() : sink_(Span<char>(storage_)) {}
   InlineString(const InlineString&) = delete;
   InlineString& operator=(const InlineString&) = delete;
   void write(StringView text) override { sink_.write(text); }
-  [[nodiscard]] StringView view() const { return sink_.view(); }
-  [[nodiscard]] const char* c_str() const { return sink_.c_str(); }
+  [[nodiscard]] inline StringView view() const { return sink_.view(); }
+  [[nodiscard]] inline const char* c_str() const { return sink_.c_str(); }
 
  private:
   char storage_[N];

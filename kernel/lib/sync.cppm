@@ -32,14 +32,16 @@ class Atomic {
   Atomic(const Atomic&) = delete;
   Atomic& operator=(const Atomic&) = delete;
 
-  [[nodiscard]] T load(MemoryOrder o = MemoryOrder::SeqCst) const {
+  [[nodiscard]] inline T load(MemoryOrder o = MemoryOrder::SeqCst) const {
     return __atomic_load_n(&value_, static_cast<int>(o));
   }
-  void store(T v, MemoryOrder o = MemoryOrder::SeqCst) { __atomic_store_n(&value_, v, static_cast<int>(o)); }
-  T exchange(T v, MemoryOrder o = MemoryOrder::SeqCst) {
+  inline void store(T v, MemoryOrder o = MemoryOrder::SeqCst) {
+    __atomic_store_n(&value_, v, static_cast<int>(o));
+  }
+  inline T exchange(T v, MemoryOrder o = MemoryOrder::SeqCst) {
     return __atomic_exchange_n(&value_, v, static_cast<int>(o));
   }
-  bool compare_exchange(T& expected, T desired, MemoryOrder o = MemoryOrder::SeqCst) {
+  inline bool compare_exchange(T& expected, T desired, MemoryOrder o = MemoryOrder::SeqCst) {
     int fail = o == MemoryOrder::AcqRel    ? __ATOMIC_ACQUIRE
                : o == MemoryOrder::Release ? __ATOMIC_RELAXED
                                            : static_cast<int>(o);
@@ -77,7 +79,7 @@ class CAPABILITY("mutex") SpinLock {
   SpinLock(const SpinLock&) = delete;
   SpinLock& operator=(const SpinLock&) = delete;
 
-  void lock() ACQUIRE() {
+  inline void lock() ACQUIRE() {
     [[maybe_unused]] u32 spins = 0;
     while (locked_.exchange(true, MemoryOrder::Acquire)) {
       while (locked_.load(MemoryOrder::Relaxed)) {
@@ -88,12 +90,12 @@ class CAPABILITY("mutex") SpinLock {
       }
     }
   }
-  [[nodiscard]] bool try_lock() TRY_ACQUIRE(true) {
+  [[nodiscard]] inline bool try_lock() TRY_ACQUIRE(true) {
     return !locked_.load(MemoryOrder::Relaxed) && !locked_.exchange(true, MemoryOrder::Acquire);
   }
-  void unlock() RELEASE() { locked_.store(false, MemoryOrder::Release); }
-  [[nodiscard]] bool is_locked() const { return locked_.load(MemoryOrder::Relaxed); }
-  [[nodiscard]] const char* name() const { return name_; }
+  inline void unlock() RELEASE() { locked_.store(false, MemoryOrder::Release); }
+  [[nodiscard]] inline bool is_locked() const { return locked_.load(MemoryOrder::Relaxed); }
+  [[nodiscard]] inline const char* name() const { return name_; }
 
  private:
   Atomic<bool> locked_{false};
@@ -104,8 +106,8 @@ class CAPABILITY("mutex") SpinLock {
 template <class L>
 class SCOPED_CAPABILITY LockGuard {
  public:
-  explicit LockGuard(L& lock) ACQUIRE(lock) : lock_(lock) { lock_.lock(); }
-  ~LockGuard() RELEASE() { lock_.unlock(); }
+  inline explicit LockGuard(L& lock) ACQUIRE(lock) : lock_(lock) { lock_.lock(); }
+  inline ~LockGuard() RELEASE() { lock_.unlock(); }
   LockGuard(const LockGuard&) = delete;
   LockGuard& operator=(const LockGuard&) = delete;
 

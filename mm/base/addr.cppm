@@ -176,7 +176,7 @@ class VirtAddr {
   [[nodiscard]] constexpr u64 value() const { return value_; }
   // The address as a pointer. Dereferencing it is the caller's business (an unsafe region).
   template <class T>
-  [[nodiscard]] T* as_ptr() const {
+  [[nodiscard]] inline T* as_ptr() const {
     KTL_UNSAFE_BUFFER_BEGIN  // forming the pointer creates no access; using it is the caller's region
     return reinterpret_cast<T*>(static_cast<ktl::uptr>(value_));
     KTL_UNSAFE_BUFFER_END

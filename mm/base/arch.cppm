@@ -39,17 +39,17 @@ class PhysWindow {
  public:
   constexpr PhysWindow() = default;
   // Physical [base, base + size) is visible at virtual `view`.
-  PhysWindow(PhysAddr base, u64 size, ktl::u8* view) : base_(base), size_(size), view_(view) {}
+  inline PhysWindow(PhysAddr base, u64 size, ktl::u8* view) : base_(base), size_(size), view_(view) {}
 
-  [[nodiscard]] PhysAddr base() const { return base_; }
-  [[nodiscard]] u64 size() const { return size_; }
-  [[nodiscard]] bool covers(PhysAddr p, u64 length) const {
+  [[nodiscard]] inline PhysAddr base() const { return base_; }
+  [[nodiscard]] inline u64 size() const { return size_; }
+  [[nodiscard]] inline bool covers(PhysAddr p, u64 length) const {
     if (p < base_) return false;
     u64 offset = p - base_;
     return offset <= size_ && length <= size_ - offset;
   }
   // The bytes of physical [p, p + length); panics if the window does not cover them.
-  [[nodiscard]] ktl::Span<ktl::u8> bytes(PhysAddr p, u64 length) const {
+  [[nodiscard]] inline ktl::Span<ktl::u8> bytes(PhysAddr p, u64 length) const {
     ktl::check(covers(p, length), "PhysWindow: physical range outside the window");
     KTL_UNSAFE_BUFFER_BEGIN  // offset + length <= size_ checked above
     return ktl::Span<ktl::u8>::from_raw(view_ + (p - base_), length);
@@ -57,7 +57,7 @@ class PhysWindow {
   }
   // A typed view of one T at `p` (aligned for T, inside the window).
   template <class T>
-  [[nodiscard]] T& as(PhysAddr p) const {
+  [[nodiscard]] inline T& as(PhysAddr p) const {
     ktl::check(p.is_aligned(alignof(T)), "PhysWindow::as: misaligned physical address");
     KTL_UNSAFE_BUFFER_BEGIN  // bytes() checked that sizeof(T) bytes at p are in the window; alignment checked
                              // above
@@ -65,7 +65,7 @@ class PhysWindow {
     KTL_UNSAFE_BUFFER_END
   }
   template <class T>
-  [[nodiscard]] ktl::Span<T> array(PhysAddr p, ktl::usize count) const {
+  [[nodiscard]] inline ktl::Span<T> array(PhysAddr p, ktl::usize count) const {
     ktl::check(p.is_aligned(alignof(T)), "PhysWindow::array: misaligned physical address");
     KTL_UNSAFE_BUFFER_BEGIN  // bytes() checked that count * sizeof(T) bytes at p are in the window; alignment
                              // checked above
@@ -73,9 +73,9 @@ class PhysWindow {
     KTL_UNSAFE_BUFFER_END
   }
   // The virtual address at which physical `p` is visible.
-  [[nodiscard]] VirtAddr virt(PhysAddr p) const { return VirtAddr::of(bytes(p, 0).data()); }
+  [[nodiscard]] inline VirtAddr virt(PhysAddr p) const { return VirtAddr::of(bytes(p, 0).data()); }
   // The physical address behind a pointer into the window, if it is one.
-  [[nodiscard]] ktl::Optional<PhysAddr> phys_of(const void* ptr) const {
+  [[nodiscard]] inline ktl::Optional<PhysAddr> phys_of(const void* ptr) const {
     auto v = ktl::address_of(ptr);
     auto lo = ktl::address_of(view_);
     if (view_ == nullptr || v < lo || v - lo >= size_) return ktl::nullopt;

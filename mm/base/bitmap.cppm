@@ -49,36 +49,38 @@ class BitSpan {
  public:
   constexpr BitSpan() = default;
   // A view of `bits` bits stored in `words` (which must hold at least words_for_bits(bits)).
-  BitSpan(ktl::Span<u64> words, u64 bits) : words_(words.first(words_for_bits(bits))), bits_(bits) {}
+  inline BitSpan(ktl::Span<u64> words, u64 bits) : words_(words.first(words_for_bits(bits))), bits_(bits) {}
 
-  [[nodiscard]] u64 size() const { return bits_; }
-  [[nodiscard]] ktl::Span<u64> words() const { return words_; }
+  [[nodiscard]] inline u64 size() const { return bits_; }
+  [[nodiscard]] inline ktl::Span<u64> words() const { return words_; }
 
-  [[nodiscard]] bool test(u64 i) const {
+  [[nodiscard]] inline bool test(u64 i) const {
     ktl::check(i < bits_, "BitSpan::test out of range");
     return (words_[i / 64] >> (i % 64)) & 1;
   }
-  void set(u64 i) {
+  inline void set(u64 i) {
     ktl::check(i < bits_, "BitSpan::set out of range");
     words_[i / 64] |= u64{1} << (i % 64);
   }
-  void clear(u64 i) {
+  inline void clear(u64 i) {
     ktl::check(i < bits_, "BitSpan::clear out of range");
     words_[i / 64] &= ~(u64{1} << (i % 64));
   }
-  void fill(bool value) {
+  inline void fill(bool value) {
     for (u64& w : words_) w = value ? bits::kAllOnes : 0;
     if (value) trim_tail();
   }
-  void set_range(u64 from, u64 to) {
+  inline void set_range(u64 from, u64 to) {
     for_each_word(from, to, [](u64& w, u64 m) { w |= m; });
   }
-  void clear_range(u64 from, u64 to) {
+  inline void clear_range(u64 from, u64 to) {
     for_each_word(from, to, [](u64& w, u64 m) { w &= ~m; });
   }
-  [[nodiscard]] bool all_set(u64 from, u64 to) const { return !find_first_clear(from, to).has_value(); }
-  [[nodiscard]] bool none_set(u64 from, u64 to) const { return !find_first_set(from, to).has_value(); }
-  [[nodiscard]] u64 count_set(u64 from, u64 to) const {
+  [[nodiscard]] inline bool all_set(u64 from, u64 to) const {
+    return !find_first_clear(from, to).has_value();
+  }
+  [[nodiscard]] inline bool none_set(u64 from, u64 to) const { return !find_first_set(from, to).has_value(); }
+  [[nodiscard]] inline u64 count_set(u64 from, u64 to) const {
     u64 n = 0;
     check_range(from, to);
     for (u64 w = from / 64; from < to && w <= (to - 1) / 64; ++w) {
@@ -87,22 +89,22 @@ class BitSpan {
     return n;
   }
   // The first set (clear) bit in [from, to), scanning word by word.
-  [[nodiscard]] ktl::Optional<u64> find_first_set(u64 from, u64 to) const { return find(from, to, 0); }
-  [[nodiscard]] ktl::Optional<u64> find_first_clear(u64 from, u64 to) const {
+  [[nodiscard]] inline ktl::Optional<u64> find_first_set(u64 from, u64 to) const { return find(from, to, 0); }
+  [[nodiscard]] inline ktl::Optional<u64> find_first_clear(u64 from, u64 to) const {
     return find(from, to, bits::kAllOnes);
   }
 
  private:
-  void check_range(u64 from, u64 to) const {
+  inline void check_range(u64 from, u64 to) const {
     ktl::check(from <= to && to <= bits_, "BitSpan: range out of bounds");
   }
   template <class F>
-  void for_each_word(u64 from, u64 to, F f) {
+  inline void for_each_word(u64 from, u64 to, F f) {
     check_range(from, to);
     if (from == to) return;
     for (u64 w = from / 64; w <= (to - 1) / 64; ++w) f(words_[w], bits::word_mask(w, from, to));
   }
-  [[nodiscard]] ktl::Optional<u64> find(u64 from, u64 to, u64 invert) const {
+  [[nodiscard]] inline ktl::Optional<u64> find(u64 from, u64 to, u64 invert) const {
     check_range(from, to);
     if (from == to) return ktl::nullopt;
     for (u64 w = from / 64; w <= (to - 1) / 64; ++w) {
@@ -111,7 +113,7 @@ class BitSpan {
     }
     return ktl::nullopt;
   }
-  void trim_tail() {
+  inline void trim_tail() {
     if (bits_ % 64 != 0) words_[bits_ / 64] &= bits::mask(0, static_cast<u32>(bits_ % 64 - 1));
   }
 
@@ -142,7 +144,7 @@ class SummaryBitmap {
   constexpr SummaryBitmap() = default;
   // A bitmap of `bits` bits (at least one) over `storage` (storage_words(bits) words or more), all
   // bits clear. Zeroes the storage it uses.
-  SummaryBitmap(ktl::Span<u64> storage, u64 bits) : size_(bits) {
+  inline SummaryBitmap(ktl::Span<u64> storage, u64 bits) : size_(bits) {
     ktl::check(bits > 0, "SummaryBitmap: zero bits");
     ktl::check(storage.size() >= storage_words(bits), "SummaryBitmap: storage too small");
     u64 at = 0;
@@ -164,40 +166,42 @@ class SummaryBitmap {
     }
   }
 
-  [[nodiscard]] u64 size() const { return size_; }
+  [[nodiscard]] inline u64 size() const { return size_; }
   // Number of set bits.
-  [[nodiscard]] u64 count() const { return count_; }
-  [[nodiscard]] u32 levels() const { return any_levels_; }
+  [[nodiscard]] inline u64 count() const { return count_; }
+  [[nodiscard]] inline u32 levels() const { return any_levels_; }
   // Bytes of storage in use.
-  [[nodiscard]] u64 storage_bytes() const { return storage_words(size_) * sizeof(u64); }
+  [[nodiscard]] inline u64 storage_bytes() const { return storage_words(size_) * sizeof(u64); }
 
-  [[nodiscard]] bool test(u64 i) const { return any_[0].test(i); }
+  [[nodiscard]] inline bool test(u64 i) const { return any_[0].test(i); }
   // The bits themselves, 64 to a word (bit i is bit i % 64 of word i / 64).
-  [[nodiscard]] ktl::Span<const u64> words() const { return any_[0].words(); }
-  void set(u64 i) {
+  [[nodiscard]] inline ktl::Span<const u64> words() const { return any_[0].words(); }
+  inline void set(u64 i) {
     ktl::check(i < size_, "SummaryBitmap::set out of range");
     u64 w = i / 64;
     store_word(w, base_word(w) | (u64{1} << (i % 64)));
   }
-  void clear(u64 i) {
+  inline void clear(u64 i) {
     ktl::check(i < size_, "SummaryBitmap::clear out of range");
     u64 w = i / 64;
     store_word(w, base_word(w) & ~(u64{1} << (i % 64)));
   }
-  void set_range(u64 from, u64 to) {
+  inline void set_range(u64 from, u64 to) {
     check_range(from, to);
     for (u64 w = from / 64; from < to && w <= (to - 1) / 64; ++w) {
       store_word(w, base_word(w) | bits::word_mask(w, from, to));
     }
   }
-  void clear_range(u64 from, u64 to) {
+  inline void clear_range(u64 from, u64 to) {
     check_range(from, to);
     for (u64 w = from / 64; from < to && w <= (to - 1) / 64; ++w) {
       store_word(w, base_word(w) & ~bits::word_mask(w, from, to));
     }
   }
-  [[nodiscard]] bool all_set(u64 from, u64 to) const { return !find_first_clear(from, to).has_value(); }
-  [[nodiscard]] bool none_set(u64 from, u64 to) const {
+  [[nodiscard]] inline bool all_set(u64 from, u64 to) const {
+    return !find_first_clear(from, to).has_value();
+  }
+  [[nodiscard]] inline bool none_set(u64 from, u64 to) const {
     check_range(from, to);
     if (from == to) return true;
     auto next = next_in(any_, any_levels_, from);
@@ -205,7 +209,7 @@ class SummaryBitmap {
   }
 
   // The lowest set bit: one word per level, from the top.
-  [[nodiscard]] ktl::Optional<u64> find_first_set() const {
+  [[nodiscard]] inline ktl::Optional<u64> find_first_set() const {
     u32 k = any_levels_ - 1;
     u64 top = any_[k].words()[0];
     if (top == 0) return ktl::nullopt;
@@ -217,9 +221,11 @@ class SummaryBitmap {
     return pos;
   }
   // The lowest set bit at or after `from`.
-  [[nodiscard]] ktl::Optional<u64> find_next_set(u64 from) const { return next_in(any_, any_levels_, from); }
+  [[nodiscard]] inline ktl::Optional<u64> find_next_set(u64 from) const {
+    return next_in(any_, any_levels_, from);
+  }
   // The lowest clear bit in [from, to); skips all-ones words through full[0].
-  [[nodiscard]] ktl::Optional<u64> find_first_clear(u64 from, u64 to) const {
+  [[nodiscard]] inline ktl::Optional<u64> find_first_clear(u64 from, u64 to) const {
     check_range(from, to);
     if (from == to) return ktl::nullopt;
     u64 fw = from / 64;
@@ -240,7 +246,8 @@ class SummaryBitmap {
   // The lowest i in [from, to - count] such that bits [i, i + count) are all set and
   // (i + phase) is a multiple of `align` (a power of two): `phase` is the absolute number of bit 0,
   // so alignment is absolute (a frame number), not relative to this bitmap.
-  [[nodiscard]] ktl::Optional<u64> find_set_run(u64 count, u64 align, u64 phase, u64 from, u64 to) const {
+  [[nodiscard]] inline ktl::Optional<u64> find_set_run(u64 count, u64 align, u64 phase, u64 from,
+                                                       u64 to) const {
     ktl::check(count > 0 && ktl::is_power_of_two(align), "SummaryBitmap::find_set_run: bad request");
     check_range(from, to);
     auto aligned = [&](u64 i) { return ktl::align_up(i + phase, align) - phase; };
@@ -269,7 +276,7 @@ class SummaryBitmap {
   }
 
   // Recomputes every summary from the bits and compares (tests and debug checks; O(n)).
-  [[nodiscard]] bool check_invariants() const {
+  [[nodiscard]] inline bool check_invariants() const {
     u64 n = 0;
     for (u64 w : any_[0].words()) n += ktl::popcount(w);
     if (n != count_) return false;
@@ -290,13 +297,13 @@ class SummaryBitmap {
   }
 
  private:
-  void check_range(u64 from, u64 to) const {
+  inline void check_range(u64 from, u64 to) const {
     ktl::check(from <= to && to <= size_, "SummaryBitmap: range out of bounds");
   }
-  [[nodiscard]] u64 base_word(u64 w) const { return any_[0].words()[w]; }
+  [[nodiscard]] inline u64 base_word(u64 w) const { return any_[0].words()[w]; }
 
   // Replaces word `w` of the bits and keeps count_ and both trees in step.
-  void store_word(u64 w, u64 value) {
+  inline void store_word(u64 w, u64 value) {
     u64& slot = any_[0].words()[w];
     u64 old = slot;
     if (old == value) return;

@@ -235,7 +235,7 @@ class LargeObjectArena {
   [[nodiscard]] ktl::Result<void, HeapError> init(Pmm& pmm, PhysWindow window, SlabAllocator& slab,
                                                   VirtRange range, LargeObjectSpace& space,
                                                   Hardening hardening);
-  [[nodiscard]] bool initialized() const { return space_ != nullptr; }
+  [[nodiscard]] inline bool initialized() const { return space_ != nullptr; }
 
   // Errors: NoRegion (not initialized), InvalidArgument, TooLarge, RegionFull, TooFragmented, the
   // PMM's (to_heap_error) and the address space's (LargeObjectSpace::map). fail_allocations_after's
@@ -248,7 +248,7 @@ class LargeObjectArena {
   void free(void* p) EXCLUDES(lock_);
   // Changes the size of a live large object without moving it; false if it cannot.
   [[nodiscard]] bool resize_in_place(void* p, usize bytes) EXCLUDES(lock_);
-  [[nodiscard]] bool contains(const void* p) const { return range_.contains(VirtAddr::from(addr(p))); }
+  [[nodiscard]] inline bool contains(const void* p) const { return range_.contains(VirtAddr::from(addr(p))); }
   // The requested size of a live large object (panics on anything else).
   [[nodiscard]] usize requested_size(const void* p) EXCLUDES(lock_);
   [[nodiscard]] usize usable_size(const void* p) EXCLUDES(lock_);
@@ -256,14 +256,14 @@ class LargeObjectArena {
   // has (which may exceed out.size()). Panics on anything but a live large object.
   [[nodiscard]] u32 runs_of(const void* p, ktl::Span<LargeRun> out) EXCLUDES(lock_);
   [[nodiscard]] LargeObjectStats stats() const EXCLUDES(lock_);
-  [[nodiscard]] VirtRange range() const { return range_; }
-  void fail_allocations_after(u64 n) { fail_after_.store(n, ktl::MemoryOrder::Relaxed); }
+  [[nodiscard]] inline VirtRange range() const { return range_; }
+  inline void fail_allocations_after(u64 n) { fail_after_.store(n, ktl::MemoryOrder::Relaxed); }
 
   // For fork (mm.heap.host's HostHeap::lock_for_fork): takes heap.region and keeps it, so no
   // large allocation, growth or free is in progress while it is held. The first lock of the
   // heap's order; the caller takes the rest (address-space, the slab's, pmm.arena) after it.
-  void lock_all() ACQUIRE(lock_) { lock_.lock(); }
-  void unlock_all() RELEASE(lock_) { lock_.unlock(); }
+  inline void lock_all() ACQUIRE(lock_) { lock_.lock(); }
+  inline void unlock_all() RELEASE(lock_) { lock_.unlock(); }
 
  private:
   static constexpr u64 kMagic = 0x4c41524745u;  // "LARGE"
@@ -271,7 +271,7 @@ class LargeObjectArena {
   static constexpr u64 kLeafEntries = kPageSize / sizeof(ktl::uptr);
 
   [[nodiscard]] static ktl::uptr addr(const void* p) { return ktl::address_of(p); }
-  [[nodiscard]] u64 page_index(VirtAddr v) const { return (v - range_.start()) / kPageSize; }
+  [[nodiscard]] inline u64 page_index(VirtAddr v) const { return (v - range_.start()) / kPageSize; }
   [[nodiscard]] ktl::uptr table_get(u64 page) const REQUIRES(lock_);
   [[nodiscard]] ktl::Result<void, HeapError> table_set(u64 page, ktl::uptr value) REQUIRES(lock_);
   // The pages an object holds in ranges_ (its guard page follows them).
@@ -316,7 +316,7 @@ struct HeapStats {
   u64 slab_frames = 0;      // frames in slabs (every cache of the heap's slab allocator)
   u64 large_frames = 0;     // frames mapped for large objects
   u64 metadata_frames = 0;  // pagemap, region bitmap and tables
-  [[nodiscard]] u64 total_frames() const { return slab_frames + large_frames + metadata_frames; }
+  [[nodiscard]] inline u64 total_frames() const { return slab_frames + large_frames + metadata_frames; }
 };
 
 class Heap {
@@ -385,13 +385,13 @@ class Heap {
   [[nodiscard]] usize usable_size(const void* p);
 
   // --- administration ---
-  [[nodiscard]] SlabAllocator& slab() { return slab_; }
-  [[nodiscard]] LargeObjectArena& region() { return region_; }
-  [[nodiscard]] SlabCache& class_cache(usize index) { return *classes_[index]; }
+  [[nodiscard]] inline SlabAllocator& slab() { return slab_; }
+  [[nodiscard]] inline LargeObjectArena& region() { return region_; }
+  [[nodiscard]] inline SlabCache& class_cache(usize index) { return *classes_[index]; }
   [[nodiscard]] HeapStats stats() const;
   // Returns unused memory: magazines in the depots and empty slabs beyond a few per cache.
-  u64 reclaim(u32 keep = SlabCache::kKeepEmptySlabs) { return slab_.reclaim(keep); }
-  [[nodiscard]] bool hardened() const { return hardening_ == Hardening::On; }
+  inline u64 reclaim(u32 keep = SlabCache::kKeepEmptySlabs) { return slab_.reclaim(keep); }
+  [[nodiscard]] inline bool hardened() const { return hardening_ == Hardening::On; }
 
  private:
   [[nodiscard]] void* kmalloc_slow(usize size);

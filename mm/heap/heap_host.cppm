@@ -55,7 +55,7 @@ enum class Backing : ktl::u8 { Anonymous, Memfd };
 class HostRam : ktl::NoCopy {
  public:
   // `size` bytes at physical `base` (both 4 KiB aligned); panics if the host cannot provide them.
-  HostRam(PhysAddr base, u64 size, Backing backing) : base_(base), size_(size) {
+  inline HostRam(PhysAddr base, u64 size, Backing backing) : base_(base), size_(size) {
     ktl::check(base.is_aligned(kPageSize) && ktl::is_aligned(size, kPageSize), "heap host: unaligned RAM");
     void* p = MAP_FAILED;
     if (backing == Backing::Memfd) {
@@ -69,21 +69,21 @@ class HostRam : ktl::NoCopy {
     view_ = static_cast<ktl::u8*>(p);
   }
   HostRam(HostRam&&) = delete;
-  ~HostRam() {
+  inline ~HostRam() {
     munmap(view_, size_);
     if (fd_ >= 0) close(fd_);
   }
 
   // Memfd backing only: makes physical [p, p + bytes) visible (read-write) at host address `at`
   // as well, replacing whatever was mapped there. False if not memfd-backed or mmap fails.
-  [[nodiscard]] bool map_at(void* at, PhysAddr p, u64 bytes) const {
+  [[nodiscard]] inline bool map_at(void* at, PhysAddr p, u64 bytes) const {
     if (fd_ < 0 || !window().covers(p, bytes)) return false;
     void* r = mmap(at, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd_,
                    static_cast<off_t>(p - base_));
     return r == at;
   }
-  [[nodiscard]] PhysWindow window() const { return PhysWindow(base_, size_, view_); }
-  [[nodiscard]] PhysAddr base() const { return base_; }
+  [[nodiscard]] inline PhysWindow window() const { return PhysWindow(base_, size_, view_); }
+  [[nodiscard]] inline PhysAddr base() const { return base_; }
 
  private:
   PhysAddr base_;
@@ -95,19 +95,19 @@ class HostRam : ktl::NoCopy {
 // Shows the frames themselves (memfd-backed HostRam).
 class MemfdView final : public HostView {
  public:
-  explicit MemfdView(const HostRam& memory) : memory_(memory) {}
-  [[nodiscard]] bool show(VirtAddr at, PhysAddr phys, u64 bytes) override {
+  inline explicit MemfdView(const HostRam& memory) : memory_(memory) {}
+  [[nodiscard]] inline bool show(VirtAddr at, PhysAddr phys, u64 bytes) override {
     shows_.fetch_add(1, ktl::MemoryOrder::Relaxed);
     return memory_.map_at(at.as_ptr<void>(), phys, bytes);
   }
-  void hide(VirtAddr at, u64 bytes) override {
+  inline void hide(VirtAddr at, u64 bytes) override {
     hides_.fetch_add(1, ktl::MemoryOrder::Relaxed);
     void* r = mmap(at.as_ptr<void>(), bytes, PROT_NONE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
     ktl::check(r == at.as_ptr<void>(), "heap host view: could not hide a range");
   }
-  [[nodiscard]] u64 shows() const { return shows_.load(ktl::MemoryOrder::Relaxed); }
-  [[nodiscard]] u64 hides() const { return hides_.load(ktl::MemoryOrder::Relaxed); }
+  [[nodiscard]] inline u64 shows() const { return shows_.load(ktl::MemoryOrder::Relaxed); }
+  [[nodiscard]] inline u64 hides() const { return hides_.load(ktl::MemoryOrder::Relaxed); }
 
  private:
   const HostRam& memory_;
@@ -121,12 +121,12 @@ class MemfdView final : public HostView {
 // aliasing through the window is lost.
 class AnonymousView final : public HostView {
  public:
-  [[nodiscard]] bool show(VirtAddr at, PhysAddr, u64 bytes) override {
+  [[nodiscard]] inline bool show(VirtAddr at, PhysAddr, u64 bytes) override {
     void* r = mmap(at.as_ptr<void>(), bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
     return r == at.as_ptr<void>();
   }
-  void hide(VirtAddr at, u64 bytes) override {
+  inline void hide(VirtAddr at, u64 bytes) override {
     void* r = mmap(at.as_ptr<void>(), bytes, PROT_NONE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
     ktl::check(r == at.as_ptr<void>(), "heap host view: could not hide a range");
@@ -136,14 +136,14 @@ class AnonymousView final : public HostView {
 // A reserved, inaccessible range of host address space.
 class Reservation : ktl::NoCopy {
  public:
-  explicit Reservation(u64 bytes) : bytes_(bytes) {
+  inline explicit Reservation(u64 bytes) : bytes_(bytes) {
     void* p = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     ktl::check(p != MAP_FAILED, "heap host: cannot reserve the heap region");
     start_ = VirtAddr::from(ktl::address_of(p));
   }
   Reservation(Reservation&&) = delete;
-  ~Reservation() { munmap(start_.as_ptr<void>(), bytes_); }
-  [[nodiscard]] VirtRange range() const { return VirtRange::with_size(start_, bytes_).value(); }
+  inline ~Reservation() { munmap(start_.as_ptr<void>(), bytes_); }
+  [[nodiscard]] inline VirtRange range() const { return VirtRange::with_size(start_, bytes_).value(); }
 
  private:
   VirtAddr start_ = VirtAddr::zero();
@@ -207,26 +207,26 @@ class HostHeap : ktl::NoCopy {
     auto h = heap_.emplace().init(pmm_, memory_.window(), config);
     ktl::check_ok(h, "heap host: heap init failed");
   }
-  ~HostHeap() { heap_.reset(); }
+  inline ~HostHeap() { heap_.reset(); }
   HostHeap(HostHeap&&) = delete;
 
-  [[nodiscard]] Heap& heap() { return *heap_; }
+  [[nodiscard]] inline Heap& heap() { return *heap_; }
   // Destroys the heap (which panics if a cache still has live objects) and returns how many
   // frames did not come back to the PMM (0 unless something leaked). Every Mapping is gone then.
-  [[nodiscard]] u64 destroy_heap() {
+  [[nodiscard]] inline u64 destroy_heap() {
     heap_.reset();
     ktl::check(space_->live_mappings() == 0, "heap host: Mappings outlived the heap");
     return baseline_free_ - pmm_.free_frame_count();
   }
   // The heap's PMM (data frames: slabs, large objects, heap metadata).
-  [[nodiscard]] Pmm& pmm() { return pmm_; }
+  [[nodiscard]] inline Pmm& pmm() { return pmm_; }
   // The PMM the region's page tables come from.
-  [[nodiscard]] Pmm& table_pmm() { return table_pmm_; }
-  [[nodiscard]] const HostRam& memory() const { return memory_; }
+  [[nodiscard]] inline Pmm& table_pmm() { return table_pmm_; }
+  [[nodiscard]] inline const HostRam& memory() const { return memory_; }
   // The address space the large objects' Mappings belong to.
-  [[nodiscard]] AddressSpace<HostFormat>& space() { return *space_; }
-  [[nodiscard]] MemfdView& view() { return memfd_view_; }
-  [[nodiscard]] VirtRange region() const { return reservation_.range(); }
+  [[nodiscard]] inline AddressSpace<HostFormat>& space() { return *space_; }
+  [[nodiscard]] inline MemfdView& view() { return memfd_view_; }
+  [[nodiscard]] inline VirtRange region() const { return reservation_.range(); }
 
   // --- fork ---
   // Takes every lock of the heap, its address space and both PMMs, in the order of the module
@@ -237,7 +237,7 @@ class HostHeap : ktl::NoCopy {
   // locks, is not inside the heap, neither allocates nor frees from it until unlock_after_fork(),
   // and no other HostHeap's fork locks are held (slab.cpu_registry is one per process).
   // Unchecked by the analysis: the set of caches and arenas is only known at run time.
-  void lock_for_fork() NO_THREAD_SAFETY_ANALYSIS {
+  inline void lock_for_fork() NO_THREAD_SAFETY_ANALYSIS {
     ktl::check(heap_.has_value(), "HostHeap::lock_for_fork: the heap is destroyed");
     heap_->region().lock_all();
     space_->lock().lock();
@@ -249,7 +249,7 @@ class HostHeap : ktl::NoCopy {
   // is the parent's copy and only the calling thread exists. There the other threads' per-thread
   // magazine blocks leave the registry first; their magazines are simply left, with the objects
   // they cached (which stay allocated in the child: those threads do not exist there).
-  void unlock_after_fork(ForkSide side) NO_THREAD_SAFETY_ANALYSIS {
+  inline void unlock_after_fork(ForkSide side) NO_THREAD_SAFETY_ANALYSIS {
     table_pmm_.unlock_all();
     pmm_.unlock_all();
     if (side == ForkSide::Child) slab_cpu::drop_other_threads_blocks_after_fork();
@@ -262,8 +262,8 @@ class HostHeap : ktl::NoCopy {
   // both processes (each releases its own copy of the locks).
   class [[nodiscard]] ForkGuard : ktl::NoCopy {
    public:
-    explicit ForkGuard(HostHeap& host) : host_(host), pid_(getpid()) { host_.lock_for_fork(); }
-    ~ForkGuard() { host_.unlock_after_fork(getpid() == pid_ ? ForkSide::Parent : ForkSide::Child); }
+    inline explicit ForkGuard(HostHeap& host) : host_(host), pid_(getpid()) { host_.lock_for_fork(); }
+    inline ~ForkGuard() { host_.unlock_after_fork(getpid() == pid_ ? ForkSide::Parent : ForkSide::Child); }
     ForkGuard(ForkGuard&&) = delete;
 
    private:

@@ -77,7 +77,7 @@ class LargeObjectMappings final : public LargeObjectSpace {
   [[nodiscard]] usize record_size() const override { return sizeof(Record); }
   [[nodiscard]] usize record_align() const override { return alignof(Record); }
   [[nodiscard]] LargeObject* construct(void* place) override { return new (place) Record(); }
-  [[nodiscard]] void* destroy(LargeObject* o) override {
+  [[nodiscard]] inline void* destroy(LargeObject* o) override {
     ktl::check(o->runs == 0, "heap region: a large-object record destroyed while it holds Mappings");
     Record* r = &record(*o);
     r->~Record();
@@ -102,7 +102,7 @@ class LargeObjectMappings final : public LargeObjectSpace {
     return ktl::ok();
   }
 
-  void unmap(LargeObject& o, u32 first) override {
+  inline void unmap(LargeObject& o, u32 first) override {
     if (first >= o.runs) return;
     ktl::Span<Mapping<F>> runs = record(o).mappings.span().subspan(first, o.runs - first);
     if (view_ != nullptr) {
@@ -114,13 +114,13 @@ class LargeObjectMappings final : public LargeObjectSpace {
     o.runs = first;
   }
 
-  [[nodiscard]] LargeRun run(const LargeObject& o, u32 i) const override {
+  [[nodiscard]] inline LargeRun run(const LargeObject& o, u32 i) const override {
     ktl::check(i < o.runs, "heap region: no such run");
     const Mapping<F>& m = static_cast<const Record&>(o).mappings[i];
     return LargeRun{m.start(), m.pages(), m.phys()};
   }
 
-  [[nodiscard]] AddressSpace<F>& space() const { return space_; }
+  [[nodiscard]] inline AddressSpace<F>& space() const { return space_; }
 
  private:
   // The record: the heap's fields, then the Mappings that own the object's runs ([0, runs)).

@@ -103,7 +103,7 @@ template <u32 kLevels>
 struct TablePath {
   ktl::Array<u64, kLevels> tables{};
   u32 depth = 0;
-  [[nodiscard]] PhysAddr at(u32 i) const {
+  [[nodiscard]] inline PhysAddr at(u32 i) const {
     ktl::check(i < depth, "TablePath index out of range");
     return PhysAddr::unchecked(tables[i]);
   }
@@ -162,7 +162,7 @@ class PageTable {
 
   // Frees every table frame this PageTable owns (not the frames its leaves map). Contract: the
   // table is not active on any CPU.
-  ~PageTable() {
+  inline ~PageTable() {
     if (!live_ || ownership_ == Ownership::Adopted) return;
     ktl::check(arch::active_root() != root_, "PageTable destroyed while it is the active address space");
     free_subtrees(root_, kTop, 0);
@@ -170,22 +170,22 @@ class PageTable {
     ++freed_;
   }
 
-  [[nodiscard]] PhysAddr root() const { return root_; }
-  [[nodiscard]] const PhysWindow& window() const { return window_; }
-  [[nodiscard]] FrameAllocator& frames() const { return *frames_; }
-  [[nodiscard]] Ownership ownership() const { return ownership_; }
-  [[nodiscard]] const PageTableOptions& options() const { return options_; }
+  [[nodiscard]] inline PhysAddr root() const { return root_; }
+  [[nodiscard]] inline const PhysWindow& window() const { return window_; }
+  [[nodiscard]] inline FrameAllocator& frames() const { return *frames_; }
+  [[nodiscard]] inline Ownership ownership() const { return ownership_; }
+  [[nodiscard]] inline const PageTableOptions& options() const { return options_; }
   // Table frames this engine took from the allocator and has not given back (root included).
-  [[nodiscard]] u64 table_frames() const { return allocated_ - freed_; }
-  [[nodiscard]] u64 allocated_table_frames() const { return allocated_; }
-  [[nodiscard]] u64 freed_table_frames() const { return freed_; }
+  [[nodiscard]] inline u64 table_frames() const { return allocated_ - freed_; }
+  [[nodiscard]] inline u64 allocated_table_frames() const { return allocated_; }
+  [[nodiscard]] inline u64 freed_table_frames() const { return freed_; }
 
   // --- single pages --------------------------------------------------------------------------------------
   // Maps `page` to `frame`. Errors: AlreadyMapped (a leaf covers part of it), TableInTheWay (the
   // slot holds a lower-level table), NoMemory, OutOfRange, Reserved, Unsupported.
   template <PageSize S>
     requires SupportsPageSize<F, S>
-  [[nodiscard]] ktl::Result<TlbFlush, PagingError> map(Page<S> page, Frame<S> frame, PageFlags flags) {
+  [[nodiscard]] inline ktl::Result<TlbFlush, PagingError> map(Page<S> page, Frame<S> frame, PageFlags flags) {
     constexpr u32 k = F::template kLevelOf<S>;
     TRY(check_level(k));
     u64 lin = TRY(checked_range(page.start(), S::bytes));
@@ -203,7 +203,7 @@ class PageTable {
   // it), NoMemory (for the split), OutOfRange, Reserved.
   template <PageSize S>
     requires SupportsPageSize<F, S>
-  [[nodiscard]] ktl::Result<Unmapped<S>, PagingError> unmap(Page<S> page) {
+  [[nodiscard]] inline ktl::Result<Unmapped<S>, PagingError> unmap(Page<S> page) {
     constexpr u32 k = F::template kLevelOf<S>;
     u64 lin = TRY(checked_range(page.start(), S::bytes));
     Hull hull;
@@ -216,7 +216,7 @@ class PageTable {
   // Changes the flags of `page`, splitting a larger leaf first. Errors as for unmap.
   template <PageSize S>
     requires SupportsPageSize<F, S>
-  [[nodiscard]] ktl::Result<TlbFlush, PagingError> protect(Page<S> page, PageFlags flags) {
+  [[nodiscard]] inline ktl::Result<TlbFlush, PagingError> protect(Page<S> page, PageFlags flags) {
     constexpr u32 k = F::template kLevelOf<S>;
     u64 lin = TRY(checked_range(page.start(), S::bytes));
     Hull hull;
@@ -227,14 +227,14 @@ class PageTable {
   }
 
   // Where `v` translates to, with the effective flags; nullopt if it does not.
-  [[nodiscard]] ktl::Optional<Translation> translate(VirtAddr v) const {
+  [[nodiscard]] inline ktl::Optional<Translation> translate(VirtAddr v) const {
     if (!F::virt_ok(v)) return ktl::nullopt;
     Cursor c = cursor(G::linear(v));
     return paging::translation<F>(c, v);
   }
 
   // The tables a walk of `v` visits, root first, down to the leaf's table or the first hole.
-  [[nodiscard]] TablePath<F::kLevels> table_path(VirtAddr v) const {
+  [[nodiscard]] inline TablePath<F::kLevels> table_path(VirtAddr v) const {
     TablePath<F::kLevels> path;
     if (!F::virt_ok(v)) return path;
     path.tables[path.depth++] = root_.value();
@@ -270,7 +270,7 @@ class PageTable {
 
   // Unmaps every leaf in [v, v + bytes); holes are skipped. Leaves that straddle an edge are split
   // first. Frames are not returned: the caller knows what it mapped.
-  [[nodiscard]] ktl::Result<RangeUnmapped, PagingError> unmap_range(VirtAddr v, u64 bytes) {
+  [[nodiscard]] inline ktl::Result<RangeUnmapped, PagingError> unmap_range(VirtAddr v, u64 bytes) {
     u64 lo = TRY(checked_range(v, bytes));
     u64 hi = lo + (bytes - 1);
     Hull hull;
@@ -281,7 +281,8 @@ class PageTable {
 
   // Sets the flags of every page in [v, v + bytes), which must all be mapped (NotMapped
   // otherwise, with nothing changed). Leaves that straddle an edge are split first.
-  [[nodiscard]] ktl::Result<TlbFlush, PagingError> protect_range(VirtAddr v, u64 bytes, PageFlags flags) {
+  [[nodiscard]] inline ktl::Result<TlbFlush, PagingError> protect_range(VirtAddr v, u64 bytes,
+                                                                        PageFlags flags) {
     u64 lo = TRY(checked_range(v, bytes));
     u64 hi = lo + (bytes - 1);
     if (covered_bytes(root_, kTop, 0, lo, hi) != bytes) return ktl::Err(PagingError::NotMapped);
@@ -295,7 +296,7 @@ class PageTable {
   // (a table whose children were all freed is freed too). The root and the pinned top-level
   // tables stay. Detached tables are invalidated (one range flush) before their frames go back to
   // the allocator, so no CPU can walk a reused frame.
-  [[nodiscard]] ktl::Result<Reclaimed, PagingError> reclaim_empty_tables(VirtAddr v, u64 bytes) {
+  [[nodiscard]] inline ktl::Result<Reclaimed, PagingError> reclaim_empty_tables(VirtAddr v, u64 bytes) {
     u64 lo = TRY(checked_range(v, bytes));
     Detached detached;
     Hull hull;
@@ -330,14 +331,14 @@ class PageTable {
     recursive_slot_ = slot;
     return ktl::ok();
   }
-  [[nodiscard]] ktl::Optional<u32> recursive_slot() const {
+  [[nodiscard]] inline ktl::Optional<u32> recursive_slot() const {
     if (recursive_slot_ == kNoSlot) return ktl::nullopt;
     return recursive_slot_;
   }
 
   // Gives every empty owned root slot in `slots` a table, so that from now on the root entries
   // there never change (a kernel half shared by address spaces that copied them).
-  [[nodiscard]] ktl::Result<void, PagingError> populate_root_slots(SlotRange slots) {
+  [[nodiscard]] inline ktl::Result<void, PagingError> populate_root_slots(SlotRange slots) {
     u32 end = ktl::min<u32>(slots.end, static_cast<u32>(F::kEntries));
     u64 missing = 0;
     for (u32 s = slots.first; s < end; ++s) {
@@ -354,7 +355,7 @@ class PageTable {
 
   // Copies root entries `slots` from `source` (which must use the same format): the subtrees are
   // then shared by reference. The slots must not be owned by this table.
-  void share_root_slots(const PageTable& source, SlotRange slots) {
+  inline void share_root_slots(const PageTable& source, SlotRange slots) {
     u32 end = ktl::min<u32>(slots.end, static_cast<u32>(F::kEntries));
     for (u32 s = slots.first; s < end; ++s) {
       ktl::check(!options_.owned.contains(s), "share_root_slots: the slot is owned by this table");
@@ -376,12 +377,12 @@ class PageTable {
     u64 lo = ~u64{0};
     u64 hi = 0;
     bool any = false;
-    void add(u64 base, u64 size) {
+    inline void add(u64 base, u64 size) {
       lo = ktl::min(lo, base);
       hi = ktl::max(hi, base + (size - 1));
       any = true;
     }
-    [[nodiscard]] TlbFlush token() const {
+    [[nodiscard]] inline TlbFlush token() const {
       if (!any) return TlbFlush::none();
       return TlbFlush::covering(G::virt(lo), (hi - lo) / kPageSize + 1);
     }
@@ -397,11 +398,11 @@ class PageTable {
   // Frames reserved before an operation writes anything; what is left goes back.
   class FramePool : ktl::NoCopy {
    public:
-    FramePool(const PhysWindow& window, FrameAllocator& frames) : window_(window), frames_(frames) {}
-    ~FramePool() {
+    inline FramePool(const PhysWindow& window, FrameAllocator& frames) : window_(window), frames_(frames) {}
+    inline ~FramePool() {
       while (count_ > 0) frames_.free_frame(Frame4K::containing(pop()));
     }
-    [[nodiscard]] ktl::Result<void, PagingError> reserve(u64 n) {
+    [[nodiscard]] inline ktl::Result<void, PagingError> reserve(u64 n) {
       for (u64 i = 0; i < n; ++i) {
         auto frame = frames_.allocate_frame();
         if (frame.is_err()) return ktl::Err(to_paging_error(frame.error()));
@@ -413,19 +414,19 @@ class PageTable {
       }
       return ktl::ok();
     }
-    [[nodiscard]] PhysAddr take() {
+    [[nodiscard]] inline PhysAddr take() {
       ktl::check(count_ > 0, "FramePool: more tables needed than planned");
       return pop();
     }
-    [[nodiscard]] u64 size() const { return count_; }
+    [[nodiscard]] inline u64 size() const { return count_; }
 
    private:
-    void push(PhysAddr p) {
+    inline void push(PhysAddr p) {
       window_.as<u64>(p) = head_.value();
       head_ = p;
       ++count_;
     }
-    PhysAddr pop() {
+    inline PhysAddr pop() {
       PhysAddr p = head_;
       head_ = PhysAddr::unchecked(window_.as<u64>(p));
       --count_;
@@ -448,16 +449,20 @@ class PageTable {
   }
 
   // --- entry access ---
-  [[nodiscard]] ktl::Span<Entry> table(PhysAddr t) const { return window_.array<Entry>(t, F::kEntries); }
-  [[nodiscard]] Entry& entry(PhysAddr t, u64 lin, u32 level) const { return table(t)[G::index(lin, level)]; }
+  [[nodiscard]] inline ktl::Span<Entry> table(PhysAddr t) const {
+    return window_.array<Entry>(t, F::kEntries);
+  }
+  [[nodiscard]] inline Entry& entry(PhysAddr t, u64 lin, u32 level) const {
+    return table(t)[G::index(lin, level)];
+  }
   [[nodiscard]] static Entry load(const Entry& e) { return __atomic_load_n(&e, __ATOMIC_RELAXED); }
   // Release: a new table's contents are visible before the entry that links it.
   static void store(Entry& e, Entry v) { __atomic_store_n(&e, v, __ATOMIC_RELEASE); }
 
-  void zero_table(PhysAddr t) const {
+  inline void zero_table(PhysAddr t) const {
     for (u64& word : window_.array<u64>(t, kPageSize / sizeof(u64))) word = 0;
   }
-  [[nodiscard]] PhysAddr new_table(FramePool& pool) {
+  [[nodiscard]] inline PhysAddr new_table(FramePool& pool) {
     PhysAddr t = pool.take();
     zero_table(t);
     ++allocated_;
@@ -465,11 +470,11 @@ class PageTable {
   }
 
   // --- checks ---
-  [[nodiscard]] bool usable_root_slot(u32 slot) const {
+  [[nodiscard]] inline bool usable_root_slot(u32 slot) const {
     return options_.owned.contains(slot) && slot != recursive_slot_;
   }
   // Validates [v, v + bytes) and returns its linear start.
-  [[nodiscard]] ktl::Result<u64, PagingError> checked_range(VirtAddr v, u64 bytes) const {
+  [[nodiscard]] inline ktl::Result<u64, PagingError> checked_range(VirtAddr v, u64 bytes) const {
     if (bytes == 0) return ktl::Err(PagingError::EmptyRange);
     if (!v.is_aligned(kPageSize) || !ktl::is_aligned(bytes, kPageSize))
       return ktl::Err(PagingError::Unaligned);
@@ -493,7 +498,7 @@ class PageTable {
     if (end.overflow || end.value > F::kPhysLimit) return ktl::Err(PagingError::OutOfRange);
     return ktl::ok();
   }
-  [[nodiscard]] ktl::Result<void, PagingError> check_level(u32 level) const {
+  [[nodiscard]] inline ktl::Result<void, PagingError> check_level(u32 level) const {
     if (G::level_size(level) == Size1G::bytes && options_.gigabytes == GigabytePages::Unsupported) {
       return ktl::Err(PagingError::Unsupported);
     }
@@ -502,10 +507,10 @@ class PageTable {
 
   // --- single-leaf helpers: every walk of one address is paging::descend over a Cursor ---
   using Cursor = paging::WindowCursor<F, paging::OutsideWindow::Panic>;
-  [[nodiscard]] Cursor cursor(u64 lin) const { return Cursor(window_, root_, lin); }
+  [[nodiscard]] inline Cursor cursor(u64 lin) const { return Cursor(window_, root_, lin); }
 
   // How many tables mapping a level-k leaf at `lin` needs, or why it cannot be mapped.
-  [[nodiscard]] ktl::Result<u32, PagingError> plan_leaf(u32 k, u64 lin) const {
+  [[nodiscard]] inline ktl::Result<u32, PagingError> plan_leaf(u32 k, u64 lin) const {
     Cursor c = cursor(lin);
     paging::Stop<F> s = paging::descend<F>(c, k);
     if (s.kind == paging::EntryKind::Leaf) return ktl::Err(PagingError::AlreadyMapped);
@@ -516,7 +521,7 @@ class PageTable {
   // Writes `leaf` at level k for `lin`, creating missing tables from `pool` and relaxing existing
   // table entries that would restrict it. Returns whether a present entry changed (relaxed).
   // Precondition: plan_leaf(k, lin) succeeded and `pool` holds what it asked for.
-  bool install_leaf(u32 k, u64 lin, Entry leaf, FramePool& pool) {
+  inline bool install_leaf(u32 k, u64 lin, Entry leaf, FramePool& pool) {
     Cursor c = cursor(lin);
     bool relaxed = false;
     paging::Stop<F> s = paging::descend<F>(c, k, [&](u32, Entry cur) {
@@ -537,7 +542,7 @@ class PageTable {
 
   // The leaf covering `lin` at level >= k. NotMapped if there is none, SizeMismatch if the
   // level-k slot holds a table (smaller pages).
-  [[nodiscard]] ktl::Result<LeafRef, PagingError> leaf_at_or_above(u32 k, u64 lin) const {
+  [[nodiscard]] inline ktl::Result<LeafRef, PagingError> leaf_at_or_above(u32 k, u64 lin) const {
     Cursor c = cursor(lin);
     paging::Stop<F> s = paging::descend<F>(c, k);
     switch (s.kind) {
@@ -548,14 +553,14 @@ class PageTable {
     return LeafRef{&c.slot(), s.level, ktl::align_down(lin, G::level_size(s.level))};
   }
   // The leaf covering `lin`, if any.
-  [[nodiscard]] ktl::Optional<LeafRef> find_leaf(u64 lin) const {
+  [[nodiscard]] inline ktl::Optional<LeafRef> find_leaf(u64 lin) const {
     auto leaf = leaf_at_or_above(0, lin);
     if (leaf.is_err()) return ktl::nullopt;
     return leaf.value();
   }
   // The level-k leaf that maps `lin`, after splitting a larger one (which `hull` then covers
   // whole). Errors as leaf_at_or_above, and NoMemory for the split's tables.
-  [[nodiscard]] ktl::Result<LeafRef, PagingError> exact_leaf(u32 k, u64 lin, Hull& hull) {
+  [[nodiscard]] inline ktl::Result<LeafRef, PagingError> exact_leaf(u32 k, u64 lin, Hull& hull) {
     LeafRef leaf = TRY(leaf_at_or_above(k, lin));
     hull.add(leaf.base, G::level_size(leaf.level));
     FramePool pool(window_, *frames_);
@@ -565,7 +570,7 @@ class PageTable {
 
   // Replaces `leaf` by a table of next-smaller leaves mapping the same frames with the same
   // attributes, repeatedly, until the leaf covering `lin` is at level k. One frame per level.
-  LeafRef split_to(LeafRef leaf, u32 k, u64 lin, FramePool& pool) {
+  inline LeafRef split_to(LeafRef leaf, u32 k, u64 lin, FramePool& pool) {
     while (leaf.level > k) {
       Entry e = load(*leaf.slot);
       u32 child_level = leaf.level - 1;
@@ -583,7 +588,7 @@ class PageTable {
   }
 
   // Frames needed to make `a` a leaf boundary (0 if it already is, or nothing maps it).
-  [[nodiscard]] u32 split_need(u64 a) const {
+  [[nodiscard]] inline u32 split_need(u64 a) const {
     if (ktl::is_aligned(a, G::level_size(F::kLargestLeafLevel))) return 0;
     ktl::Optional<LeafRef> leaf = find_leaf(a);
     if (!leaf) return 0;
@@ -591,7 +596,7 @@ class PageTable {
     for (u32 level = leaf->level; level > 0 && !ktl::is_aligned(a, G::level_size(level)); --level) ++n;
     return n;
   }
-  void split_at(u64 a, FramePool& pool, Hull& hull) {
+  inline void split_at(u64 a, FramePool& pool, Hull& hull) {
     if (ktl::is_aligned(a, G::level_size(F::kLargestLeafLevel))) return;
     ktl::Optional<LeafRef> leaf = find_leaf(a);
     if (!leaf || ktl::is_aligned(a, G::level_size(leaf->level))) return;
@@ -601,7 +606,7 @@ class PageTable {
     (void)split_to(*leaf, k, a, pool);
   }
   // Splits the leaves straddling lo and hi + 1, reserving frames first (all-or-nothing).
-  [[nodiscard]] ktl::Result<void, PagingError> split_edges(u64 lo, u64 hi, Hull& hull) {
+  [[nodiscard]] inline ktl::Result<void, PagingError> split_edges(u64 lo, u64 hi, Hull& hull) {
     bool has_end = hi < G::kSpaceMask;
     u64 need = split_need(lo) + (has_end ? split_need(hi + 1) : 0);
     if (need == 0) return ktl::ok();
@@ -615,14 +620,14 @@ class PageTable {
   // --- traversals over [lo, hi] (inclusive linear bounds) ---
   // A root entry that points back at the root: a recursive slot, whether or not this PageTable
   // installed it (someone else may have, on the same tables). Traversals never follow one.
-  [[nodiscard]] bool is_self_reference(Entry e) const {
+  [[nodiscard]] inline bool is_self_reference(Entry e) const {
     return F::kind(e, kTop) == paging::EntryKind::Table && F::target(e, kTop) == root_;
   }
   // Calls fn(Entry& slot, u64 slot_base) for the entries of the level-`level` table `t` (first
   // address `base`) that intersect [lo, hi], skipping self-references and unowned root slots.
   // fn returns false to stop.
   template <class Fn>
-  void for_each_slot(PhysAddr t, u32 level, u64 base, u64 lo, u64 hi, Fn&& fn) const {
+  inline void for_each_slot(PhysAddr t, u32 level, u64 base, u64 lo, u64 hi, Fn&& fn) const {
     u64 span = G::level_size(level) * F::kEntries - 1;  // the table covers [base, base + span]
     u64 a = ktl::max(lo, base);
     u64 b = ktl::min(hi, base + span);
@@ -635,7 +640,7 @@ class PageTable {
     }
   }
 
-  [[nodiscard]] bool any_leaf(PhysAddr t, u32 level, u64 base, u64 lo, u64 hi) const {
+  [[nodiscard]] inline bool any_leaf(PhysAddr t, u32 level, u64 base, u64 lo, u64 hi) const {
     bool found = false;
     for_each_slot(t, level, base, lo, hi, [&](Entry& slot, u64 slot_base) {
       Entry e = load(slot);
@@ -651,7 +656,7 @@ class PageTable {
     return found;
   }
 
-  [[nodiscard]] u64 covered_bytes(PhysAddr t, u32 level, u64 base, u64 lo, u64 hi) const {
+  [[nodiscard]] inline u64 covered_bytes(PhysAddr t, u32 level, u64 base, u64 lo, u64 hi) const {
     u64 bytes = 0;
     for_each_slot(t, level, base, lo, hi, [&](Entry& slot, u64 slot_base) {
       Entry e = load(slot);
@@ -673,7 +678,7 @@ class PageTable {
   }
 
   // Precondition: no leaf straddles lo or hi + 1 (split_edges ran).
-  u64 clear_leaves(PhysAddr t, u32 level, u64 base, u64 lo, u64 hi, Hull& hull) {
+  inline u64 clear_leaves(PhysAddr t, u32 level, u64 base, u64 lo, u64 hi, Hull& hull) {
     u64 pages = 0;
     for_each_slot(t, level, base, lo, hi, [&](Entry& slot, u64 slot_base) {
       Entry e = load(slot);
@@ -695,7 +700,7 @@ class PageTable {
     return pages;
   }
 
-  void protect_leaves(PhysAddr t, u32 level, u64 base, u64 lo, u64 hi, PageFlags flags, Hull& hull) {
+  inline void protect_leaves(PhysAddr t, u32 level, u64 base, u64 lo, u64 hi, PageFlags flags, Hull& hull) {
     for_each_slot(t, level, base, lo, hi, [&](Entry& slot, u64 slot_base) {
       Entry e = load(slot);
       switch (F::kind(e, level)) {
@@ -714,7 +719,7 @@ class PageTable {
     });
   }
 
-  [[nodiscard]] bool table_empty(PhysAddr t) const {
+  [[nodiscard]] inline bool table_empty(PhysAddr t) const {
     for (const Entry& e : table(t)) {
       if (load(e) != 0) return false;
     }
@@ -722,7 +727,7 @@ class PageTable {
   }
 
   // Returns whether table `t` maps nothing after reclaiming below it.
-  bool reclaim_in(PhysAddr t, u32 level, u64 base, u64 lo, u64 hi, Detached& detached, Hull& hull) {
+  inline bool reclaim_in(PhysAddr t, u32 level, u64 base, u64 lo, u64 hi, Detached& detached, Hull& hull) {
     for_each_slot(t, level, base, lo, hi, [&](Entry& slot, u64 slot_base) {
       Entry e = load(slot);
       if (F::kind(e, level) != paging::EntryKind::Table) return true;
@@ -744,7 +749,7 @@ class PageTable {
   }
 
   // Frees every table below `t` (not `t` itself) in owned slots.
-  void free_subtrees(PhysAddr t, u32 level, u64 base) {
+  inline void free_subtrees(PhysAddr t, u32 level, u64 base) {
     for_each_slot(t, level, base, 0, G::kSpaceMask, [&](Entry& slot, u64 slot_base) {
       Entry e = load(slot);
       if (F::kind(e, level) == paging::EntryKind::Table) {
@@ -762,7 +767,7 @@ class PageTable {
   // occupied by a table. Tables created earlier in the same map_range never occupy an eligible
   // slot (an eligible slot starts at `lin`, and earlier pages lie below it), so planning and
   // installation choose alike.
-  [[nodiscard]] u32 choose_level(u64 lin, u64 pa, u64 left, HugePages huge) const {
+  [[nodiscard]] inline u32 choose_level(u64 lin, u64 pa, u64 left, HugePages huge) const {
     if (huge == HugePages::Allow) {
       for (u32 k = F::kLargestLeafLevel; k > 0; --k) {
         u64 size = G::level_size(k);
@@ -774,13 +779,13 @@ class PageTable {
     }
     return 0;
   }
-  [[nodiscard]] bool slot_holds_table(u32 k, u64 lin) const {
+  [[nodiscard]] inline bool slot_holds_table(u32 k, u64 lin) const {
     Cursor c = cursor(lin);
     return paging::descend<F>(c, k).kind == paging::EntryKind::Table;
   }
   // Tables map_range will create: the same walk as installation, with the tables it would create
   // remembered per level (addresses only grow, so one remembered block per level suffices).
-  [[nodiscard]] u64 plan_range(u64 lo, u64 pa, u64 bytes, HugePages huge) const {
+  [[nodiscard]] inline u64 plan_range(u64 lo, u64 pa, u64 bytes, HugePages huge) const {
     ktl::Array<u64, F::kLevels> created;
     for (u64& c : created) c = ~u64{0};
     u64 count = 0;

@@ -58,7 +58,7 @@ class RecursiveView {
   // Walks the translation of `va` reading every entry through the recursive window (an entry
   // the memory cannot read counts as not present).
   template <class Memory>
-  [[nodiscard]] ktl::Optional<Translation> translate(Memory& memory, VirtAddr va) const {
+  [[nodiscard]] inline ktl::Optional<Translation> translate(Memory& memory, VirtAddr va) const {
     if (!F::virt_ok(va)) return ktl::nullopt;
     Cursor<Memory> cursor{*this, memory, va};
     return paging::translation<F>(cursor, va);
@@ -71,10 +71,10 @@ class RecursiveView {
     const RecursiveView& view;
     Memory& memory;
     VirtAddr va;
-    [[nodiscard]] Entry load(u32 level) {
+    [[nodiscard]] inline Entry load(u32 level) {
       return memory.template read<Entry>(view.entry_address(level, va)).value_or(Entry{0});
     }
-    void enter(u32, Entry) {}
+    inline void enter(u32, Entry) {}
   };
 
   constexpr explicit RecursiveView(u32 slot) : slot_(slot) {}
@@ -85,7 +85,7 @@ class RecursiveView {
 // mapped only while tables with the self-reference are loaded in CR3).
 struct ActiveWindowMemory {
   template <class T>
-  [[nodiscard]] ktl::Optional<T> read(VirtAddr va) const {
+  [[nodiscard]] inline ktl::Optional<T> read(VirtAddr va) const {
     T value = *va.as_ptr<const volatile T>();
     return value;
   }

@@ -177,7 +177,7 @@ class [[nodiscard]] TlbFlush {
   }
 
   constexpr TlbFlush(TlbFlush&& o) : start_(o.start_), pages_(ktl::exchange(o.pages_, 0)) {}
-  TlbFlush& operator=(TlbFlush&& o) {
+  inline TlbFlush& operator=(TlbFlush&& o) {
     if (this != &o) {
       check_consumed();
       start_ = o.start_;
@@ -194,7 +194,7 @@ class [[nodiscard]] TlbFlush {
   [[nodiscard]] constexpr bool empty() const { return pages_ == 0; }
 
   // Invalidates the range on this CPU now.
-  void flush() && {
+  inline void flush() && {
     if (pages_ != 0) arch::flush_tlb(start_, pages_);
     pages_ = 0;
   }
@@ -226,13 +226,13 @@ class [[nodiscard]] FlushBatch : ktl::NoCopy {
   FlushBatch(FlushBatch&& o)
       : lo_(o.lo_), hi_(o.hi_), pages_(ktl::exchange(o.pages_, 0)), tokens_(ktl::exchange(o.tokens_, 0)) {}
   FlushBatch& operator=(FlushBatch&&) = delete;
-  ~FlushBatch() {
+  inline ~FlushBatch() {
     if constexpr (kCheckFlushTokens) {
       ktl::check(pages_ == 0, "FlushBatch destroyed with pending invalidations");
     }
   }
 
-  void add(TlbFlush&& token) {
+  inline void add(TlbFlush&& token) {
     u64 pages = ktl::exchange(token.pages_, 0);
     if (pages == 0) return;
     u64 lo = token.start_.value();
@@ -247,12 +247,12 @@ class [[nodiscard]] FlushBatch : ktl::NoCopy {
     pages_ += pages;
     ++tokens_;
   }
-  [[nodiscard]] bool empty() const { return pages_ == 0; }
-  [[nodiscard]] u64 tokens() const { return tokens_; }
+  [[nodiscard]] inline bool empty() const { return pages_ == 0; }
+  [[nodiscard]] inline u64 tokens() const { return tokens_; }
   // The hull of every token added so far, in 4 KiB pages.
-  [[nodiscard]] u64 hull_pages() const { return pages_ == 0 ? 0 : (hi_ - lo_) / kPageSize + 1; }
+  [[nodiscard]] inline u64 hull_pages() const { return pages_ == 0 ? 0 : (hi_ - lo_) / kPageSize + 1; }
 
-  void flush() {
+  inline void flush() {
     if (pages_ == 0) return;
     u64 hull = hull_pages();
     if (hull - ktl::min(hull, pages_) > kSlackPages) {
@@ -263,7 +263,7 @@ class [[nodiscard]] FlushBatch : ktl::NoCopy {
     pages_ = 0;
     tokens_ = 0;
   }
-  void ignore() {
+  inline void ignore() {
     pages_ = 0;
     tokens_ = 0;
   }

@@ -86,7 +86,7 @@ struct Stop {
 
 struct NoTables {
   template <class Entry>
-  void operator()(u32, Entry) const {}
+  inline void operator()(u32, Entry) const {}
 };
 
 // THE descent: from the root (level kLevels-1) towards the cursor's address, following table
@@ -128,7 +128,8 @@ template <PageTableFormat F, OutsideWindow kOutside>
 class WindowCursor {
  public:
   using Entry = typename F::Entry;
-  WindowCursor(const PhysWindow& window, PhysAddr root, u64 lin) : window_(window), table_(root), lin_(lin) {}
+  inline WindowCursor(const PhysWindow& window, PhysAddr root, u64 lin)
+      : window_(window), table_(root), lin_(lin) {}
 
   [[nodiscard, gnu::always_inline]] Entry load(u32 level) {
     if constexpr (kOutside == OutsideWindow::Empty) {
@@ -143,11 +144,11 @@ class WindowCursor {
   [[gnu::always_inline]] void enter(u32 level, Entry table_entry) { table_ = F::target(table_entry, level); }
 
   // The entry the last load() read, and its table.
-  [[nodiscard]] Entry& slot() const {
+  [[nodiscard]] inline Entry& slot() const {
     ktl::check(slot_ != nullptr, "WindowCursor::slot: no entry was read");
     return *slot_;
   }
-  [[nodiscard]] PhysAddr table() const { return table_; }
+  [[nodiscard]] inline PhysAddr table() const { return table_; }
 
  private:
   const PhysWindow& window_;

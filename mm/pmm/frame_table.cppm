@@ -50,20 +50,20 @@ struct FrameDesc {
   ktl::u16 flags = 0;  // the owner kind's (dirty, referenced, ...)
 
   // The kind, read and written atomically (owner_of races with set_owner / clear_owner).
-  [[nodiscard]] FrameOwner load_kind() const {
+  [[nodiscard]] inline FrameOwner load_kind() const {
     KTL_UNSAFE_BUFFER_BEGIN  // FrameOwner is a u8 enum: its storage is a u8
     return static_cast<FrameOwner>(
         __atomic_load_n(reinterpret_cast<const ktl::u8*>(&kind), __ATOMIC_RELAXED));
     KTL_UNSAFE_BUFFER_END
   }
-  void store_kind(FrameOwner k) {
+  inline void store_kind(FrameOwner k) {
     KTL_UNSAFE_BUFFER_BEGIN  // FrameOwner is a u8 enum: its storage is a u8
     __atomic_store_n(reinterpret_cast<ktl::u8*>(&kind), ktl::to_underlying(k), __ATOMIC_RELAXED);
     KTL_UNSAFE_BUFFER_END
   }
   // Atomic reference counting; unref returns the count left (panics below zero).
-  ktl::u32 ref() { return __atomic_add_fetch(&refs, 1, __ATOMIC_RELAXED); }
-  ktl::u32 unref() {
+  inline ktl::u32 ref() { return __atomic_add_fetch(&refs, 1, __ATOMIC_RELAXED); }
+  inline ktl::u32 unref() {
     ktl::u32 left = __atomic_sub_fetch(&refs, 1, __ATOMIC_ACQ_REL);
     ktl::check(left != ~ktl::u32{0}, "frame table: reference count below zero");
     return left;
@@ -80,11 +80,11 @@ class FrameTable {
   FrameTable(const FrameTable&) = delete;
   FrameTable& operator=(const FrameTable&) = delete;
   // The leaves and the root go back to the PMM.
-  ~FrameTable() { reset(); }
+  inline ~FrameTable() { reset(); }
 
   // A table over every frame of `window`; the root comes from `pmm` now, leaves later. Errors:
   // the PMM's (OutOfMemory, NotInitialized).
-  [[nodiscard]] ktl::Result<void, PmmError> init(Pmm& pmm, PhysWindow window) {
+  [[nodiscard]] inline ktl::Result<void, PmmError> init(Pmm& pmm, PhysWindow window) {
     u64 root_entries = (window.size() + kLeafEntries * kPageSize - 1) / (kLeafEntries * kPageSize);
     u64 bytes = ktl::align_up<u64>(root_entries * sizeof(ktl::uptr), kPageSize);
     auto frames = pmm.alloc_contiguous(bytes / kPageSize, kPageSize);
@@ -123,7 +123,7 @@ class FrameTable {
   }
   // The descriptor of `frame`, or null (outside the window, or no frame under its leaf ever had an
   // owner).
-  [[nodiscard]] FrameDesc* find(PhysAddr frame) const {
+  [[nodiscard]] inline FrameDesc* find(PhysAddr frame) const {
     if (!window_.covers(frame, kPageSize)) return nullptr;
     return leaf_desc((frame - window_.base()) / kPageSize);
   }
@@ -136,7 +136,7 @@ class FrameTable {
   void clear_owner(PhysRange frames);
 
   // Frames holding the table (root and leaves).
-  [[nodiscard]] u64 metadata_frames() const {
+  [[nodiscard]] inline u64 metadata_frames() const {
     return root_frames_.count() + leaves_.load(ktl::MemoryOrder::Relaxed);
   }
 

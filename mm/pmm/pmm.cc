@@ -202,6 +202,7 @@ ktl::Result<void, PmmError> Pmm::init(ktl::Span<const PhysRegion> map, PhysWindo
   mark_metadata(plan);
   record_regions(map, plan);
   initialized_ = true;
+  free_.store(free_frame_count(), ktl::MemoryOrder::Relaxed);
   return ktl::ok();
 }
 
@@ -422,22 +423,32 @@ ktl::Result<u64, PmmError> Pmm::alloc_run(u64 count, u64 align, const AllocOptio
   if (count == 0 || (options.node.has_value() && options.node.value().value >= kMaxNumaNodes)) {
     return ktl::Err(PmmError::InvalidRequest);
   }
+  // The reserve check reads the counter once: CPUs allocating at the same moment can each pass it
+  // and together dip into the reserve by one request each (as Linux's watermark checks can).
+  u64 floor = options.context == AllocContext::Atomic ? 0 : reserve_.load(ktl::MemoryOrder::Relaxed);
+  if (floor != 0 && free_.load(ktl::MemoryOrder::Relaxed) < floor + count)
+    return ktl::Err(PmmError::OutOfMemory);
   u64 limit = options.below.has_value() ? options.below.value().value() / kPageSize : kNoLimit;
+  auto from = [&](PmmArena& a) {
+    auto f = a.alloc(count, align, limit);
+    if (f.has_value()) free_.fetch_sub(count, ktl::MemoryOrder::Relaxed);
+    return f;
+  };
   if (!options.node.has_value()) {
     for (usize i = 0; i < arena_count_; ++i) {
-      if (auto f = arenas_[i].alloc(count, align, limit); f.has_value()) return f.value();
+      if (auto f = from(arenas_[i]); f.has_value()) return f.value();
     }
     return ktl::Err(PmmError::OutOfMemory);
   }
   NodeId node = options.node.value();
   for (usize i = 0; i < arena_count_; ++i) {
     if (!(arenas_[i].node() == node)) continue;
-    if (auto f = arenas_[i].alloc(count, align, limit); f.has_value()) return f.value();
+    if (auto f = from(arenas_[i]); f.has_value()) return f.value();
   }
   if (options.fallback == Fallback::None) return ktl::Err(PmmError::OutOfMemory);
   for (usize i = 0; i < arena_count_; ++i) {
     if (arenas_[i].node() == node) continue;
-    if (auto f = arenas_[i].alloc(count, align, limit); f.has_value()) return f.value();
+    if (auto f = from(arenas_[i]); f.has_value()) return f.value();
   }
   return ktl::Err(PmmError::OutOfMemory);
 }
@@ -468,6 +479,7 @@ ktl::Result<AllocatedFrames, PmmError> Pmm::claim(Frame4K first, u64 count) {
   PmmArena* a = arena_of(f);
   if (a == nullptr) return ktl::Err(report({PmmError::NotManaged, f}, "claim"));
   if (auto r = a->claim(f, count); r.is_err()) return ktl::Err(report(r.error(), "claim"));
+  free_.fetch_sub(count, ktl::MemoryOrder::Relaxed);
   return AllocatedFrames(*this, first, count);
 }
 
@@ -480,6 +492,7 @@ ktl::Result<void, PmmError> Pmm::free_frames(Frame4K first, u64 count) {
   PmmArena* a = arena_of(f);
   if (a == nullptr) return ktl::Err(report({PmmError::NotManaged, f}, "free"));
   if (auto r = a->free(f, count); r.is_err()) return ktl::Err(report(r.error(), "free"));
+  free_.fetch_add(count, ktl::MemoryOrder::Relaxed);
   return ktl::ok();
 }
 
@@ -530,6 +543,15 @@ u64 Pmm::free_frame_count() const {
   return n;
 }
 
+ktl::Result<void, PmmError> Pmm::set_atomic_reserve(u64 frames) {
+  if (!initialized_) return ktl::Err(PmmError::NotInitialized);
+  u64 usable = 0;
+  for (usize i = 0; i < arena_count_; ++i) usable += arenas_[i].managed_count();
+  if (frames > usable) return ktl::Err(PmmError::InvalidRequest);
+  reserve_.store(frames, ktl::MemoryOrder::Relaxed);
+  return ktl::ok();
+}
+
 PhysRange Pmm::metadata_block(usize i) const {
   ktl::check(i < metadata_count_, "Pmm::metadata_block: index out of range");
   return PhysRange::with_size(addr_of(metadata_[i].first), metadata_[i].count * kPageSize).value();
@@ -548,7 +570,7 @@ bool Pmm::check_invariants() const {
     metadata += n.metadata_frames;
   }
   MemStats s = stats();
-  return managed + metadata == usable &&
+  return managed + metadata == usable && free_.load(ktl::MemoryOrder::Relaxed) == free_frame_count() &&
          s.total_bytes == s.free_bytes + s.used_bytes + s.reserved_bytes + s.metadata_bytes;
 }
 

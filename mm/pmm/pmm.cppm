@@ -78,7 +78,7 @@ struct PhysRegion {
 
 // --- errors and queries ----------------------------------------------------------------------------
 enum class PmmError : u32 {
-  OutOfMemory,          // no free frames (or no run) satisfy the request
+  OutOfMemory,          // no free frames (or no run) that the request's context may use satisfy it
   InvalidRequest,       // zero count, alignment not a power of two >= 4 KiB, unknown node
   CrossesArena,         // a claimed or freed range runs from one arena into the next
   DoubleFree,           // freeing a frame that is already free
@@ -164,6 +164,9 @@ struct AllocOptions {
   ktl::Optional<NodeId> node{};  // preferred node; none: no preference
   Fallback fallback = Fallback::AnyNode;
   ktl::Optional<PhysAddr> below{};  // every frame must end at or below this address (DMA)
+  // Only AllocContext::Atomic may take the last Pmm::atomic_reserve() free frames: an interrupt
+  // handler cannot wait for reclaim, everyone else can (Linux's min watermark).
+  AllocContext context = AllocContext::MayBlock;
 };
 
 class Pmm;
@@ -181,7 +184,7 @@ class [[nodiscard]] AllocatedFrames {
   AllocatedFrames& operator=(const AllocatedFrames&) = delete;
   AllocatedFrames(AllocatedFrames&& o)
       : owner_(ktl::exchange(o.owner_, nullptr)), first_(o.first_), count_(ktl::exchange(o.count_, 0)) {}
-  AllocatedFrames& operator=(AllocatedFrames&& o) {
+  inline AllocatedFrames& operator=(AllocatedFrames&& o) {
     if (this != &o) {
       reset();
       owner_ = ktl::exchange(o.owner_, nullptr);
@@ -190,19 +193,19 @@ class [[nodiscard]] AllocatedFrames {
     }
     return *this;
   }
-  ~AllocatedFrames() { reset(); }
+  inline ~AllocatedFrames() { reset(); }
 
-  [[nodiscard]] bool empty() const { return count_ == 0; }
-  [[nodiscard]] u64 count() const { return count_; }
-  [[nodiscard]] Frame4K first() const { return first_; }
-  [[nodiscard]] PhysAddr start() const { return first_.start(); }
-  [[nodiscard]] u64 size_bytes() const { return count_ * kPageSize; }
-  [[nodiscard]] FrameRange<Size4K> frames() const { return FrameRange<Size4K>(first_, count_); }
-  [[nodiscard]] PhysRange range() const { return PhysRange::with_size(start(), size_bytes()).value(); }
+  [[nodiscard]] inline bool empty() const { return count_ == 0; }
+  [[nodiscard]] inline u64 count() const { return count_; }
+  [[nodiscard]] inline Frame4K first() const { return first_; }
+  [[nodiscard]] inline PhysAddr start() const { return first_.start(); }
+  [[nodiscard]] inline u64 size_bytes() const { return count_ * kPageSize; }
+  [[nodiscard]] inline FrameRange<Size4K> frames() const { return FrameRange<Size4K>(first_, count_); }
+  [[nodiscard]] inline PhysRange range() const { return PhysRange::with_size(start(), size_bytes()).value(); }
 
   // Gives up ownership without freeing: the caller now answers for the frames (free_page,
   // free_frames). The owner is empty afterwards.
-  [[nodiscard]] FrameRange<Size4K> release() {
+  [[nodiscard]] inline FrameRange<Size4K> release() {
     FrameRange<Size4K> r = frames();
     owner_ = nullptr;
     count_ = 0;
@@ -215,7 +218,8 @@ class [[nodiscard]] AllocatedFrames {
 
  private:
   friend class Pmm;
-  AllocatedFrames(Pmm& owner, Frame4K first, u64 count) : owner_(&owner), first_(first), count_(count) {}
+  inline AllocatedFrames(Pmm& owner, Frame4K first, u64 count)
+      : owner_(&owner), first_(first), count_(count) {}
 
   Pmm* owner_ = nullptr;  // not owning: the allocator the frames go back to
   Frame4K first_ = Frame4K::containing(PhysAddr::zero());
@@ -248,13 +252,13 @@ class PmmArena {
   void add_usable(u64 first, u64 end) EXCLUDES(lock_);
   void remove_usable(u64 first, u64 end) EXCLUDES(lock_);
 
-  [[nodiscard]] u64 base() const { return base_; }
-  [[nodiscard]] u64 end() const { return base_ + frames_; }
-  [[nodiscard]] u64 frames() const { return frames_; }
-  [[nodiscard]] NodeId node() const { return node_; }
-  [[nodiscard]] bool contains(u64 frame) const { return frame >= base_ && frame - base_ < frames_; }
-  [[nodiscard]] bool is_managed(u64 frame) const { return managed_.test(frame - base_); }
-  [[nodiscard]] u64 managed_count() const { return managed_count_; }
+  [[nodiscard]] inline u64 base() const { return base_; }
+  [[nodiscard]] inline u64 end() const { return base_ + frames_; }
+  [[nodiscard]] inline u64 frames() const { return frames_; }
+  [[nodiscard]] inline NodeId node() const { return node_; }
+  [[nodiscard]] inline bool contains(u64 frame) const { return frame >= base_ && frame - base_ < frames_; }
+  [[nodiscard]] inline bool is_managed(u64 frame) const { return managed_.test(frame - base_); }
+  [[nodiscard]] inline u64 managed_count() const { return managed_count_; }
 
   // The lowest run of `count` free frames whose first frame number is a multiple of `align` and
   // that ends at or below frame `limit`; marks it allocated.
@@ -272,8 +276,8 @@ class PmmArena {
   // The arena's lock held across calls (Pmm::lock_all / unlock_all) and read by
   // Pmm::for_each_lock: private, so nothing else can hold an arena lock beyond one call.
   friend class Pmm;
-  void lock() ACQUIRE(lock_) { lock_.lock(); }
-  void unlock() RELEASE(lock_) { lock_.unlock(); }
+  inline void lock() ACQUIRE(lock_) { lock_.lock(); }
+  inline void unlock() RELEASE(lock_) { lock_.unlock(); }
 
   mutable ktl::SpinLock lock_{"pmm.arena"};
   u64 base_ = 0;
@@ -330,7 +334,8 @@ class Pmm final : public FrameAllocator {
                                                                         const AllocOptions& options = {});
   // One naturally aligned frame of size S (512 frames for Size2M).
   template <PageSize S>
-  [[nodiscard]] ktl::Result<AllocatedFrames, PmmError> alloc_frame_of(const AllocOptions& options = {}) {
+  [[nodiscard]] inline ktl::Result<AllocatedFrames, PmmError> alloc_frame_of(
+      const AllocOptions& options = {}) {
     return alloc_contiguous(S::bytes / kPageSize, S::bytes, options);
   }
   // Claims [first, first + count) (all free), or frees it (all allocated). All or nothing: on an
@@ -344,10 +349,14 @@ class Pmm final : public FrameAllocator {
   [[nodiscard]] MemStats stats() const;
   [[nodiscard]] ktl::Optional<MemStats> node_stats(NodeId node) const;
   [[nodiscard]] u64 free_frame_count() const;
+  // Free frames that only atomic requests may take (0 after init). Errors: NotInitialized,
+  // InvalidRequest (more than the usable frames).
+  [[nodiscard]] ktl::Result<void, PmmError> set_atomic_reserve(u64 frames);
+  [[nodiscard]] inline u64 atomic_reserve() const { return reserve_.load(ktl::MemoryOrder::Relaxed); }
   // The carved metadata blocks, for tests and the boot log.
-  [[nodiscard]] ktl::usize metadata_block_count() const { return metadata_count_; }
+  [[nodiscard]] inline ktl::usize metadata_block_count() const { return metadata_count_; }
   [[nodiscard]] PhysRange metadata_block(ktl::usize i) const;
-  [[nodiscard]] ktl::usize arena_count() const { return arena_count_; }
+  [[nodiscard]] inline ktl::usize arena_count() const { return arena_count_; }
   // Recomputes every summary and counter (O(frames)): tests and debug checks.
   [[nodiscard]] bool check_invariants() const;
 
@@ -364,7 +373,7 @@ class Pmm final : public FrameAllocator {
   // For tests of lock_all(): f(lock) for every arena's lock, in arena order. Takes none of them
   // (a query: is_locked() tells whether lock_all() holds each).
   template <class F>
-  void for_each_lock(F&& f) const {
+  inline void for_each_lock(F&& f) const {
     for (ktl::usize i = 0; i < arena_count_; ++i) f(static_cast<const ktl::SpinLock&>(arenas_[i].lock_));
   }
 
@@ -439,6 +448,10 @@ class Pmm final : public FrameAllocator {
   ktl::usize metadata_count_ = 0;
   ktl::Span<MapRecord> regions_;
   ktl::Array<NodeInfo, kMaxNumaNodes> nodes_{};
+  // Free frames, kept beside the arenas' bitmaps (updated after each successful alloc, claim and
+  // free) so the reserve check is one load. check_invariants() compares it with the bitmaps.
+  ktl::Atomic<u64> free_{0};
+  ktl::Atomic<u64> reserve_{0};
 };
 
 // --- the global instance -------------------------------------------------------------------------

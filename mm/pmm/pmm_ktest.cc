@@ -181,6 +181,57 @@ KTEST(Pmm, HandsOutEveryUsableFrameAndNothingElse) {
   KEXPECT_EQ(freed, n);
 }
 
+// The last atomic_reserve() frames go to atomic requests only; claims and frees keep the count the
+// reserve is checked against exact.
+KTEST(Pmm, OnlyAtomicRequestsTakeTheReserve) {
+  STANDARD_PMM();
+  const u64 available = pmm.free_frame_count();
+  KEXPECT_EQ(pmm.set_atomic_reserve(available + 1).error(), PmmError::InvalidRequest);
+  constexpr u64 kReserve = 8;
+  KASSERT_OK(pmm.set_atomic_reserve(kReserve));
+  KEXPECT_EQ(pmm.atomic_reserve(), kReserve);
+  mm::AllocOptions atomic;
+  atomic.context = mm::AllocContext::Atomic;
+  mm::AllocOptions no_reclaim;
+  no_reclaim.context = mm::AllocContext::NoReclaim;
+
+  // Non-atomic requests get everything above the reserve, and nothing more.
+  u64 taken = 0;
+  u64 frame = 0;
+  for (;; ++taken) {
+    auto r = pmm.alloc_page_unowned(taken % 2 == 0 ? mm::AllocOptions{} : no_reclaim);
+    if (r.is_err()) {
+      KEXPECT_EQ(r.error(), PmmError::OutOfMemory);
+      break;
+    }
+    frame = r.value().start().value();
+  }
+  KEXPECT_EQ(taken, available - kReserve);
+  KEXPECT_EQ(pmm.free_frame_count(), kReserve);
+  KEXPECT_EQ(pmm.alloc_contiguous(1, kPage).error(), PmmError::OutOfMemory);
+  // A freed frame is above the reserve again; claiming it takes it back.
+  KEXPECT_OK(pmm.free_page(frame_at(frame)));
+  {
+    auto claimed = KTRY(pmm.claim_page(frame_at(frame)));
+    KEXPECT_EQ(pmm.alloc_page().error(), PmmError::OutOfMemory);
+  }
+  auto page = KTRY(pmm.alloc_page());
+  KEXPECT_EQ(page.start().value(), frame);  // lowest address first: the one just given back
+  // Atomic requests take the reserve, down to the last frame.
+  auto reserve = KTRY(pmm.alloc_page(atomic));
+  for (u64 i = 1; i < kReserve; ++i) KEXPECT_OK(pmm.alloc_page_unowned(atomic));
+  KEXPECT_EQ(pmm.free_frame_count(), 0u);
+  KEXPECT_EQ(pmm.alloc_page(atomic).error(), PmmError::OutOfMemory);
+  KEXPECT(pmm.check_invariants());
+  // Give back the unowned frames (every allocated frame but the two owned ones).
+  for (u64 a = kBase; a < kBase + kSize; a += kPage) {
+    if (pmm.state_of(frame_at(a)) == FrameState::Allocated && a != frame && a != reserve.start().value()) {
+      KEXPECT_OK(pmm.free_page(frame_at(a)));
+    }
+  }
+  KASSERT_OK(pmm.set_atomic_reserve(0));
+}
+
 KTEST(Pmm, UnalignedRegionEdgesAreNeverHandedOut) {
   ktl::Array<PhysRegion, 2> map{{
       region(kBase + 0x800, kBase + 2 * MiB + 0x800, RegionKind::Usable),

@@ -201,7 +201,7 @@ class SlabCache {
   // these for everything else, so the fast path itself needs no stack frame.
   [[nodiscard]] void* alloc_general(usize requested);
   void free_general(void* object);
-  [[nodiscard]] bool has_cpu_slot() const { return cpu_slot_ != slab_cpu::kNoSlot; }
+  [[nodiscard]] inline bool has_cpu_slot() const { return cpu_slot_ != slab_cpu::kNoSlot; }
   // Frees an object of this cache. Hardened caches check that it is one (foreign, interior and
   // double frees panic); other caches trust the caller (see the module comment).
   inline void free(void* object) {
@@ -246,14 +246,14 @@ class SlabCache {
   [[nodiscard]] usize requested_size(const void* object) const;
 
   // --- queries ---
-  [[nodiscard]] ktl::StringView name() const { return ktl::StringView(name_.data(), name_length_); }
+  [[nodiscard]] inline ktl::StringView name() const { return ktl::StringView(name_.data(), name_length_); }
   [[nodiscard]] inline usize object_size() const { return size_; }
-  [[nodiscard]] usize stride() const { return stride_; }
-  [[nodiscard]] usize align() const { return align_; }
+  [[nodiscard]] inline usize stride() const { return stride_; }
+  [[nodiscard]] inline usize align() const { return align_; }
   [[nodiscard]] inline bool hardened() const { return hardened_; }
-  [[nodiscard]] u32 objects_per_slab() const { return objects_per_slab_; }
-  [[nodiscard]] u32 frames_per_slab() const { return slab_frames_; }
-  [[nodiscard]] u32 magazine_capacity() const { return magazine_capacity_; }
+  [[nodiscard]] inline u32 objects_per_slab() const { return objects_per_slab_; }
+  [[nodiscard]] inline u32 frames_per_slab() const { return slab_frames_; }
+  [[nodiscard]] inline u32 magazine_capacity() const { return magazine_capacity_; }
   [[nodiscard]] SlabInfo info() const EXCLUDES(lock_);
   // Whether `object` is exactly an object start in `slab` (a slab of this cache).
   [[nodiscard]] static inline bool is_object_start(const SlabDesc& slab, const void* object) {
@@ -413,7 +413,7 @@ class SlabAllocator {
   // Slabs come from `pmm` and are accessed through `window` (which must cover the PMM's memory).
   [[nodiscard]] ktl::Result<void, SlabError> init(Pmm& pmm, PhysWindow window,
                                                   const SlabOptions& options = {});
-  [[nodiscard]] bool initialized() const { return pmm_ != nullptr; }
+  [[nodiscard]] inline bool initialized() const { return pmm_ != nullptr; }
 
   // A new cache of `size`-byte objects aligned to `align` (a power of two, 0 meaning 8). The name
   // is copied (truncated to 31 characters). Hardened when the flags or the allocator's options say so.
@@ -444,18 +444,18 @@ class SlabAllocator {
 
   // slabinfo: f(const SlabInfo&) for every cache, internal ones included.
   template <class F>
-  void for_each_info(F&& f) {
+  inline void for_each_info(F&& f) {
     ktl::LockGuard guard(registry_lock_);
     for (SlabCache* c = registry_; c != nullptr; c = c->registry_next_) f(c->info());
   }
   // Caches in the registry, internal ones included. Takes slab.registry alone (no cache lock).
   [[nodiscard]] usize cache_count() const EXCLUDES(registry_lock_);
   // Frames held: slabs of every cache plus the frame table.
-  [[nodiscard]] u64 frames_in_use() const {
+  [[nodiscard]] inline u64 frames_in_use() const {
     return slab_frames_.load(ktl::MemoryOrder::Relaxed) + metadata_frames();
   }
-  [[nodiscard]] u64 slab_frames() const { return slab_frames_.load(ktl::MemoryOrder::Relaxed); }
-  [[nodiscard]] u64 metadata_frames() const { return frames_.metadata_frames(); }
+  [[nodiscard]] inline u64 slab_frames() const { return slab_frames_.load(ktl::MemoryOrder::Relaxed); }
+  [[nodiscard]] inline u64 metadata_frames() const { return frames_.metadata_frames(); }
 
   // --- fork (mm.heap.host's HostHeap::lock_for_fork) ---
   // Takes every lock of this allocator and keeps them: slab.registry, slab.cpu_registry, the lock
@@ -479,7 +479,7 @@ class SlabAllocator {
   // registry unlocked. Contract: the registry does not change meanwhile (the caller holds
   // lock_all(), or no other thread creates or destroys caches).
   template <class F>
-  void for_each_lock(F&& f) const NO_THREAD_SAFETY_ANALYSIS {
+  inline void for_each_lock(F&& f) const NO_THREAD_SAFETY_ANALYSIS {
     f(static_cast<const ktl::SpinLock&>(registry_lock_), static_cast<const SlabCache*>(nullptr));
     f(static_cast<const ktl::SpinLock&>(slab_cpu::g_registry_lock), static_cast<const SlabCache*>(nullptr));
     for (const SlabCache* c = registry_; c != nullptr; c = c->registry_next_) {
@@ -489,11 +489,11 @@ class SlabAllocator {
 
   // Fault injection (R8): after `n` more successful slab allocations from the PMM, every further
   // one fails until reset with n = ~0.
-  void fail_slab_allocations_after(u64 n) { fail_after_.store(n, ktl::MemoryOrder::Relaxed); }
+  inline void fail_slab_allocations_after(u64 n) { fail_after_.store(n, ktl::MemoryOrder::Relaxed); }
 
-  [[nodiscard]] Pmm& pmm() const { return *pmm_; }
-  [[nodiscard]] PhysWindow window() const { return window_; }
-  [[nodiscard]] Hardening hardening() const { return options_.hardening; }
+  [[nodiscard]] inline Pmm& pmm() const { return *pmm_; }
+  [[nodiscard]] inline PhysWindow window() const { return window_; }
+  [[nodiscard]] inline Hardening hardening() const { return options_.hardening; }
 
  private:
   friend class SlabCache;
@@ -521,7 +521,7 @@ class SlabAllocator {
   SlabCache magazines6_;
   SlabCache magazines14_;
   SlabCache magazines62_;
-  [[nodiscard]] SlabCache& magazine_cache(u32 kind) {
+  [[nodiscard]] inline SlabCache& magazine_cache(u32 kind) {
     return kind == 0 ? magazines6_ : kind == 1 ? magazines14_ : magazines62_;
   }
   mutable ktl::SpinLock registry_lock_{"slab.registry"};
@@ -534,11 +534,11 @@ template <class T>
 class SlabBox {
  public:
   SlabBox() = default;
-  SlabBox(SlabCache& cache, T* object) : cache_(&cache), object_(object) {}
+  inline SlabBox(SlabCache& cache, T* object) : cache_(&cache), object_(object) {}
   SlabBox(const SlabBox&) = delete;
   SlabBox& operator=(const SlabBox&) = delete;
-  SlabBox(SlabBox&& o) : cache_(o.cache_), object_(ktl::exchange(o.object_, nullptr)) {}
-  SlabBox& operator=(SlabBox&& o) {
+  inline SlabBox(SlabBox&& o) : cache_(o.cache_), object_(ktl::exchange(o.object_, nullptr)) {}
+  inline SlabBox& operator=(SlabBox&& o) {
     if (this != &o) {
       reset();
       cache_ = o.cache_;
@@ -546,17 +546,17 @@ class SlabBox {
     }
     return *this;
   }
-  ~SlabBox() { reset(); }
-  void reset() {
+  inline ~SlabBox() { reset(); }
+  inline void reset() {
     if (T* p = ktl::exchange(object_, nullptr)) {
       p->~T();
       cache_->free(p);
     }
   }
-  [[nodiscard]] T* get() const { return object_; }
-  T* operator->() const { return object_; }
-  T& operator*() const { return *object_; }
-  explicit operator bool() const { return object_ != nullptr; }
+  [[nodiscard]] inline T* get() const { return object_; }
+  inline T* operator->() const { return object_; }
+  inline T& operator*() const { return *object_; }
+  inline explicit operator bool() const { return object_ != nullptr; }
 
  private:
   SlabCache* cache_ = nullptr;
@@ -575,24 +575,24 @@ class Cache {
   }
   Cache(const Cache&) = delete;
   Cache& operator=(const Cache&) = delete;
-  Cache(Cache&& o) : slab_(o.slab_), cache_(ktl::exchange(o.cache_, nullptr)) {}
+  inline Cache(Cache&& o) : slab_(o.slab_), cache_(ktl::exchange(o.cache_, nullptr)) {}
   Cache& operator=(Cache&&) = delete;
-  ~Cache() {
+  inline ~Cache() {
     if (cache_ != nullptr) {
       auto r = slab_->destroy_cache(cache_);
       ktl::check_ok(r, "Cache<T> destroyed while objects are live");
     }
   }
   template <class... A>
-  [[nodiscard]] ktl::Result<SlabBox<T>, SlabError> make(A&&... args) {
+  [[nodiscard]] inline ktl::Result<SlabBox<T>, SlabError> make(A&&... args) {
     void* p = cache_->alloc();
     if (p == nullptr) return ktl::Err(SlabError::OutOfMemory);
     return SlabBox<T>(*cache_, new (p) T(ktl::forward<A>(args)...));
   }
-  [[nodiscard]] SlabCache& raw() const { return *cache_; }
+  [[nodiscard]] inline SlabCache& raw() const { return *cache_; }
 
  private:
-  Cache(SlabAllocator& slab, SlabCache* cache) : slab_(&slab), cache_(cache) {}
+  inline Cache(SlabAllocator& slab, SlabCache* cache) : slab_(&slab), cache_(cache) {}
   SlabAllocator* slab_;
   SlabCache* cache_;
 };

@@ -87,7 +87,7 @@ class ArenaFrames final : public FrameAllocator {
     reserved_ = bitmap_frames;
   }
 
-  [[nodiscard]] ktl::Result<Frame4K, FrameError> allocate_frame() override {
+  [[nodiscard]] inline ktl::Result<Frame4K, FrameError> allocate_frame() override {
     if (should_fail()) {
       ++injected_failures_;
       return ktl::Err(FrameError::OutOfMemory);
@@ -103,7 +103,7 @@ class ArenaFrames final : public FrameAllocator {
     return Frame4K::containing(address(i));
   }
 
-  void free_frame(Frame4K frame) override {
+  inline void free_frame(Frame4K frame) override {
     u64 n = frame.number();
     ktl::check(n >= first_ + reserved_ && n < first_ + count_,
                "ArenaFrames: freeing a frame it never handed out");
@@ -112,48 +112,48 @@ class ArenaFrames final : public FrameAllocator {
     push_free(i, poison_);
   }
 
-  [[nodiscard]] u64 free_count() const { return free_; }
-  [[nodiscard]] u64 used_count() const { return count_ - reserved_ - free_; }
-  [[nodiscard]] u64 capacity() const { return count_ - reserved_; }
-  [[nodiscard]] u64 allocations() const { return allocations_; }
-  [[nodiscard]] bool is_allocated(Frame4K frame) const {
+  [[nodiscard]] inline u64 free_count() const { return free_; }
+  [[nodiscard]] inline u64 used_count() const { return count_ - reserved_ - free_; }
+  [[nodiscard]] inline u64 capacity() const { return count_ - reserved_; }
+  [[nodiscard]] inline u64 allocations() const { return allocations_; }
+  [[nodiscard]] inline bool is_allocated(Frame4K frame) const {
     u64 n = frame.number();
     return n >= first_ + reserved_ && n < first_ + count_ && test_bit(n - first_);
   }
 
   // --- fault injection ---
   // After `n` more successful allocations, every allocation fails until fail_never().
-  void fail_after(u64 n) {
+  inline void fail_after(u64 n) {
     fail_countdown_ = n;
     fail_one_in_ = 0;
   }
   // Each allocation fails with probability 1/one_in (xorshift from `seed`); 0 disables.
-  void fail_randomly(u64 seed, u32 one_in) {
+  inline void fail_randomly(u64 seed, u32 one_in) {
     rng_ = seed | 1;
     fail_one_in_ = one_in;
     fail_countdown_ = kNever;
   }
-  void fail_never() {
+  inline void fail_never() {
     fail_countdown_ = kNever;
     fail_one_in_ = 0;
   }
-  [[nodiscard]] u64 injected_failures() const { return injected_failures_; }
+  [[nodiscard]] inline u64 injected_failures() const { return injected_failures_; }
 
  private:
   static constexpr u64 kNever = ~u64{0};
 
-  [[nodiscard]] PhysAddr address(u64 i) const { return PhysAddr::from((first_ + i) << 12); }
-  [[nodiscard]] bool test_bit(u64 i) const { return (bitmap_[i / 64] >> (i % 64)) & 1; }
-  void set_bit(u64 i) { bitmap_[i / 64] |= u64{1} << (i % 64); }
-  void clear_bit(u64 i) { bitmap_[i / 64] &= ~(u64{1} << (i % 64)); }
-  void push_free(u64 i, Poison poison) {
+  [[nodiscard]] inline PhysAddr address(u64 i) const { return PhysAddr::from((first_ + i) << 12); }
+  [[nodiscard]] inline bool test_bit(u64 i) const { return (bitmap_[i / 64] >> (i % 64)) & 1; }
+  inline void set_bit(u64 i) { bitmap_[i / 64] |= u64{1} << (i % 64); }
+  inline void clear_bit(u64 i) { bitmap_[i / 64] &= ~(u64{1} << (i % 64)); }
+  inline void push_free(u64 i, Poison poison) {
     clear_bit(i);
     if (poison == Poison::Yes) ktl::fill_bytes(window_.bytes(address(i), kPageSize), kPoisonByte);
     window_.as<u64>(address(i)) = head_;
     head_ = i;
     ++free_;
   }
-  bool should_fail() {
+  inline bool should_fail() {
     if (fail_countdown_ != kNever) {
       if (fail_countdown_ == 0) return true;
       --fail_countdown_;

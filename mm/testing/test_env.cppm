@@ -69,19 +69,19 @@ class TestMemory : ktl::NoCopy {
     if (!ferrite_test_memory_acquire(size, &m)) return ktl::nullopt;
     return TestMemory(m, base);
   }
-  TestMemory(TestMemory&& o) : m_(o.m_), base_(o.base_), live_(ktl::exchange(o.live_, false)) {}
+  inline TestMemory(TestMemory&& o) : m_(o.m_), base_(o.base_), live_(ktl::exchange(o.live_, false)) {}
   TestMemory& operator=(TestMemory&&) = delete;
-  ~TestMemory() {
+  inline ~TestMemory() {
     if (live_) ferrite_test_memory_release(&m_);
   }
-  [[nodiscard]] PhysWindow window() const { return PhysWindow(base_, m_.size, m_.view); }
-  [[nodiscard]] PhysAddr base() const { return base_; }
-  [[nodiscard]] PhysAddr end() const { return base_ + m_.size; }
-  [[nodiscard]] u64 size() const { return m_.size; }
-  [[nodiscard]] PhysRange range() const { return PhysRange::with_size(base_, m_.size).value(); }
+  [[nodiscard]] inline PhysWindow window() const { return PhysWindow(base_, m_.size, m_.view); }
+  [[nodiscard]] inline PhysAddr base() const { return base_; }
+  [[nodiscard]] inline PhysAddr end() const { return base_ + m_.size; }
+  [[nodiscard]] inline u64 size() const { return m_.size; }
+  [[nodiscard]] inline PhysRange range() const { return PhysRange::with_size(base_, m_.size).value(); }
 
  private:
-  TestMemory(FerriteTestMemory m, PhysAddr base) : m_(m), base_(base) {}
+  inline TestMemory(FerriteTestMemory m, PhysAddr base) : m_(m), base_(base) {}
   FerriteTestMemory m_;
   PhysAddr base_;
   bool live_ = true;
@@ -95,25 +95,25 @@ class TestHeap : ktl::NoCopy {
     if (!ferrite_heap_test_env_create(phys_bytes, hardening == Hardening::On, &env)) return ktl::nullopt;
     return TestHeap(env);
   }
-  TestHeap(TestHeap&& o) : env_(o.env_), live_(ktl::exchange(o.live_, false)) {}
+  inline TestHeap(TestHeap&& o) : env_(o.env_), live_(ktl::exchange(o.live_, false)) {}
   TestHeap& operator=(TestHeap&&) = delete;
-  ~TestHeap() {
+  inline ~TestHeap() {
     if (live_) ferrite_heap_test_env_destroy(&env_);
   }
-  [[nodiscard]] Heap& heap() const { return *env_.heap; }
-  [[nodiscard]] Pmm& pmm() const { return *env_.pmm; }
-  [[nodiscard]] SlabAllocator& slab() const { return env_.heap->slab(); }
+  [[nodiscard]] inline Heap& heap() const { return *env_.heap; }
+  [[nodiscard]] inline Pmm& pmm() const { return *env_.pmm; }
+  [[nodiscard]] inline SlabAllocator& slab() const { return env_.heap->slab(); }
 
   // Frames the PMM has free plus the heap's own bookkeeping (which only grows): constant across
   // any sequence of operations that frees what it allocated, once caches are drained.
-  [[nodiscard]] u64 balance() const {
+  [[nodiscard]] inline u64 balance() const {
     heap().slab().flush_local_cpu();
     (void)heap().reclaim(0);
     return pmm().free_frame_count() + heap().stats().metadata_frames;
   }
 
  private:
-  explicit TestHeap(FerriteHeapTestEnv env) : env_(env) {}
+  inline explicit TestHeap(FerriteHeapTestEnv env) : env_(env) {}
   FerriteHeapTestEnv env_;
   bool live_ = true;
 };

@@ -107,21 +107,21 @@ class AddressSpace {
   AddressSpace& operator=(const AddressSpace&) = delete;
 
   // Contract: no Mapping of this space is alive, and it is not active (the tables panic if it is).
-  ~AddressSpace() {
+  inline ~AddressSpace() {
     ktl::check(mappings_.load() == 0, "AddressSpace destroyed while Mappings into it are alive");
   }
 
-  [[nodiscard]] SpaceKind kind() const { return kind_; }
+  [[nodiscard]] inline SpaceKind kind() const { return kind_; }
   // The root never changes: reading it needs no lock.
   [[nodiscard]] PhysAddr root() const NO_THREAD_SAFETY_ANALYSIS { return tables_.root(); }
   // Loads this address space on this CPU (CR3 / TTBR). FIXME(smp): per-CPU active sets for
   // shootdowns; FIXME(aarch64): TTBR0 for user spaces, ASIDs.
-  void activate() { arch::activate(root()); }
-  [[nodiscard]] bool is_active() const { return arch::active_root() == root(); }
+  inline void activate() { arch::activate(root()); }
+  [[nodiscard]] inline bool is_active() const { return arch::active_root() == root(); }
 
   // Creates the top-level tables of the whole kernel half, so its root entries never change and
   // user spaces can copy them once. Idempotent. Errors: NoMemory (nothing changed).
-  [[nodiscard]] ktl::Result<void, PagingError> prepare_kernel_half() EXCLUDES(lock_) {
+  [[nodiscard]] inline ktl::Result<void, PagingError> prepare_kernel_half() EXCLUDES(lock_) {
     ktl::check(kind_ == SpaceKind::Kernel, "prepare_kernel_half on a user address space");
     ktl::LockGuard guard(lock_);
     TRY(tables_.populate_root_slots({kUserSlots, kAllSlots}));
@@ -130,23 +130,23 @@ class AddressSpace {
   }
 
   // The lock that guards the tables; hold it for tables().
-  [[nodiscard]] ktl::SpinLock& lock() const RETURN_CAPABILITY(lock_) { return lock_; }
-  [[nodiscard]] PageTable<F>& tables() REQUIRES(lock_) { return tables_; }
-  [[nodiscard]] const PageTable<F>& tables() const REQUIRES(lock_) { return tables_; }
+  [[nodiscard]] inline ktl::SpinLock& lock() const RETURN_CAPABILITY(lock_) { return lock_; }
+  [[nodiscard]] inline PageTable<F>& tables() REQUIRES(lock_) { return tables_; }
+  [[nodiscard]] inline const PageTable<F>& tables() const REQUIRES(lock_) { return tables_; }
 
   // Convenience: one translation under the lock.
-  [[nodiscard]] ktl::Optional<Translation> translate(VirtAddr v) const EXCLUDES(lock_) {
+  [[nodiscard]] inline ktl::Optional<Translation> translate(VirtAddr v) const EXCLUDES(lock_) {
     ktl::LockGuard guard(lock_);
     return tables_.translate(v);
   }
 
   // Mapping bookkeeping (mm.mapping): a space must outlive its mappings.
-  void mapping_created() { mappings_.fetch_add(1); }
-  void mapping_destroyed() { mappings_.fetch_sub(1); }
-  [[nodiscard]] u64 live_mappings() const { return mappings_.load(); }
+  inline void mapping_created() { mappings_.fetch_add(1); }
+  inline void mapping_destroyed() { mappings_.fetch_sub(1); }
+  [[nodiscard]] inline u64 live_mappings() const { return mappings_.load(); }
 
  private:
-  AddressSpace(SpaceKind kind, PageTable<F>&& tables) : kind_(kind), tables_(ktl::move(tables)) {}
+  inline AddressSpace(SpaceKind kind, PageTable<F>&& tables) : kind_(kind), tables_(ktl::move(tables)) {}
 
   mutable ktl::SpinLock lock_{"address-space"};
   SpaceKind kind_;

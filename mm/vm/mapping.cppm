@@ -67,7 +67,7 @@ class [[nodiscard]] Mapping {
         start_(o.start_),
         frames_(ktl::move(o.frames_)),
         flags_(o.flags_) {}
-  Mapping& operator=(Mapping&& o) {
+  inline Mapping& operator=(Mapping&& o) {
     if (this != &o) {
       reset();
       space_ = ktl::exchange(o.space_, nullptr);
@@ -80,10 +80,10 @@ class [[nodiscard]] Mapping {
   }
   Mapping(const Mapping&) = delete;
   Mapping& operator=(const Mapping&) = delete;
-  ~Mapping() { reset(); }
+  inline ~Mapping() { reset(); }
 
   // Unmaps, invalidates the whole range once, then frees the frames. The Mapping is empty after.
-  void reset() {
+  inline void reset() {
     if (space_ == nullptr) return;
     {
       ktl::LockGuard guard(space_->lock());
@@ -134,17 +134,17 @@ class [[nodiscard]] Mapping {
     }
   }
 
-  [[nodiscard]] bool empty() const { return space_ == nullptr; }
-  [[nodiscard]] VirtAddr start() const { return start_; }
-  [[nodiscard]] u64 size() const { return frames_.size_bytes(); }
-  [[nodiscard]] u64 pages() const { return frames_.count(); }
-  [[nodiscard]] PhysAddr phys() const { return frames_.start(); }
-  [[nodiscard]] PageFlags flags() const { return flags_; }
-  [[nodiscard]] VirtRange range() const { return VirtRange::with_size(start_, size()).value(); }
+  [[nodiscard]] inline bool empty() const { return space_ == nullptr; }
+  [[nodiscard]] inline VirtAddr start() const { return start_; }
+  [[nodiscard]] inline u64 size() const { return frames_.size_bytes(); }
+  [[nodiscard]] inline u64 pages() const { return frames_.count(); }
+  [[nodiscard]] inline PhysAddr phys() const { return frames_.start(); }
+  [[nodiscard]] inline PageFlags flags() const { return flags_; }
+  [[nodiscard]] inline VirtRange range() const { return VirtRange::with_size(start_, size()).value(); }
 
   // Changes the permissions of the whole mapping; one invalidation. Errors: NoMemory is impossible
   // (the mapping's own leaves never need splitting); others indicate a corrupted table.
-  [[nodiscard]] ktl::Result<void, PagingError> protect(PageFlags flags) {
+  [[nodiscard]] inline ktl::Result<void, PagingError> protect(PageFlags flags) {
     ktl::check(space_ != nullptr, "Mapping::protect on an empty Mapping");
     ktl::LockGuard guard(space_->lock());
     TlbFlush flush = TRY(space_->tables().protect_range(start_, size(), flags));
@@ -157,13 +157,13 @@ class [[nodiscard]] Mapping {
   // checked (panics: misuse of a view is a bug, not a runtime condition).
   template <class T>
     requires ktl::is_trivially_copyable<T>
-  [[nodiscard]] T& as(u64 offset = 0) const KTL_LIFETIMEBOUND {
+  [[nodiscard]] inline T& as(u64 offset = 0) const KTL_LIFETIMEBOUND {
     return span<T>(offset, 1)[0];
   }
   // `count` Ts from byte `offset`.
   template <class T>
     requires ktl::is_trivially_copyable<T>
-  [[nodiscard]] ktl::Span<T> span(u64 offset, ktl::usize count) const KTL_LIFETIMEBOUND {
+  [[nodiscard]] inline ktl::Span<T> span(u64 offset, ktl::usize count) const KTL_LIFETIMEBOUND {
     ktl::check(space_ != nullptr, "Mapping view of an empty Mapping");
     if constexpr (!ktl::is_const<T>) {
       ktl::check(flags_.writable(), "Mapping: writable view of a read-only mapping");
@@ -178,7 +178,7 @@ class [[nodiscard]] Mapping {
   // The whole mapping as Ts (size() must be a multiple of sizeof(T)).
   template <class T>
     requires ktl::is_trivially_copyable<T>
-  [[nodiscard]] ktl::Span<T> span() const KTL_LIFETIMEBOUND {
+  [[nodiscard]] inline ktl::Span<T> span() const KTL_LIFETIMEBOUND {
     ktl::check(size() % sizeof(T) == 0, "Mapping::span: the mapping is not a whole number of T");
     return span<T>(0, size() / sizeof(T));
   }

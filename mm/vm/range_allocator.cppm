@@ -65,7 +65,8 @@ class RangeAllocator {
   // Hands out ranges of `window` (page aligned, not empty). The bitmap's frames come from `pmm`,
   // seen through `phys`. Errors: InvalidArgument, OutOfMemory, PmmNotInitialized,
   // AlreadyInitialized.
-  [[nodiscard]] ktl::Result<void, RangeError> init(Pmm& pmm, PhysWindow phys, VirtRange window, Guard guard) {
+  [[nodiscard]] inline ktl::Result<void, RangeError> init(Pmm& pmm, PhysWindow phys, VirtRange window,
+                                                          Guard guard) {
     if (initialized()) return ktl::Err(RangeError::AlreadyInitialized);
     if (window.empty() || !window.start().is_aligned(kPageSize) ||
         !ktl::is_aligned<u64>(window.size(), kPageSize)) {
@@ -85,12 +86,12 @@ class RangeAllocator {
     guard_pages_ = guard == Guard::PageAfter ? 1 : 0;
     return ktl::ok();
   }
-  [[nodiscard]] bool initialized() const { return frames_.count() != 0; }
+  [[nodiscard]] inline bool initialized() const { return frames_.count() != 0; }
 
   // The lowest free range of `pages` pages (> 0) whose start is a multiple of `align_pages` pages
   // (a power of two), reserved together with its guard page. Errors: InvalidArgument, TooLarge,
   // NoSpace, NotInitialized.
-  [[nodiscard]] ktl::Result<VirtRange, RangeError> allocate(u64 pages, u64 align_pages = 1) {
+  [[nodiscard]] inline ktl::Result<VirtRange, RangeError> allocate(u64 pages, u64 align_pages = 1) {
     if (!initialized()) return ktl::Err(RangeError::NotInitialized);
     if (pages == 0 || !ktl::is_power_of_two(align_pages)) return ktl::Err(RangeError::InvalidArgument);
     if (pages > free_.size() || free_.size() - pages < guard_pages_) return ktl::Err(RangeError::TooLarge);
@@ -103,7 +104,7 @@ class RangeAllocator {
 
   // Gives back a range that allocate (or grow/shrink) returned, with its guard page. Panics on a
   // range that is not allocated.
-  void free(VirtRange r) {
+  inline void free(VirtRange r) {
     u64 first = index_of(r);
     u64 end = first + r.size() / kPageSize + guard_pages_;
     ktl::check(free_.none_set(first, end), "range allocator: freeing a range that is not allocated");
@@ -113,7 +114,7 @@ class RangeAllocator {
   // Extends allocated `r` in place to `pages` pages (>= its size): the pages after it (its old
   // guard page becomes part of it, a new one follows) must be free. Returns the grown range.
   // Errors: NoSpace (the pages after it are taken or outside the window).
-  [[nodiscard]] ktl::Result<VirtRange, RangeError> grow(VirtRange r, u64 pages) {
+  [[nodiscard]] inline ktl::Result<VirtRange, RangeError> grow(VirtRange r, u64 pages) {
     u64 first = index_of(r);
     u64 old_pages = r.size() / kPageSize;
     ktl::check(pages >= old_pages, "range allocator: grow to a smaller size");
@@ -125,7 +126,7 @@ class RangeAllocator {
   }
   // Gives back the tail of allocated `r` beyond `pages` pages (0 < pages <= its size); the guard
   // page moves down behind the shorter range. Returns the shorter range.
-  [[nodiscard]] VirtRange shrink(VirtRange r, u64 pages) {
+  [[nodiscard]] inline VirtRange shrink(VirtRange r, u64 pages) {
     u64 first = index_of(r);
     u64 old_pages = r.size() / kPageSize;
     ktl::check(pages > 0 && pages <= old_pages, "range allocator: shrink to a bigger or empty size");
@@ -133,18 +134,18 @@ class RangeAllocator {
     return range_at(first, pages);
   }
 
-  [[nodiscard]] VirtRange window() const { return window_; }
-  [[nodiscard]] u64 guard_pages() const { return guard_pages_; }
-  [[nodiscard]] u64 free_pages() const { return free_.count(); }
+  [[nodiscard]] inline VirtRange window() const { return window_; }
+  [[nodiscard]] inline u64 guard_pages() const { return guard_pages_; }
+  [[nodiscard]] inline u64 free_pages() const { return free_.count(); }
   // Frames holding the bitmap.
-  [[nodiscard]] u64 metadata_frames() const { return frames_.count(); }
+  [[nodiscard]] inline u64 metadata_frames() const { return frames_.count(); }
 
  private:
-  [[nodiscard]] VirtRange range_at(u64 index, u64 pages) const {
+  [[nodiscard]] inline VirtRange range_at(u64 index, u64 pages) const {
     return VirtRange::with_size(window_.start() + index * kPageSize, pages * kPageSize).value();
   }
   // The page index of `r`'s start; panics unless `r` is a page-aligned, non-empty part of the window.
-  [[nodiscard]] u64 index_of(VirtRange r) const {
+  [[nodiscard]] inline u64 index_of(VirtRange r) const {
     ktl::check(initialized() && !r.empty() && window_.contains(r) && r.start().is_aligned(kPageSize) &&
                    ktl::is_aligned<u64>(r.size(), kPageSize),
                "range allocator: a range that is not a page-aligned part of the window");

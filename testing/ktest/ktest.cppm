@@ -33,44 +33,45 @@ class Reporter {
 
 class Context {
  public:
-  explicit Context(Reporter& reporter) : reporter_(reporter) {}
+  inline explicit Context(Reporter& reporter) : reporter_(reporter) {}
 
-  bool check(bool ok, const char* expression, const char* file, int line) {
+  inline bool check(bool ok, const char* expression, const char* file, int line) {
     if (!ok) fail(file, line, "expected true: {}", expression);
     return ok;
   }
   template <class A, class B>
-  bool check_eq(const A& a, const B& b, const char* ea, const char* eb, const char* file, int line) {
+  inline bool check_eq(const A& a, const B& b, const char* ea, const char* eb, const char* file, int line) {
     if (a == b) return true;
     fail(file, line, "expected {} == {}\n    left:  {}\n    right: {}", ea, eb, a, b);
     return false;
   }
   template <class A, class B>
-  bool check_ne(const A& a, const B& b, const char* ea, const char* eb, const char* file, int line) {
+  inline bool check_ne(const A& a, const B& b, const char* ea, const char* eb, const char* file, int line) {
     if (!(a == b)) return true;
     fail(file, line, "expected {} != {}\n    both:  {}", ea, eb, a);
     return false;
   }
   template <class A, class B>
-  bool check_lt(const A& a, const B& b, const char* ea, const char* eb, const char* file, int line) {
+  inline bool check_lt(const A& a, const B& b, const char* ea, const char* eb, const char* file, int line) {
     if (a < b) return true;
     fail(file, line, "expected {} < {}\n    left:  {}\n    right: {}", ea, eb, a, b);
     return false;
   }
   template <class A, class B>
-  bool check_le(const A& a, const B& b, const char* ea, const char* eb, const char* file, int line) {
+  inline bool check_le(const A& a, const B& b, const char* ea, const char* eb, const char* file, int line) {
     if (!(b < a)) return true;
     fail(file, line, "expected {} <= {}\n    left:  {}\n    right: {}", ea, eb, a, b);
     return false;
   }
   template <class... A>
-  void fail(const char* file, int line, ktl::FormatString<ktl::TypeIdentityT<A>...> fmt, const A&... args) {
+  inline void fail(const char* file, int line, ktl::FormatString<ktl::TypeIdentityT<A>...> fmt,
+                   const A&... args) {
     ktl::InlineString<1024> message;
     ktl::format_to(message, fmt, args...);
     ++failures_;
     reporter_.failure(file, line, message.view());
   }
-  [[nodiscard]] ktl::usize failures() const { return failures_; }
+  [[nodiscard]] inline ktl::usize failures() const { return failures_; }
 
  private:
   Reporter& reporter_;
@@ -93,7 +94,7 @@ void register_test(TestCase& test);
 
 class Registration {
  public:
-  Registration(const char* suite, const char* name, TestFn fn) : case_{suite, name, fn, nullptr} {
+  inline Registration(const char* suite, const char* name, TestFn fn) : case_{suite, name, fn, nullptr} {
     register_test(case_);
   }
   Registration(const Registration&) = delete;

@@ -84,12 +84,12 @@ struct WalkResult {
   // Physical addresses of the tables walked, root first (a fixed array: walks are hot in tests).
   std::array<std::uint64_t, 4> tables{};
   unsigned depth = 0;
-  void push_table(std::uint64_t t) { tables.at(depth++) = t; }
-  [[nodiscard]] std::vector<std::uint64_t> table_list() const {
+  inline void push_table(std::uint64_t t) { tables.at(depth++) = t; }
+  [[nodiscard]] inline std::vector<std::uint64_t> table_list() const {
     return std::vector<std::uint64_t>(tables.begin(), tables.begin() + depth);
   }
 
-  [[nodiscard]] bool ok() const { return fault == Fault::None; }
+  [[nodiscard]] inline bool ok() const { return fault == Fault::None; }
 };
 
 [[nodiscard]] const char* to_string(Fault f);

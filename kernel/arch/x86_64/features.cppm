@@ -38,7 +38,7 @@ struct CpuFeatures {
   bool rdrand = false;      // CPUID 1 ECX[30]
   bool hypervisor = false;  // CPUID 1 ECX[31]
 
-  [[nodiscard]] ktl::StringView vendor_name() const { return ktl::StringView(vendor.data()); }
+  [[nodiscard]] inline ktl::StringView vendor_name() const { return ktl::StringView(vendor.data()); }
 };
 
 // The bits that are on after enable_protections().

@@ -17,7 +17,7 @@ class Serial16550 final : public ktl::FormatSink {
   constexpr explicit Serial16550(ktl::u16 base) : base_(base) {}
 
   // Programs the UART. Returns false if no UART answers at `base` (the scratch register test).
-  bool init() {
+  inline bool init() {
     outb(base_ + 7, 0x5a);
     if (inb(base_ + 7) != 0x5a) return false;
     outb(base_ + 1, 0x00);  // no interrupts
@@ -31,7 +31,7 @@ class Serial16550 final : public ktl::FormatSink {
     return true;
   }
 
-  void write(ktl::StringView text) override {
+  inline void write(ktl::StringView text) override {
     if (!present_) return;
     for (char c : text) {
       if (c == '\n') put('\r');
@@ -40,7 +40,7 @@ class Serial16550 final : public ktl::FormatSink {
   }
 
  private:
-  void put(char c) {
+  inline void put(char c) {
     // Wait for the transmit holding register, but never forever (a wedged UART must not hang a
     // panic report on its way to other consoles).
     for (int spin = 0; spin < 100000 && (inb(base_ + 5) & 0x20) == 0; ++spin) {
