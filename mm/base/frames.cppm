@@ -30,8 +30,8 @@ enum class FrameError : ktl::u32 {
 // What an allocation may do to get memory (Linux's GFP_KERNEL / GFP_NOFS-like / GFP_ATOMIC). Every
 // allocation entry point that can take a path which blocks (a lock that is not interrupt-safe, a
 // wait) or reclaims takes one and refuses that path when the context forbids it; the heap's large
-// objects are such a path (HeapError::WouldBlock). The PMM and the slab layer neither block nor
-// reclaim today, so they serve every context alike.
+// objects are such a path (HeapError::WouldBlock). The PMM never blocks; it keeps its last
+// Pmm::atomic_reserve() frames for Atomic requests (AllocOptions::context). Nothing reclaims yet.
 enum class AllocContext : ktl::u8 {
   MayBlock,   // process context, no spinlock held: may block and (once there is reclaim) reclaim
   NoReclaim,  // may block but must not reclaim (the reclaim path itself)
