@@ -9,6 +9,11 @@
 //                                       5 krealloc(p, 0)  6 reclaim
 //   size = a, scaled by b >> 6: x1, x4, x32 (up to 2 MiB), x1 again.
 //
+// Work per input is bounded by a byte budget (kByteBudget): every size an allocation or krealloc
+// asks for is charged to it, and a request larger than what is left becomes its remainder modulo
+// (left + 1), so an input fills, checks and maps at most a few MiB however long it is. One request
+// of the largest size still fits the budget; the operations after it exercise the small classes.
+//
 // Built with -DFERRITE_FUZZER by fuzz_test; otherwise main() replays the files given as arguments
 // (heap_corpus_test runs the checked-in corpus that way, also under asan).
 
@@ -75,6 +80,19 @@ void check_new(const void* p, std::size_t size, std::size_t align) {
   if (a % want != 0) fail("misaligned block", a, want);
 }
 
+// Bytes one input may ask for in total (see the input layout above): one request of the largest
+// size (65535 * 32) and a little more. Each byte requested costs a fill and a check (and, above
+// the slab classes, mapping and showing its pages), so this bounds an input's cost.
+constexpr std::size_t kByteBudget = std::size_t{512} << 10;
+
+// The size an operation actually asks for: `n`, or what is left of the budget when `n` does not
+// fit (n modulo left + 1); charged to the budget.
+std::size_t charge(std::size_t n, std::size_t& left) {
+  if (n > left) n %= left + 1;
+  left -= n;
+  return n;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -85,6 +103,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::size_t at = 0;
   auto byte = [&]() -> std::uint8_t { return at < size ? data[at++] : 0; };
   std::uint8_t counter = 0;
+  std::size_t left = kByteBudget;
   while (at < size) {
     std::uint8_t op = byte() % 7;
     Slot& s = slots[byte() % 64];
@@ -93,6 +112,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::uint8_t b = byte();
     static const std::size_t kScale[4] = {1, 4, 32, 1};
     std::size_t n = a * kScale[b >> 6];
+    if (op != 3 && op != 5 && op != 6) n = charge(n, left);
     switch (op) {
       case 0:
       case 1:

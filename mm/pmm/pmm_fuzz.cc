@@ -60,6 +60,10 @@ constexpr u64 kBase = 4ull * 1024 * 1024 * 1024 - 8 * 1024 * 1024;  // 8 MiB bel
 constexpr int kMaxRegions = 8;
 constexpr u64 kHoleFrames = 17'000;  // gap 0xff
 constexpr u64 kMaxRegionFrames = 1024;
+// Operations per input: the rest of a longer input is ignored. Each operation costs a model
+// prediction, a PMM call (and, for the refused ones, a formatted log line), so this bounds an
+// input's cost; 256 operations can fill, fragment and drain the largest map many times over.
+constexpr int kMaxOps = 256;
 
 // Simulated memory for the largest map: every region after the largest gap, plus a page. Only the
 // pages the PMMs' metadata lands on are ever touched.
@@ -115,7 +119,7 @@ void run(Reader& in) {
   const u64 span = h.frame_count();
   const u64 four_gib = 4ull * 1024 * 1024 * 1024 / kPage;
   int steps = 0;
-  while (!in.done() && h.ok()) {
+  while (!in.done() && h.ok() && steps < kMaxOps) {
     std::uint8_t op = in.byte();
     std::uint8_t a = in.byte(), b = in.byte(), c = in.byte(), d = in.byte();
     std::optional<std::uint32_t> node;

@@ -13,6 +13,7 @@
 // statistics and runs the Pmm's own invariant check (O(frames)). The harness is the fuzzer's judge, not its
 // target, so it is not instrumented for coverage (see the pragma below).
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdarg>
 #include <cstdio>
@@ -307,12 +308,17 @@ class Harness {
     if (!ready()) return;
     for (u64 i : touched_) touched_flag_[i] = 0;
     touched_.clear();
-    for (u64 i = 0; i < frames_; ++i) {
-      // Inside long holes, the edges and a sample are enough (holes never change).
-      bool hole_interior = st_[i] == St::Hole && i > 0 && i + 1 < frames_ && st_[i - 1] == St::Hole &&
-                           st_[i + 1] == St::Hole && i % 512 != 0;
-      if (!hole_interior && !check_frame(base_frame_ + i)) return;
+    // Every frame of the regions; inside holes, the edges and every 512th frame are enough (holes
+    // never change). The holes are the gaps between spans_, so they are stepped over, not walked.
+    u64 hole = 0;  // the first index of the hole before the next span
+    for (auto [lo, hi] : spans_) {
+      if (!check_hole(hole, lo)) return;
+      for (u64 i = lo; i < hi; ++i) {
+        if (!check_frame(base_frame_ + i)) return;
+      }
+      hole = hi;
     }
+    if (!check_hole(hole, frames_)) return;
     if (!pmm_.check_invariants()) return fail("Pmm::check_invariants failed");
     check_stats();
   }
@@ -393,8 +399,10 @@ class Harness {
   void build_model(const std::vector<ModelMapEntry>& map) {
     st_.assign(frames_, St::Hole);
     node_.assign(frames_, 0);
+    spans_.clear();
     for (const ModelMapEntry& r : map) {
       auto [a, b] = span_of(r);
+      if (a < b && in_range(a) && in_range(b - 1)) spans_.push_back({a - base_frame_, b - base_frame_});
       for (u64 f = a; f < b; ++f) {
         if (!in_range(f)) return fail("region frame %s outside simulated memory", addr_text(f).c_str());
         u64 i = f - base_frame_;
@@ -424,15 +432,38 @@ class Harness {
     }
     for (auto& bits : free_bits_) bits.assign((frames_ + 63) / 64, 0);
     touched_flag_.assign(frames_, 0);
-    for (u64 i = 0; i < frames_; ++i) {
-      u32 n = node_[i];
-      switch (st_[i]) {
-        case St::Free: set_free(n, i, true); break;
-        case St::Reserved: ++count_[n].reserved; break;
-        case St::Metadata: ++count_[n].metadata; break;
-        default: break;
+    // The regions' spans, sorted and merged: every frame outside them is a hole.
+    std::sort(spans_.begin(), spans_.end());
+    size_t merged = 0;
+    for (size_t k = 0; k < spans_.size(); ++k) {
+      if (merged > 0 && spans_[k].first <= spans_[merged - 1].second) {
+        spans_[merged - 1].second = std::max(spans_[merged - 1].second, spans_[k].second);
+      } else {
+        spans_[merged++] = spans_[k];
       }
     }
+    spans_.resize(merged);
+    for (auto [lo, hi] : spans_) {
+      for (u64 i = lo; i < hi; ++i) {
+        u32 n = node_[i];
+        switch (st_[i]) {
+          case St::Free: set_free(n, i, true); break;
+          case St::Reserved: ++count_[n].reserved; break;
+          case St::Metadata: ++count_[n].metadata; break;
+          default: break;
+        }
+      }
+    }
+  }
+
+  // The hole [lo, hi) (indices): its first and last frame and every index that is a multiple of 512.
+  bool check_hole(u64 lo, u64 hi) {
+    if (lo >= hi) return true;
+    if (!check_frame(base_frame_ + lo)) return false;
+    for (u64 i = (lo / 512 + 1) * 512; i < hi - 1; i += 512) {
+      if (!check_frame(base_frame_ + i)) return false;
+    }
+    return hi - 1 == lo || check_frame(base_frame_ + hi - 1);
   }
 
   bool check_frame(u64 f) {
@@ -487,14 +518,16 @@ class Harness {
     if (free) {
       ++free_count_[n];
       word |= bit;
+      if (i / 64 < first_word_[n]) first_word_[n] = i / 64;
     } else {
       --free_count_[n];
       word &= ~bit;
     }
   }
-  // The first index >= i that is free on node n, or frames_.
+  // The first index >= i that is free on node n, or frames_. Words below first_word_[n] are empty.
   [[nodiscard]] u64 next_free(u32 n, u64 i) const {
     const std::vector<u64>& words = free_bits_[n];
+    if (i / 64 < first_word_[n]) i = first_word_[n] * 64;
     for (u64 w = i / 64; w < words.size(); ++w) {
       u64 bits = w == i / 64 ? words[w] & (~u64{0} << (i % 64)) : words[w];
       if (bits != 0) return w * 64 + static_cast<u64>(__builtin_ctzll(bits));
@@ -631,6 +664,8 @@ class Harness {
   std::vector<std::uint8_t> node_;
   std::vector<u64> free_bits_[kNodes];  // bit i: frame base_frame_ + i is free (node n)
   u64 free_count_[kNodes] = {};
+  u64 first_word_[kNodes] = {};             // free_bits_[n] has no bit set below this word (a lower bound)
+  std::vector<std::pair<u64, u64>> spans_;  // the regions' frames, [lo, hi) indices, sorted and disjoint
   std::vector<u64> touched_;  // indices touched since the last check_touched() / check_all(), once each
   std::vector<std::uint8_t> touched_flag_;  // 1: in touched_
   NodeCount count_[kNodes];
