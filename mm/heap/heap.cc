@@ -7,7 +7,7 @@ module;
 #include <sanitizer/asan_interface.h>
 #endif
 
-// See mm/slab/slab.cc: bytes that may be poisoned in ASan's shadow are touched only by these helpers.
+// See mm/slab/slab.cppm: bytes that may be poisoned in ASan's shadow are touched only by these helpers.
 #define HEAP_RAW __attribute__((no_sanitize("address", "coverage"), no_builtin))
 
 module mm.heap;

@@ -5,7 +5,7 @@
 //   c->free(p);
 //   (void)slab.destroy_cache(c);   // NotEmpty while objects are live
 //
-// Cache<T> is the typed surface; the design documents' names (kmem_cache_create, slab_alloc,
+// Cache<T> (mm.slab.typed) is the typed surface; the design documents' names (kmem_cache_create, slab_alloc,
 // slab_free, kmem_cache_destroy, slab_reclaim) are mm.compat's free functions over the
 // installed allocator.
 //
@@ -55,12 +55,13 @@
 module;
 
 #include <ktl/macros.h>
-#include <ktl/new.h>
 #if defined(FERRITE_ASAN)
 #include <sanitizer/asan_interface.h>
 #endif
 
 export module mm.slab;
+
+export import mm.slab.types;
 
 import ktl;
 import mm.addr;
@@ -71,77 +72,10 @@ import mm.slab.cpu;
 
 export namespace mm {
 
-enum class SlabError : u32 {
-  OutOfMemory,         // no frames for a slab, a magazine or a descriptor
-  InvalidArgument,     // zero or oversized object size, alignment not a power of two, ...
-  TooManyCaches,       // no per-CPU slot left (slab_cpu::kMaxSlots)
-  NotEmpty,            // destroy with live objects
-  NotInitialized,      // the slab allocator has not been initialized
-  AlreadyInitialized,  // SlabAllocator::init called twice
-  PmmNotInitialized,   // the PMM the frames come from is not initialized
-};
-[[nodiscard]] constexpr const char* to_string(SlabError e) {
-  switch (e) {
-    case SlabError::OutOfMemory: return "out of memory";
-    case SlabError::InvalidArgument: return "invalid argument";
-    case SlabError::TooManyCaches: return "too many caches";
-    case SlabError::NotEmpty: return "cache still has live objects";
-    case SlabError::NotInitialized: return "slab allocator not initialized";
-    case SlabError::AlreadyInitialized: return "slab allocator already initialized";
-    case SlabError::PmmNotInitialized: return "the PMM is not initialized";
-  }
-  return "unknown slab error";
-}
 // The SlabError a refused frame request becomes: OutOfMemory and NotInitialized (as
 // PmmNotInitialized) keep their cause; any other PmmError is not one a slab's request (a
 // positive, page-aligned run) can get, and panics.
 [[nodiscard]] SlabError to_slab_error(PmmError e);
-
-enum class CacheFlags : u32 {
-  None = 0,
-  Hardened = 1u << 0,    // redzones, poisoning, live/free state (see above)
-  NoCpuCache = 1u << 1,  // no magazines: every operation goes to the slab layer under the lock
-};
-[[nodiscard]] constexpr CacheFlags operator|(CacheFlags a, CacheFlags b) {
-  return static_cast<CacheFlags>(ktl::to_underlying(a) | ktl::to_underlying(b));
-}
-[[nodiscard]] constexpr bool has(CacheFlags set, CacheFlags flag) {
-  return (ktl::to_underlying(set) & ktl::to_underlying(flag)) != 0;
-}
-
-enum class Hardening : u32 { Off, On };
-
-// Runs once per object, when its slab is created (not on every allocation): freed objects go back
-// in their constructed state (Bonwick's object caching).
-using Constructor = void (*)(void* object);
-
-// One line of slabinfo. objects = slots in all slabs; active = slots not on a slab free list
-// (live objects plus those cached in magazines); cached = objects in the depot's magazines (the
-// CPUs' own magazines are not counted: they change without a lock); waste = slab bytes that are
-// not object payload (tail, padding, redzones, metadata, on-slab descriptors).
-struct SlabInfo {
-  ktl::StringView name;
-  u64 object_size = 0;
-  u64 stride = 0;
-  u64 align = 0;
-  u64 objects_per_slab = 0;
-  u64 frames_per_slab = 0;
-  u64 objects = 0;
-  u64 active = 0;
-  u64 cached = 0;
-  u64 slabs = 0;
-  u64 partial_slabs = 0;
-  u64 full_slabs = 0;
-  u64 empty_slabs = 0;
-  u64 frames = 0;
-  u64 waste_bytes = 0;
-};
-void format_value(ktl::FormatSink& sink, const SlabInfo& info, const ktl::FormatSpec& spec);
-
-struct SlabOptions {
-  Hardening hardening = Hardening::Off;
-  u64 seed = 0x5eed;  // mixed into every cache's free-list secret
-};
 
 class SlabAllocator;
 class SlabCache;
@@ -528,78 +462,81 @@ class SlabAllocator {
   SlabCache* registry_ GUARDED_BY(registry_lock_) = nullptr;
 };
 
-// --- the typed surface ------------------------------------------------------------------------------
-// An owned object of a Cache<T>: destroys and frees it when it goes away. Move-only.
-template <class T>
-class SlabBox {
- public:
-  SlabBox() = default;
-  inline SlabBox(SlabCache& cache, T* object) : cache_(&cache), object_(object) {}
-  SlabBox(const SlabBox&) = delete;
-  SlabBox& operator=(const SlabBox&) = delete;
-  inline SlabBox(SlabBox&& o) : cache_(o.cache_), object_(ktl::exchange(o.object_, nullptr)) {}
-  inline SlabBox& operator=(SlabBox&& o) {
-    if (this != &o) {
-      reset();
-      cache_ = o.cache_;
-      object_ = ktl::exchange(o.object_, nullptr);
-    }
-    return *this;
-  }
-  inline ~SlabBox() { reset(); }
-  inline void reset() {
-    if (T* p = ktl::exchange(object_, nullptr)) {
-      p->~T();
-      cache_->free(p);
-    }
-  }
-  [[nodiscard]] inline T* get() const { return object_; }
-  inline T* operator->() const { return object_; }
-  inline T& operator*() const { return *object_; }
-  inline explicit operator bool() const { return object_ != nullptr; }
-
- private:
-  SlabCache* cache_ = nullptr;
-  T* object_ = nullptr;
-};
-
-// A cache of T: make() constructs with placement new and returns an owner. Destroying the Cache
-// destroys the byte cache (all objects must be gone). Move-only.
-template <class T>
-class Cache {
- public:
-  [[nodiscard]] static ktl::Result<Cache, SlabError> create(SlabAllocator& slab, ktl::StringView name,
-                                                            CacheFlags flags = CacheFlags::None) {
-    SlabCache* c = TRY(slab.create_cache(name, sizeof(T), alignof(T), nullptr, flags));
-    return Cache(slab, c);
-  }
-  Cache(const Cache&) = delete;
-  Cache& operator=(const Cache&) = delete;
-  inline Cache(Cache&& o) : slab_(o.slab_), cache_(ktl::exchange(o.cache_, nullptr)) {}
-  Cache& operator=(Cache&&) = delete;
-  inline ~Cache() {
-    if (cache_ != nullptr) {
-      auto r = slab_->destroy_cache(cache_);
-      ktl::check_ok(r, "Cache<T> destroyed while objects are live");
-    }
-  }
-  template <class... A>
-  [[nodiscard]] inline ktl::Result<SlabBox<T>, SlabError> make(A&&... args) {
-    void* p = cache_->alloc();
-    if (p == nullptr) return ktl::Err(SlabError::OutOfMemory);
-    return SlabBox<T>(*cache_, new (p) T(ktl::forward<A>(args)...));
-  }
-  [[nodiscard]] inline SlabCache& raw() const { return *cache_; }
-
- private:
-  inline Cache(SlabAllocator& slab, SlabCache* cache) : slab_(&slab), cache_(cache) {}
-  SlabAllocator* slab_;
-  SlabCache* cache_;
-};
-
 // --- the installed allocator (mm.compat's seed names use it) ---------------------------------------
 // The kernel's heap (mm.heap) installs its SlabAllocator; tests may install their own.
 void install_slab_allocator(SlabAllocator* slab);
 [[nodiscard]] SlabAllocator* installed_slab_allocator();
+
+}  // namespace mm
+
+// Internal to mm.slab's implementation units (not exported).
+namespace mm {
+
+using slab_cpu::CpuBlock;
+using slab_cpu::CpuSlot;
+using slab_cpu::Magazine;
+
+// Magazine kinds by capacity (the magazine object is 16 + 8 * capacity bytes). Bigger objects get
+// smaller magazines, so the free objects a CPU holds stay around 4 KiB per cache (footprint).
+inline constexpr ktl::Array<u32, 3> kMagazineCapacity{{6, 14, 62}};
+
+// Which cache owns each per-CPU slot number (null: free).
+extern ktl::Array<SlabCache*, slab_cpu::kMaxSlots> g_slot_owner GUARDED_BY(slab_cpu::g_registry_lock);
+
+inline ktl::uptr addr(const void* p) { return ktl::address_of(p); }
+
+// p + offset. Callers guarantee the result stays inside the slab (or object) that p points into.
+inline ktl::u8* byte_at(void* p, usize offset) {
+  KTL_UNSAFE_BUFFER_BEGIN  // in bounds by the caller's contract (offsets inside one slab)
+  return static_cast<ktl::u8*>(p) + offset;
+  KTL_UNSAFE_BUFFER_END
+}
+inline const ktl::u8* byte_at(const void* p, usize offset) {
+  KTL_UNSAFE_BUFFER_BEGIN  // as above
+  return static_cast<const ktl::u8*>(p) + offset;
+  KTL_UNSAFE_BUFFER_END
+}
+
+// Object memory that may be poisoned in ASan's shadow (free objects, redzones) is read and
+// written only by the functions marked SLAB_RAW. no_builtin keeps the compiler from turning their
+// loops into memset/memcmp calls, which ASan intercepts and checks. They are not instrumented for
+// coverage either: in a fuzzer build every byte of their loops would call libFuzzer's comparison
+// hooks, for no feedback (each iteration is the same edge).
+#define SLAB_RAW __attribute__((no_sanitize("address", "coverage"), no_builtin))
+inline SLAB_RAW u64 raw_load(const void* p) { return *static_cast<const volatile u64*>(p); }
+inline SLAB_RAW void raw_store(void* p, u64 v) { *static_cast<volatile u64*>(p) = v; }
+inline SLAB_RAW void raw_fill(void* p, usize n, ktl::u8 value) {
+  auto* b = static_cast<volatile ktl::u8*>(p);
+  u64 word = 0x0101010101010101ull * value;
+  usize i = 0;
+  KTL_UNSAFE_BUFFER_BEGIN  // [p, p + n) is one object or redzone of a slab (caller's contract)
+  for (; i < n && (addr(const_cast<ktl::u8*>(b + i)) & 7) != 0; ++i) b[i] = value;
+  for (; i + 8 <= n; i += 8) *reinterpret_cast<volatile u64*>(b + i) = word;
+  for (; i < n; ++i) b[i] = value;
+  KTL_UNSAFE_BUFFER_END
+}
+// The offset of the first byte in [p, p + n) that differs from `value`, or n.
+inline SLAB_RAW usize raw_find_not(const void* p, usize n, ktl::u8 value) {
+  auto* b = static_cast<const volatile ktl::u8*>(p);
+  u64 word = 0x0101010101010101ull * value;
+  usize i = 0;
+  KTL_UNSAFE_BUFFER_BEGIN  // as raw_fill
+  for (; i < n && (addr(const_cast<const ktl::u8*>(b + i)) & 7) != 0; ++i) {
+    if (b[i] != value) return i;
+  }
+  for (; i + 8 <= n; i += 8) {
+    if (*reinterpret_cast<const volatile u64*>(b + i) != word) break;
+  }
+  for (; i < n; ++i) {
+    if (b[i] != value) return i;
+  }
+  KTL_UNSAFE_BUFFER_END
+  return n;
+}
+inline SLAB_RAW ktl::u8 raw_byte(const void* p, usize i) {
+  KTL_UNSAFE_BUFFER_BEGIN  // i < the length the caller just checked
+  return static_cast<const volatile ktl::u8*>(p)[i];
+  KTL_UNSAFE_BUFFER_END
+}
 
 }  // namespace mm

@@ -13,6 +13,7 @@ import mm.heap;
 import mm.testing.env;
 import mm.pmm;
 import mm.slab;
+import mm.slab.typed;
 
 namespace {
 
