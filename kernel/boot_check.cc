@@ -15,10 +15,10 @@ namespace {
 constexpr u64 kPage = 4096;
 
 // [P:0x... - P:0x...) kind
-struct RegionText {
-  const boot::MemoryRegion& r;
+struct EntryText {
+  const boot::MemoryMapEntry& r;
 };
-void format_value(ktl::FormatSink& sink, const RegionText& t, const ktl::FormatSpec&) {
+void format_value(ktl::FormatSink& sink, const EntryText& t, const ktl::FormatSpec&) {
   auto end = ktl::checked_add(t.r.base, t.r.size);
   ktl::format_to(sink, "[{:#018x} - ", t.r.base);
   if (end.overflow) {
@@ -93,7 +93,7 @@ void format_value(ktl::FormatSink& sink, const MapError& e, const ktl::FormatSpe
     case MapProblem::NoUsableMemory: sink.write("the memory map has no usable memory"); return;
     default: break;
   }
-  ktl::format_to(sink, "memory map entry {} {} ", e.index, RegionText{e.entry});
+  ktl::format_to(sink, "memory map entry {} {} ", e.index, EntryText{e.entry});
   switch (e.problem) {
     case MapProblem::ZeroSize: sink.write("is empty (size 0)"); break;
     case MapProblem::Unaligned: sink.write("is not aligned to 4 KiB"); break;
@@ -103,10 +103,10 @@ void format_value(ktl::FormatSink& sink, const MapError& e, const ktl::FormatSpe
     case MapProblem::UnknownKind: sink.write("has an unknown kind"); break;
     case MapProblem::Unsorted:
       ktl::format_to(sink, "is out of order: it starts below entry {} {}", e.index - 1,
-                     RegionText{e.previous});
+                     EntryText{e.previous});
       break;
     case MapProblem::Overlap:
-      ktl::format_to(sink, "overlaps entry {} {}", e.index - 1, RegionText{e.previous});
+      ktl::format_to(sink, "overlaps entry {} {}", e.index - 1, EntryText{e.previous});
       break;
     default: break;
   }
@@ -118,16 +118,16 @@ bool is_known_kind(boot::MemoryKind k) {
          v <= ktl::to_underlying(boot::MemoryKind::Ramdisk);
 }
 
-ktl::Result<MapSummary, MapError> check_memory_map(ktl::Span<const boot::MemoryRegion> map) {
+ktl::Result<MapSummary, MapError> check_memory_map(ktl::Span<const boot::MemoryMapEntry> map) {
   auto error = [&](MapProblem p, usize i) {
-    MapError e{p, i, map[i], i > 0 ? map[i - 1] : boot::MemoryRegion{}, map.size()};
+    MapError e{p, i, map[i], i > 0 ? map[i - 1] : boot::MemoryMapEntry{}, map.size()};
     return ktl::Err(e);
   };
   if (map.empty()) return ktl::Err(MapError{MapProblem::Missing, 0, {}, {}, 0});
   if (map.size() > kMaxMapEntries) return ktl::Err(MapError{MapProblem::TooLarge, 0, {}, {}, map.size()});
   MapSummary s;
   for (usize i = 0; i < map.size(); ++i) {
-    const boot::MemoryRegion& r = map[i];
+    const boot::MemoryMapEntry& r = map[i];
     if (r.size == 0) return error(MapProblem::ZeroSize, i);
     auto end = ktl::checked_add(r.base, r.size);
     if (end.overflow || end.value > mm::PhysAddr::kLimit) return error(MapProblem::Overflows, i);
@@ -135,7 +135,7 @@ ktl::Result<MapSummary, MapError> check_memory_map(ktl::Span<const boot::MemoryR
       return error(MapProblem::Unaligned, i);
     if (!is_known_kind(r.kind)) return error(MapProblem::UnknownKind, i);
     if (i > 0) {
-      const boot::MemoryRegion& prev = map[i - 1];
+      const boot::MemoryMapEntry& prev = map[i - 1];
       if (r.base < prev.base) return error(MapProblem::Unsorted, i);
       if (r.base < prev.base + prev.size) return error(MapProblem::Overlap, i);
     }

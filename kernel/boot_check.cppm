@@ -90,9 +90,9 @@ enum class MapProblem : u32 {
 struct MapError {
   MapProblem problem;
   usize index;  // the offending entry
-  boot::MemoryRegion entry;
-  boot::MemoryRegion previous;  // for Unsorted / Overlap
-  u64 count;                    // for TooLarge
+  boot::MemoryMapEntry entry;
+  boot::MemoryMapEntry previous;  // for Unsorted / Overlap
+  u64 count;                      // for TooLarge
 };
 void format_value(ktl::FormatSink& sink, const MapError& e, const ktl::FormatSpec& spec);
 
@@ -107,6 +107,6 @@ struct MapSummary {
 
 [[nodiscard]] bool is_known_kind(boot::MemoryKind k);
 // Validates every entry and the order between neighbours; returns the totals.
-[[nodiscard]] ktl::Result<MapSummary, MapError> check_memory_map(ktl::Span<const boot::MemoryRegion> map);
+[[nodiscard]] ktl::Result<MapSummary, MapError> check_memory_map(ktl::Span<const boot::MemoryMapEntry> map);
 
 }  // namespace kernel

@@ -10,12 +10,12 @@ import mm.paging;
 namespace {
 
 using boot::MemoryKind;
-using boot::MemoryRegion;
+using boot::MemoryMapEntry;
 using kernel::MapProblem;
 
 constexpr ktl::u64 kMiB = 1 << 20;
 
-ktl::Array<MemoryRegion, 4> good_map() {
+ktl::Array<MemoryMapEntry, 4> good_map() {
   return {{
       {0x0, 0xa0000, MemoryKind::Usable, 0},
       {0x100000, 15 * kMiB, MemoryKind::Usable, 0},
@@ -24,7 +24,7 @@ ktl::Array<MemoryRegion, 4> good_map() {
   }};
 }
 
-MapProblem problem_of(ktl::Span<const MemoryRegion> map) {
+MapProblem problem_of(ktl::Span<const MemoryMapEntry> map) {
   auto r = kernel::check_memory_map(map);
   return r.is_err() ? r.error().problem : static_cast<MapProblem>(0xff);
 }
@@ -73,7 +73,7 @@ KTEST(BootCheck, RejectsEachImpossibleMap) {
   no_ram[1].kind = MemoryKind::Reserved;
   KEXPECT_EQ(problem_of(no_ram.span()), MapProblem::NoUsableMemory);
 
-  KEXPECT_EQ(problem_of(ktl::Span<const MemoryRegion>()), MapProblem::Missing);
+  KEXPECT_EQ(problem_of(ktl::Span<const MemoryMapEntry>()), MapProblem::Missing);
 }
 
 KTEST(BootCheck, MessagesNameTheEntry) {

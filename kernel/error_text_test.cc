@@ -30,7 +30,7 @@ bool texts_ok(ktest::Context& ktest_ctx, E last) {
 KTEST(ErrorText, EveryKernelErrorEnumNamesEveryValue) {
   texts_ok(ktest_ctx, kernel::FontError::UnsupportedSize);
   texts_ok(ktest_ctx, ksym::TableError::BadName);
-  texts_ok(ktest_ctx, kernel::ConvertError::BadRegion);
+  texts_ok(ktest_ctx, kernel::ConvertError::BadEntry);
   texts_ok(ktest_ctx, kernel::SurfaceError::TooSmall);
   texts_ok(ktest_ctx, kernel::HeaderProblem::PatMismatch);
   texts_ok(ktest_ctx, kernel::MapProblem::NoUsableMemory);
@@ -40,11 +40,11 @@ KTEST(ErrorText, EveryKernelErrorEnumNamesEveryValue) {
 KTEST(ErrorText, ErrorsPrintByName) {
   ktl::InlineString<160> s;
   ktl::format_to(s, "{}|{}|{}", kernel::FontError::BadMagic, kernel::SurfaceError::NoFramebuffer,
-                 kernel::ConvertError::TooManyRegions);
+                 kernel::ConvertError::TooManyEntries);
   ktl::InlineString<160> expected;
   ktl::format_to(expected, "{}|{}|{}", to_string(kernel::FontError::BadMagic),
                  to_string(kernel::SurfaceError::NoFramebuffer),
-                 to_string(kernel::ConvertError::TooManyRegions));
+                 to_string(kernel::ConvertError::TooManyEntries));
   KEXPECT(s.view() == expected.view());
   KEXPECT(!s.view().contains("1|"));  // not the numbers
 }
@@ -69,8 +69,8 @@ KTEST(MemoryInitError, CarriesTheCauseAndTheMmError) {
           ktl::Optional<mm::PagingError>(mm::PagingError::Reserved));
   KEXPECT(InitError::heap_init(mm::HeapError::TooManyCaches).heap_error() ==
           ktl::Optional<mm::HeapError>(mm::HeapError::TooManyCaches));
-  KEXPECT(InitError::map_conversion(kernel::ConvertError::BadRegion).convert_error() ==
-          ktl::Optional<kernel::ConvertError>(kernel::ConvertError::BadRegion));
+  KEXPECT(InitError::map_conversion(kernel::ConvertError::BadEntry).convert_error() ==
+          ktl::Optional<kernel::ConvertError>(kernel::ConvertError::BadEntry));
   // The root outside the direct map is a cause of its own (it was PagingError::OutOfRange).
   InitError root = InitError::root_outside_direct_map();
   KEXPECT_EQ(root.cause(), InitCause::RootOutsideDirectMap);

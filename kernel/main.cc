@@ -163,15 +163,15 @@ template <class E>
 // checks below on a real boot. The loader's data stays untouched.
 constexpr usize kMaxCorruptibleEntries = 512;
 boot::BootInfo g_corrupt_info;
-ktl::Array<boot::MemoryRegion, kMaxCorruptibleEntries> g_corrupt_map;
+ktl::Array<boot::MemoryMapEntry, kMaxCorruptibleEntries> g_corrupt_map;
 
-ktl::Span<const boot::MemoryRegion> corrupt_copy(kernel::Corruption c,
-                                                 ktl::Span<const boot::MemoryRegion> map) {
+ktl::Span<const boot::MemoryMapEntry> corrupt_copy(kernel::Corruption c,
+                                                   ktl::Span<const boot::MemoryMapEntry> map) {
   if (map.size() < 2 || map.size() > kMaxCorruptibleEntries) {
     fatal_boot_info("bootinfo.corrupt needs a map of 2..512 entries to corrupt");
   }
   for (usize i = 0; i < map.size(); ++i) g_corrupt_map[i] = map[i];
-  ktl::Span<boot::MemoryRegion> copy = g_corrupt_map.span().first(map.size());
+  ktl::Span<boot::MemoryMapEntry> copy = g_corrupt_map.span().first(map.size());
   usize mid = map.size() / 2;
   switch (c) {
     case kernel::Corruption::Overlap: copy[mid].base = copy[mid - 1].base + copy[mid - 1].size - 4096; break;
@@ -186,9 +186,9 @@ ktl::Span<const boot::MemoryRegion> corrupt_copy(kernel::Corruption c,
   return copy;
 }
 
-void print_memory_map(ktl::Span<const boot::MemoryRegion> map, const kernel::MapSummary& s) {
+void print_memory_map(ktl::Span<const boot::MemoryMapEntry> map, const kernel::MapSummary& s) {
   for (usize i = 0; i < map.size(); ++i) {
-    const boot::MemoryRegion& r = map[i];
+    const boot::MemoryMapEntry& r = map[i];
     klog::debug("  [{:3}] {} - {} {:>8} KiB {}", i, mm::PhysAddr::unchecked(r.base),
                 mm::PhysAddr::unchecked(r.base + r.size), r.size >> 10, boot::to_string(r.kind));
   }
@@ -228,7 +228,7 @@ arch::x86_64::CpuFeatures enable_cpu_protections() {
 }
 
 // Memory management (kernel.memory), then what the kernel keeps on its heap from now on.
-void start_memory(const boot::BootInfo& info, ktl::Span<const boot::MemoryRegion> map,
+void start_memory(const boot::BootInfo& info, ktl::Span<const boot::MemoryMapEntry> map,
                   const kernel::MapSummary& summary, const arch::x86_64::CpuFeatures& cpu) {
   kernel::memory::Config c;
   c.info = &info;
@@ -445,8 +445,8 @@ extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info) {
   }
   KTL_UNSAFE_BUFFER_BEGIN  // the boot information's memory map: memory_map_count entries, in the direct map
                            // (header checked)
-  auto regions = ktl::Span<const boot::MemoryRegion>::from_raw(
-      reinterpret_cast<const boot::MemoryRegion*>(phys(info->memory_map)),
+  auto regions = ktl::Span<const boot::MemoryMapEntry>::from_raw(
+      reinterpret_cast<const boot::MemoryMapEntry*>(phys(info->memory_map)),
       static_cast<usize>(info->memory_map_count));
   KTL_UNSAFE_BUFFER_END
   if (options.corrupt != kernel::Corruption::None && options.corrupt != kernel::Corruption::Version) {

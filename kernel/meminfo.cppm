@@ -1,6 +1,6 @@
 // kernel.meminfo: from the loader's memory map to the PMM's, and the boot-time memory summary.
 //
-//  * convert_memory_map(): boot::MemoryRegion (the loader's kinds) -> mm::PhysRegion (the PMM's):
+//  * convert_memory_map(): boot::MemoryMapEntry (the loader's kinds) -> mm::PhysMapEntry (the PMM's):
 //      Usable -> Usable, KernelImage -> KernelImage, KernelStack/BootInfo/Ramdisk -> BootData,
 //      LoaderReclaimable -> LoaderReclaimable, PageTables -> PageTables,
 //      AcpiReclaimable/AcpiNvs/RuntimeServices -> Firmware, Mmio/Framebuffer -> Device,
@@ -39,63 +39,63 @@ export namespace kernel {
 using ktl::u64;
 using ktl::usize;
 
-[[nodiscard]] constexpr mm::RegionKind region_kind(boot::MemoryKind k) {
+[[nodiscard]] constexpr mm::PhysKind phys_kind(boot::MemoryKind k) {
   switch (k) {
-    case boot::MemoryKind::Usable: return mm::RegionKind::Usable;
-    case boot::MemoryKind::LoaderReclaimable: return mm::RegionKind::LoaderReclaimable;
-    case boot::MemoryKind::KernelImage: return mm::RegionKind::KernelImage;
+    case boot::MemoryKind::Usable: return mm::PhysKind::Usable;
+    case boot::MemoryKind::LoaderReclaimable: return mm::PhysKind::LoaderReclaimable;
+    case boot::MemoryKind::KernelImage: return mm::PhysKind::KernelImage;
     case boot::MemoryKind::KernelStack:
     case boot::MemoryKind::BootInfo:
-    case boot::MemoryKind::Ramdisk: return mm::RegionKind::BootData;
-    case boot::MemoryKind::PageTables: return mm::RegionKind::PageTables;
+    case boot::MemoryKind::Ramdisk: return mm::PhysKind::BootData;
+    case boot::MemoryKind::PageTables: return mm::PhysKind::PageTables;
     case boot::MemoryKind::AcpiReclaimable:
     case boot::MemoryKind::AcpiNvs:
-    case boot::MemoryKind::RuntimeServices: return mm::RegionKind::Firmware;
+    case boot::MemoryKind::RuntimeServices: return mm::PhysKind::Firmware;
     case boot::MemoryKind::Mmio:
-    case boot::MemoryKind::Framebuffer: return mm::RegionKind::Device;
-    case boot::MemoryKind::Reserved: return mm::RegionKind::Reserved;
-    case boot::MemoryKind::Bad: return mm::RegionKind::Bad;
+    case boot::MemoryKind::Framebuffer: return mm::PhysKind::Device;
+    case boot::MemoryKind::Reserved: return mm::PhysKind::Reserved;
+    case boot::MemoryKind::Bad: return mm::PhysKind::Bad;
   }
-  return mm::RegionKind::Reserved;  // unreachable for a validated map (kernel.boot_check)
+  return mm::PhysKind::Reserved;  // unreachable for a validated map (kernel.boot_check)
 }
 
-inline constexpr usize kRegionKinds = 9;  // mm::RegionKind values 0..8
-[[nodiscard]] constexpr usize index_of(mm::RegionKind k) { return static_cast<usize>(ktl::to_underlying(k)); }
+inline constexpr usize kPhysKinds = 9;  // mm::PhysKind values 0..8
+[[nodiscard]] constexpr usize index_of(mm::PhysKind k) { return static_cast<usize>(ktl::to_underlying(k)); }
 
 enum class ConvertError : ktl::u32 {
-  TooManyRegions,  // the converted map does not fit the output
-  BadRegion,       // an entry whose range is not a valid physical range (unvalidated input)
+  TooManyEntries,  // the converted map does not fit the output
+  BadEntry,        // an entry whose range is not a valid physical range (unvalidated input)
 };
 [[nodiscard]] constexpr const char* to_string(ConvertError e) {
   switch (e) {
-    case ConvertError::TooManyRegions: return "too many memory regions for the PMM's map";
-    case ConvertError::BadRegion: return "a memory region is not a valid physical range";
+    case ConvertError::TooManyEntries: return "too many memory regions for the PMM's map";
+    case ConvertError::BadEntry: return "a memory region is not a valid physical range";
   }
   return "unknown conversion error";
 }
 
-// mm::PhysRegion has no default value; storage for converted maps starts out filled with this.
-inline constexpr mm::PhysRegion kNoRegion{
-    mm::PhysRange::try_from(mm::PhysAddr::zero(), mm::PhysAddr::zero()).value(), mm::RegionKind::Reserved,
+// mm::PhysMapEntry has no default value; storage for converted maps starts out filled with this.
+inline constexpr mm::PhysMapEntry kNoMapEntry{
+    mm::PhysRange::try_from(mm::PhysAddr::zero(), mm::PhysAddr::zero()).value(), mm::PhysKind::Reserved,
     mm::NodeId{0}};
 namespace detail {
 template <class T, T... I>
 struct Sequence {};
 template <usize... I>
-constexpr ktl::Array<mm::PhysRegion, sizeof...(I)> filled_regions(Sequence<usize, I...>) {
-  return {{(static_cast<void>(I), kNoRegion)...}};
+constexpr ktl::Array<mm::PhysMapEntry, sizeof...(I)> filled_map(Sequence<usize, I...>) {
+  return {{(static_cast<void>(I), kNoMapEntry)...}};
 }
 }  // namespace detail
-// An array of N kNoRegion entries (constant-initialised, so it can be a static).
+// An array of N kNoMapEntry entries (constant-initialised, so it can be a static).
 template <usize N>
-[[nodiscard]] constexpr ktl::Array<mm::PhysRegion, N> make_region_array() {
-  return detail::filled_regions(__make_integer_seq<detail::Sequence, usize, N>{});
+[[nodiscard]] constexpr ktl::Array<mm::PhysMapEntry, N> make_map_array() {
+  return detail::filled_map(__make_integer_seq<detail::Sequence, usize, N>{});
 }
 
 // Converts `map` (validated by kernel.boot_check: sorted, disjoint, page aligned) into `out` and
 // returns how many entries were written.
-[[nodiscard]] ktl::Result<usize, ConvertError> convert_memory_map(ktl::Span<const boot::MemoryRegion> map,
-                                                                  ktl::Span<mm::PhysRegion> out);
+[[nodiscard]] ktl::Result<usize, ConvertError> convert_memory_map(ktl::Span<const boot::MemoryMapEntry> map,
+                                                                  ktl::Span<mm::PhysMapEntry> out);
 
 // What the PMM and the kernel's allocators report, for the summary.
 struct MemUse {
@@ -111,7 +111,7 @@ struct MemInfo {
   u64 total = 0;      // every byte the map describes
   u64 usable = 0;
   u64 reserved = 0;
-  ktl::Array<u64, kRegionKinds> by_kind{};  // bytes per mm::RegionKind
+  ktl::Array<u64, kPhysKinds> by_kind{};  // bytes per mm::PhysKind
   // usable = free + allocated + pmm_metadata
   u64 free = 0;
   u64 allocated = 0;
@@ -127,7 +127,7 @@ struct MemInfo {
   [[nodiscard]] inline u64 heap() const { return heap_slabs + heap_large + heap_metadata; }
   [[nodiscard]] inline u64 page_tables() const { return loader_tables + kernel_tables; }
   [[nodiscard]] inline u64 kernel_total() const {
-    return by_kind[index_of(mm::RegionKind::KernelImage)] + by_kind[index_of(mm::RegionKind::BootData)] +
+    return by_kind[index_of(mm::PhysKind::KernelImage)] + by_kind[index_of(mm::PhysKind::BootData)] +
            page_tables() + heap() + pmm_metadata + other;
   }
   // The identities in the module comment.
@@ -135,7 +135,7 @@ struct MemInfo {
 };
 
 // Totals of `map` by converted kind, with the PMM's and the allocators' view of the usable part.
-[[nodiscard]] MemInfo compute_meminfo(ktl::Span<const boot::MemoryRegion> map, const MemUse& use);
+[[nodiscard]] MemInfo compute_meminfo(ktl::Span<const boot::MemoryMapEntry> map, const MemUse& use);
 
 // Writes the "meminfo: ..." lines (each ended by '\n').
 void write_meminfo(ktl::FormatSink& out, const MemInfo& m);

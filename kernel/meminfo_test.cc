@@ -11,33 +11,33 @@ import kernel.meminfo;
 namespace {
 
 using boot::MemoryKind;
-using boot::MemoryRegion;
+using boot::MemoryMapEntry;
 using ktl::u64;
-using mm::RegionKind;
+using mm::PhysKind;
 
 constexpr u64 kKiB = 1024;
 constexpr u64 kMiB = 1024 * kKiB;
 
 KTEST(MemInfo, EveryBootKindHasItsPmmKind) {
-  KEXPECT_EQ(kernel::region_kind(MemoryKind::Usable), RegionKind::Usable);
-  KEXPECT_EQ(kernel::region_kind(MemoryKind::LoaderReclaimable), RegionKind::LoaderReclaimable);
-  KEXPECT_EQ(kernel::region_kind(MemoryKind::KernelImage), RegionKind::KernelImage);
-  KEXPECT_EQ(kernel::region_kind(MemoryKind::KernelStack), RegionKind::BootData);
-  KEXPECT_EQ(kernel::region_kind(MemoryKind::BootInfo), RegionKind::BootData);
-  KEXPECT_EQ(kernel::region_kind(MemoryKind::Ramdisk), RegionKind::BootData);
-  KEXPECT_EQ(kernel::region_kind(MemoryKind::PageTables), RegionKind::PageTables);
-  KEXPECT_EQ(kernel::region_kind(MemoryKind::AcpiReclaimable), RegionKind::Firmware);
-  KEXPECT_EQ(kernel::region_kind(MemoryKind::AcpiNvs), RegionKind::Firmware);
-  KEXPECT_EQ(kernel::region_kind(MemoryKind::RuntimeServices), RegionKind::Firmware);
-  KEXPECT_EQ(kernel::region_kind(MemoryKind::Mmio), RegionKind::Device);
-  KEXPECT_EQ(kernel::region_kind(MemoryKind::Framebuffer), RegionKind::Device);
-  KEXPECT_EQ(kernel::region_kind(MemoryKind::Reserved), RegionKind::Reserved);
-  KEXPECT_EQ(kernel::region_kind(MemoryKind::Bad), RegionKind::Bad);
+  KEXPECT_EQ(kernel::phys_kind(MemoryKind::Usable), PhysKind::Usable);
+  KEXPECT_EQ(kernel::phys_kind(MemoryKind::LoaderReclaimable), PhysKind::LoaderReclaimable);
+  KEXPECT_EQ(kernel::phys_kind(MemoryKind::KernelImage), PhysKind::KernelImage);
+  KEXPECT_EQ(kernel::phys_kind(MemoryKind::KernelStack), PhysKind::BootData);
+  KEXPECT_EQ(kernel::phys_kind(MemoryKind::BootInfo), PhysKind::BootData);
+  KEXPECT_EQ(kernel::phys_kind(MemoryKind::Ramdisk), PhysKind::BootData);
+  KEXPECT_EQ(kernel::phys_kind(MemoryKind::PageTables), PhysKind::PageTables);
+  KEXPECT_EQ(kernel::phys_kind(MemoryKind::AcpiReclaimable), PhysKind::Firmware);
+  KEXPECT_EQ(kernel::phys_kind(MemoryKind::AcpiNvs), PhysKind::Firmware);
+  KEXPECT_EQ(kernel::phys_kind(MemoryKind::RuntimeServices), PhysKind::Firmware);
+  KEXPECT_EQ(kernel::phys_kind(MemoryKind::Mmio), PhysKind::Device);
+  KEXPECT_EQ(kernel::phys_kind(MemoryKind::Framebuffer), PhysKind::Device);
+  KEXPECT_EQ(kernel::phys_kind(MemoryKind::Reserved), PhysKind::Reserved);
+  KEXPECT_EQ(kernel::phys_kind(MemoryKind::Bad), PhysKind::Bad);
 }
 
 // A small machine: low RAM, the loader's placements in the middle of high RAM, firmware and a
 // framebuffer on top.
-ktl::Array<MemoryRegion, 11> sample_map() {
+ktl::Array<MemoryMapEntry, 11> sample_map() {
   return {{
       {0x1000, 0x9f000, MemoryKind::Usable, 0},
       {0x100000, 7 * kMiB, MemoryKind::Usable, 0},
@@ -55,35 +55,35 @@ ktl::Array<MemoryRegion, 11> sample_map() {
 
 KTEST(MemInfo, ConversionMergesTouchingRegionsOfOneKind) {
   auto map = sample_map();
-  auto out = kernel::make_region_array<16>();
+  auto out = kernel::make_map_array<16>();
   auto n = kernel::convert_memory_map(map.span(), out.span());
   KASSERT_OK(n);
   KASSERT_EQ(n.value(), 8u);
   auto at = [](u64 start, u64 end) {
     return mm::PhysRange::try_from(mm::PhysAddr::from(start), mm::PhysAddr::from(end)).value();
   };
-  KEXPECT(out[0].range == at(0x1000, 0xa0000) && out[0].kind == RegionKind::Usable);
-  KEXPECT(out[1].range == at(0x100000, 8 * kMiB) && out[1].kind == RegionKind::Usable);  // a gap before it
-  KEXPECT(out[2].kind == RegionKind::KernelImage);
-  KEXPECT(out[3].range == at(9 * kMiB, 9 * kMiB + 128 * kKiB) && out[3].kind == RegionKind::BootData);
-  KEXPECT(out[4].kind == RegionKind::PageTables);
-  KEXPECT(out[5].kind == RegionKind::LoaderReclaimable);
-  KEXPECT(out[6].range == at(10 * kMiB, 110 * kMiB) && out[6].kind == RegionKind::Usable);
-  KEXPECT(out[7].range == at(110 * kMiB, 110 * kMiB + 192 * kKiB) && out[7].kind == RegionKind::Firmware);
+  KEXPECT(out[0].range == at(0x1000, 0xa0000) && out[0].kind == PhysKind::Usable);
+  KEXPECT(out[1].range == at(0x100000, 8 * kMiB) && out[1].kind == PhysKind::Usable);  // a gap before it
+  KEXPECT(out[2].kind == PhysKind::KernelImage);
+  KEXPECT(out[3].range == at(9 * kMiB, 9 * kMiB + 128 * kKiB) && out[3].kind == PhysKind::BootData);
+  KEXPECT(out[4].kind == PhysKind::PageTables);
+  KEXPECT(out[5].kind == PhysKind::LoaderReclaimable);
+  KEXPECT(out[6].range == at(10 * kMiB, 110 * kMiB) && out[6].kind == PhysKind::Usable);
+  KEXPECT(out[7].range == at(110 * kMiB, 110 * kMiB + 192 * kKiB) && out[7].kind == PhysKind::Firmware);
 }
 
 KTEST(MemInfo, ConversionKeepsNumaNodesApartAndReportsOverflow) {
-  ktl::Array<MemoryRegion, 2> two_nodes{{
+  ktl::Array<MemoryMapEntry, 2> two_nodes{{
       {0x100000, 1 * kMiB, MemoryKind::Usable, 0},
       {0x200000, 1 * kMiB, MemoryKind::Usable, 1},
   }};
-  auto out = kernel::make_region_array<2>();
+  auto out = kernel::make_map_array<2>();
   KEXPECT_EQ(KTRY(kernel::convert_memory_map(two_nodes.span(), out.span())), 2u);
   KEXPECT_EQ(out[1].node.value, 1u);
-  auto small = kernel::make_region_array<1>();
+  auto small = kernel::make_map_array<1>();
   auto r = kernel::convert_memory_map(two_nodes.span(), small.span());
   KASSERT(r.is_err());
-  KEXPECT_EQ(r.error(), kernel::ConvertError::TooManyRegions);
+  KEXPECT_EQ(r.error(), kernel::ConvertError::TooManyEntries);
 }
 
 KTEST(MemInfo, SummaryAccountsForEveryByte) {

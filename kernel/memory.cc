@@ -31,7 +31,7 @@ using Format = mm::paging::X86_64;
 struct State {
   bool initialized = false;
   bool loader_recursive = false;
-  ktl::Span<const boot::MemoryRegion> boot_map;
+  ktl::Span<const boot::MemoryMapEntry> boot_map;
   mm::PhysWindow window;
   mm::Pmm pmm;
   ktl::Optional<mm::KernelAddressSpace> space;
@@ -40,8 +40,8 @@ struct State {
 };
 State g_state;
 // The converted map only lives until Pmm::init has copied what it needs; static because the
-// kernel has no allocator yet (kNoRegion is all zeroes, so this is .bss).
-constinit ktl::Array<mm::PhysRegion, kMaxRegions> g_regions = make_region_array<kMaxRegions>();
+// kernel has no allocator yet (kNoMapEntry is all zeroes, so this is .bss).
+constinit ktl::Array<mm::PhysMapEntry, kMaxMapEntries> g_map = make_map_array<kMaxMapEntries>();
 
 }  // namespace
 
@@ -51,14 +51,14 @@ ktl::Result<void, InitError> init(const Config& c) {
   s.boot_map = c.map;
 
   // 1. The PMM.
-  auto converted = convert_memory_map(c.map, g_regions.span());
+  auto converted = convert_memory_map(c.map, g_map.span());
   if (converted.is_err()) return ktl::Err(InitError::map_conversion(converted.error()));
   usize regions = converted.value();
   KTL_UNSAFE_BUFFER_BEGIN  // the loader maps all of physical memory at direct_map_base
   s.window = mm::PhysWindow(mm::PhysAddr::zero(), c.map_end,
                             reinterpret_cast<ktl::u8*>(static_cast<ktl::uptr>(c.info->direct_map_base)));
   KTL_UNSAFE_BUFFER_END
-  if (auto r = s.pmm.init(g_regions.span().first(regions), s.window); r.is_err()) {
+  if (auto r = s.pmm.init(g_map.span().first(regions), s.window); r.is_err()) {
     return ktl::Err(InitError::pmm_init(r.error()));
   }
   if (auto r = mm::install_global_pmm(s.pmm); r.is_err()) return ktl::Err(InitError::pmm_install(r.error()));
@@ -96,9 +96,10 @@ ktl::Result<void, InitError> init(const Config& c) {
              mm::arch::active_root());
 
   // 3. The heap: its large objects are Mappings of the kernel address space (created and destroyed
-  // under the space's lock, inside heap.region), owned by the heap's large-object records.
+  // under the space's lock, inside heap.large_objects), owned by the heap's large-object records.
   mm::HeapConfig hc;
-  hc.region = mm::VirtRange::with_size(mm::VirtAddr::from(layout::kHeapBase), layout::kHeapBytes).value();
+  hc.large_objects =
+      mm::VirtRange::with_size(mm::VirtAddr::from(layout::kHeapBase), layout::kHeapBytes).value();
   hc.space = &s.heap_space.emplace(space);
   hc.hardening = c.heap_hardening;
   hc.seed = arch::x86_64::rdtsc();  // free-list secrets differ from boot to boot
@@ -106,7 +107,7 @@ ktl::Result<void, InitError> init(const Config& c) {
     return ktl::Err(InitError::heap_init(r.error()));
   klog::info(
       "heap: {} size classes up to {} KiB, large allocations in {} - {}{}", mm::heap_classes::kCount,
-      mm::heap_classes::kMaxSize >> 10, hc.region.start(), hc.region.end(),
+      mm::heap_classes::kMaxSize >> 10, hc.large_objects.start(), hc.large_objects.end(),
       c.heap_hardening == mm::Hardening::On ? ", hardened (redzones, poisoning, double-free checks)" : "");
   s.initialized = true;
   return ktl::ok();

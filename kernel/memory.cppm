@@ -1,22 +1,22 @@
 // kernel.memory: the kernel's memory management, brought up from the boot information.
 //
-//   1. PMM: the loader's map converted to mm::PhysRegion (kernel.meminfo), Pmm::init over the
+//   1. PMM: the loader's map converted to mm::PhysMapEntry (kernel.meminfo), Pmm::init over the
 //      direct map (a PhysWindow from physical 0 to the end of the map), install_global_pmm.
 //   2. The kernel address space (mm.address_space) adopts the loader's tables rooted at
 //      BootInfo::page_table_root, validates the recursive slot the loader installed in PML4[510]
 //      (or installs it), and is activated through mm::arch (CR3).
 //   3. The heap (mm.heap): slab caches and kmalloc over the PMM; each large allocation is owned by
-//      mm::Mappings of the kernel address space in the kernel heap region (layout::kHeap), kept in
+//      mm::Mappings of the kernel address space in the kernel large-object area (layout::kHeap), kept in
 //      the heap's large-object table (HeapSpace, mm.heap.paging).
 //   4. The IST stacks move to mapped stacks with an unmapped guard page below each (and above).
 //
 // Kernel virtual layout beyond the loader's (PML4 slots of the kernel half; docs/ARCHITECTURE.md):
 //   slot 256..383  direct map (loader)           slot 507  test heaps (1 GiB each, test mode)
-//   slot 508       kernel heap region (4 GiB)    slot 509  kernel stacks with guard pages
+//   slot 508       kernel large-object area (4 GiB)    slot 509  kernel stacks with guard pages
 //   slot 510       recursive self-reference       slot 511  kernel image (loader)
 //
 // Locking: the address space's lock serialises every change to the kernel tables; the heap's
-// Mappings take it under heap.region (the lock order of docs/ARCHITECTURE.md). One CPU for now.
+// Mappings take it under heap.large_objects (the lock order of docs/ARCHITECTURE.md). One CPU for now.
 module;
 
 #include <ktl/macros.h>
@@ -59,14 +59,14 @@ inline constexpr u64 kStackStride = u64{64}
 }  // namespace layout
 
 // The converted map holds at most this many regions (merged neighbours count once).
-inline constexpr usize kMaxRegions = 1024;
+inline constexpr usize kMaxMapEntries = 1024;
 
 // Failures are InitErrors (kernel.memory_error): the step that failed and the mm error behind it.
 
 struct Config {
   const boot::BootInfo* info = nullptr;
-  ktl::Span<const boot::MemoryRegion> map;  // validated (kernel.boot_check)
-  u64 map_end = 0;                          // end of the highest region
+  ktl::Span<const boot::MemoryMapEntry> map;  // validated (kernel.boot_check)
+  u64 map_end = 0;                            // end of the highest region
   mm::GigabytePages gigabytes = mm::GigabytePages::Unsupported;
   mm::Hardening heap_hardening = mm::Hardening::On;
 };

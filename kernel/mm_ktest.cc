@@ -45,7 +45,7 @@ KTEST(KernelMm, PmmIsTheGlobalOneAndAddsUp) {
   KEXPECT_EQ(s.reserved_bytes, m.reserved);
   KEXPECT_EQ(s.free_bytes + s.used_bytes + s.metadata_bytes, m.usable);
   KEXPECT_LT(0u, m.heap());
-  KEXPECT_LT(0u, m.by_kind[kernel::index_of(mm::RegionKind::KernelImage)]);
+  KEXPECT_LT(0u, m.by_kind[kernel::index_of(mm::PhysKind::KernelImage)]);
   // The kernel's image is reserved, never handed out.
   auto text = memory::kernel_space().translate(VirtAddr::from(ktl::address_of(&kernel_entry)));
   KASSERT(text.has_value());
@@ -104,7 +104,7 @@ KTEST(KernelMm, RecursiveWindowMatchesTheDirectMapWalk) {
       ktl::address_of(&g_data_word),            // kernel data
       ktl::address_of(&local),                  // the boot stack
       ktl::address_of(small),                   // a slab object in the direct map
-      heap_page + 4096 + 123,                   // a large allocation in the heap region
+      heap_page + 4096 + 123,                   // a large allocation in the large-object area
       heap_page + 200 * 1024 + 4096,            // its guard page (unmapped)
       nmi.bottom + 8,                           // a mapped IST stack
       nmi.bottom - 8,                           // its guard page
@@ -173,7 +173,7 @@ KTEST(KernelMm, LargeHeapObjectsAreMappedAndUnmapped) {
   // One Mapping of the kernel address space owns the object (kept in the heap's record).
   KEXPECT_EQ(space.live_mappings(), mappings_before + 1);
   VirtAddr start = VirtAddr::of(p);
-  KEXPECT(heap.region().contains(p));
+  KEXPECT(heap.large_objects().contains(p));
   KEXPECT_LE(memory::layout::kHeapBase, start.value());
   KEXPECT_LT(start.value(), memory::layout::kHeapBase + memory::layout::kHeapBytes);
   u64 pages = (kBytes + 4095) / 4096;

@@ -63,7 +63,7 @@ struct HeapEnv {
 
   HeapEnv(mm::AllocatedFrames&& b, ktl::u32 s)
       : block(ktl::move(b)), space(kernel::memory::kernel_space()), slot(s) {}
-  [[nodiscard]] mm::VirtRange region() const {
+  [[nodiscard]] mm::VirtRange large_object_range() const {
     return mm::VirtRange::with_size(mm::VirtAddr::from(layout::kTestHeapBase + slot * layout::kTestHeapBytes),
                                     layout::kTestHeapBytes)
         .value();
@@ -104,7 +104,7 @@ extern "C" bool ferrite_heap_test_env_create(u64 phys_bytes, bool hardened, Ferr
   void* storage = mm::kmalloc(sizeof(HeapEnv));
   if (storage == nullptr) return false;
   auto* env = new (storage) HeapEnv(block.release_value(), slot);
-  ktl::Array<mm::PhysRegion, 1> map{{{env->block.range(), mm::RegionKind::Usable, mm::NodeId{0}}}};
+  ktl::Array<mm::PhysMapEntry, 1> map{{{env->block.range(), mm::PhysKind::Usable, mm::NodeId{0}}}};
   if (auto r = env->pmm.init(map.span(), kernel::memory::window()); r.is_err()) {
     klog::warn("test env: the test PMM refused its block: {}", r.error());
     env->~HeapEnv();
@@ -113,7 +113,7 @@ extern "C" bool ferrite_heap_test_env_create(u64 phys_bytes, bool hardened, Ferr
   }
   env->baseline_free = env->pmm.free_frame_count();
   mm::HeapConfig config;
-  config.region = env->region();
+  config.large_objects = env->large_object_range();
   config.space = &env->space;
   config.hardening = hardened ? mm::Hardening::On : mm::Hardening::Off;
   if (auto r = env->heap.emplace().init(env->pmm, kernel::memory::window(), config); r.is_err()) {
@@ -138,7 +138,7 @@ extern "C" void ferrite_heap_test_env_destroy(FerriteHeapTestEnv* e) {
     klog::error("test env: {} frames did not come back to the test heap's PMM", env->baseline_free - free);
     ktl::panic("heap test env: frames leaked");
   }
-  kernel::memory::reclaim_tables(env->region());
+  kernel::memory::reclaim_tables(env->large_object_range());
   g_slots_used &= ~(1u << env->slot);
   env->~HeapEnv();  // the block goes back to the kernel's PMM
   mm::kfree(env);

@@ -76,13 +76,13 @@ enum class MemoryKind : u32 {
 
 // One entry of the normalised map: page aligned, sorted by base, non-overlapping, adjacent entries
 // of the same kind merged, no empty entries.
-struct MemoryRegion {
+struct MemoryMapEntry {
   u64 base;
   u64 size;
   MemoryKind kind;
   u32 numa_node;  // 0 until the kernel parses SRAT; kept here so the format need not change
 };
-static_assert(sizeof(MemoryRegion) == 24);
+static_assert(sizeof(MemoryMapEntry) == 24);
 
 enum class PixelFormat : u32 {
   None = 0,  // no framebuffer
@@ -110,7 +110,7 @@ struct BootInfo {
   u32 version;
   u32 size;  // sizeof(BootInfo) as the loader saw it
 
-  u64 memory_map;  // physical address of MemoryRegion[memory_map_count]
+  u64 memory_map;  // physical address of MemoryMapEntry[memory_map_count]
   u64 memory_map_count;
 
   u64 kernel_phys_base;  // lowest physical address of the loaded image

@@ -97,11 +97,11 @@ HeapError to_heap_error(RangeError e) {
   switch (e) {
     case RangeError::InvalidArgument: return HeapError::InvalidArgument;
     case RangeError::TooLarge: return HeapError::TooLarge;
-    case RangeError::NoSpace: return HeapError::RegionFull;
+    case RangeError::NoSpace: return HeapError::LargeObjectsFull;
     case RangeError::OutOfMemory: return HeapError::OutOfMemory;
     case RangeError::PmmNotInitialized: return HeapError::PmmNotInitialized;
     case RangeError::AlreadyInitialized: return HeapError::AlreadyInitialized;
-    case RangeError::NotInitialized: return HeapError::NoRegion;
+    case RangeError::NotInitialized: return HeapError::NoLargeObjects;
   }
   ktl::panic("heap: a range error the heap's calls cannot get", to_string(e));
 }
@@ -158,11 +158,11 @@ LargeObjectArena::~LargeObjectArena() {
       auto leaf = window_.phys_of(reinterpret_cast<void*>(root_[i]));
       KTL_UNSAFE_BUFFER_END
       auto r = pmm_->free_frames(Frame4K::from_start(leaf.value()).value(), 1);
-      ktl::check_ok(r, "heap region: a table leaf was freed behind its back");
+      ktl::check_ok(r, "large-object area: a table leaf was freed behind its back");
     }
   }
   auto r = slab_->destroy_cache(descriptors_);
-  ktl::check_ok(r, "heap region: descriptors still live");
+  ktl::check_ok(r, "large-object area: descriptors still live");
   root_frames_.reset();
 }
 
@@ -196,7 +196,7 @@ ktl::Result<void, HeapError> LargeObjectArena::table_set(u64 page, ktl::uptr val
 
 void LargeObjectArena::report(const char* what, const void* p) const {
   ktl::InlineString<256> message;
-  ktl::format_to(message, "heap: {} of {} in the heap region (large objects)", what, p);
+  ktl::format_to(message, "heap: {} of {} in the large-object area (large objects)", what, p);
   ktl::panic(message.c_str());
 }
 
@@ -272,7 +272,7 @@ ktl::Result<void, HeapError> LargeObjectArena::map_pages_locked(LargeObject& o, 
 }
 
 ktl::Result<void*, HeapError> LargeObjectArena::allocate(usize bytes, usize align, AllocContext context) {
-  if (space_ == nullptr) return ktl::Err(HeapError::NoRegion);
+  if (space_ == nullptr) return ktl::Err(HeapError::NoLargeObjects);
   if (!may_block(context)) return ktl::Err(HeapError::WouldBlock);
   if (align == 0) align = kPageSize;
   if (!ktl::is_power_of_two(align)) return ktl::Err(HeapError::InvalidArgument);
@@ -319,7 +319,7 @@ void LargeObjectArena::release_locked(LargeObject* o) {
   stats_.mappings -= o->runs;
   space_->unmap(*o, 0);
   auto cleared = table_set(index, kTombstone);
-  ktl::check_ok(cleared, "heap region: the table leaf of a live object exists");
+  ktl::check_ok(cleared, "large-object area: the table leaf of a live object exists");
   ranges_.free(object_range(*o));
   --stats_.objects;
   stats_.mapped_pages -= o->pages;
@@ -401,7 +401,7 @@ ktl::Result<void, HeapError> Heap::init(Pmm& pmm, PhysWindow window, const HeapC
     classes_[i] = cache.value();
   }
   if (config.space != nullptr) {
-    TRY(region_.init(pmm, window, slab_, config.region, *config.space, config.hardening));
+    TRY(large_objects_.init(pmm, window, slab_, config.large_objects, *config.space, config.hardening));
   }
   return ktl::ok();
 }
@@ -419,17 +419,17 @@ void* Heap::kmalloc_slow(usize size) {
 
 ktl::Result<void*, HeapError> Heap::allocate_any(usize size, AllocContext context) {
   if (size <= heap_classes::kMaxSize) {
-    void* p = classes_[heap_classes::index_of(size)]->alloc_general(size);
+    void* p = classes_[heap_classes::index_of(size)]->alloc_general(size, context);
     if (p != nullptr) return p;
     // A big class whose contiguous slab could not be had still has the region.
     if (size < 8192) return ktl::Err(HeapError::OutOfMemory);
   }
-  return region_.allocate(size, kPageSize, context);
+  return large_objects_.allocate(size, kPageSize, context);
 }
 
 void Heap::free_large(void* p) {
-  if (region_.initialized() && region_.contains(p)) {
-    region_.free(p);
+  if (large_objects_.initialized() && large_objects_.contains(p)) {
+    large_objects_.free(p);
     return;
   }
   report_invalid_free(p, "not from the heap");
@@ -451,13 +451,13 @@ ktl::Result<void*, HeapError> Heap::allocate_aligned(usize size, usize align, Al
   if (want <= heap_classes::kMaxSize && align <= kPageSize) {
     for (usize i = heap_classes::index_of(want); i < heap_classes::kCount; ++i) {
       if (heap_classes::align_of(i) >= align) {
-        void* p = classes_[i]->alloc_sized(size);
+        void* p = classes_[i]->alloc_sized(size, context);
         if (p != nullptr) return p;
         break;
       }
     }
   }
-  return region_.allocate(size, ktl::max<usize>(align, kPageSize), context);
+  return large_objects_.allocate(size, ktl::max<usize>(align, kPageSize), context);
 }
 
 void* Heap::kcalloc(usize count, usize size) {
@@ -484,11 +484,11 @@ void* Heap::krealloc(void* p, usize size) {
       return p;
     }
     old_size = cache->requested_size(p);
-  } else if (region_.initialized() && region_.contains(p)) {
-    usize mapped = region_.usable_size(p);
+  } else if (large_objects_.initialized() && large_objects_.contains(p)) {
+    usize mapped = large_objects_.usable_size(p);
     bool shrinks_a_lot = size <= heap_classes::kMaxSize && size * 2 < mapped;
-    if (!shrinks_a_lot && region_.resize_in_place(p, size)) return p;
-    old_size = region_.requested_size(p);
+    if (!shrinks_a_lot && large_objects_.resize_in_place(p, size)) return p;
+    old_size = large_objects_.requested_size(p);
   } else {
     report_invalid_free(p, "krealloc of a pointer not from the heap");
   }
@@ -507,7 +507,7 @@ usize Heap::usable_size(const void* p) {
     slab->cache->check_object_start(*slab, p, "usable_size");
     return slab->cache->hardened() ? slab->cache->requested_size(p) : slab->cache->object_size();
   }
-  if (region_.initialized() && region_.contains(p)) return region_.usable_size(p);
+  if (large_objects_.initialized() && large_objects_.contains(p)) return large_objects_.usable_size(p);
   report_invalid_free(p, "usable_size of a pointer not from the heap");
 }
 
@@ -515,8 +515,8 @@ HeapStats Heap::stats() const {
   HeapStats s;
   s.slab_frames = slab_.slab_frames();
   s.metadata_frames = slab_.metadata_frames();
-  if (region_.initialized()) {
-    LargeObjectStats r = region_.stats();
+  if (large_objects_.initialized()) {
+    LargeObjectStats r = large_objects_.stats();
     s.large_frames = r.mapped_pages;
     s.metadata_frames += r.table_frames;
   }

@@ -1,7 +1,7 @@
 // mm.heap: kmalloc / krealloc / kcalloc / kfree over size-class slab caches, and large allocations
-// mapped into the kernel heap region.
+// mapped into the kernel large-object area.
 //
-//   mm::heap::init(pmm, direct_map, {.region = heap_range, .space = &region_space, .hardening = On});
+//   mm::heap::init(pmm, direct_map, {.large_objects = heap_range, .space = &region_space, .hardening = On});
 //   void* p = mm::kmalloc(100);      // null when out of memory, never a crash
 //   p = mm::krealloc(p, 4000);
 //   mm::kfree(p);
@@ -11,7 +11,7 @@
 // ~10%) internal waste. A request goes to the smallest class that fits; above 64 KiB (or when a
 // big class cannot get its contiguous slab) it is a large allocation.
 //
-// Large allocations (LargeObjectArena): whole pages of the heap region, each followed by an unmapped
+// Large allocations (LargeObjectArena): whole pages of the large-object area, each followed by an unmapped
 // guard page, backed by frames from the PMM (contiguous runs when available, at most
 // LargeObject::kMaxRuns of them). Each run is an mm::Mapping (mm.mapping) of an address space,
 // and the Mappings live in the object's record in the large-object table: the record is the one
@@ -47,10 +47,10 @@
 //     misaligned or interior pointers, double frees. In hardened mode also redzone overwrites
 //     and writes after free (see mm.slab for what each mode detects).
 //
-// LOCK ORDER: heap.region -> address-space (taken inside Mapping create/reset_all; table frames
+// LOCK ORDER: heap.large_objects -> address-space (taken inside Mapping create/reset_all; table frames
 //             from pmm.arena under it) -> pmm.arena (data frames: allocated before a Mapping is
 //             created, freed by it after the address-space lock is dropped). The large-object
-//             descriptors' slab.cache is taken under heap.region but never together with the
+//             descriptors' slab.cache is taken under heap.large_objects but never together with the
 //             address-space lock. kmalloc/kfree of small sizes take only the slab locks (mm.slab).
 //             For fork, HostHeap::lock_for_fork (mm.heap.host) takes all of them in this order
 //             (LargeObjectArena::lock_all first).
@@ -75,14 +75,14 @@ export namespace mm {
 enum class HeapError : u32 {
   OutOfMemory,
   InvalidArgument,  // alignment not a power of two, or larger than supported
-  TooLarge,         // bigger than the heap region
+  TooLarge,         // bigger than the large-object area
   NotInitialized,
   AlreadyInitialized,
   TooManyCaches,      // the slab allocator has no per-CPU slot for a size class (SlabError::TooManyCaches)
   PmmNotInitialized,  // the PMM the heap takes frames from is not initialized
   HostViewFailed,     // host heaps: the host view could not show a large object's pages
-  NoRegion,           // a large allocation from a heap configured without a region
-  RegionFull,         // no free range of the heap region fits the large object (RangeError::NoSpace)
+  NoLargeObjects,     // a large allocation from a heap configured without a region
+  LargeObjectsFull,   // no free range of the large-object area fits the large object (RangeError::NoSpace)
   TooFragmented,      // the object's frames would need more than LargeObject::kMaxRuns runs
   // The region's address space refused a mapping (mm.heap.paging's to_heap_error(PagingError)):
   AlreadyMapped,            // a page of the region is mapped already (PagingError::AlreadyMapped)
@@ -91,7 +91,7 @@ enum class HeapError : u32 {
   ReservedRange,            // the region overlaps a reserved range (PagingError::Reserved)
   TableFrameUnreachable,    // a page-table frame out of the format's reach (PagingError::FrameUnreachable)
   TableFrameOutsideWindow,  // a page-table frame outside the window (PagingError::OutsideWindow)
-  WouldBlock,  // an AllocContext::Atomic request only the large-object path (heap.region) could serve
+  WouldBlock,  // an AllocContext::Atomic request only the large-object path (heap.large_objects) could serve
 };
 [[nodiscard]] constexpr const char* to_string(HeapError e) {
   switch (e) {
@@ -103,13 +103,13 @@ enum class HeapError : u32 {
     case HeapError::TooManyCaches: return "no per-CPU slot for a size class";
     case HeapError::PmmNotInitialized: return "the PMM is not initialized";
     case HeapError::HostViewFailed: return "the host view could not show the pages";
-    case HeapError::NoRegion: return "the heap has no region for large allocations";
-    case HeapError::RegionFull: return "no free range in the heap region";
+    case HeapError::NoLargeObjects: return "the heap has no region for large allocations";
+    case HeapError::LargeObjectsFull: return "no free range in the large-object area";
     case HeapError::TooFragmented: return "too many physical runs for one large object";
     case HeapError::AlreadyMapped: return "a heap-region page is already mapped";
     case HeapError::TableInTheWay: return "a page table occupies a heap-region slot";
     case HeapError::OutOfRange: return "heap-region address out of the format's range";
-    case HeapError::ReservedRange: return "the heap region overlaps a reserved range";
+    case HeapError::ReservedRange: return "the large-object area overlaps a reserved range";
     case HeapError::TableFrameUnreachable: return "page-table frame out of the format's reach";
     case HeapError::TableFrameOutsideWindow: return "page-table frame outside the physical window";
     case HeapError::WouldBlock: return "an atomic allocation would have to block";
@@ -184,8 +184,8 @@ struct LargeRun {
   PhysAddr phys = PhysAddr::zero();  // the first frame (the run is physically contiguous)
 };
 
-// Where the heap region's pages are mapped, and the owner of the large-object records (see the
-// module comment). Called with heap.region held; takes the address-space lock itself (through
+// Where the large-object area's pages are mapped, and the owner of the large-object records (see the
+// module comment). Called with heap.large_objects held; takes the address-space lock itself (through
 // mm::Mapping). mm.heap.paging implements it for any page-table format.
 class LargeObjectSpace {
  public:
@@ -237,9 +237,9 @@ class LargeObjectArena {
                                                   Hardening hardening);
   [[nodiscard]] inline bool initialized() const { return space_ != nullptr; }
 
-  // Errors: NoRegion (not initialized), InvalidArgument, TooLarge, RegionFull, TooFragmented, the
+  // Errors: NoLargeObjects (not initialized), InvalidArgument, TooLarge, LargeObjectsFull, TooFragmented, the
   // PMM's (to_heap_error) and the address space's (LargeObjectSpace::map). fail_allocations_after's
-  // injected failures are OutOfMemory. WouldBlock for AllocContext::Atomic: heap.region and the
+  // injected failures are OutOfMemory. WouldBlock for AllocContext::Atomic: heap.large_objects and the
   // address-space lock are not interrupt-safe, and page tables may have to be allocated.
   [[nodiscard]] ktl::Result<void*, HeapError> allocate(usize bytes, usize align,
                                                        AllocContext context = AllocContext::MayBlock)
@@ -259,7 +259,7 @@ class LargeObjectArena {
   [[nodiscard]] inline VirtRange range() const { return range_; }
   inline void fail_allocations_after(u64 n) { fail_after_.store(n, ktl::MemoryOrder::Relaxed); }
 
-  // For fork (mm.heap.host's HostHeap::lock_for_fork): takes heap.region and keeps it, so no
+  // For fork (mm.heap.host's HostHeap::lock_for_fork): takes heap.large_objects and keeps it, so no
   // large allocation, growth or free is in progress while it is held. The first lock of the
   // heap's order; the caller takes the rest (address-space, the slab's, pmm.arena) after it.
   inline void lock_all() ACQUIRE(lock_) { lock_.lock(); }
@@ -294,7 +294,7 @@ class LargeObjectArena {
   VirtRange range_ = VirtRange::try_from(VirtAddr::zero(), VirtAddr::zero()).value();
   bool hardened_ = false;
   ktl::Atomic<u64> fail_after_{~u64{0}};
-  mutable ktl::SpinLock lock_{"heap.region"};
+  mutable ktl::SpinLock lock_{"heap.large_objects"};
   AllocatedFrames root_frames_;
   RangeAllocator ranges_ GUARDED_BY(lock_);      // an object's pages and its guard page
   ktl::Span<ktl::uptr> root_ GUARDED_BY(lock_);  // leaf addresses (window views), 0 = none
@@ -304,9 +304,9 @@ class LargeObjectArena {
 
 // --- the heap ------------------------------------------------------------------------------------------
 struct HeapConfig {
-  // The heap region for large allocations and where it is mapped; without a space, large
+  // The large-object area for large allocations and where it is mapped; without a space, large
   // allocations fail (null). The space must outlive the heap.
-  VirtRange region = VirtRange::try_from(VirtAddr::zero(), VirtAddr::zero()).value();
+  VirtRange large_objects = VirtRange::try_from(VirtAddr::zero(), VirtAddr::zero()).value();
   LargeObjectSpace* space = nullptr;
   Hardening hardening = Hardening::Off;
   u64 seed = 0x5eed;
@@ -386,7 +386,7 @@ class Heap {
 
   // --- administration ---
   [[nodiscard]] inline SlabAllocator& slab() { return slab_; }
-  [[nodiscard]] inline LargeObjectArena& region() { return region_; }
+  [[nodiscard]] inline LargeObjectArena& large_objects() { return large_objects_; }
   [[nodiscard]] inline SlabCache& class_cache(usize index) { return *classes_[index]; }
   [[nodiscard]] HeapStats stats() const;
   // Returns unused memory: magazines in the depots and empty slabs beyond a few per cache.
@@ -401,7 +401,7 @@ class Heap {
   [[noreturn]] void report_invalid_free(const void* p, const char* why) const;
 
   SlabAllocator slab_;
-  LargeObjectArena region_;
+  LargeObjectArena large_objects_;
   ktl::Array<SlabCache*, heap_classes::kCount> classes_{};
   Hardening hardening_ = Hardening::Off;
 };

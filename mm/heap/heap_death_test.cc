@@ -92,7 +92,7 @@ TEST_P(HeapDeathTest, DoubleFreeOfALargeObject) {
         host.heap().kfree(p);
         host.heap().kfree(p);
       },
-      "heap: double free of 0x[0-9a-f]+ in the heap region");
+      "heap: double free of 0x[0-9a-f]+ in the large-object area");
 }
 
 TEST_P(HeapDeathTest, InteriorPointerIntoALargeObject) {

@@ -31,12 +31,12 @@ namespace {
 using mm::heap_host::ForkSide;
 using mm::heap_host::HostHeap;
 
-constexpr std::size_t kLarge = 300 * 1024;  // beyond the size classes: the heap region
+constexpr std::size_t kLarge = 300 * 1024;  // beyond the size classes: the large-object area
 
 mm::heap_host::HostHeapOptions fork_safe_options() {
   mm::heap_host::HostHeapOptions options;
   options.phys_bytes = std::uint64_t{256} << 20;
-  options.region_bytes = std::uint64_t{1} << 30;
+  options.large_object_bytes = std::uint64_t{1} << 30;
   options.hardening = mm::Hardening::Off;
   options.fork_safe = true;  // private memory: the child gets a copy, not the parent's frames
   return options;
@@ -44,7 +44,7 @@ mm::heap_host::HostHeapOptions fork_safe_options() {
 
 // Every lock the fork locks are to hold, with what to call it in a failure: the region's
 // address space, the slab allocator's (both registries, every cache's, internal ones included)
-// and every arena of both PMMs. (heap.region has no accessor: the probe below covers it.)
+// and every arena of both PMMs. (heap.large_objects has no accessor: the probe below covers it.)
 struct NamedLock {
   std::string what;
   const ktl::SpinLock* lock;
@@ -80,8 +80,8 @@ TEST(HeapFork, LockForForkHoldsEveryLayersLocks) {
     std::function<void()> run;
   };
   std::vector<Op> ops = {
-      {"region stats (heap.region)", [&] { (void)heap.region().stats(); }},
-      {"translate (address-space)", [&] { (void)host.space().translate(host.region().start()); }},
+      {"region stats (heap.large_objects)", [&] { (void)heap.large_objects().stats(); }},
+      {"translate (address-space)", [&] { (void)host.space().translate(host.large_object_range().start()); }},
       {"cache count (slab.registry)", [&] { (void)heap.slab().cache_count(); }},
       {"for_each_block (slab.cpu_registry)",
        [] { mm::slab_cpu::for_each_block([](mm::slab_cpu::CpuBlock&) {}); }},
@@ -119,7 +119,7 @@ TEST(HeapFork, LockForForkHoldsEveryLayersLocks) {
 }
 
 // What a child does with its copy of the heap: small objects of several classes (more of each
-// than two magazines hold, so the depot and slab locks are taken), and large ones (heap.region,
+// than two magazines hold, so the depot and slab locks are taken), and large ones (heap.large_objects,
 // address-space, both PMMs). Returns 0 when everything worked and the registry of per-thread
 // blocks holds at most this thread's.
 int child_work(HostHeap& host) {

@@ -168,8 +168,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // check drains all caches, which makes the next input rebuild its slabs: too slow for each one).
   if (std::uint64_t live = heap.slab().live_objects(); live != 0)
     fail("objects leaked over one input", live, 0);
-  if (heap.region().stats().objects != 0)
-    fail("large objects leaked over one input", heap.region().stats().objects, 0);
+  if (heap.large_objects().stats().objects != 0)
+    fail("large objects leaked over one input", heap.large_objects().stats().objects, 0);
   static unsigned inputs = 0;
   if (++inputs % 64 == 0) {
     std::uint64_t now = balance(h);

@@ -5,7 +5,7 @@
 // allocations are what they are in the kernel: mm::Mappings (mm.heap.paging's LargeObjectMappings)
 // of an x86_64 address space whose tables live in the same simulated memory, with their own PMM
 // (as the kernel's test heaps take data frames from a private PMM and tables from the kernel's).
-// The heap region is reserved in the host's address space (PROT_NONE), and a HostView makes what
+// The large-object area is reserved in the host's address space (PROT_NONE), and a HostView makes what
 // a Mapping maps reachable at its addresses: MemfdView mmaps the memfd at the frames' offsets (the
 // bytes behind a heap pointer are the frames' bytes in the window, as in the kernel). Hiding puts
 // PROT_NONE back before the Mapping frees its frames, so a use after free of a large object faults
@@ -13,7 +13,7 @@
 //
 // Fork (the preload library's pthread_atfork handlers, HostHeap::ForkGuard): lock_for_fork()
 // takes every lock of the heap in the lock order of docs/ARCHITECTURE.md and
-//   heap.region -> address-space (the region's) -> slab.registry -> slab.cpu_registry
+//   heap.large_objects -> address-space (the region's) -> slab.registry -> slab.cpu_registry
 //     -> every ordinary slab.cache (registry order) -> every internal slab.cache (registry order)
 //       -> every pmm.arena of the data PMM (arena order) -> every pmm.arena of the table PMM,
 // and unlock_after_fork() releases them in reverse, in the parent and in the child. Why that is
@@ -138,7 +138,7 @@ class Reservation : ktl::NoCopy {
  public:
   inline explicit Reservation(u64 bytes) : bytes_(bytes) {
     void* p = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    ktl::check(p != MAP_FAILED, "heap host: cannot reserve the heap region");
+    ktl::check(p != MAP_FAILED, "heap host: cannot reserve the large-object area");
     start_ = VirtAddr::from(ktl::address_of(p));
   }
   Reservation(Reservation&&) = delete;
@@ -153,38 +153,38 @@ class Reservation : ktl::NoCopy {
 using HostFormat = paging::X86_64;
 
 struct HostHeapOptions {
-  u64 phys_bytes = u64{256} << 20;  // simulated RAM
-  u64 region_bytes = u64{1} << 30;  // heap region for large allocations
+  u64 phys_bytes = u64{256} << 20;        // simulated RAM
+  u64 large_object_bytes = u64{1} << 30;  // large-object area for large allocations
   Hardening hardening = Hardening::On;
   u64 seed = 0x5eed;
-  bool with_region = true;
+  bool with_large_objects = true;
   // Private anonymous RAM and the AnonymousView (fork-safe), instead of a memfd and MemfdView.
   bool fork_safe = false;
 };
 
 // Simulated RAM at 16 MiB: `phys_bytes` for the heap's PMM, then room for the page tables of the
-// heap region's address space (their own PMM). Owns them all.
+// large-object area's address space (their own PMM). Owns them all.
 class HostHeap : ktl::NoCopy {
  public:
   static constexpr u64 kPhysBase = u64{16} << 20;
 
   // Table frames the region can need: one 4 KiB table per 2 MiB of region (leaves), one per 1 GiB,
   // the levels above and the PMM's own metadata. Reserved, not touched: costs nothing unused.
-  [[nodiscard]] static constexpr u64 table_bytes(u64 region_bytes) {
-    return ktl::align_up<u64>(region_bytes / 512 + (region_bytes >> 30) * kPageSize, kPageSize) +
+  [[nodiscard]] static constexpr u64 table_bytes(u64 large_object_bytes) {
+    return ktl::align_up<u64>(large_object_bytes / 512 + (large_object_bytes >> 30) * kPageSize, kPageSize) +
            (u64{1} << 20);
   }
 
   explicit HostHeap(const HostHeapOptions& options = {})
-      : memory_(PhysAddr::from(kPhysBase), options.phys_bytes + table_bytes(options.region_bytes),
+      : memory_(PhysAddr::from(kPhysBase), options.phys_bytes + table_bytes(options.large_object_bytes),
                 options.fork_safe ? Backing::Anonymous : Backing::Memfd),
-        reservation_(options.region_bytes),
+        reservation_(options.large_object_bytes),
         memfd_view_(memory_) {
     PhysRange data = PhysRange::with_size(memory_.base(), options.phys_bytes).value();
-    PhysRange tables = PhysRange::with_size(data.end(), table_bytes(options.region_bytes)).value();
-    ktl::Array<PhysRegion, 1> data_map{{PhysRegion{data, RegionKind::Usable, NodeId{0}}}};
+    PhysRange tables = PhysRange::with_size(data.end(), table_bytes(options.large_object_bytes)).value();
+    ktl::Array<PhysMapEntry, 1> data_map{{PhysMapEntry{data, PhysKind::Usable, NodeId{0}}}};
     ktl::check_ok(pmm_.init(data_map.span(), memory_.window()), "heap host: PMM init failed");
-    ktl::Array<PhysRegion, 1> table_map{{PhysRegion{tables, RegionKind::Usable, NodeId{0}}}};
+    ktl::Array<PhysMapEntry, 1> table_map{{PhysMapEntry{tables, PhysKind::Usable, NodeId{0}}}};
     ktl::check_ok(table_pmm_.init(table_map.span(), memory_.window()), "heap host: table PMM init failed");
     // An owned, empty table (freed with it), adopted as a kernel address space the way the kernel
     // adopts the loader's: the space changes it under its lock, through Mappings.
@@ -195,13 +195,13 @@ class HostHeap : ktl::NoCopy {
     ktl::check_ok(space, "heap host: cannot adopt the heap's page table");
     space_.emplace(space.release_value());
     HostView* view = options.fork_safe ? static_cast<HostView*>(&anonymous_view_) : &memfd_view_;
-    region_space_.emplace(*space_, view);
+    large_object_space_.emplace(*space_, view);
     HeapConfig config;
     config.hardening = options.hardening;
     config.seed = options.seed;
-    if (options.with_region) {
-      config.region = reservation_.range();
-      config.space = &*region_space_;
+    if (options.with_large_objects) {
+      config.large_objects = reservation_.range();
+      config.space = &*large_object_space_;
     }
     baseline_free_ = pmm_.free_frame_count();
     auto h = heap_.emplace().init(pmm_, memory_.window(), config);
@@ -226,7 +226,7 @@ class HostHeap : ktl::NoCopy {
   // The address space the large objects' Mappings belong to.
   [[nodiscard]] inline AddressSpace<HostFormat>& space() { return *space_; }
   [[nodiscard]] inline MemfdView& view() { return memfd_view_; }
-  [[nodiscard]] inline VirtRange region() const { return reservation_.range(); }
+  [[nodiscard]] inline VirtRange large_object_range() const { return reservation_.range(); }
 
   // --- fork ---
   // Takes every lock of the heap, its address space and both PMMs, in the order of the module
@@ -239,7 +239,7 @@ class HostHeap : ktl::NoCopy {
   // Unchecked by the analysis: the set of caches and arenas is only known at run time.
   inline void lock_for_fork() NO_THREAD_SAFETY_ANALYSIS {
     ktl::check(heap_.has_value(), "HostHeap::lock_for_fork: the heap is destroyed");
-    heap_->region().lock_all();
+    heap_->large_objects().lock_all();
     space_->lock().lock();
     heap_->slab().lock_all();
     pmm_.lock_all();
@@ -255,7 +255,7 @@ class HostHeap : ktl::NoCopy {
     if (side == ForkSide::Child) slab_cpu::drop_other_threads_blocks_after_fork();
     heap_->slab().unlock_all();
     space_->lock().unlock();
-    heap_->region().unlock_all();
+    heap_->large_objects().unlock_all();
   }
 
   // Holds the fork locks for its lifetime: construct it, fork(), and let it go out of scope in
@@ -280,7 +280,7 @@ class HostHeap : ktl::NoCopy {
   Reservation reservation_;
   MemfdView memfd_view_;
   AnonymousView anonymous_view_;
-  ktl::Optional<LargeObjectMappings<HostFormat>> region_space_;
+  ktl::Optional<LargeObjectMappings<HostFormat>> large_object_space_;
   u64 baseline_free_ = 0;
   ktl::Optional<Heap> heap_;  // destroyed first
 };

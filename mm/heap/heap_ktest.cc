@@ -45,11 +45,11 @@ KTEST(Heap, ErrorsOfTheLayersBelowKeepTheirCause) {
   KEXPECT_EQ(mm::to_heap_error(mm::PmmError::NotInitialized), HeapError::PmmNotInitialized);
   KEXPECT_EQ(mm::to_heap_error(mm::RangeError::InvalidArgument), HeapError::InvalidArgument);
   KEXPECT_EQ(mm::to_heap_error(mm::RangeError::TooLarge), HeapError::TooLarge);
-  KEXPECT_EQ(mm::to_heap_error(mm::RangeError::NoSpace), HeapError::RegionFull);
+  KEXPECT_EQ(mm::to_heap_error(mm::RangeError::NoSpace), HeapError::LargeObjectsFull);
   KEXPECT_EQ(mm::to_heap_error(mm::RangeError::OutOfMemory), HeapError::OutOfMemory);
   KEXPECT_EQ(mm::to_heap_error(mm::RangeError::PmmNotInitialized), HeapError::PmmNotInitialized);
   KEXPECT_EQ(mm::to_heap_error(mm::RangeError::AlreadyInitialized), HeapError::AlreadyInitialized);
-  KEXPECT_EQ(mm::to_heap_error(mm::RangeError::NotInitialized), HeapError::NoRegion);
+  KEXPECT_EQ(mm::to_heap_error(mm::RangeError::NotInitialized), HeapError::NoLargeObjects);
   auto env = KTRY(TestHeap::create());
   mm::HeapConfig config;
   auto again = env.heap().init(env.pmm(), mm::PhysWindow(), config);
@@ -63,7 +63,7 @@ KTEST(Heap, ErrorsOfTheLayersBelowKeepTheirCause) {
   KEXPECT_EQ(contexts.count, ktl::to_underlying(mm::AllocContext::Atomic) + 1u);
 }
 
-// An atomic allocation never takes the large-object path (heap.region, the address-space lock and
+// An atomic allocation never takes the large-object path (heap.large_objects, the address-space lock and
 // page-table frames): the size classes serve it, a large one fails with WouldBlock, and the same
 // requests succeed when they may block.
 KTEST(Heap, AtomicAllocationsNeverTakeTheBlockingPath) {
@@ -78,12 +78,12 @@ KTEST(Heap, AtomicAllocationsNeverTakeTheBlockingPath) {
   void* small = KTRY(heap.allocate(200, 0, AllocContext::Atomic));
   void* aligned = KTRY(heap.allocate(100, 64, AllocContext::Atomic));
   KEXPECT_EQ(addr(aligned) % 64, 0u);
-  u64 objects = heap.region().stats().objects;
+  u64 objects = heap.large_objects().stats().objects;
   auto large = heap.allocate(200 * KiB, 0, AllocContext::Atomic);
   KEXPECT(large.is_err() && large.error() == HeapError::WouldBlock);
   auto page_aligned = heap.allocate(100, 2 * MiB, AllocContext::Atomic);  // only the region aligns so
   KEXPECT(page_aligned.is_err() && page_aligned.error() == HeapError::WouldBlock);
-  KEXPECT_EQ(heap.region().stats().objects, objects);
+  KEXPECT_EQ(heap.large_objects().stats().objects, objects);
   void* blocking = KTRY(heap.allocate(200 * KiB, 0, AllocContext::NoReclaim));
   heap.kfree(blocking);
   heap.kfree(aligned);
@@ -123,7 +123,7 @@ KTEST(Heap, EverySizeIsWritableDistinctAndFreed) {
   for (usize n : ktl::Array<usize, 4>{{100 * KiB, 300 * KiB, 1 * MiB, 3 * MiB + 5}}) {
     void* p = heap.kmalloc(n);
     KASSERT(p != nullptr);
-    KEXPECT(heap.region().contains(p));
+    KEXPECT(heap.large_objects().contains(p));
     KEXPECT_EQ(addr(p) % mm::kPageSize, 0u);
     fill_pattern(p, n, n);
     live[count++] = p;
@@ -290,21 +290,21 @@ KTEST(Heap, LargeObjectIsOneMappingOverItsPages) {
   auto env = KTRY(TestHeap::create());
   Heap& heap = env.heap();
   u64 balance = env.balance();
-  mm::LargeObjectStats before = heap.region().stats();
+  mm::LargeObjectStats before = heap.large_objects().stats();
   void* p = heap.kmalloc(300 * KiB + 1);
   KASSERT(p != nullptr);
   ktl::Array<mm::LargeRun, mm::LargeObject::kMaxRuns> runs{};
-  KASSERT_EQ(heap.region().runs_of(p, runs.span()), 1u);
+  KASSERT_EQ(heap.large_objects().runs_of(p, runs.span()), 1u);
   KEXPECT_EQ(runs[0].start.value(), addr(p));
   KEXPECT_EQ(runs[0].pages, 76u);  // ceil((300 KiB + 1) / 4 KiB)
   for (u64 i = 0; i < runs[0].pages; ++i) {
     KEXPECT_EQ(env.pmm().state_of(mm::Frame4K::containing(runs[0].phys + i * mm::kPageSize)),
                mm::FrameState::Allocated);
   }
-  KEXPECT_EQ(heap.region().stats().mappings, before.mappings + 1);
-  KEXPECT_EQ(heap.region().stats().objects, before.objects + 1);
+  KEXPECT_EQ(heap.large_objects().stats().mappings, before.mappings + 1);
+  KEXPECT_EQ(heap.large_objects().stats().objects, before.objects + 1);
   heap.kfree(p);
-  KEXPECT_EQ(heap.region().stats().mappings, before.mappings);
+  KEXPECT_EQ(heap.large_objects().stats().mappings, before.mappings);
   for (u64 i = 0; i < runs[0].pages; ++i) {
     KEXPECT_EQ(env.pmm().state_of(mm::Frame4K::containing(runs[0].phys + i * mm::kPageSize)),
                mm::FrameState::Free);
@@ -320,12 +320,12 @@ KTEST(Heap, GrowthInPlaceGivesTheNewPagesTheirOwnMapping) {
   KASSERT(p != nullptr);
   fill_pattern(p, 100 * KiB, 3);
   ktl::Array<mm::LargeRun, mm::LargeObject::kMaxRuns> first{};
-  KASSERT_EQ(heap.region().runs_of(p, first.span()), 1u);
+  KASSERT_EQ(heap.large_objects().runs_of(p, first.span()), 1u);
   u64 free_before = env.pmm().free_frame_count();
   u64 metadata_before = heap.stats().metadata_frames + heap.stats().slab_frames;
   KASSERT_EQ(heap.krealloc(p, 300 * KiB), p);
   ktl::Array<mm::LargeRun, mm::LargeObject::kMaxRuns> runs{};
-  KASSERT_EQ(heap.region().runs_of(p, runs.span()), 2u);
+  KASSERT_EQ(heap.large_objects().runs_of(p, runs.span()), 2u);
   KEXPECT_EQ(runs[0].start, first[0].start);  // the first Mapping is untouched
   KEXPECT_EQ(runs[0].pages, first[0].pages);
   KEXPECT_EQ(runs[0].phys, first[0].phys);
@@ -333,12 +333,12 @@ KTEST(Heap, GrowthInPlaceGivesTheNewPagesTheirOwnMapping) {
   KEXPECT_EQ(runs[1].pages, 50u);                          // the new pages only
   u64 metadata_after = heap.stats().metadata_frames + heap.stats().slab_frames;
   KEXPECT_EQ(free_before - env.pmm().free_frame_count(), 50u + (metadata_after - metadata_before));
-  KEXPECT_EQ(heap.region().stats().mappings, 2u);
+  KEXPECT_EQ(heap.large_objects().stats().mappings, 2u);
   KEXPECT(check_pattern(p, 100 * KiB, 3));
   fill_pattern(p, 300 * KiB, 4);
   KEXPECT(check_pattern(p, 300 * KiB, 4));
   heap.kfree(p);
-  KEXPECT_EQ(heap.region().stats().mappings, 0u);
+  KEXPECT_EQ(heap.large_objects().stats().mappings, 0u);
   KEXPECT_EQ(heap.stats().large_frames, 0u);
   KEXPECT_EQ(env.balance(), balance);
 }
@@ -379,7 +379,7 @@ KTEST(Heap, FaultInjectionFailsCleanly) {
   heap.slab().fail_slab_allocations_after(0);
   KEXPECT(heap.kmalloc(3000) == nullptr);  // a class with no slab yet
   heap.slab().fail_slab_allocations_after(~u64{0});
-  heap.region().fail_allocations_after(0);
+  heap.large_objects().fail_allocations_after(0);
   KEXPECT(heap.kmalloc(200 * KiB) == nullptr);
   auto failed = heap.allocate(200 * KiB);
   KEXPECT(failed.is_err() && failed.error() == mm::HeapError::OutOfMemory);  // injected, not hidden
@@ -387,7 +387,7 @@ KTEST(Heap, FaultInjectionFailsCleanly) {
   KEXPECT(misaligned.is_err() && misaligned.error() == mm::HeapError::InvalidArgument);
   auto huge = heap.allocate(usize{1} << 40);  // bigger than the region
   KEXPECT(huge.is_err() && huge.error() == mm::HeapError::TooLarge);
-  heap.region().fail_allocations_after(~u64{0});
+  heap.large_objects().fail_allocations_after(~u64{0});
   void* p = heap.kmalloc(200 * KiB);
   KEXPECT(p != nullptr);
   heap.kfree(p);

@@ -1,5 +1,5 @@
 // mm.heap.paging: the heap's large objects as mm::Mapping<F>s of an address space. LargeObjectMappings<F>
-// is the LargeObjectSpace (mm.heap) the heap region is given: it builds the large-object records
+// is the LargeObjectSpace (mm.heap) the large-object area is given: it builds the large-object records
 // (LargeObject + Mapping<F>[kMaxRuns]) and creates and destroys their Mappings, kernel read-write,
 // non-executable, global, 4 KiB pages. A record's Mappings are the only owners of the object's
 // pages and frames: destroying them (Mapping::reset_all) unmaps the object, invalidates its whole
@@ -7,14 +7,14 @@
 // heap maps, unmaps or frees those frames.
 //
 // Kernel integration: LargeObjectMappings<paging::X86_64> over the kernel address space
-// (kernel::memory::HeapSpace), handed to mm::heap::init as HeapConfig::space with the heap region's
+// (kernel::memory::HeapSpace), handed to mm::heap::init as HeapConfig::space with the large-object area's
 // range (and one per test heap, over a slice of the test-heap slot). On the host (mm.heap.host) the
 // same class runs over an AddressSpace in simulated memory, with a HostView that shows the frames
 // at the region's addresses (mmap of the memfd) after a Mapping is created and hides them before
 // it is destroyed; the view never flushes, so the Mapping's flush is the only one.
 //
-// Locking: called with heap.region held; Mapping takes the address-space lock (heap.region ->
-// address-space -> pmm.arena, docs/ARCHITECTURE.md). The heap region's part of the tables is
+// Locking: called with heap.large_objects held; Mapping takes the address-space lock (heap.large_objects ->
+// address-space -> pmm.arena, docs/ARCHITECTURE.md). The large-object area's part of the tables is
 // changed by nobody else. FIXME(smp): when other CPUs run, the flush must reach them (mm.arch's
 // flush_tlb is local today).
 module;
@@ -34,7 +34,7 @@ import mm.pmm;
 
 export namespace mm {
 
-// What a refused Mapping::create of the heap region becomes: the same cause under its heap name.
+// What a refused Mapping::create of the large-object area becomes: the same cause under its heap name.
 // Errors a 4 KiB, page-aligned, non-empty mapping cannot get panic.
 [[nodiscard]] inline HeapError to_heap_error(PagingError e) {
   switch (e) {
@@ -46,7 +46,7 @@ export namespace mm {
     case PagingError::FrameUnreachable: return HeapError::TableFrameUnreachable;
     case PagingError::OutsideWindow: return HeapError::TableFrameOutsideWindow;
     case PagingError::FrameAllocatorNotReady: return HeapError::PmmNotInitialized;
-    default: ktl::panic("heap region: a paging error a heap mapping cannot get", to_string(e));
+    default: ktl::panic("large-object area: a paging error a heap mapping cannot get", to_string(e));
   }
 }
 
@@ -78,7 +78,7 @@ class LargeObjectMappings final : public LargeObjectSpace {
   [[nodiscard]] usize record_align() const override { return alignof(Record); }
   [[nodiscard]] LargeObject* construct(void* place) override { return new (place) Record(); }
   [[nodiscard]] inline void* destroy(LargeObject* o) override {
-    ktl::check(o->runs == 0, "heap region: a large-object record destroyed while it holds Mappings");
+    ktl::check(o->runs == 0, "large-object area: a large-object record destroyed while it holds Mappings");
     Record* r = &record(*o);
     r->~Record();
     return r;
@@ -86,7 +86,8 @@ class LargeObjectMappings final : public LargeObjectSpace {
 
   [[nodiscard]] ktl::Result<void, HeapError> map(LargeObject& o, VirtAddr at,
                                                  AllocatedFrames frames) override {
-    ktl::check(o.runs < LargeObject::kMaxRuns, "heap region: a large object has no room for another run");
+    ktl::check(o.runs < LargeObject::kMaxRuns,
+               "large-object area: a large object has no room for another run");
     PhysAddr phys = frames.start();
     u64 bytes = frames.size_bytes();
     auto created = Mapping<F>::create(space_, at, ktl::move(frames),
@@ -115,7 +116,7 @@ class LargeObjectMappings final : public LargeObjectSpace {
   }
 
   [[nodiscard]] inline LargeRun run(const LargeObject& o, u32 i) const override {
-    ktl::check(i < o.runs, "heap region: no such run");
+    ktl::check(i < o.runs, "large-object area: no such run");
     const Mapping<F>& m = static_cast<const Record&>(o).mappings[i];
     return LargeRun{m.start(), m.pages(), m.phys()};
   }

@@ -55,7 +55,7 @@ std::uint64_t heap_overhead(mm::Heap& heap) {
 
 std::vector<mm::LargeRun> runs_of(mm::Heap& heap, const void* p) {
   std::vector<mm::LargeRun> runs(mm::LargeObject::kMaxRuns);
-  std::uint32_t n = heap.region().runs_of(p, ktl::Span<mm::LargeRun>(runs));
+  std::uint32_t n = heap.large_objects().runs_of(p, ktl::Span<mm::LargeRun>(runs));
   runs.resize(n);
   return runs;
 }
@@ -105,9 +105,9 @@ TEST(HeapMappings, ALargeKmallocIsExactlyOneMappingOverItsPages) {
     std::uint64_t mappings_before = host.space().live_mappings();
     auto* p = static_cast<std::uint8_t*>(heap.kmalloc(size));
     ASSERT_NE(p, nullptr);
-    ASSERT_TRUE(host.region().contains(va(p)));
+    ASSERT_TRUE(host.large_object_range().contains(va(p)));
     EXPECT_EQ(host.space().live_mappings(), mappings_before + 1);
-    EXPECT_EQ(heap.region().stats().mappings, heap.region().stats().objects);
+    EXPECT_EQ(heap.large_objects().stats().mappings, heap.large_objects().stats().objects);
     std::vector<mm::LargeRun> runs = runs_of(heap, p);
     ASSERT_EQ(runs.size(), 1u);
     EXPECT_EQ(runs[0].start, va(p));
@@ -130,7 +130,7 @@ TEST(HeapMappings, ALargeKmallocIsExactlyOneMappingOverItsPages) {
     heap.kfree(p);
     EXPECT_EQ(host.space().live_mappings(), mappings_before);
   }
-  EXPECT_EQ(heap.region().stats().mappings, 0u);
+  EXPECT_EQ(heap.large_objects().stats().mappings, 0u);
   EXPECT_EQ(host.destroy_heap(), 0u);
 }
 
@@ -223,7 +223,7 @@ TEST(HeapMappings, GrowthInPlaceAddsOneMappingForTheNewPagesOnly) {
   EXPECT_EQ(after[1].start, va(p, 100 * 1024));
   EXPECT_EQ(after[1].pages, pages_of(300 * 1024) - pages_of(100 * 1024));
   EXPECT_EQ(host.space().live_mappings(), mappings_before + 1);
-  EXPECT_EQ(heap.region().stats().mappings, 2u);
+  EXPECT_EQ(heap.large_objects().stats().mappings, 2u);
   expect_runs_cover(host, p, 300 * 1024, after);
   EXPECT_EQ(free_before - host.pmm().free_frame_count(),
             after[1].pages + (heap_overhead(heap) - overhead_before));
@@ -241,7 +241,7 @@ TEST(HeapMappings, GrowthInPlaceAddsOneMappingForTheNewPagesOnly) {
   EXPECT_EQ(log.pages_flushed, pages_of(300 * 1024));
   EXPECT_EQ(host.pmm().free_frame_count(), free_held + pages_of(300 * 1024));
   EXPECT_EQ(host.space().live_mappings(), mappings_before - 1);
-  EXPECT_EQ(heap.region().stats().mappings, 0u);
+  EXPECT_EQ(heap.large_objects().stats().mappings, 0u);
   EXPECT_EQ(host.destroy_heap(), 0u);
 }
 
@@ -253,9 +253,9 @@ TEST(HeapMappings, FailedGrowthLeavesTheObjectAndItsOneMappingAlone) {
   std::memset(p, 0x77, 100 * 1024);
   std::uint64_t free_before = host.pmm().free_frame_count();
   std::uint64_t mappings_before = host.space().live_mappings();
-  heap.region().fail_allocations_after(0);
+  heap.large_objects().fail_allocations_after(0);
   EXPECT_EQ(heap.krealloc(p, 300 * 1024), nullptr);  // neither grows nor moves: p untouched
-  heap.region().fail_allocations_after(~std::uint64_t{0});
+  heap.large_objects().fail_allocations_after(~std::uint64_t{0});
   EXPECT_EQ(host.space().live_mappings(), mappings_before);
   EXPECT_EQ(runs_of(heap, p).size(), 1u);
   expect_runs_cover(host, p, 100 * 1024, runs_of(heap, p));
@@ -315,15 +315,15 @@ TEST(HeapMappings, FragmentedMemoryGivesOneMappingPerRunAndStillOneFlush) {
 
     // All or nothing: the first run is mapped, the second cannot be had; the first Mapping is
     // destroyed again (one flush), and nothing stays.
-    heap.region().fail_allocations_after(1);
+    heap.large_objects().fail_allocations_after(1);
     mm::arch::reset_tlb_log();
     EXPECT_EQ(heap.allocate(kSize).error(), mm::HeapError::OutOfMemory);  // the injected failure
-    heap.region().fail_allocations_after(~std::uint64_t{0});
+    heap.large_objects().fail_allocations_after(~std::uint64_t{0});
     EXPECT_EQ(mm::arch::tlb_log().range_flushes, 1u);
     EXPECT_EQ(host.space().live_mappings(), mappings_before);
     EXPECT_EQ(host.pmm().free_frame_count(), free_before);
-    EXPECT_EQ(heap.region().stats().objects, 0u);
-    EXPECT_EQ(heap.region().stats().mappings, 0u);
+    EXPECT_EQ(heap.large_objects().stats().objects, 0u);
+    EXPECT_EQ(heap.large_objects().stats().mappings, 0u);
 
     // More runs than a record holds: too fragmented, nothing left behind.
     std::vector<mm::AllocatedFrames> finer = fragment(host.pmm(), 2);
@@ -340,30 +340,30 @@ TEST(HeapMappings, FragmentedMemoryGivesOneMappingPerRunAndStillOneFlush) {
 TEST(HeapMappings, AFailedLargeAllocationKeepsItsCause) {
   using KMapping = mm::Mapping<mm::heap_host::HostFormat>;
   HostHeapOptions options;
-  options.region_bytes = 64 * kPage;
+  options.large_object_bytes = 64 * kPage;
   HostHeap host(options);
   mm::Heap& heap = host.heap();
   EXPECT_EQ(heap.allocate(64 * kPage).error(), mm::HeapError::TooLarge);  // no room for the guard page
   EXPECT_EQ(heap.allocate(100 * 1024, 3).error(), mm::HeapError::InvalidArgument);
   void* p = heap.allocate(40 * kPage).value();
-  EXPECT_EQ(heap.allocate(30 * kPage).error(), mm::HeapError::RegionFull);
+  EXPECT_EQ(heap.allocate(30 * kPage).error(), mm::HeapError::LargeObjectsFull);
   heap.kfree(p);
   {
     auto frames = host.pmm().alloc_page();
     ASSERT_TRUE(frames.is_ok());
-    auto squatter = KMapping::create(host.space(), host.region().start() + 40 * kPage, frames.release_value(),
-                                     mm::PageFlags::kernel_rw(), mm::HugePages::Deny);
+    auto squatter = KMapping::create(host.space(), host.large_object_range().start() + 40 * kPage,
+                                     frames.release_value(), mm::PageFlags::kernel_rw(), mm::HugePages::Deny);
     ASSERT_TRUE(squatter.is_ok());
     std::uint64_t mappings = host.space().live_mappings();
     EXPECT_EQ(heap.allocate(50 * kPage).error(), mm::HeapError::AlreadyMapped);
     EXPECT_EQ(host.space().live_mappings(), mappings);  // the runs mapped before it are gone again
   }
-  EXPECT_EQ(heap.region().stats().objects, 0u);
+  EXPECT_EQ(heap.large_objects().stats().objects, 0u);
   EXPECT_EQ(host.destroy_heap(), 0u);
 
-  options.with_region = false;
+  options.with_large_objects = false;
   HostHeap bare(options);
-  EXPECT_EQ(bare.heap().allocate(100 * 1024).error(), mm::HeapError::NoRegion);
+  EXPECT_EQ(bare.heap().allocate(100 * 1024).error(), mm::HeapError::NoLargeObjects);
   EXPECT_EQ(bare.destroy_heap(), 0u);
 }
 
@@ -372,10 +372,10 @@ TEST(HeapMappings, AFailedLargeAllocationKeepsItsCause) {
 TEST(HeapMappings, ResetAllUnmapsEveryRangeThenFlushesOnceThenFrees) {
   using KMapping = mm::Mapping<mm::heap_host::HostFormat>;
   HostHeapOptions options;
-  options.with_region = false;  // the region is ours here, not the heap's
+  options.with_large_objects = false;  // the region is ours here, not the heap's
   HostHeap host(options);
   std::uint64_t free_before = host.pmm().free_frame_count();
-  mm::VirtAddr base = host.region().start();
+  mm::VirtAddr base = host.large_object_range().start();
   auto make = [&](std::uint64_t page, std::uint64_t count) {
     auto frames = host.pmm().alloc_contiguous(count, kPage);
     EXPECT_TRUE(frames.is_ok());

@@ -39,7 +39,7 @@ std::uint64_t next(std::uint64_t& x) {
   return x;
 }
 
-// Mostly small, some up to the largest size class (64 KiB), a few large (heap region).
+// Mostly small, some up to the largest size class (64 KiB), a few large (large-object area).
 std::size_t pick_size(std::uint64_t& x) {
   std::uint64_t r = next(x) % 1000;
   if (r < 700) return 1 + next(x) % 512;

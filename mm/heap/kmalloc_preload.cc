@@ -4,7 +4,7 @@
 //
 // Serves malloc, calloc, realloc, free, posix_memalign, aligned_alloc, memalign, valloc, pvalloc
 // and malloc_usable_size from one mm::Heap (kmalloc & co. over 45 slab size classes with per-thread
-// magazines, and a heap region for large blocks) over a PMM over 32 GiB of simulated RAM (reserved,
+// magazines, and a large-object area for large blocks) over a PMM over 32 GiB of simulated RAM (reserved,
 // only touched pages cost memory). Thread-safe (the heap is).
 //
 // Fork-safe, also while other threads are inside malloc (threaded programs that start subprocesses
@@ -12,7 +12,7 @@
 // and pthread_atfork handlers, registered when the heap is initialised (the first malloc, before
 // nearly every other handler), make that copy consistent the way production allocators do. The
 // prepare handler takes every lock of the heap in the documented lock order (HostHeap::
-// lock_for_fork: heap.region, address-space, slab.registry, slab.cpu_registry, every slab cache,
+// lock_for_fork: heap.large_objects, address-space, slab.registry, slab.cpu_registry, every slab cache,
 // every PMM arena), so no other thread is in a critical section when the process is copied; the
 // parent and child handlers release them in reverse. In the child, the per-thread magazines of
 // the parent's other threads (which do not exist there) are left as they are. Limits, as for any
@@ -83,7 +83,7 @@ void after_fork_in_child() { g_host->unlock_after_fork(ForkSide::Child); }
   if (g_state.compare_exchange_strong(expected, 1)) {
     mm::heap_host::HostHeapOptions options;
     options.phys_bytes = std::uint64_t{32} << 30;
-    options.region_bytes = std::uint64_t{64} << 30;
+    options.large_object_bytes = std::uint64_t{64} << 30;
     const char* hardened = std::getenv("FERRITE_HEAP_HARDENED");
     options.hardening = hardened != nullptr && hardened[0] == '1' ? mm::Hardening::On : mm::Hardening::Off;
     options.fork_safe = true;

@@ -26,10 +26,10 @@ struct FrameSpan {
 
 // Usable ranges shrink to whole frames (a partial frame is not usable), all others grow (a partial
 // frame is not free).
-FrameSpan span_of(const PhysRegion& r) {
+FrameSpan span_of(const PhysMapEntry& r) {
   u64 start = r.range.start().value();
   u64 end = r.range.end().value();
-  if (r.kind == RegionKind::Usable) {
+  if (r.kind == PhysKind::Usable) {
     FrameSpan s{ktl::align_up(start, kPageSize) / kPageSize, end / kPageSize};
     return s.empty() ? FrameSpan{s.first, s.first} : s;
   }
@@ -190,7 +190,7 @@ bool PmmArena::check_invariants() const {
 }
 
 // --- Pmm: building ------------------------------------------------------------------------------------
-ktl::Result<void, PmmError> Pmm::init(ktl::Span<const PhysRegion> map, PhysWindow window) {
+ktl::Result<void, PmmError> Pmm::init(ktl::Span<const PhysMapEntry> map, PhysWindow window) {
   if (initialized_) return ktl::Err(PmmError::AlreadyInitialized);
   InitPlan plan;
   plan.records = TRY(validate_map(map));
@@ -200,7 +200,7 @@ ktl::Result<void, PmmError> Pmm::init(ktl::Span<const PhysRegion> map, PhysWindo
   window_ = window;
   build_arenas(map, plan);
   mark_metadata(plan);
-  record_regions(map, plan);
+  record_map(map, plan);
   initialized_ = true;
   free_.store(free_frame_count(), ktl::MemoryOrder::Relaxed);
   return ktl::ok();
@@ -208,12 +208,12 @@ ktl::Result<void, PmmError> Pmm::init(ktl::Span<const PhysRegion> map, PhysWindo
 
 // Sorted, non-overlapping, known nodes (checked per region, in map order). Returns the number of
 // non-empty regions (the region table's records).
-ktl::Result<u64, PmmError> Pmm::validate_map(ktl::Span<const PhysRegion> map) {
+ktl::Result<u64, PmmError> Pmm::validate_map(ktl::Span<const PhysMapEntry> map) {
   u64 records = 0;
   u64 prev_start = 0;
   u64 prev_end = 0;
   for (usize i = 0; i < map.size(); ++i) {
-    const PhysRegion& r = map[i];
+    const PhysMapEntry& r = map[i];
     if (r.node.value >= kMaxNumaNodes) return ktl::Err(PmmError::UnknownNode);
     if (i > 0 && r.range.start().value() < prev_start) return ktl::Err(PmmError::UnsortedMap);
     if (i > 0 && r.range.start().value() < prev_end) return ktl::Err(PmmError::OverlappingMap);
@@ -226,10 +226,10 @@ ktl::Result<u64, PmmError> Pmm::validate_map(ktl::Span<const PhysRegion> map) {
 
 // The arenas: usable spans of one node, merged across small holes (and, once kMaxArenas are
 // planned, across any hole of the same node).
-ktl::Result<void, PmmError> Pmm::plan_arenas(ktl::Span<const PhysRegion> map, InitPlan& plan) {
-  for (const PhysRegion& r : map) {
+ktl::Result<void, PmmError> Pmm::plan_arenas(ktl::Span<const PhysMapEntry> map, InitPlan& plan) {
+  for (const PhysMapEntry& r : map) {
     FrameSpan s = span_of(r);
-    if (r.kind != RegionKind::Usable || s.empty()) continue;
+    if (r.kind != PhysKind::Usable || s.empty()) continue;
     if (plan.arena_count > 0) {
       ArenaPlan& last = plan.arenas[plan.arena_count - 1];
       bool same_node = last.node == r.node;
@@ -247,7 +247,7 @@ ktl::Result<void, PmmError> Pmm::plan_arenas(ktl::Span<const PhysRegion> map, In
 
 // Every arena's bitmaps (on its own node when possible), then the region table, each carved by
 // carve_block(); all of them must lie inside `window`.
-ktl::Result<void, PmmError> Pmm::place_metadata(ktl::Span<const PhysRegion> map, PhysWindow window,
+ktl::Result<void, PmmError> Pmm::place_metadata(ktl::Span<const PhysMapEntry> map, PhysWindow window,
                                                 InitPlan& plan) {
   for (usize i = 0; i < plan.arena_count; ++i) {
     ArenaPlan& p = plan.arenas[i];
@@ -274,13 +274,13 @@ ktl::Result<void, PmmError> Pmm::place_metadata(ktl::Span<const PhysRegion> map,
 
 // `frames` frames from the top of the highest usable span with room (of `node` if it has one,
 // else of any node), below any block already carved from that span.
-ktl::Optional<Pmm::MetadataBlock> Pmm::carve_block(ktl::Span<const PhysRegion> map, const InitPlan& plan,
+ktl::Optional<Pmm::MetadataBlock> Pmm::carve_block(ktl::Span<const PhysMapEntry> map, const InitPlan& plan,
                                                    u64 frames, ktl::Optional<NodeId> node) {
   for (usize pass = 0; pass < 2; ++pass) {
     for (usize i = map.size(); i-- > 0;) {
-      const PhysRegion& r = map[i];
+      const PhysMapEntry& r = map[i];
       FrameSpan s = span_of(r);
-      if (r.kind != RegionKind::Usable || s.empty()) continue;
+      if (r.kind != PhysKind::Usable || s.empty()) continue;
       if (pass == 0 && node.has_value() && !(r.node == node.value())) continue;
       u64 top = s.end;
       for (usize b = 0; b < plan.block_count; ++b) {
@@ -295,7 +295,7 @@ ktl::Optional<Pmm::MetadataBlock> Pmm::carve_block(ktl::Span<const PhysRegion> m
 }
 
 // The arenas over their bitmaps, every usable span managed and free.
-void Pmm::build_arenas(ktl::Span<const PhysRegion> map, const InitPlan& plan) {
+void Pmm::build_arenas(ktl::Span<const PhysMapEntry> map, const InitPlan& plan) {
   for (usize i = 0; i < plan.arena_count; ++i) {
     const ArenaPlan& p = plan.arenas[i];
     ktl::Span<u64> storage = window_.array<u64>(addr_of(plan.blocks[p.block].first),
@@ -304,9 +304,9 @@ void Pmm::build_arenas(ktl::Span<const PhysRegion> map, const InitPlan& plan) {
                      storage.subspan(static_cast<usize>(p.free_words)));
   }
   arena_count_ = plan.arena_count;
-  for (const PhysRegion& r : map) {
+  for (const PhysMapEntry& r : map) {
     FrameSpan s = span_of(r);
-    if (r.kind != RegionKind::Usable || s.empty()) continue;
+    if (r.kind != PhysKind::Usable || s.empty()) continue;
     PmmArena* a = arena_of(s.first);
     ktl::check(a != nullptr, "pmm: a usable span has no arena");
     a->add_usable(s.first, s.end);
@@ -328,18 +328,18 @@ void Pmm::mark_metadata(const InitPlan& plan) {
 }
 
 // The region table (for error reports) and each node's usable and reserved frame counts.
-void Pmm::record_regions(ktl::Span<const PhysRegion> map, const InitPlan& plan) {
-  regions_ = window_.array<MapRecord>(addr_of(plan.blocks[plan.table_block].first),
-                                      static_cast<usize>(plan.records));
+void Pmm::record_map(ktl::Span<const PhysMapEntry> map, const InitPlan& plan) {
+  map_records_ = window_.array<MapRecord>(addr_of(plan.blocks[plan.table_block].first),
+                                          static_cast<usize>(plan.records));
   usize next = 0;
   u64 reserved_end = 0;  // grown non-usable spans may share their edge frames
-  for (const PhysRegion& r : map) {
+  for (const PhysMapEntry& r : map) {
     FrameSpan s = span_of(r);
     if (s.empty()) continue;
-    regions_[next++] = MapRecord{s.first, s.end, r.kind, r.node};
+    map_records_[next++] = MapRecord{s.first, s.end, r.kind, r.node};
     NodeInfo& n = nodes_[r.node.value];
     n.present = true;
-    if (r.kind == RegionKind::Usable) {
+    if (r.kind == PhysKind::Usable) {
       n.usable_frames += s.size();
     } else {
       u64 first = ktl::max(s.first, reserved_end);
@@ -364,24 +364,24 @@ const PmmArena* Pmm::arena_of(u64 frame) const {
   return nullptr;
 }
 
-FrameState Pmm::classify_unmanaged(u64 frame, RegionKind* kind) const {
+FrameState Pmm::classify_unmanaged(u64 frame, PhysKind* kind) const {
   for (usize b = 0; b < metadata_count_; ++b) {
     if (frame >= metadata_[b].first && frame - metadata_[b].first < metadata_[b].count)
       return FrameState::Metadata;
   }
   // The last record starting at or before `frame`.
   usize lo = 0;
-  usize hi = regions_.size();
+  usize hi = map_records_.size();
   while (lo < hi) {
     usize mid = lo + (hi - lo) / 2;
-    if (regions_[mid].first <= frame) {
+    if (map_records_[mid].first <= frame) {
       lo = mid + 1;
     } else {
       hi = mid;
     }
   }
-  if (lo == 0 || frame >= regions_[lo - 1].end) return FrameState::NotManaged;
-  if (kind != nullptr) *kind = regions_[lo - 1].kind;
+  if (lo == 0 || frame >= map_records_[lo - 1].end) return FrameState::NotManaged;
+  if (kind != nullptr) *kind = map_records_[lo - 1].kind;
   return FrameState::Reserved;
 }
 
@@ -394,7 +394,7 @@ PmmError Pmm::report(PmmArena::Fault fault, const char* operation) const {
         ktl::log::error("pmm: {} of {}: the range crosses into another arena ({})", operation, at, a->node());
         return PmmError::CrossesArena;
       }
-      RegionKind kind = RegionKind::Reserved;
+      PhysKind kind = PhysKind::Reserved;
       switch (classify_unmanaged(fault.frame, &kind)) {
         case FrameState::Metadata:
           ktl::log::error("pmm: {} of {}: frame holds the PMM's own metadata", operation, at);

@@ -9,7 +9,7 @@
 //   The one exception: lock_all() (for fork) holds every arena of the PMM, taken in arena order.
 //
 // Structure:
-//   * The memory map (mm::PhysRegion, the kernel converts the loader's map into these) is grouped
+//   * The memory map (mm::PhysMapEntry, the kernel converts the loader's map into these) is grouped
 //     into arenas: runs of usable memory of one NUMA node, merged across holes of at most 64 MiB.
 //   * Each arena has a SummaryBitmap (mm.bitmap) of free frames, so allocation is one word per
 //     level from the top however full memory is, and a plain bitmap of managed frames (usable and
@@ -42,7 +42,7 @@ struct NodeId {
 };
 inline constexpr u32 kMaxNumaNodes = 8;
 
-enum class RegionKind : u32 {
+enum class PhysKind : u32 {
   Usable,             // free RAM: the only kind the PMM hands out
   KernelImage,        // the kernel's segments
   BootData,           // boot info, boot stack, ramdisk: in use by the kernel during boot
@@ -53,26 +53,26 @@ enum class RegionKind : u32 {
   Reserved,           // anything else the firmware keeps
   Bad,                // defective RAM
 };
-[[nodiscard]] constexpr const char* to_string(RegionKind k) {
+[[nodiscard]] constexpr const char* to_string(PhysKind k) {
   switch (k) {
-    case RegionKind::Usable: return "usable";
-    case RegionKind::KernelImage: return "kernel-image";
-    case RegionKind::BootData: return "boot-data";
-    case RegionKind::LoaderReclaimable: return "loader-reclaimable";
-    case RegionKind::PageTables: return "page-tables";
-    case RegionKind::Firmware: return "firmware";
-    case RegionKind::Device: return "device";
-    case RegionKind::Reserved: return "reserved";
-    case RegionKind::Bad: return "bad";
+    case PhysKind::Usable: return "usable";
+    case PhysKind::KernelImage: return "kernel-image";
+    case PhysKind::BootData: return "boot-data";
+    case PhysKind::LoaderReclaimable: return "loader-reclaimable";
+    case PhysKind::PageTables: return "page-tables";
+    case PhysKind::Firmware: return "firmware";
+    case PhysKind::Device: return "device";
+    case PhysKind::Reserved: return "reserved";
+    case PhysKind::Bad: return "bad";
   }
   return "unknown";
 }
 
 // One entry of the memory map. The map given to Pmm::init is sorted by start and its ranges do not
 // overlap. Usable ranges are shrunk to whole frames, all others grown to whole frames.
-struct PhysRegion {
+struct PhysMapEntry {
   PhysRange range;
-  RegionKind kind;
+  PhysKind kind;
   NodeId node;
 };
 
@@ -308,13 +308,13 @@ class Pmm final : public FrameAllocator {
   // Outstanding AllocatedFrames must be gone (they point back here).
   ~Pmm() = default;
 
-  // Builds the allocator from `map` (sorted by start, non-overlapping; see PhysRegion). Only usable
+  // Builds the allocator from `map` (sorted by start, non-overlapping; see PhysMapEntry). Only usable
   // frames are ever handed out. The bitmaps are carved from the top of usable memory (the highest
   // range of the arena's own node that fits, else any) and accessed through `window`, which must
   // cover them. Call once, before the Pmm is shared with other CPUs. Errors: UnknownNode,
   // UnsortedMap, OverlappingMap (checked per region, in map order), TooManyArenas, NoUsableMemory,
   // NoMemoryForMetadata, MetadataNotMapped, AlreadyInitialized.
-  [[nodiscard]] ktl::Result<void, PmmError> init(ktl::Span<const PhysRegion> map, PhysWindow window);
+  [[nodiscard]] ktl::Result<void, PmmError> init(ktl::Span<const PhysMapEntry> map, PhysWindow window);
 
   // --- single frames (the design documents' names for these live in mm.compat) ---
   // One free frame, owned.
@@ -386,7 +386,7 @@ class Pmm final : public FrameAllocator {
   struct MapRecord {
     u64 first;  // frame numbers [first, end)
     u64 end;
-    RegionKind kind;
+    PhysKind kind;
     NodeId node;
   };
   struct MetadataBlock {
@@ -421,23 +421,23 @@ class Pmm final : public FrameAllocator {
   };
   // init()'s steps, in order (pmm.cc). The first three only plan and may fail; the last three
   // build and cannot.
-  [[nodiscard]] static ktl::Result<u64, PmmError> validate_map(ktl::Span<const PhysRegion> map);
-  [[nodiscard]] static ktl::Result<void, PmmError> plan_arenas(ktl::Span<const PhysRegion> map,
+  [[nodiscard]] static ktl::Result<u64, PmmError> validate_map(ktl::Span<const PhysMapEntry> map);
+  [[nodiscard]] static ktl::Result<void, PmmError> plan_arenas(ktl::Span<const PhysMapEntry> map,
                                                                InitPlan& plan);
-  [[nodiscard]] static ktl::Result<void, PmmError> place_metadata(ktl::Span<const PhysRegion> map,
+  [[nodiscard]] static ktl::Result<void, PmmError> place_metadata(ktl::Span<const PhysMapEntry> map,
                                                                   PhysWindow window, InitPlan& plan);
-  [[nodiscard]] static ktl::Optional<MetadataBlock> carve_block(ktl::Span<const PhysRegion> map,
+  [[nodiscard]] static ktl::Optional<MetadataBlock> carve_block(ktl::Span<const PhysMapEntry> map,
                                                                 const InitPlan& plan, u64 frames,
                                                                 ktl::Optional<NodeId> node);
-  void build_arenas(ktl::Span<const PhysRegion> map, const InitPlan& plan);
+  void build_arenas(ktl::Span<const PhysMapEntry> map, const InitPlan& plan);
   void mark_metadata(const InitPlan& plan);
-  void record_regions(ktl::Span<const PhysRegion> map, const InitPlan& plan);
+  void record_map(ktl::Span<const PhysMapEntry> map, const InitPlan& plan);
 
   [[nodiscard]] ktl::Result<u64, PmmError> alloc_run(u64 count, u64 align, const AllocOptions& options);
   [[nodiscard]] PmmArena* arena_of(u64 frame);
   [[nodiscard]] const PmmArena* arena_of(u64 frame) const;
   // What a frame that no arena manages is: Reserved (with its kind), Metadata, or NotManaged.
-  [[nodiscard]] FrameState classify_unmanaged(u64 frame, RegionKind* kind) const;
+  [[nodiscard]] FrameState classify_unmanaged(u64 frame, PhysKind* kind) const;
   [[nodiscard]] PmmError report(PmmArena::Fault fault, const char* operation) const;
 
   bool initialized_ = false;
@@ -446,7 +446,7 @@ class Pmm final : public FrameAllocator {
   ktl::usize arena_count_ = 0;
   ktl::Array<MetadataBlock, kMaxArenas + 1> metadata_{};
   ktl::usize metadata_count_ = 0;
-  ktl::Span<MapRecord> regions_;
+  ktl::Span<MapRecord> map_records_;
   ktl::Array<NodeInfo, kMaxNumaNodes> nodes_{};
   // Free frames, kept beside the arenas' bitmaps (updated after each successful alloc, claim and
   // free) so the reserve check is one load. check_invariants() compares it with the bitmaps.

@@ -81,10 +81,11 @@ struct Machine {
   Machine()
       : mem(mm::test_env::TestMemory::acquire_at(mm::PhysAddr::from(0), kRam).release_value()),
         naive(kFrames) {
-    mm::PhysRegion all{mm::PhysRange::with_size(mm::PhysAddr::from(0), kRam).value(), mm::RegionKind::Usable,
-                       mm::NodeId{0}};
+    mm::PhysMapEntry all{mm::PhysRange::with_size(mm::PhysAddr::from(0), kRam).value(), mm::PhysKind::Usable,
+                         mm::NodeId{0}};
     KTL_UNSAFE_BUFFER_BEGIN  // one region: `all`
-    if (pmm.init(ktl::Span<const mm::PhysRegion>::from_raw(&all, 1), mem.window()).is_err()) __builtin_trap();
+    if (pmm.init(ktl::Span<const mm::PhysMapEntry>::from_raw(&all, 1), mem.window()).is_err())
+      __builtin_trap();
     KTL_UNSAFE_BUFFER_END
     managed = pmm.free_frame_count();  // the metadata sits at the top, above every managed frame
   }

@@ -17,7 +17,7 @@
 
 namespace {
 
-using mm::RegionKind;
+using mm::PhysKind;
 using pmm_model::Harness;
 using pmm_model::ModelMapEntry;
 using pmm_model::u64;
@@ -32,20 +32,20 @@ constexpr u64 kSize = 106 * MiB;
 std::vector<ModelMapEntry> layout() {
   const u64 B = kBase;
   return {
-      {B, B + 64 * KiB, RegionKind::Firmware, 0},
-      {B + 64 * KiB, B + 2 * MiB + 0x800, RegionKind::Usable, 0},
-      {B + 2 * MiB + 0x800, B + 2 * MiB + 0x3000, RegionKind::KernelImage, 0},
-      {B + 2 * MiB + 0x3000, B + 8 * MiB, RegionKind::Usable, 0},
-      {B + 8 * MiB, B + 8 * MiB + 16 * KiB, RegionKind::PageTables, 0},
+      {B, B + 64 * KiB, PhysKind::Firmware, 0},
+      {B + 64 * KiB, B + 2 * MiB + 0x800, PhysKind::Usable, 0},
+      {B + 2 * MiB + 0x800, B + 2 * MiB + 0x3000, PhysKind::KernelImage, 0},
+      {B + 2 * MiB + 0x3000, B + 8 * MiB, PhysKind::Usable, 0},
+      {B + 8 * MiB, B + 8 * MiB + 16 * KiB, PhysKind::PageTables, 0},
       // hole [8 MiB + 16 KiB, 9 MiB)
-      {B + 9 * MiB, B + 10 * MiB, RegionKind::Usable, 2},  // node 2's low arena, adjacent to node 1
-      {B + 10 * MiB, B + 12 * MiB, RegionKind::Usable, 1},
-      {B + 12 * MiB, B + 12 * MiB + 0x1800, RegionKind::BootData, 1},
-      {B + 12 * MiB + 0x1800, B + 20 * MiB, RegionKind::Usable, 1},  // crosses 4 GiB
-      {B + 20 * MiB, B + 22 * MiB, RegionKind::Usable, 2},           // node 2's metadata goes here
+      {B + 9 * MiB, B + 10 * MiB, PhysKind::Usable, 2},  // node 2's low arena, adjacent to node 1
+      {B + 10 * MiB, B + 12 * MiB, PhysKind::Usable, 1},
+      {B + 12 * MiB, B + 12 * MiB + 0x1800, PhysKind::BootData, 1},
+      {B + 12 * MiB + 0x1800, B + 20 * MiB, PhysKind::Usable, 1},  // crosses 4 GiB
+      {B + 20 * MiB, B + 22 * MiB, PhysKind::Usable, 2},           // node 2's metadata goes here
       // hole [22 MiB, 100 MiB): more than Pmm::kMergeGapFrames, so a separate arena follows
-      {B + 100 * MiB, B + 104 * MiB, RegionKind::Usable, 0},
-      {B + 104 * MiB, B + 106 * MiB, RegionKind::Device, 0},
+      {B + 100 * MiB, B + 104 * MiB, PhysKind::Usable, 0},
+      {B + 104 * MiB, B + 106 * MiB, PhysKind::Device, 0},
   };
 }
 

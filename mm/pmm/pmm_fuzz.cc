@@ -57,9 +57,9 @@ class Reader {
 
 constexpr u64 kPage = 4096;
 constexpr u64 kBase = 4ull * 1024 * 1024 * 1024 - 8 * 1024 * 1024;  // 8 MiB below 4 GiB
-constexpr int kMaxRegions = 8;
+constexpr int kMaxMapEntries = 8;
 constexpr u64 kHoleFrames = 17'000;  // gap 0xff
-constexpr u64 kMaxRegionFrames = 1024;
+constexpr u64 kMaxEntryFrames = 1024;
 // Operations per input: the rest of a longer input is ignored. Each operation costs a model
 // prediction, a PMM call (and, for the refused ones, a formatted log line), so this bounds an
 // input's cost; 256 operations can fill, fragment and drain the largest map many times over.
@@ -70,26 +70,26 @@ constexpr int kMaxOps = 256;
 const mm::test_env::TestMemory& memory() {
   static const mm::test_env::TestMemory m =
       mm::test_env::TestMemory::acquire_at(mm::PhysAddr::from(kBase),
-                                           (kMaxRegions * (kHoleFrames + kMaxRegionFrames) + 1) * kPage)
+                                           (kMaxMapEntries * (kHoleFrames + kMaxEntryFrames) + 1) * kPage)
           .release_value();
   return m;
 }
 
-mm::RegionKind kind_of(std::uint8_t b) {
-  static const mm::RegionKind kinds[] = {mm::RegionKind::KernelImage,       mm::RegionKind::BootData,
-                                         mm::RegionKind::LoaderReclaimable, mm::RegionKind::PageTables,
-                                         mm::RegionKind::Firmware,          mm::RegionKind::Device,
-                                         mm::RegionKind::Reserved,          mm::RegionKind::Bad};
-  return b % 2 == 0 ? mm::RegionKind::Usable : kinds[(b / 2) % 8];
+mm::PhysKind kind_of(std::uint8_t b) {
+  static const mm::PhysKind kinds[] = {mm::PhysKind::KernelImage,       mm::PhysKind::BootData,
+                                       mm::PhysKind::LoaderReclaimable, mm::PhysKind::PageTables,
+                                       mm::PhysKind::Firmware,          mm::PhysKind::Device,
+                                       mm::PhysKind::Reserved,          mm::PhysKind::Bad};
+  return b % 2 == 0 ? mm::PhysKind::Usable : kinds[(b / 2) % 8];
 }
 
 void run(Reader& in) {
   std::vector<ModelMapEntry> map;
   u64 cursor = kBase;
-  const int regions = 1 + in.byte() % kMaxRegions;
+  const int regions = 1 + in.byte() % kMaxMapEntries;
   for (int i = 0; i < regions; ++i) {
-    mm::RegionKind kind = kind_of(in.byte());
-    u64 frames = 1 + in.u16() % kMaxRegionFrames;
+    mm::PhysKind kind = kind_of(in.byte());
+    u64 frames = 1 + in.u16() % kMaxEntryFrames;
     std::uint8_t gap = in.byte();
     std::uint8_t node_byte = in.byte();
     std::uint8_t flags = in.byte();

@@ -28,18 +28,18 @@ using mm::Frame4K;
 using mm::FrameState;
 using mm::NodeId;
 using mm::PhysAddr;
-using mm::PhysRegion;
+using mm::PhysKind;
+using mm::PhysMapEntry;
 using mm::Pmm;
 using mm::PmmError;
-using mm::RegionKind;
 using mm::test_env::TestMemory;
 
 constexpr u64 KiB = 1024, MiB = 1024 * KiB, GiB = 1024 * MiB;
 constexpr u64 kPage = 4096;
 
-PhysRegion region(u64 start, u64 end, RegionKind kind, u32 node = 0) {
-  return PhysRegion{mm::PhysRange::try_from(PhysAddr::from(start), PhysAddr::from(end)).value(), kind,
-                    NodeId{node}};
+PhysMapEntry region(u64 start, u64 end, PhysKind kind, u32 node = 0) {
+  return PhysMapEntry{mm::PhysRange::try_from(PhysAddr::from(start), PhysAddr::from(end)).value(), kind,
+                      NodeId{node}};
 }
 Frame4K frame_at(u64 addr) { return Frame4K::from_start(PhysAddr::from(addr)).value(); }
 
@@ -74,13 +74,13 @@ constexpr u64 kSize = 8 * MiB;
 constexpr u64 kKernel = 17 * MiB;
 constexpr u64 kFirmware = 20 * MiB;
 constexpr u64 kHole = 20 * MiB + 64 * KiB;
-ktl::Array<PhysRegion, 5> standard_map() {
+ktl::Array<PhysMapEntry, 5> standard_map() {
   return {{
-      region(16 * MiB, 17 * MiB, RegionKind::Usable),
-      region(kKernel, kKernel + 256 * KiB, RegionKind::KernelImage),
-      region(kKernel + 256 * KiB, 20 * MiB, RegionKind::Usable),
-      region(kFirmware, kHole, RegionKind::Firmware),
-      region(21 * MiB, 24 * MiB, RegionKind::Usable),
+      region(16 * MiB, 17 * MiB, PhysKind::Usable),
+      region(kKernel, kKernel + 256 * KiB, PhysKind::KernelImage),
+      region(kKernel + 256 * KiB, 20 * MiB, PhysKind::Usable),
+      region(kFirmware, kHole, PhysKind::Firmware),
+      region(21 * MiB, 24 * MiB, PhysKind::Usable),
   }};
 }
 constexpr u64 kUsableBytes = 1 * MiB + (3 * MiB - 256 * KiB) + 3 * MiB;
@@ -97,8 +97,8 @@ constexpr u64 kUsableBytes = 1 * MiB + (3 * MiB - 256 * KiB) + 3 * MiB;
 #define STANDARD_PMM() PMM_ON(standard_map(), kBase, kSize)
 
 bool in_usable(u64 addr) {
-  for (const PhysRegion& r : standard_map()) {
-    if (r.kind == RegionKind::Usable && r.range.contains(PhysAddr::from(addr))) return true;
+  for (const PhysMapEntry& r : standard_map()) {
+    if (r.kind == PhysKind::Usable && r.range.contains(PhysAddr::from(addr))) return true;
   }
   return false;
 }
@@ -233,9 +233,9 @@ KTEST(Pmm, OnlyAtomicRequestsTakeTheReserve) {
 }
 
 KTEST(Pmm, UnalignedRegionEdgesAreNeverHandedOut) {
-  ktl::Array<PhysRegion, 2> map{{
-      region(kBase + 0x800, kBase + 2 * MiB + 0x800, RegionKind::Usable),
-      region(kBase + 2 * MiB + 0x800, kBase + 4 * MiB, RegionKind::Usable),
+  ktl::Array<PhysMapEntry, 2> map{{
+      region(kBase + 0x800, kBase + 2 * MiB + 0x800, PhysKind::Usable),
+      region(kBase + 2 * MiB + 0x800, kBase + 4 * MiB, PhysKind::Usable),
   }};
   PMM_ON(map, kBase, 4 * MiB);
   // The frame at kBase is only partly usable and no region covers its start.
@@ -252,37 +252,37 @@ KTEST(Pmm, RejectsBadMaps) {
   auto mem = KTRY(TestMemory::acquire_at(PhysAddr::from(kBase), kSize));
   {
     Pmm pmm;
-    ktl::Array<PhysRegion, 2> unsorted{
-        {region(20 * MiB, 24 * MiB, RegionKind::Usable), region(16 * MiB, 20 * MiB, RegionKind::Usable)}};
+    ktl::Array<PhysMapEntry, 2> unsorted{
+        {region(20 * MiB, 24 * MiB, PhysKind::Usable), region(16 * MiB, 20 * MiB, PhysKind::Usable)}};
     KEXPECT_EQ(pmm.init(unsorted.span(), mem.window()).error(), PmmError::UnsortedMap);
   }
   {
     Pmm pmm;
-    ktl::Array<PhysRegion, 2> overlapping{{region(16 * MiB, 20 * MiB, RegionKind::Usable),
-                                           region(19 * MiB, 21 * MiB, RegionKind::KernelImage)}};
+    ktl::Array<PhysMapEntry, 2> overlapping{
+        {region(16 * MiB, 20 * MiB, PhysKind::Usable), region(19 * MiB, 21 * MiB, PhysKind::KernelImage)}};
     KEXPECT_EQ(pmm.init(overlapping.span(), mem.window()).error(), PmmError::OverlappingMap);
   }
   {
     Pmm pmm;
-    ktl::Array<PhysRegion, 1> bad_node{{region(16 * MiB, 20 * MiB, RegionKind::Usable, mm::kMaxNumaNodes)}};
+    ktl::Array<PhysMapEntry, 1> bad_node{{region(16 * MiB, 20 * MiB, PhysKind::Usable, mm::kMaxNumaNodes)}};
     KEXPECT_EQ(pmm.init(bad_node.span(), mem.window()).error(), PmmError::UnknownNode);
   }
   {
     Pmm pmm;
-    ktl::Array<PhysRegion, 2> none{{region(16 * MiB, 20 * MiB, RegionKind::Reserved),
-                                    region(20 * MiB, 20 * MiB + 0x800, RegionKind::Usable)}};
+    ktl::Array<PhysMapEntry, 2> none{{region(16 * MiB, 20 * MiB, PhysKind::Reserved),
+                                      region(20 * MiB, 20 * MiB + 0x800, PhysKind::Usable)}};
     KEXPECT_EQ(pmm.init(none.span(), mem.window()).error(), PmmError::NoUsableMemory);
   }
   {
     Pmm pmm;  // one usable frame cannot hold a bitmap and the region table
-    ktl::Array<PhysRegion, 1> tiny{{region(16 * MiB, 16 * MiB + kPage, RegionKind::Usable)}};
+    ktl::Array<PhysMapEntry, 1> tiny{{region(16 * MiB, 16 * MiB + kPage, PhysKind::Usable)}};
     KEXPECT_EQ(pmm.init(tiny.span(), mem.window()).error(), PmmError::NoMemoryForMetadata);
     KEXPECT_EQ(pmm.alloc_page().error(), PmmError::NotInitialized);
     KEXPECT_EQ(pmm.free_page(frame_at(16 * MiB)).error(), PmmError::NotInitialized);
   }
   {
     Pmm pmm;  // the map goes beyond the window, and the metadata would land there
-    ktl::Array<PhysRegion, 1> beyond{{region(16 * MiB, 32 * MiB, RegionKind::Usable)}};
+    ktl::Array<PhysMapEntry, 1> beyond{{region(16 * MiB, 32 * MiB, PhysKind::Usable)}};
     KEXPECT_EQ(pmm.init(beyond.span(), mem.window()).error(), PmmError::MetadataNotMapped);
   }
   {
@@ -296,11 +296,11 @@ KTEST(Pmm, RejectsBadMaps) {
 
 KTEST(Pmm, HolesLargerThanTheMergeGapMakeSeparateArenas) {
   // 3 x 1 MiB of RAM spread over 200 MiB (simulated memory is only touched where metadata goes).
-  ktl::Array<PhysRegion, 4> map{{
-      region(1 * MiB, 2 * MiB, RegionKind::Usable),
-      region(2 * MiB + 32 * MiB, 3 * MiB + 32 * MiB, RegionKind::Usable),  // 32 MiB hole: merged
-      region(150 * MiB, 151 * MiB, RegionKind::Usable),                    // ~116 MiB hole: new arena
-      region(199 * MiB, 200 * MiB, RegionKind::Device),
+  ktl::Array<PhysMapEntry, 4> map{{
+      region(1 * MiB, 2 * MiB, PhysKind::Usable),
+      region(2 * MiB + 32 * MiB, 3 * MiB + 32 * MiB, PhysKind::Usable),  // 32 MiB hole: merged
+      region(150 * MiB, 151 * MiB, PhysKind::Usable),                    // ~116 MiB hole: new arena
+      region(199 * MiB, 200 * MiB, PhysKind::Device),
   }};
   PMM_ON(map, 0, 200 * MiB);
   KEXPECT_EQ(pmm.arena_count(), 2u);
@@ -436,7 +436,7 @@ KTEST(Pmm, RunSearchFindsTheOnlyFittingHole) {
 }
 
 KTEST(Pmm, DmaLimitKeepsRunsBelowFourGibibytes) {
-  ktl::Array<PhysRegion, 1> map{{region(4 * GiB - 4 * MiB, 4 * GiB + 4 * MiB, RegionKind::Usable)}};
+  ktl::Array<PhysMapEntry, 1> map{{region(4 * GiB - 4 * MiB, 4 * GiB + 4 * MiB, PhysKind::Usable)}};
   PMM_ON(map, 4 * GiB - 4 * MiB, 8 * MiB);
   AllocOptions dma{.below = PhysAddr::from(4 * GiB)};
   // One 2 MiB DMA buffer, then single frames until the space below 4 GiB is gone.
@@ -461,10 +461,10 @@ KTEST(Pmm, DmaLimitKeepsRunsBelowFourGibibytes) {
 }
 
 KTEST(Pmm, PreferredNodeFirstThenFallback) {
-  ktl::Array<PhysRegion, 3> map{{
-      region(16 * MiB, 18 * MiB, RegionKind::Usable, 0),
-      region(18 * MiB, 20 * MiB, RegionKind::Usable, 1),
-      region(20 * MiB, 24 * MiB, RegionKind::Usable, 0),
+  ktl::Array<PhysMapEntry, 3> map{{
+      region(16 * MiB, 18 * MiB, PhysKind::Usable, 0),
+      region(18 * MiB, 20 * MiB, PhysKind::Usable, 1),
+      region(20 * MiB, 24 * MiB, PhysKind::Usable, 0),
   }};
   PMM_ON(map, kBase, kSize);
   KEXPECT_EQ(pmm.arena_count(), 3u);
@@ -581,14 +581,14 @@ KTEST(Pmm, ServesPageTablesThroughFrameAllocator) {
 
 KTEST(Pmm, ValuesPrintByName) {
   ktl::InlineString<128> s;
-  ktl::format_to(s, "{} {} {} {}", PmmError::DoubleFree, FrameState::Metadata, RegionKind::KernelImage,
+  ktl::format_to(s, "{} {} {} {}", PmmError::DoubleFree, FrameState::Metadata, PhysKind::KernelImage,
                  NodeId{3});
   KEXPECT(s.view() == ktl::StringView("double free pmm-metadata kernel-image node3"));
   // Every enumerator has a text of its own (and no value past the last has one).
   ktl::EnumTextCheck errors = ktl::check_enum_text<PmmError>();
   KEXPECT(errors.ok);
   KEXPECT_EQ(errors.count, ktl::to_underlying(PmmError::AlreadyInstalled) + 1);
-  KEXPECT(ktl::check_enum_text<RegionKind>().ok);
+  KEXPECT(ktl::check_enum_text<PhysKind>().ok);
   KEXPECT(ktl::check_enum_text<FrameState>().ok);
 }
 

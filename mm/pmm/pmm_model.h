@@ -59,7 +59,7 @@ inline const char* st_name(St s) {
 struct ModelMapEntry {
   u64 start;
   u64 end;
-  mm::RegionKind kind;
+  mm::PhysKind kind;
   u32 node;
 };
 
@@ -76,14 +76,14 @@ class Harness {
   // be fresh (a fuzzer reuses one simulated memory for every input).
   Harness(mm::PhysWindow window, u64 size, const std::vector<ModelMapEntry>& map)
       : base_frame_(window.base().value() / kPage), frames_(size / kPage) {
-    std::vector<mm::PhysRegion> typed;
+    std::vector<mm::PhysMapEntry> typed;
     for (const ModelMapEntry& r : map) {
-      typed.push_back(mm::PhysRegion{
+      typed.push_back(mm::PhysMapEntry{
           mm::PhysRange::try_from(mm::PhysAddr::from(r.start), mm::PhysAddr::from(r.end)).value(), r.kind,
           mm::NodeId{r.node}});
     }
     expected_init_ = predict_init(map);
-    auto r = pmm_.init(ktl::Span<const mm::PhysRegion>(typed), window);
+    auto r = pmm_.init(ktl::Span<const mm::PhysMapEntry>(typed), window);
     if (r.is_err()) {
       init_error_ = r.error();
       bool tolerated = r.error() == mm::PmmError::NoMemoryForMetadata && metadata_may_not_fit_;
@@ -368,7 +368,7 @@ class Harness {
 
   // --- model construction ---
   static std::pair<u64, u64> span_of(const ModelMapEntry& r) {
-    if (r.kind == mm::RegionKind::Usable) {
+    if (r.kind == mm::PhysKind::Usable) {
       u64 a = (r.start + kPage - 1) / kPage, b = r.end / kPage;
       return {a, b > a ? b : a};
     }
@@ -388,7 +388,7 @@ class Harness {
     }
     for (const ModelMapEntry& r : map) {
       auto [a, b] = span_of(r);
-      if (r.kind == mm::RegionKind::Usable && b > a) largest_usable = std::max(largest_usable, b - a);
+      if (r.kind == mm::PhysKind::Usable && b > a) largest_usable = std::max(largest_usable, b - a);
     }
     if (largest_usable == 0) return mm::PmmError::NoUsableMemory;
     // The bitmaps of a few arenas fit in a few frames; a tiny map may legitimately have no room.
@@ -407,7 +407,7 @@ class Harness {
         if (!in_range(f)) return fail("region frame %s outside simulated memory", addr_text(f).c_str());
         u64 i = f - base_frame_;
         if (st_[i] != St::Hole) continue;  // an edge frame shared by two grown reserved regions
-        st_[i] = r.kind == mm::RegionKind::Usable ? St::Free : St::Reserved;
+        st_[i] = r.kind == mm::PhysKind::Usable ? St::Free : St::Reserved;
         node_[i] = static_cast<std::uint8_t>(r.node);
       }
       count_[r.node].present = count_[r.node].present || b > a;

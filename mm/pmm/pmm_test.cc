@@ -24,17 +24,17 @@ using ktl::u64;
 using mm::AllocatedFrames;
 using mm::Frame4K;
 using mm::PhysAddr;
-using mm::PhysRegion;
+using mm::PhysKind;
+using mm::PhysMapEntry;
 using mm::Pmm;
 using mm::PmmError;
-using mm::RegionKind;
 
 constexpr u64 KiB = 1024, MiB = 1024 * KiB, GiB = 1024 * MiB;
 constexpr u64 kPage = 4096;
 
-PhysRegion region(u64 start, u64 end, RegionKind kind, unsigned node = 0) {
-  return PhysRegion{mm::PhysRange::try_from(PhysAddr::from(start), PhysAddr::from(end)).value(), kind,
-                    mm::NodeId{node}};
+PhysMapEntry region(u64 start, u64 end, PhysKind kind, unsigned node = 0) {
+  return PhysMapEntry{mm::PhysRange::try_from(PhysAddr::from(start), PhysAddr::from(end)).value(), kind,
+                      mm::NodeId{node}};
 }
 Frame4K frame_at(u64 addr) { return Frame4K::from_start(PhysAddr::from(addr)).value(); }
 
@@ -42,10 +42,10 @@ Frame4K frame_at(u64 addr) { return Frame4K::from_start(PhysAddr::from(addr)).va
 class PmmFixture : public testing::Test {
  protected:
   void SetUp() override {
-    map_ = {region(16 * MiB, 17 * MiB, RegionKind::Usable),
-            region(17 * MiB, 17 * MiB + 64 * KiB, RegionKind::KernelImage),
-            region(17 * MiB + 64 * KiB, 24 * MiB, RegionKind::Usable)};
-    ASSERT_TRUE(pmm_.init(ktl::Span<const PhysRegion>(map_), mem_.window()).is_ok());
+    map_ = {region(16 * MiB, 17 * MiB, PhysKind::Usable),
+            region(17 * MiB, 17 * MiB + 64 * KiB, PhysKind::KernelImage),
+            region(17 * MiB + 64 * KiB, 24 * MiB, PhysKind::Usable)};
+    ASSERT_TRUE(pmm_.init(ktl::Span<const PhysMapEntry>(map_), mem_.window()).is_ok());
     baseline_ = pmm_.free_frame_count();
   }
   // Leak accounting: every test gives back what it took.
@@ -56,7 +56,7 @@ class PmmFixture : public testing::Test {
 
   mm::test_env::TestMemory mem_ =
       mm::test_env::TestMemory::acquire_at(PhysAddr::from(16 * MiB), 16 * MiB).release_value();
-  std::vector<PhysRegion> map_;
+  std::vector<PhysMapEntry> map_;
   Pmm pmm_;
   u64 baseline_ = 0;
 };
@@ -206,12 +206,12 @@ TEST_F(PmmFixture, ConcurrentThreadsNeverShareAFrame) {
 // 64 GiB of simulated RAM (MAP_NORESERVE: only the metadata is ever touched).
 TEST(PmmLarge, SixtyFourGibibytesCostLessThanAHundredthOfAPercent) {
   auto mem = mm::test_env::TestMemory::acquire_at(PhysAddr::from(0), 64 * GiB).release_value();
-  std::vector<PhysRegion> map = {
-      region(0, 640 * KiB, RegionKind::Usable), region(1 * MiB, 2 * MiB, RegionKind::KernelImage),
-      region(2 * MiB, 3 * GiB, RegionKind::Usable), region(3 * GiB, 4 * GiB, RegionKind::Device),
-      region(4 * GiB, 64 * GiB, RegionKind::Usable)};
+  std::vector<PhysMapEntry> map = {
+      region(0, 640 * KiB, PhysKind::Usable), region(1 * MiB, 2 * MiB, PhysKind::KernelImage),
+      region(2 * MiB, 3 * GiB, PhysKind::Usable), region(3 * GiB, 4 * GiB, PhysKind::Device),
+      region(4 * GiB, 64 * GiB, PhysKind::Usable)};
   Pmm pmm;
-  ASSERT_TRUE(pmm.init(ktl::Span<const PhysRegion>(map), mem.window()).is_ok());
+  ASSERT_TRUE(pmm.init(ktl::Span<const PhysMapEntry>(map), mem.window()).is_ok());
   const u64 baseline = pmm.free_frame_count();
   mm::MemStats s = pmm.stats();
   const u64 ram = s.total_bytes - s.reserved_bytes;

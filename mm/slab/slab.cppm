@@ -67,6 +67,7 @@ import ktl;
 import mm.addr;
 import mm.arch;
 import mm.frame_table;
+import mm.frames;
 import mm.pmm;
 import mm.slab.cpu;
 
@@ -114,7 +115,8 @@ class SlabCache {
   // One object (constructed if the cache has a constructor), or null when out of memory.
   // In hardened mode the object's redzone starts after `requested` bytes (<= object_size()).
   [[nodiscard]] inline void* alloc() { return alloc_sized(size_); }
-  [[nodiscard]] inline void* alloc_sized(usize requested) {
+  // `context` reaches the PMM when the cache grows (only Atomic may take the PMM's reserve).
+  [[nodiscard]] inline void* alloc_sized(usize requested, AllocContext context = AllocContext::MayBlock) {
     void* object = nullptr;
     if (cpu_slot_ != slab_cpu::kNoSlot) {
       slab_cpu::CpuPin pin;
@@ -123,17 +125,17 @@ class SlabCache {
       if (m != nullptr && !m->empty()) [[likely]] {
         object = m->pop();
       } else {
-        object = alloc_slow(pin.block(), slot);
+        object = alloc_slow(pin.block(), slot, context);
       }
     } else {
-      object = alloc_direct();
+      object = alloc_direct(context);
     }
     if (object != nullptr) on_alloc(object, requested);
     return object;
   }
   // The complete paths, out of line: callers with their own fast path (kmalloc, kfree) tail-call
   // these for everything else, so the fast path itself needs no stack frame.
-  [[nodiscard]] void* alloc_general(usize requested);
+  [[nodiscard]] void* alloc_general(usize requested, AllocContext context = AllocContext::MayBlock);
   void free_general(void* object);
   [[nodiscard]] inline bool has_cpu_slot() const { return cpu_slot_ != slab_cpu::kNoSlot; }
   // Frees an object of this cache. Hardened caches check that it is one (foreign, interior and
@@ -241,20 +243,21 @@ class SlabCache {
   // Frees every slab (the cache must be empty) and the magazines. Contract: no per-CPU magazines.
   void teardown() EXCLUDES(lock_);
 
-  [[nodiscard]] void* alloc_slow(slab_cpu::CpuBlock& block, slab_cpu::CpuSlot& slot) EXCLUDES(lock_);
+  [[nodiscard]] void* alloc_slow(slab_cpu::CpuBlock& block, slab_cpu::CpuSlot& slot, AllocContext context)
+      EXCLUDES(lock_);
   void free_slow(slab_cpu::CpuBlock& block, slab_cpu::CpuSlot& slot, void* object) EXCLUDES(lock_);
-  [[nodiscard]] void* alloc_direct() EXCLUDES(lock_);
+  [[nodiscard]] void* alloc_direct(AllocContext context) EXCLUDES(lock_);
   void free_direct(void* object) EXCLUDES(lock_);
 
-  [[nodiscard]] void* alloc_one_locked(bool may_grow = true) REQUIRES(lock_);
+  [[nodiscard]] void* alloc_one_locked(AllocContext context, bool may_grow = true) REQUIRES(lock_);
   void free_one_locked(void* object, SlabDesc* slab) REQUIRES(lock_);
-  void fill_locked(slab_cpu::Magazine& m) REQUIRES(lock_);
+  void fill_locked(slab_cpu::Magazine& m, AllocContext context) REQUIRES(lock_);
   void flush_locked(slab_cpu::Magazine& m) REQUIRES(lock_);
   [[nodiscard]] slab_cpu::Magazine* take_empty_magazine_locked() REQUIRES(lock_);
   void put_empty_magazine_locked(slab_cpu::Magazine* m) REQUIRES(lock_);
   void put_full_magazine_locked(slab_cpu::Magazine* m) REQUIRES(lock_);
   void purge_depot_locked() REQUIRES(lock_);
-  [[nodiscard]] SlabDesc* new_slab_locked() REQUIRES(lock_);
+  [[nodiscard]] SlabDesc* new_slab_locked(AllocContext context) REQUIRES(lock_);
   // Unlinks and frees one empty slab; returns its frames (the caller frees them unlocked).
   [[nodiscard]] AllocatedFrames release_slab_locked(SlabDesc* slab) REQUIRES(lock_);
   void list_move_locked(SlabDesc* slab, ListId to) REQUIRES(lock_);
@@ -433,7 +436,7 @@ class SlabAllocator {
   friend class SlabCache;
   static constexpr u32 kMagazineKinds = 3;
 
-  [[nodiscard]] ktl::Result<AllocatedFrames, SlabError> alloc_slab_frames(u32 frames);
+  [[nodiscard]] ktl::Result<AllocatedFrames, SlabError> alloc_slab_frames(u32 frames, AllocContext context);
   [[nodiscard]] u64 next_secret();
   void register_cache(SlabCache* cache) EXCLUDES(registry_lock_);
   void unregister_cache(SlabCache* cache) EXCLUDES(registry_lock_);

@@ -100,13 +100,15 @@ void SlabAllocator::unregister_cache(SlabCache* cache) {
   }
 }
 
-ktl::Result<AllocatedFrames, SlabError> SlabAllocator::alloc_slab_frames(u32 frames) {
+ktl::Result<AllocatedFrames, SlabError> SlabAllocator::alloc_slab_frames(u32 frames, AllocContext context) {
   u64 budget = fail_after_.load(ktl::MemoryOrder::Relaxed);
   if (budget != ~u64{0}) {
     if (budget == 0) return ktl::Err(SlabError::OutOfMemory);
     fail_after_.fetch_sub(1, ktl::MemoryOrder::Relaxed);
   }
-  auto r = pmm_->alloc_contiguous(frames, kPageSize);
+  AllocOptions options;
+  options.context = context;
+  auto r = pmm_->alloc_contiguous(frames, kPageSize, options);
   if (r.is_err()) return ktl::Err(to_slab_error(r.error()));
   return r.release_value();
 }

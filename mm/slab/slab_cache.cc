@@ -200,8 +200,8 @@ void SlabCache::init_slab_objects(SlabDesc& slab) {
   asan_poison(slab.base, end);
 }
 
-SlabDesc* SlabCache::new_slab_locked() {
-  auto frames = owner_->alloc_slab_frames(slab_frames_);
+SlabDesc* SlabCache::new_slab_locked(AllocContext context) {
+  auto frames = owner_->alloc_slab_frames(slab_frames_, context);
   if (frames.is_err()) return nullptr;
   AllocatedFrames owned = frames.release_value();
   usize bytes = usize{slab_frames_} * kPageSize;
@@ -262,10 +262,10 @@ void SlabCache::list_move_locked(SlabDesc* slab, ListId to) {
   ++lists_[to].count;
 }
 
-void* SlabCache::alloc_one_locked(bool may_grow) {
+void* SlabCache::alloc_one_locked(AllocContext context, bool may_grow) {
   SlabDesc* slab = lists_[kPartial].head;
   if (slab == nullptr) slab = lists_[kEmpty].head;
-  if (slab == nullptr && may_grow) slab = new_slab_locked();
+  if (slab == nullptr && may_grow) slab = new_slab_locked(context);
   if (slab == nullptr) return nullptr;
   check_desc(*slab);
   u64 head = slab->freelist ^ secret_ ^ __builtin_bswap64(addr(&slab->freelist));
@@ -295,11 +295,11 @@ void SlabCache::free_one_locked(void* object, SlabDesc* slab) {
   list_move_locked(slab, slab->inuse == 0 ? kEmpty : kPartial);
 }
 
-void SlabCache::fill_locked(Magazine& m) {
+void SlabCache::fill_locked(Magazine& m, AllocContext context) {
   // From the slabs there are, growing by at most one slab: a refill never builds slabs just to
   // park their objects in a magazine.
   while (!m.full()) {
-    void* object = alloc_one_locked(m.empty());
+    void* object = alloc_one_locked(context, m.empty());
     if (object == nullptr) break;
     m.push(object);
   }
@@ -377,12 +377,14 @@ void SlabCache::return_magazines(CpuSlot& slot) {
   slot = CpuSlot{nullptr, nullptr};
 }
 
-void* SlabCache::alloc_general(usize requested) { return alloc_sized(requested); }
+void* SlabCache::alloc_general(usize requested, AllocContext context) {
+  return alloc_sized(requested, context);
+}
 void SlabCache::free_general(void* object) { free_known(object); }
 
 // --- the paths below the per-CPU layer ---------------------------------------------------------------
-void* SlabCache::alloc_slow(CpuBlock& block, CpuSlot& slot) {
-  if (!slab_cpu::ensure_registered(block)) return alloc_direct();
+void* SlabCache::alloc_slow(CpuBlock& block, CpuSlot& slot, AllocContext context) {
+  if (!slab_cpu::ensure_registered(block)) return alloc_direct(context);
   if (slot.previous != nullptr && !slot.previous->empty()) {
     ktl::swap(slot.loaded, slot.previous);
     return slot.loaded->pop();
@@ -399,10 +401,10 @@ void* SlabCache::alloc_slow(CpuBlock& block, CpuSlot& slot) {
   Magazine* m = slot.loaded;
   if (m == nullptr) {
     m = take_empty_magazine_locked();
-    if (m == nullptr) return alloc_one_locked();
+    if (m == nullptr) return alloc_one_locked(context);
     slot.loaded = m;
   }
-  fill_locked(*m);
+  fill_locked(*m, context);
   return m->empty() ? nullptr : m->pop();
 }
 
@@ -434,9 +436,9 @@ void SlabCache::free_slow(CpuBlock& block, CpuSlot& slot, void* object) {
   empty->push(object);
 }
 
-void* SlabCache::alloc_direct() {
+void* SlabCache::alloc_direct(AllocContext context) {
   ktl::LockGuard guard(lock_);
-  return alloc_one_locked();
+  return alloc_one_locked(context);
 }
 
 void SlabCache::free_direct(void* object) {

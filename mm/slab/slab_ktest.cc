@@ -9,6 +9,7 @@ import ktest;
 import mm.addr;
 import mm.arch;
 import mm.compat;
+import mm.frames;
 import mm.heap;
 import mm.testing.env;
 import mm.pmm;
@@ -53,6 +54,29 @@ KTEST(Slab, AllocatesDistinctAlignedObjectsAndAccountsForThem) {
   KEXPECT_EQ(info.waste_bytes, info.frames * mm::kPageSize - info.objects * 40);
   KEXPECT_EQ(info.full_slabs + info.partial_slabs + info.empty_slabs, info.slabs);
   for (usize i = 0; i < kCount; ++i) c->free(objects[i]);
+  KEXPECT_OK(env.slab().destroy_cache(c));
+  KEXPECT_EQ(env.balance(), balance);
+}
+
+// A cache grows with the caller's context: when only the PMM's atomic reserve is left, a new slab
+// is refused to MayBlock and NoReclaim allocations and given to Atomic ones.
+KTEST(Slab, OnlyAtomicAllocationsGrowACacheIntoThePmmReserve) {
+  auto env = KTRY(TestHeap::create());
+  u64 balance = env.balance();
+  SlabCache* c = KTRY(env.slab().create_cache("context-64", 64, 8));
+  const u64 previous = env.pmm().atomic_reserve();
+  KASSERT_OK(env.pmm().set_atomic_reserve(env.pmm().free_frame_count()));
+  void* refused = c->alloc();
+  void* refused_too = c->alloc_sized(64, mm::AllocContext::NoReclaim);
+  void* object = c->alloc_sized(64, mm::AllocContext::Atomic);
+  KASSERT_OK(env.pmm().set_atomic_reserve(previous));
+  KEXPECT(refused == nullptr);
+  KEXPECT(refused_too == nullptr);
+  KEXPECT(object != nullptr);
+  ktl::Array<void*, 3> objects{refused, refused_too, object};
+  for (void* p : objects) {
+    if (p != nullptr) c->free(p);
+  }
   KEXPECT_OK(env.slab().destroy_cache(c));
   KEXPECT_EQ(env.balance(), balance);
 }

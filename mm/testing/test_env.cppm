@@ -8,7 +8,7 @@
 //    through the direct map, so every byte is real). acquire_at() presents it at physical
 //    addresses the test chooses: the window claims them while the bytes stay where the
 //    environment found them, so PMM maps and high addresses mean the same on host and kernel.
-//  * TestHeap: a private heap (its own PMM over its own memory, its own heap region) that no one
+//  * TestHeap: a private heap (its own PMM over its own memory, its own large-object area) that no one
 //    else uses, so tests can count frames exactly. Its destruction checks that every frame came
 //    back to that PMM (a leak panics with the counts).
 //

@@ -51,12 +51,12 @@ struct MmEnv {
         tables(mem.window(), mm::PhysRange::with_size(mem.base() + kDataBytes, kBytes - kDataBytes).value()) {
   }
   [[nodiscard]] ktl::Result<void, mm::PmmError> init() {
-    const mm::PhysRegion map[] = {
-        {mm::PhysRange::with_size(mem.base(), kDataBytes).value(), mm::RegionKind::Usable, mm::NodeId{0}},
+    const mm::PhysMapEntry map[] = {
+        {mm::PhysRange::with_size(mem.base(), kDataBytes).value(), mm::PhysKind::Usable, mm::NodeId{0}},
         {mm::PhysRange::with_size(mem.base() + kDataBytes, kBytes - kDataBytes).value(),
-         mm::RegionKind::PageTables, mm::NodeId{0}},
+         mm::PhysKind::PageTables, mm::NodeId{0}},
     };
-    return pmm.init(ktl::Span<const mm::PhysRegion>(map), mem.window());
+    return pmm.init(ktl::Span<const mm::PhysMapEntry>(map), mem.window());
   }
 };
 

@@ -35,10 +35,10 @@ class MappingHostTest : public testing::Test {
     memory_.emplace(mm::test_env::TestMemory::acquire(16 * kMiB).release_value());
     tables_.emplace(memory_->window(),
                     mm::PhysRange::with_size(memory_->base() + 12 * kMiB, 4 * kMiB).value());
-    const mm::PhysRegion map[] = {
-        {mm::PhysRange::with_size(memory_->base(), 12 * kMiB).value(), mm::RegionKind::Usable, mm::NodeId{0}},
+    const mm::PhysMapEntry map[] = {
+        {mm::PhysRange::with_size(memory_->base(), 12 * kMiB).value(), mm::PhysKind::Usable, mm::NodeId{0}},
     };
-    ASSERT_TRUE(pmm_.init(ktl::Span<const mm::PhysRegion>(map), memory_->window()).is_ok());
+    ASSERT_TRUE(pmm_.init(ktl::Span<const mm::PhysMapEntry>(map), memory_->window()).is_ok());
     loader_.emplace(mm::PageTable<paging::X86_64>::create(memory_->window(), *tables_).release_value());
     ASSERT_TRUE(loader_->install_recursive_slot(510).is_ok());
     kernel_.emplace(mm::KernelAddressSpace::adopt_kernel(memory_->window(), *tables_, loader_->root(),
@@ -195,9 +195,9 @@ void destroy_a_space_with_a_live_mapping() {
   mm::paging_testing::ArenaFrames tables(
       memory.window(), mm::PhysRange::with_size(memory.base() + 12 * kMiB, 4 * kMiB).value());
   mm::Pmm pmm;
-  const mm::PhysRegion map[] = {
-      {mm::PhysRange::with_size(memory.base(), 12 * kMiB).value(), mm::RegionKind::Usable, mm::NodeId{0}}};
-  (void)pmm.init(ktl::Span<const mm::PhysRegion>(map), memory.window());
+  const mm::PhysMapEntry map[] = {
+      {mm::PhysRange::with_size(memory.base(), 12 * kMiB).value(), mm::PhysKind::Usable, mm::NodeId{0}}};
+  (void)pmm.init(ktl::Span<const mm::PhysMapEntry>(map), memory.window());
   auto loader = mm::PageTable<paging::X86_64>::create(memory.window(), tables).release_value();
   ktl::Optional<mm::KernelMapping> leaked;
   {

@@ -12,7 +12,7 @@
 // faults. Alignment is absolute (of the address, not of the offset in the window). The allocator
 // only reserves addresses: it maps nothing.
 //
-// Locking: none of its own. The owner serializes every call (the heap: heap.region).
+// Locking: none of its own. The owner serializes every call (the heap: heap.large_objects).
 module;
 
 #include <ktl/macros.h>

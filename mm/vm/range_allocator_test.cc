@@ -31,10 +31,10 @@ VirtRange range(u64 start, u64 pages) {
 class RangeAllocatorTest : public testing::Test {
  protected:
   void SetUp() override {
-    const mm::PhysRegion map[] = {
-        {mm::PhysRange::with_size(memory_.base(), 4 * kMiB).value(), mm::RegionKind::Usable, mm::NodeId{0}},
+    const mm::PhysMapEntry map[] = {
+        {mm::PhysRange::with_size(memory_.base(), 4 * kMiB).value(), mm::PhysKind::Usable, mm::NodeId{0}},
     };
-    ASSERT_TRUE(pmm_.init(ktl::Span<const mm::PhysRegion>(map), memory_.window()).is_ok());
+    ASSERT_TRUE(pmm_.init(ktl::Span<const mm::PhysMapEntry>(map), memory_.window()).is_ok());
     baseline_ = pmm_.free_frame_count();
   }
   void TearDown() override { EXPECT_EQ(pmm_.free_frame_count(), baseline_); }
