@@ -133,7 +133,7 @@ struct BootBlock {
   ktl::Span<u8> raw_map;
   ktl::Span<loader::FirmwareRange> firmware;
   ktl::Span<u64> scratch;
-  ktl::Span<boot::MemoryRegion> regions;
+  ktl::Span<boot::MemoryMapEntry> regions;
 };
 
 template <class T>
@@ -656,7 +656,7 @@ efi::Result<BootBlock> allocate_boot_block(Loader& l, const Extras& x) {
   usize out_entries = loader::output_entries_needed(max_descriptors, kPlacements);
   u64 block_bytes = 3 * kPage + raw_map_bytes + max_descriptors * sizeof(loader::FirmwareRange) +
                     loader::scratch_entries_needed(max_descriptors, kPlacements) * sizeof(u64) +
-                    out_entries * sizeof(boot::MemoryRegion) + 128;
+                    out_entries * sizeof(boot::MemoryMapEntry) + 128;
   auto block_r = l.bs.allocate_pages(pages_for(block_bytes));
   if (block_r.is_err())
     return ktl::Err(fail(l, "cannot allocate the boot information block", block_r.error()));
@@ -674,7 +674,7 @@ efi::Result<BootBlock> allocate_boot_block(Loader& l, const Extras& x) {
   block.raw_map = carve<u8>(cursor, raw_map_bytes);
   block.firmware = carve<loader::FirmwareRange>(cursor, max_descriptors);
   block.scratch = carve<u64>(cursor, loader::scratch_entries_needed(max_descriptors, kPlacements));
-  block.regions = carve<boot::MemoryRegion>(cursor, out_entries);
+  block.regions = carve<boot::MemoryMapEntry>(cursor, out_entries);
   for (usize i = 0; i < x.cmdline_size; ++i) block.cmdline[i] = x.cmdline[i];
   // Null, 64-bit kernel code (DPL 0, present, L), kernel data (writable, present).
   block.gdt[0] = 0;
@@ -716,7 +716,7 @@ efi::Result<Tables> build_page_tables(Loader& l, BootBlock& block, const Placed&
         fail(l, "the hand-off trampoline is not alone in one page (build problem)", efi::Status::LoadError));
   }
   loader::x86_64::AddressSpaceSpec spec{
-      ktl::Span<const boot::MemoryRegion>(block.regions.first(physical.value())),
+      ktl::Span<const boot::MemoryMapEntry>(block.regions.first(physical.value())),
       boot::layout::kDirectMapBase,
       trampoline,
       ktl::Span<const loader::x86_64::SegmentMapping>(p.segments.span()).first(image.segment_count),

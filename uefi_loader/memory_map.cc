@@ -117,7 +117,8 @@ u32 kind_priority(MemoryKind kind) {
 
 ktl::Result<usize, MapError> normalise_memory_map(ktl::Span<const FirmwareRange> firmware,
                                                   ktl::Span<const Placement> placements,
-                                                  ktl::Span<u64> scratch, ktl::Span<boot::MemoryRegion> out) {
+                                                  ktl::Span<u64> scratch,
+                                                  ktl::Span<boot::MemoryMapEntry> out) {
   if (scratch.size() < scratch_entries_needed(firmware.size(), placements.size())) {
     return ktl::Err(MapError::ScratchTooSmall);
   }
@@ -149,14 +150,14 @@ ktl::Result<usize, MapError> normalise_memory_map(ktl::Span<const FirmwareRange>
     for (const Placement& p : placements) consider(placement_interval(p));
     if (!covered) continue;  // a hole: neither RAM nor anything else
     if (count > 0) {
-      boot::MemoryRegion& last = out[count - 1];
+      boot::MemoryMapEntry& last = out[count - 1];
       if (last.kind == best && last.base + last.size == lo) {
         last.size += hi - lo;
         continue;
       }
     }
     if (count == out.size()) return ktl::Err(MapError::OutputTooSmall);
-    out[count++] = boot::MemoryRegion{lo, hi - lo, best, 0};
+    out[count++] = boot::MemoryMapEntry{lo, hi - lo, best, 0};
   }
   return count;
 }

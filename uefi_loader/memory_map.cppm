@@ -1,5 +1,5 @@
 // loader.memory_map: turns the firmware's memory map plus what the loader placed into the
-// kernel's normalised map (boot::MemoryRegion): sorted, page aligned, non-overlapping, merged.
+// kernel's normalised map (boot::MemoryMapEntry): sorted, page aligned, non-overlapping, merged.
 //
 // Runs after ExitBootServices, so it allocates nothing: the caller passes scratch and output
 // space sized before the final GetMemoryMap. Pure code, tested on the host with hostile maps
@@ -69,6 +69,6 @@ enum class MapError : u32 { OutputTooSmall, ScratchTooSmall };
 [[nodiscard]] ktl::Result<usize, MapError> normalise_memory_map(ktl::Span<const FirmwareRange> firmware,
                                                                 ktl::Span<const Placement> placements,
                                                                 ktl::Span<u64> scratch,
-                                                                ktl::Span<boot::MemoryRegion> out);
+                                                                ktl::Span<boot::MemoryMapEntry> out);
 
 }  // namespace loader

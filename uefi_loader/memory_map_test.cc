@@ -13,18 +13,18 @@ using boot::MemoryKind;
 using loader::FirmwareRange;
 using loader::Placement;
 
-std::vector<boot::MemoryRegion> normalise(const std::vector<FirmwareRange>& fw,
-                                          const std::vector<Placement>& pl) {
+std::vector<boot::MemoryMapEntry> normalise(const std::vector<FirmwareRange>& fw,
+                                            const std::vector<Placement>& pl) {
   std::vector<ktl::u64> scratch(loader::scratch_entries_needed(fw.size(), pl.size()));
-  std::vector<boot::MemoryRegion> out(loader::output_entries_needed(fw.size(), pl.size()));
+  std::vector<boot::MemoryMapEntry> out(loader::output_entries_needed(fw.size(), pl.size()));
   auto n = loader::normalise_memory_map(ktl::Span<const FirmwareRange>(fw), ktl::Span<const Placement>(pl),
-                                        ktl::Span<ktl::u64>(scratch), ktl::Span<boot::MemoryRegion>(out));
+                                        ktl::Span<ktl::u64>(scratch), ktl::Span<boot::MemoryMapEntry>(out));
   EXPECT_TRUE(n.is_ok());
   out.resize(n.value());
   return out;
 }
 
-void expect_sorted_disjoint(const std::vector<boot::MemoryRegion>& m) {
+void expect_sorted_disjoint(const std::vector<boot::MemoryMapEntry>& m) {
   for (size_t i = 0; i < m.size(); ++i) {
     EXPECT_GT(m[i].size, 0u);
     EXPECT_EQ(m[i].base % 4096, 0u);
@@ -118,9 +118,9 @@ TEST(MemoryMap, UnknownTypesAndRuntimeAttributeAreReserved) {
 TEST(MemoryMap, TooSmallBuffersAreErrorsNotOverflows) {
   std::vector<FirmwareRange> fw = {{0x0, 1, 7, 0}, {0x2000, 1, 0, 0}, {0x4000, 1, 7, 0}};
   std::vector<ktl::u64> scratch(6);
-  std::vector<boot::MemoryRegion> out(1);
+  std::vector<boot::MemoryMapEntry> out(1);
   auto n = loader::normalise_memory_map(ktl::Span<const FirmwareRange>(fw), {}, ktl::Span<ktl::u64>(scratch),
-                                        ktl::Span<boot::MemoryRegion>(out));
+                                        ktl::Span<boot::MemoryMapEntry>(out));
   ASSERT_TRUE(n.is_err());
   EXPECT_EQ(n.error(), loader::MapError::OutputTooSmall);
 }

@@ -138,10 +138,10 @@ namespace {
 // Calls fn(base, size, cache) for maximal runs of physically adjacent regions that share a cache
 // type in the selected map (so large pages can span firmware entries of different kinds).
 template <class Select, class Fn>
-void for_each_run(ktl::Span<const boot::MemoryRegion> regions, Select select, Fn fn) {
+void for_each_run(ktl::Span<const boot::MemoryMapEntry> regions, Select select, Fn fn) {
   u64 run_base = 0, run_end = 0;
   ktl::Optional<Cache> run_cache;
-  for (const boot::MemoryRegion& r : regions) {
+  for (const boot::MemoryMapEntry& r : regions) {
     ktl::Optional<Cache> c = select(r.kind);
     bool extends = run_cache && c && *run_cache == *c && r.base == run_end;
     if (!extends) {

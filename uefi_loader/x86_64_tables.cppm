@@ -104,7 +104,7 @@ struct SegmentMapping {
 struct AddressSpaceSpec {
   // Physical memory: sorted, disjoint, page-aligned regions (normalise_memory_map's output over
   // the firmware map plus the framebuffer).
-  ktl::Span<const boot::MemoryRegion> physical;
+  ktl::Span<const boot::MemoryMapEntry> physical;
   u64 direct_map_base;
   u64 trampoline_page;  // identity-mapped read-execute (0: none)
   ktl::Span<const SegmentMapping> kernel;

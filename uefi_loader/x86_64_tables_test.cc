@@ -14,7 +14,7 @@ import mm.paging.x86;
 namespace {
 
 using boot::MemoryKind;
-using boot::MemoryRegion;
+using boot::MemoryMapEntry;
 using loader::x86_64::Access;
 namespace x = loader::x86_64;
 namespace pte = mm::paging::x86;
@@ -92,7 +92,7 @@ const Leaf* lookup(const std::vector<Leaf>& leaves, ktl::u64 va) {
 
 struct Fixture {
   // OVMF-like, 6 GiB: low RAM with a hole, ACPI tables, runtime services, the MMIO flash, RAM above 4 GiB.
-  std::vector<MemoryRegion> physical = {
+  std::vector<MemoryMapEntry> physical = {
       {0x0, 0xa0000, MemoryKind::Usable, 0},
       {0x100000, 0x7f00000, MemoryKind::Usable, 0},
       {0x8000000, 0x800000, MemoryKind::LoaderReclaimable, 0},
@@ -114,7 +114,7 @@ struct Fixture {
   ktl::u64 guard = kKernel + 0xa000;
   ktl::u64 trampoline = 0x8012000;
   x::AddressSpaceSpec spec() const {
-    return {ktl::Span<const MemoryRegion>(physical),
+    return {ktl::Span<const MemoryMapEntry>(physical),
             kDirect,
             trampoline,
             ktl::Span<const x::SegmentMapping>(kernel),

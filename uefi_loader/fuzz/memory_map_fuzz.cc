@@ -188,27 +188,28 @@ Expected expected_at(const std::vector<Range>& ranges, u128 at) {
 struct Outcome {
   bool ok;
   loader::MapError error;
-  std::vector<boot::MemoryRegion> regions;
+  std::vector<boot::MemoryMapEntry> regions;
 };
 
 Outcome normalise(const std::vector<loader::FirmwareRange>& fw, const std::vector<loader::Placement>& pl,
                   std::size_t scratch_entries, std::size_t out_entries) {
   // Exact sizes on the heap: ASan reports any write past them.
   std::vector<u64> scratch(scratch_entries);
-  std::vector<boot::MemoryRegion> out(out_entries, boot::MemoryRegion{0xdead, 0xbeef, MemoryKind::Bad, 7});
+  std::vector<boot::MemoryMapEntry> out(out_entries,
+                                        boot::MemoryMapEntry{0xdead, 0xbeef, MemoryKind::Bad, 7});
   auto r = loader::normalise_memory_map(ktl::Span<const loader::FirmwareRange>(fw),
                                         ktl::Span<const loader::Placement>(pl), ktl::Span<u64>(scratch),
-                                        ktl::Span<boot::MemoryRegion>(out));
+                                        ktl::Span<boot::MemoryMapEntry>(out));
   if (r.is_err()) return {false, r.error(), {}};
   if (r.value() > out.size()) fail("count larger than the output buffer", r.value(), out.size());
   out.resize(r.value());
   return {true, loader::MapError::OutputTooSmall, out};
 }
 
-void check_form(const std::vector<boot::MemoryRegion>& m, std::size_t max) {
+void check_form(const std::vector<boot::MemoryMapEntry>& m, std::size_t max) {
   if (m.size() > max) fail("more regions than output_entries_needed", m.size(), max);
   for (std::size_t i = 0; i < m.size(); ++i) {
-    const boot::MemoryRegion& r = m[i];
+    const boot::MemoryMapEntry& r = m[i];
     const auto kind = ktl::to_underlying(r.kind);
     if (kind < 1 || kind > 14) fail("invalid kind", i, kind);
     if (r.size == 0) fail("empty region", r.base);
@@ -216,7 +217,7 @@ void check_form(const std::vector<boot::MemoryRegion>& m, std::size_t max) {
     if (u128{r.base} + r.size > kLimit) fail("region wraps or reaches the last page", r.base, r.size);
     if (r.numa_node != 0) fail("numa_node set", r.base, r.numa_node);
     if (i > 0) {
-      const boot::MemoryRegion& p = m[i - 1];
+      const boot::MemoryMapEntry& p = m[i - 1];
       if (p.base + p.size > r.base) fail("regions unsorted or overlapping", p.base, r.base);
       if (p.base + p.size == r.base && p.kind == r.kind)
         fail("neighbours of one kind not merged", p.base, r.base);
@@ -224,7 +225,7 @@ void check_form(const std::vector<boot::MemoryRegion>& m, std::size_t max) {
   }
 }
 
-void check_content(const std::vector<boot::MemoryRegion>& m, const std::vector<Range>& ranges) {
+void check_content(const std::vector<boot::MemoryMapEntry>& m, const std::vector<Range>& ranges) {
   // Both the model and the output are constant between consecutive boundaries of either, so
   // comparing at every boundary compares them everywhere.
   std::vector<u128> points{0};
@@ -232,7 +233,7 @@ void check_content(const std::vector<boot::MemoryRegion>& m, const std::vector<R
     points.push_back(r.lo);
     points.push_back(r.hi);
   }
-  for (const boot::MemoryRegion& r : m) {
+  for (const boot::MemoryMapEntry& r : m) {
     points.push_back(r.base);
     points.push_back(u128{r.base} + r.size);
   }
