@@ -426,8 +426,10 @@ ktl::Result<u64, PmmError> Pmm::alloc_run(u64 count, u64 align, const AllocOptio
   // The reserve check reads the counter once: CPUs allocating at the same moment can each pass it
   // and together dip into the reserve by one request each (as Linux's watermark checks can).
   u64 floor = options.context == AllocContext::Atomic ? 0 : reserve_.load(ktl::MemoryOrder::Relaxed);
-  if (floor != 0 && free_.load(ktl::MemoryOrder::Relaxed) < floor + count)
+  if (u64 free = free_.load(ktl::MemoryOrder::Relaxed);
+      floor != 0 && (free < floor || free - floor < count)) {
     return ktl::Err(PmmError::OutOfMemory);
+  }
   u64 limit = options.below.has_value() ? options.below.value().value() / kPageSize : kNoLimit;
   auto from = [&](PmmArena& a) {
     auto f = a.alloc(count, align, limit);
