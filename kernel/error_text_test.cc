@@ -63,6 +63,10 @@ KTEST(MemoryInitError, CarriesTheCauseAndTheMmError) {
   // An IST stack without frames is the PMM's error (it used to be PagingError::NoMemory).
   KEXPECT(stacks.pmm_error() == ktl::Optional<mm::PmmError>(mm::PmmError::OutOfMemory));
   KEXPECT(!stacks.paging_error().has_value());
+  InitError table = InitError::frame_table(mm::PmmError::OutOfMemory);
+  KEXPECT_EQ(table.cause(), InitCause::FrameTable);
+  KEXPECT(!(table == stacks));
+  KEXPECT(table.pmm_error() == ktl::Optional<mm::PmmError>(mm::PmmError::OutOfMemory));
   KEXPECT(InitError::stack_mapping(mm::PagingError::AlreadyMapped).paging_error() ==
           ktl::Optional<mm::PagingError>(mm::PagingError::AlreadyMapped));
   KEXPECT(InitError::adopt_tables(mm::PagingError::Reserved).paging_error() ==

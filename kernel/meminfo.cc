@@ -39,7 +39,7 @@ bool MemInfo::consistent() const {
   }
   return total == usable + reserved && reserved == reserved_sum &&
          usable == by_kind[index_of(mm::PhysKind::Usable)] && usable == free + allocated + pmm_metadata &&
-         allocated == kernel_tables + heap() + other &&
+         allocated == kernel_tables + heap() + frame_table + other &&
          loader_tables == by_kind[index_of(mm::PhysKind::PageTables)];
 }
 
@@ -60,7 +60,8 @@ MemInfo compute_meminfo(ktl::Span<const boot::MemoryMapEntry> map, const MemUse&
   m.heap_slabs = use.heap_slab_bytes;
   m.heap_large = use.heap_large_bytes;
   m.heap_metadata = use.heap_metadata_bytes;
-  u64 accounted = m.kernel_tables + m.heap();
+  m.frame_table = use.frame_table_bytes;
+  u64 accounted = m.kernel_tables + m.heap() + m.frame_table;
   // Whatever else the kernel allocated; never negative unless the inputs disagree (then the
   // identities fail and the boot test reports it).
   m.other = m.allocated >= accounted ? m.allocated - accounted : 0;
@@ -82,10 +83,10 @@ void write_meminfo(ktl::FormatSink& out, const MemInfo& m) {
   ktl::format_to(out, "meminfo: usable: free={}K allocated={}K pmm-metadata={}K\n", k(m.free), k(m.allocated),
                  k(m.pmm_metadata));
   ktl::format_to(out,
-                 "meminfo: kernel: image={}K boot-data={}K page-tables={}K heap={}K pmm-metadata={}K "
-                 "other={}K total={}K\n",
+                 "meminfo: kernel: image={}K boot-data={}K page-tables={}K heap={}K frame-table={}K "
+                 "pmm-metadata={}K other={}K total={}K\n",
                  of(mm::PhysKind::KernelImage), of(mm::PhysKind::BootData), k(m.page_tables()), k(m.heap()),
-                 k(m.pmm_metadata), k(m.other), k(m.kernel_total()));
+                 k(m.frame_table), k(m.pmm_metadata), k(m.other), k(m.kernel_total()));
   ktl::format_to(out, "meminfo: page-tables: loader={}K kernel={}K\n", k(m.loader_tables),
                  k(m.kernel_tables));
   ktl::format_to(out, "meminfo: heap: slabs={}K large={}K metadata={}K\n", k(m.heap_slabs), k(m.heap_large),

@@ -13,14 +13,16 @@
 //      meminfo: reserved: kernel-image=K boot-data=K loader-reclaimable=K page-tables=K firmware=K
 //               device=K reserved=K bad=K                       (one line; every reserved byte)
 //      meminfo: usable: free=K allocated=K pmm-metadata=K        (every usable byte)
-//      meminfo: kernel: image=K boot-data=K page-tables=K heap=K pmm-metadata=K other=K total=K
+//      meminfo: kernel: image=K boot-data=K page-tables=K heap=K frame-table=K pmm-metadata=K other=K
+//               total=K                                          (one line)
 //      meminfo: page-tables: loader=K kernel=K
 //      meminfo: heap: slabs=K large=K metadata=K
 //
 //    All values in KiB ("K"). "kernel" is what the kernel itself occupies: its image, the boot data
-//    it runs on, every page table, the heap, the PMM's bitmaps, and "other" frames it allocated
-//    (stacks, test memory). Identities: total = usable + reserved; reserved = the sum of its kinds;
-//    usable = free + allocated + pmm-metadata; allocated = kernel page tables + heap + other.
+//    it runs on, every page table, the heap, the frame table, the PMM's bitmaps, and "other" frames
+//    it allocated (stacks, test memory). Identities: total = usable + reserved; reserved = the sum of
+//    its kinds; usable = free + allocated + pmm-metadata; allocated = kernel page tables + heap +
+//    frame-table + other.
 //
 // Pure functions over values: host tests in meminfo_test.cc.
 module;
@@ -104,6 +106,7 @@ struct MemUse {
   u64 heap_slab_bytes = 0;     // mm::HeapStats, in bytes
   u64 heap_large_bytes = 0;
   u64 heap_metadata_bytes = 0;
+  u64 frame_table_bytes = 0;  // mm::FrameTable::metadata_frames, in bytes
 };
 
 struct MemInfo {
@@ -122,13 +125,14 @@ struct MemInfo {
   u64 heap_slabs = 0;
   u64 heap_large = 0;
   u64 heap_metadata = 0;
-  u64 other = 0;  // allocated frames that are neither page tables nor heap
+  u64 frame_table = 0;  // the per-frame descriptors (mm::FrameTable)
+  u64 other = 0;        // allocated frames that are neither page tables, heap nor frame table
 
   [[nodiscard]] inline u64 heap() const { return heap_slabs + heap_large + heap_metadata; }
   [[nodiscard]] inline u64 page_tables() const { return loader_tables + kernel_tables; }
   [[nodiscard]] inline u64 kernel_total() const {
     return by_kind[index_of(mm::PhysKind::KernelImage)] + by_kind[index_of(mm::PhysKind::BootData)] +
-           page_tables() + heap() + pmm_metadata + other;
+           page_tables() + heap() + frame_table + pmm_metadata + other;
   }
   // The identities in the module comment.
   [[nodiscard]] bool consistent() const;

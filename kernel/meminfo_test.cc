@@ -98,13 +98,14 @@ KTEST(MemInfo, SummaryAccountsForEveryByte) {
   use.heap_slab_bytes = 200 * kKiB;
   use.heap_large_bytes = 64 * kKiB;
   use.heap_metadata_bytes = 8 * kKiB;
+  use.frame_table_bytes = 8 * kKiB;
   kernel::MemInfo m = kernel::compute_meminfo(map.span(), use);
   KEXPECT_EQ(m.usable, usable);
   KEXPECT_EQ(m.total, usable + 1 * kMiB + 128 * kKiB + 32 * kKiB + 96 * kKiB + 192 * kKiB);
-  KEXPECT_EQ(m.other, 16 * kKiB);  // 300 - 12 - 272
+  KEXPECT_EQ(m.other, 8 * kKiB);  // 300 - 12 - 272 - 8
   KEXPECT(m.consistent());
   KEXPECT_EQ(m.kernel_total(),
-             1 * kMiB + 128 * kKiB + 32 * kKiB + 12 * kKiB + 272 * kKiB + 16 * kKiB + 16 * kKiB);
+             1 * kMiB + 128 * kKiB + 32 * kKiB + 12 * kKiB + 272 * kKiB + 8 * kKiB + 16 * kKiB + 8 * kKiB);
 
   ktl::InlineString<2048> text;
   kernel::write_meminfo(text, m);
@@ -116,7 +117,7 @@ KTEST(MemInfo, SummaryAccountsForEveryByte) {
   KEXPECT(text.view().contains("meminfo: usable: free=109888K allocated=300K pmm-metadata=16K\n"));
   KEXPECT(
       text.view().contains("meminfo: kernel: image=1024K boot-data=128K page-tables=44K heap=272K "
-                           "pmm-metadata=16K other=16K total=1500K\n"));
+                           "frame-table=8K pmm-metadata=16K other=8K total=1500K\n"));
   KEXPECT(text.view().contains("meminfo: page-tables: loader=32K kernel=12K\n"));
   KEXPECT(text.view().contains("meminfo: heap: slabs=200K large=64K metadata=8K\n"));
 

@@ -9,6 +9,7 @@ import boot.info;
 import mm.addr;
 import mm.arch;
 import mm.address_space;
+import mm.frame_table;
 import mm.heap;
 import mm.heap.paging;
 import mm.mapping;
@@ -34,6 +35,7 @@ struct State {
   ktl::Span<const boot::MemoryMapEntry> boot_map;
   mm::PhysWindow window;
   mm::Pmm pmm;
+  mm::FrameTable frames;  // the per-frame descriptors of pmm's frames
   ktl::Optional<mm::KernelAddressSpace> space;
   ktl::Optional<HeapSpace> heap_space;
   ktl::Array<ktl::Optional<mm::KernelMapping>, 3> ist_stacks{};
@@ -67,6 +69,7 @@ ktl::Result<void, InitError> init(const Config& c) {
   u64 reserve = ktl::min<u64>(ktl::max<u64>(s.pmm.free_frame_count() / 256, 32), 4096);
   if (auto r = s.pmm.set_atomic_reserve(ktl::min(reserve, s.pmm.free_frame_count() / 2)); r.is_err())
     return ktl::Err(InitError::pmm_init(r.error()));
+  if (auto r = s.frames.init(s.pmm, s.window); r.is_err()) return ktl::Err(InitError::frame_table(r.error()));
   mm::MemStats st = s.pmm.stats();
   klog::info(
       "pmm: {} regions (from the loader's {}), {} arenas, {} MiB free, {} KiB metadata, {} KiB atomic "
@@ -103,8 +106,7 @@ ktl::Result<void, InitError> init(const Config& c) {
   hc.space = &s.heap_space.emplace(space);
   hc.hardening = c.heap_hardening;
   hc.seed = arch::x86_64::rdtsc();  // free-list secrets differ from boot to boot
-  if (auto r = mm::heap::init(s.pmm, s.window, hc); r.is_err())
-    return ktl::Err(InitError::heap_init(r.error()));
+  if (auto r = mm::heap::init(s.frames, hc); r.is_err()) return ktl::Err(InitError::heap_init(r.error()));
   klog::info(
       "heap: {} size classes up to {} KiB, large allocations in {} - {}{}", mm::heap_classes::kCount,
       mm::heap_classes::kMaxSize >> 10, hc.large_objects.start(), hc.large_objects.end(),
@@ -139,6 +141,7 @@ ktl::Result<void, InitError> map_ist_stacks() {
 
 mm::Pmm& pmm() { return g_state.pmm; }
 mm::PhysWindow window() { return g_state.window; }
+mm::FrameTable& frame_table() { return g_state.frames; }
 mm::KernelAddressSpace& kernel_space() { return *g_state.space; }
 mm::Heap& heap() {
   mm::Heap* h = mm::heap::installed();
@@ -168,6 +171,7 @@ MemInfo meminfo() {
     use.heap_large_bytes = hs.large_frames * mm::kPageSize;
     use.heap_metadata_bytes = hs.metadata_frames * mm::kPageSize;
   }
+  use.frame_table_bytes = s.frames.metadata_frames() * mm::kPageSize;
   return compute_meminfo(s.boot_map, use);
 }
 

@@ -28,6 +28,7 @@ import boot.info;
 import mm.addr;
 import mm.arch;
 import mm.address_space;
+import mm.frame_table;
 import mm.heap;
 import mm.heap.paging;
 import mm.paging;
@@ -82,6 +83,8 @@ struct Config {
 
 [[nodiscard]] mm::Pmm& pmm();
 [[nodiscard]] mm::PhysWindow window();  // the direct map
+// The descriptors of the PMM's frames, shared by their owners (the heap's slabs today).
+[[nodiscard]] mm::FrameTable& frame_table();
 [[nodiscard]] mm::KernelAddressSpace& kernel_space();
 [[nodiscard]] mm::Heap& heap();
 // Whether PML4[510] already pointed at the root when the kernel adopted the tables.

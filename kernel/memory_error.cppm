@@ -25,6 +25,7 @@ enum class InitCause : ktl::u32 {
   MapConversion,         // the loader's map did not convert to the PMM's (carries a ConvertError)
   PmmInit,               // Pmm::init refused the converted map (a PmmError)
   PmmInstall,            // install_global_pmm refused (a PmmError)
+  FrameTable,            // no frames for the frame table's root (a PmmError)
   RootOutsideDirectMap,  // BootInfo::page_table_root is not covered by the direct map
   AdoptTables,           // the kernel address space could not adopt the loader's tables (a PagingError)
   HeapInit,              // mm::heap::init failed (a HeapError)
@@ -36,6 +37,7 @@ enum class InitCause : ktl::u32 {
     case InitCause::MapConversion: return "memory map conversion";
     case InitCause::PmmInit: return "PMM init";
     case InitCause::PmmInstall: return "PMM install";
+    case InitCause::FrameTable: return "frame table";
     case InitCause::RootOutsideDirectMap: return "page-table root outside the direct map";
     case InitCause::AdoptTables: return "adopting the loader's page tables";
     case InitCause::HeapInit: return "heap init";
@@ -57,6 +59,9 @@ class InitError {
   }
   [[nodiscard]] static constexpr InitError pmm_install(mm::PmmError e) {
     return with_pmm(InitCause::PmmInstall, e);
+  }
+  [[nodiscard]] static constexpr InitError frame_table(mm::PmmError e) {
+    return with_pmm(InitCause::FrameTable, e);
   }
   [[nodiscard]] static constexpr InitError root_outside_direct_map() {
     return InitError(InitCause::RootOutsideDirectMap);
@@ -83,7 +88,8 @@ class InitError {
     return ktl::nullopt;
   }
   [[nodiscard]] constexpr ktl::Optional<mm::PmmError> pmm_error() const {
-    if (cause_ == InitCause::PmmInit || cause_ == InitCause::PmmInstall || cause_ == InitCause::StackFrames)
+    if (cause_ == InitCause::PmmInit || cause_ == InitCause::PmmInstall || cause_ == InitCause::FrameTable ||
+        cause_ == InitCause::StackFrames)
       return detail_.pmm;
     return ktl::nullopt;
   }

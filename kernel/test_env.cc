@@ -17,6 +17,7 @@
 import ktl;
 import mm.addr;
 import mm.arch;
+import mm.frame_table;
 import mm.heap;
 import mm.pmm;
 import mm.slab;
@@ -56,10 +57,14 @@ ktl::Optional<mm::AllocatedFrames> take_block(u64 bytes) {
 struct HeapEnv {
   mm::AllocatedFrames block;
   mm::Pmm pmm;
+  mm::FrameTable frames;  // over pmm, outlives the heap
   kernel::memory::HeapSpace space;
   ktl::u32 slot;
   u64 baseline_free = 0;
   ktl::Optional<mm::Heap> heap;
+
+  // The PMM's free frames plus the frame table's (which only grows).
+  [[nodiscard]] u64 accounted_free() const { return pmm.free_frame_count() + frames.metadata_frames(); }
 
   HeapEnv(mm::AllocatedFrames&& b, ktl::u32 s)
       : block(ktl::move(b)), space(kernel::memory::kernel_space()), slot(s) {}
@@ -111,12 +116,18 @@ extern "C" bool ferrite_heap_test_env_create(u64 phys_bytes, bool hardened, Ferr
     mm::kfree(env);
     return false;
   }
-  env->baseline_free = env->pmm.free_frame_count();
+  if (auto r = env->frames.init(env->pmm, kernel::memory::window()); r.is_err()) {
+    klog::warn("test env: no frame for the test PMM's frame table: {}", r.error());
+    env->~HeapEnv();
+    mm::kfree(env);
+    return false;
+  }
+  env->baseline_free = env->accounted_free();
   mm::HeapConfig config;
   config.large_objects = env->large_object_range();
   config.space = &env->space;
   config.hardening = hardened ? mm::Hardening::On : mm::Hardening::Off;
-  if (auto r = env->heap.emplace().init(env->pmm, kernel::memory::window(), config); r.is_err()) {
+  if (auto r = env->heap.emplace().init(env->frames, config); r.is_err()) {
     klog::warn("test env: the test heap did not start: {}", r.error());
     env->heap.reset();
     env->~HeapEnv();
@@ -126,6 +137,7 @@ extern "C" bool ferrite_heap_test_env_create(u64 phys_bytes, bool hardened, Ferr
   g_slots_used |= 1u << slot;
   out->heap = &*env->heap;
   out->pmm = &env->pmm;
+  out->frames = &env->frames;
   out->cookie = env;
   return true;
 }
@@ -133,7 +145,7 @@ extern "C" bool ferrite_heap_test_env_create(u64 phys_bytes, bool hardened, Ferr
 extern "C" void ferrite_heap_test_env_destroy(FerriteHeapTestEnv* e) {
   auto* env = static_cast<HeapEnv*>(e->cookie);
   env->heap.reset();  // frees every large object (destroying its Mappings) and every slab
-  u64 free = env->pmm.free_frame_count();
+  u64 free = env->accounted_free();
   if (free != env->baseline_free) {
     klog::error("test env: {} frames did not come back to the test heap's PMM", env->baseline_free - free);
     ktl::panic("heap test env: frames leaked");

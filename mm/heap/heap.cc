@@ -386,10 +386,12 @@ LargeObjectStats LargeObjectArena::stats() const {
 }
 
 // --- Heap ----------------------------------------------------------------------------------------------
-ktl::Result<void, HeapError> Heap::init(Pmm& pmm, PhysWindow window, const HeapConfig& config) {
+ktl::Result<void, HeapError> Heap::init(FrameTable& frames, const HeapConfig& config) {
   if (slab_.initialized()) return ktl::Err(HeapError::AlreadyInitialized);
   hardening_ = config.hardening;
-  if (auto r = slab_.init(pmm, window, SlabOptions{config.hardening, config.seed}); r.is_err()) {
+  Pmm& pmm = frames.pmm();
+  PhysWindow window = frames.window();
+  if (auto r = slab_.init(frames, SlabOptions{config.hardening, config.seed}); r.is_err()) {
     return ktl::Err(to_heap_error(r.error()));
   }
   for (usize i = 0; i < heap_classes::kCount; ++i) {
@@ -514,7 +516,6 @@ usize Heap::usable_size(const void* p) {
 HeapStats Heap::stats() const {
   HeapStats s;
   s.slab_frames = slab_.slab_frames();
-  s.metadata_frames = slab_.metadata_frames();
   if (large_objects_.initialized()) {
     LargeObjectStats r = large_objects_.stats();
     s.large_frames = r.mapped_pages;
@@ -526,10 +527,10 @@ HeapStats Heap::stats() const {
 // --- the kernel's heap -----------------------------------------------------------------------------------
 namespace heap {
 
-ktl::Result<void, HeapError> init(Pmm& pmm, PhysWindow window, const HeapConfig& config) {
+ktl::Result<void, HeapError> init(FrameTable& frames, const HeapConfig& config) {
   if (installed() != nullptr) return ktl::Err(HeapError::AlreadyInitialized);
   auto* h = new (g_heap_storage.data()) Heap();
-  auto r = h->init(pmm, window, config);
+  auto r = h->init(frames, config);
   if (r.is_err()) {
     h->~Heap();
     return r;

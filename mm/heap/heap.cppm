@@ -64,6 +64,7 @@ export module mm.heap;
 import ktl;
 import mm.addr;
 import mm.arch;
+import mm.frame_table;
 import mm.frames;
 import mm.pmm;
 import mm.range_allocator;
@@ -315,7 +316,8 @@ struct HeapConfig {
 struct HeapStats {
   u64 slab_frames = 0;      // frames in slabs (every cache of the heap's slab allocator)
   u64 large_frames = 0;     // frames mapped for large objects
-  u64 metadata_frames = 0;  // pagemap, region bitmap and tables
+  u64 metadata_frames = 0;  // the large objects' range allocator, lookup table and page tables
+                            // (the frame table the slabs are recorded in is the PMM's: FrameTable)
   [[nodiscard]] inline u64 total_frames() const { return slab_frames + large_frames + metadata_frames; }
 };
 
@@ -327,7 +329,9 @@ class Heap {
   // Contract: nothing allocated from the heap is still in use.
   ~Heap() = default;
 
-  [[nodiscard]] ktl::Result<void, HeapError> init(Pmm& pmm, PhysWindow window, const HeapConfig& config);
+  // Over the PMM and window of `frames` (the frame table beside the PMM, which must outlive the
+  // heap): slabs, large objects and their bookkeeping come from that PMM.
+  [[nodiscard]] ktl::Result<void, HeapError> init(FrameTable& frames, const HeapConfig& config);
 
   // --- the Result API (mm code) ---
   // kmalloc (align 0) or kmalloc_aligned with the cause of a failure: InvalidArgument, and those of
@@ -408,9 +412,10 @@ class Heap {
 
 // --- the kernel's heap ------------------------------------------------------------------------------------
 namespace heap {
-// Builds the kernel heap (static storage) over `pmm` and `window` (the direct map), installs it
-// for kmalloc & co. and its slab allocator for kmem_cache_create & co. Call once, after the PMM.
-[[nodiscard]] ktl::Result<void, HeapError> init(Pmm& pmm, PhysWindow window, const HeapConfig& config);
+// Builds the kernel heap (static storage) over the PMM of `frames` and its window (the direct
+// map), installs it for kmalloc & co. and its slab allocator for kmem_cache_create & co. Call
+// once, after the PMM and its frame table.
+[[nodiscard]] ktl::Result<void, HeapError> init(FrameTable& frames, const HeapConfig& config);
 // The installed heap, or null.
 [[nodiscard]] Heap* installed();
 // Installs `heap` (tests, the host preload library) or uninstalls (null).

@@ -190,7 +190,7 @@ void run(Hardening hardening, std::uint64_t default_seed, std::size_t steps) {
   options.hardening = hardening;
   options.seed = seed;
   HostHeap host(options);
-  std::uint64_t free_before = host.pmm().free_frame_count() + host.heap().stats().metadata_frames;
+  std::uint64_t free_before = host.accounted_free_frames() + host.heap().stats().metadata_frames;
   Differential d(host, seed);
   for (std::size_t i = 0; i < steps; ++i) {
     auto ok = d.step();
@@ -203,7 +203,7 @@ void run(Hardening hardening, std::uint64_t default_seed, std::size_t steps) {
   ASSERT_TRUE(d.free_all());
   host.heap().slab().flush_local_cpu();
   (void)host.heap().reclaim(0);
-  EXPECT_EQ(host.pmm().free_frame_count() + host.heap().stats().metadata_frames, free_before)
+  EXPECT_EQ(host.accounted_free_frames() + host.heap().stats().metadata_frames, free_before)
       << "frames leaked; FERRITE_SEED=" << seed;
   EXPECT_GT(d.in_place_, 0u) << "krealloc never stayed in place";
   std::printf("seed %llu: %zu allocations, %zu reallocations (%zu in place)\n",

@@ -61,7 +61,7 @@ HostHeap& host() {
 std::uint64_t balance(HostHeap& h) {
   h.heap().slab().flush_local_cpu();
   (void)h.heap().reclaim(0);
-  return h.pmm().free_frame_count() + h.heap().stats().metadata_frames;
+  return h.accounted_free_frames() + h.heap().stats().metadata_frames;
 }
 
 // Blocks hold their tag byte everywhere. Whole blocks are compared with memset/memcmp (a block

@@ -33,6 +33,7 @@ import mm.address_space;
 import mm.arch;
 import mm.heap;
 import mm.heap.paging;
+import mm.frame_table;
 import mm.paging;
 import mm.pmm;
 import mm.slab;
@@ -184,6 +185,7 @@ class HostHeap : ktl::NoCopy {
     PhysRange tables = PhysRange::with_size(data.end(), table_bytes(options.large_object_bytes)).value();
     ktl::Array<PhysMapEntry, 1> data_map{{PhysMapEntry{data, PhysKind::Usable, NodeId{0}}}};
     ktl::check_ok(pmm_.init(data_map.span(), memory_.window()), "heap host: PMM init failed");
+    ktl::check_ok(frame_table_.init(pmm_, memory_.window()), "heap host: no frame for the frame table");
     ktl::Array<PhysMapEntry, 1> table_map{{PhysMapEntry{tables, PhysKind::Usable, NodeId{0}}}};
     ktl::check_ok(table_pmm_.init(table_map.span(), memory_.window()), "heap host: table PMM init failed");
     // An owned, empty table (freed with it), adopted as a kernel address space the way the kernel
@@ -203,8 +205,8 @@ class HostHeap : ktl::NoCopy {
       config.large_objects = reservation_.range();
       config.space = &*large_object_space_;
     }
-    baseline_free_ = pmm_.free_frame_count();
-    auto h = heap_.emplace().init(pmm_, memory_.window(), config);
+    baseline_free_ = accounted_free_frames();
+    auto h = heap_.emplace().init(frame_table_, config);
     ktl::check_ok(h, "heap host: heap init failed");
   }
   inline ~HostHeap() { heap_.reset(); }
@@ -216,10 +218,17 @@ class HostHeap : ktl::NoCopy {
   [[nodiscard]] inline u64 destroy_heap() {
     heap_.reset();
     ktl::check(space_->live_mappings() == 0, "heap host: Mappings outlived the heap");
-    return baseline_free_ - pmm_.free_frame_count();
+    return baseline_free_ - accounted_free_frames();
+  }
+  // The PMM's free frames plus the frame table's (which only grows: a leaf stays once made).
+  // Constant across anything that gives back what it took, once the heap's caches are drained.
+  [[nodiscard]] inline u64 accounted_free_frames() const {
+    return pmm_.free_frame_count() + frame_table_.metadata_frames();
   }
   // The heap's PMM (data frames: slabs, large objects, heap metadata).
   [[nodiscard]] inline Pmm& pmm() { return pmm_; }
+  // The frame table beside the heap's PMM (records which slab each slab frame belongs to).
+  [[nodiscard]] inline FrameTable& frame_table() { return frame_table_; }
   // The PMM the region's page tables come from.
   [[nodiscard]] inline Pmm& table_pmm() { return table_pmm_; }
   [[nodiscard]] inline const HostRam& memory() const { return memory_; }
@@ -274,6 +283,7 @@ class HostHeap : ktl::NoCopy {
  private:
   HostRam memory_;
   Pmm pmm_;
+  FrameTable frame_table_;  // over pmm_, outlives the heap
   Pmm table_pmm_;
   ktl::Optional<PageTable<HostFormat>> tables_;
   ktl::Optional<AddressSpace<HostFormat>> space_;

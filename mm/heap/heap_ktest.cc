@@ -52,7 +52,7 @@ KTEST(Heap, ErrorsOfTheLayersBelowKeepTheirCause) {
   KEXPECT_EQ(mm::to_heap_error(mm::RangeError::NotInitialized), HeapError::NoLargeObjects);
   auto env = KTRY(TestHeap::create());
   mm::HeapConfig config;
-  auto again = env.heap().init(env.pmm(), mm::PhysWindow(), config);
+  auto again = env.heap().init(env.frames(), config);
   KASSERT(again.is_err());
   KEXPECT_EQ(again.error(), HeapError::AlreadyInitialized);
   ktl::EnumTextCheck texts = ktl::check_enum_text<HeapError>();
@@ -267,12 +267,14 @@ KTEST(Heap, LargeObjectsMapFramesAndGiveThemBack) {
   u64 balance = env.balance();
   u64 free_before = env.pmm().free_frame_count();
   mm::HeapStats s0 = heap.stats();
+  u64 table0 = env.frames().metadata_frames();
   void* p = heap.kmalloc(300 * KiB + 1);
   KASSERT(p != nullptr);
   mm::HeapStats s = heap.stats();
   KEXPECT_EQ(s.large_frames, 76u);  // ceil((300 KiB + 1) / 4 KiB)
-  // Plus what the heap's own bookkeeping took (the record's slab, a table leaf), nothing else.
-  u64 bookkeeping = (s.slab_frames + s.metadata_frames) - (s0.slab_frames + s0.metadata_frames);
+  // Plus what the heap's own bookkeeping took (the record's slab, a frame-table leaf), nothing else.
+  u64 bookkeeping = (s.slab_frames + s.metadata_frames) - (s0.slab_frames + s0.metadata_frames) +
+                    (env.frames().metadata_frames() - table0);
   KEXPECT_LE(bookkeeping, 4u);
   KEXPECT_EQ(free_before - env.pmm().free_frame_count(), 76u + bookkeeping);
   fill_pattern(p, 300 * KiB + 1, 11);
@@ -322,7 +324,8 @@ KTEST(Heap, GrowthInPlaceGivesTheNewPagesTheirOwnMapping) {
   ktl::Array<mm::LargeRun, mm::LargeObject::kMaxRuns> first{};
   KASSERT_EQ(heap.large_objects().runs_of(p, first.span()), 1u);
   u64 free_before = env.pmm().free_frame_count();
-  u64 metadata_before = heap.stats().metadata_frames + heap.stats().slab_frames;
+  u64 metadata_before =
+      heap.stats().metadata_frames + heap.stats().slab_frames + env.frames().metadata_frames();
   KASSERT_EQ(heap.krealloc(p, 300 * KiB), p);
   ktl::Array<mm::LargeRun, mm::LargeObject::kMaxRuns> runs{};
   KASSERT_EQ(heap.large_objects().runs_of(p, runs.span()), 2u);
@@ -331,7 +334,8 @@ KTEST(Heap, GrowthInPlaceGivesTheNewPagesTheirOwnMapping) {
   KEXPECT_EQ(runs[0].phys, first[0].phys);
   KEXPECT_EQ(runs[1].start.value(), addr(p) + 100 * KiB);  // from the old guard page on
   KEXPECT_EQ(runs[1].pages, 50u);                          // the new pages only
-  u64 metadata_after = heap.stats().metadata_frames + heap.stats().slab_frames;
+  u64 metadata_after =
+      heap.stats().metadata_frames + heap.stats().slab_frames + env.frames().metadata_frames();
   KEXPECT_EQ(free_before - env.pmm().free_frame_count(), 50u + (metadata_after - metadata_before));
   KEXPECT_EQ(heap.large_objects().stats().mappings, 2u);
   KEXPECT(check_pattern(p, 100 * KiB, 3));

@@ -45,12 +45,12 @@ std::uintptr_t addr(const void* p) { return ktl::address_of(p); }
 mm::VirtAddr va(const void* p, std::uint64_t offset = 0) { return mm::VirtAddr::from(addr(p) + offset); }
 std::uint64_t pages_of(std::size_t bytes) { return (bytes + kPage - 1) / kPage; }
 
-// Frames the heap holds outside large objects (slabs for descriptors, table leaves): they may
-// change when a large object is made; the PMM's free count must move by exactly that plus the
-// object's pages.
-std::uint64_t heap_overhead(mm::Heap& heap) {
-  mm::HeapStats s = heap.stats();
-  return s.slab_frames + s.metadata_frames;
+// Frames the heap holds outside large objects (slabs for descriptors, its tables) and the frame
+// table's: they may change when a large object is made; the PMM's free count must move by exactly
+// that plus the object's pages.
+std::uint64_t heap_overhead(HostHeap& host) {
+  mm::HeapStats s = host.heap().stats();
+  return s.slab_frames + s.metadata_frames + host.frame_table().metadata_frames();
 }
 
 std::vector<mm::LargeRun> runs_of(mm::Heap& heap, const void* p) {
@@ -101,7 +101,7 @@ TEST(HeapMappings, ALargeKmallocIsExactlyOneMappingOverItsPages) {
        {std::size_t{70000}, std::size_t{300000}, std::size_t{1} << 20, std::size_t{5000000}}) {
     SCOPED_TRACE(size);
     std::uint64_t free_before = host.pmm().free_frame_count();
-    std::uint64_t overhead_before = heap_overhead(heap);
+    std::uint64_t overhead_before = heap_overhead(host);
     std::uint64_t mappings_before = host.space().live_mappings();
     auto* p = static_cast<std::uint8_t*>(heap.kmalloc(size));
     ASSERT_NE(p, nullptr);
@@ -114,7 +114,7 @@ TEST(HeapMappings, ALargeKmallocIsExactlyOneMappingOverItsPages) {
     EXPECT_EQ(runs[0].pages, pages_of(size));
     expect_runs_cover(host, p, size, runs);
     // The Mapping's frames are what the heap took from the PMM, and nothing else was.
-    std::uint64_t overhead = heap_overhead(heap) - overhead_before;
+    std::uint64_t overhead = heap_overhead(host) - overhead_before;
     EXPECT_EQ(free_before - host.pmm().free_frame_count(), pages_of(size) + overhead);
     for (std::uint64_t i = 0; i < runs[0].pages; ++i) {
       EXPECT_EQ(host.pmm().state_of(mm::Frame4K::containing(runs[0].phys + i * kPage)),
@@ -209,7 +209,7 @@ TEST(HeapMappings, GrowthInPlaceAddsOneMappingForTheNewPagesOnly) {
   std::vector<mm::LargeRun> before = runs_of(heap, p);
   ASSERT_EQ(before.size(), 1u);
   std::uint64_t free_before = host.pmm().free_frame_count();
-  std::uint64_t overhead_before = heap_overhead(heap);
+  std::uint64_t overhead_before = heap_overhead(host);
   std::uint64_t mappings_before = host.space().live_mappings();
   mm::arch::reset_tlb_log();
   ASSERT_EQ(heap.krealloc(p, 300 * 1024), p);  // the pages behind are free: grows in place
@@ -226,7 +226,7 @@ TEST(HeapMappings, GrowthInPlaceAddsOneMappingForTheNewPagesOnly) {
   EXPECT_EQ(heap.large_objects().stats().mappings, 2u);
   expect_runs_cover(host, p, 300 * 1024, after);
   EXPECT_EQ(free_before - host.pmm().free_frame_count(),
-            after[1].pages + (heap_overhead(heap) - overhead_before));
+            after[1].pages + (heap_overhead(host) - overhead_before));
   for (std::size_t i = 0; i < 100 * 1024; ++i) ASSERT_EQ(p[i], 0x5a);
   std::memset(p, 0x33, 300 * 1024);  // every new page is writable through the pointer
 

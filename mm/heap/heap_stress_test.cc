@@ -28,7 +28,7 @@ using mm::heap_host::HostHeap;
 std::uint64_t balance(HostHeap& host) {
   host.heap().slab().flush_local_cpu();
   (void)host.heap().reclaim(0);
-  return host.pmm().free_frame_count() + host.heap().stats().metadata_frames;
+  return host.accounted_free_frames() + host.heap().stats().metadata_frames;
 }
 
 struct Block {

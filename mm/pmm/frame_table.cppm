@@ -3,10 +3,15 @@
 // links. The slab finds the slab of a pointer through it (kfree); the page cache, copy-on-write
 // and reclaim will keep their per-frame state in the same descriptors.
 //
-//   FrameTable table;
+//   FrameTable table;               // one per PMM, beside it (kernel.memory, HostHeap)
 //   TRY(table.init(pmm, window));
 //   TRY(table.set_owner(slab_frames.range(), FrameOwner::Slab, addr(slab_desc)));
 //   auto* s = reinterpret_cast<SlabDesc*>(table.owner_of(pointer, FrameOwner::Slab));
+//
+// Every user of the frames of one PMM shares its table (the slab allocator now; the page cache,
+// anonymous memory and reclaim next), each owning the descriptors of the frames it owns. A user on
+// a hot path keeps a copy of `owners()`, the table's read-only lookup (fixed once init returned),
+// so that finding an owner costs no load of the table's address.
 //
 // Storage: a root array (one word per 512 KiB of the window, allocated at init) of leaves, each a
 // frame of kLeafEntries descriptors, allocated from the PMM the first time a frame it covers gets
@@ -72,6 +77,35 @@ struct FrameDesc {
 inline constexpr u64 kDescBytes = 32;
 static_assert(sizeof(FrameDesc) == kDescBytes, "a frame descriptor is 32 bytes");
 
+// The lookup half of a FrameTable: where the window starts, its size, and the root. Trivially
+// copyable; valid while its table lives and is not reset.
+class FrameOwners {
+ public:
+  // The owner of the frame holding `p` if it is of `kind`, else 0 (also for addresses outside
+  // the window and frames without a leaf). The slab's kfree path: two dependent loads.
+  [[nodiscard]] inline ktl::uptr owner_of(const void* p, FrameOwner kind) const {
+    u64 offset = ktl::address_of(p) - view_;
+    if (offset >= size_) return 0;
+    u64 frame = offset / kPageSize;
+    // offset < size_ bounds the root index (the root covers the whole window): no second check.
+    KTL_UNSAFE_BUFFER_BEGIN  // frame / kLeafEntries < the root's length because offset < size_
+    auto* leaf =
+        reinterpret_cast<const FrameDesc*>(__atomic_load_n(&root_[frame / kLeafEntries], __ATOMIC_ACQUIRE));
+    if (leaf == nullptr) return 0;
+    const FrameDesc* d = leaf + frame % kLeafEntries;  // < kLeafEntries, the leaf's length
+    KTL_UNSAFE_BUFFER_END
+    ktl::uptr owner = __atomic_load_n(&d->owner, __ATOMIC_ACQUIRE);
+    return d->load_kind() == kind ? owner : 0;
+  }
+
+ private:
+  friend class FrameTable;
+  static constexpr u64 kLeafEntries = kPageSize / kDescBytes;
+  ktl::uptr view_ = 0;  // where the window starts, and its size: owner_of's bounds check
+  u64 size_ = 0;
+  const ktl::uptr* root_ = nullptr;  // the table's root (leaf addresses, 0: none yet), read atomically
+};
+
 class FrameTable {
  public:
   static constexpr u64 kLeafEntries = kPageSize / kDescBytes;  // 128: one leaf per 512 KiB
@@ -85,6 +119,7 @@ class FrameTable {
   // A table over every frame of `window`; the root comes from `pmm` now, leaves later. Errors:
   // the PMM's (OutOfMemory, NotInitialized).
   [[nodiscard]] inline ktl::Result<void, PmmError> init(Pmm& pmm, PhysWindow window) {
+    ktl::check(root_ == nullptr, "FrameTable::init: called twice");
     u64 root_entries = (window.size() + kLeafEntries * kPageSize - 1) / (kLeafEntries * kPageSize);
     u64 bytes = ktl::align_up<u64>(root_entries * sizeof(ktl::uptr), kPageSize);
     auto frames = pmm.alloc_contiguous(bytes / kPageSize, kPageSize);
@@ -94,32 +129,27 @@ class FrameTable {
     ktl::fill_bytes(root, 0);
     pmm_ = &pmm;
     window_ = window;
-    view_ = ktl::address_of(window.bytes(window.base(), 0).data());
-    size_ = window.size();
+    owners_.view_ = ktl::address_of(window.bytes(window.base(), 0).data());
+    owners_.size_ = window.size();
     KTL_UNSAFE_BUFFER_BEGIN  // the root frame, zeroed above, holds root_entries words
     root_ = reinterpret_cast<ktl::uptr*>(root.data());
     KTL_UNSAFE_BUFFER_END
+    owners_.root_ = root_;
     root_entries_ = root_entries;
     return ktl::ok();
   }
   // Frees the leaves and the root; the table is empty afterwards (owners are forgotten).
   void reset();
 
-  // The owner of the frame holding `p` if it is of `kind`, else 0 (also for addresses outside
-  // the window and frames without a leaf). The slab's kfree path: two dependent loads.
+  [[nodiscard]] inline bool initialized() const { return root_ != nullptr; }
+  // The PMM and window the table was made for.
+  [[nodiscard]] inline Pmm& pmm() const { return *pmm_; }
+  [[nodiscard]] inline PhysWindow window() const { return window_; }
+  // The read-only lookup, for users that keep a copy (valid until reset or destruction).
+  [[nodiscard]] inline FrameOwners owners() const { return owners_; }
+  // The owner of the frame holding `p` if it is of `kind`, else 0 (FrameOwners::owner_of).
   [[nodiscard]] inline ktl::uptr owner_of(const void* p, FrameOwner kind) const {
-    u64 offset = ktl::address_of(p) - view_;
-    if (offset >= size_) return 0;
-    u64 frame = offset / kPageSize;
-    // offset < size_ bounds the root index (the root covers the whole window): no second check.
-    KTL_UNSAFE_BUFFER_BEGIN  // frame / kLeafEntries < root_entries_ because offset < size_
-    auto* leaf =
-        reinterpret_cast<const FrameDesc*>(__atomic_load_n(&root_[frame / kLeafEntries], __ATOMIC_ACQUIRE));
-    if (leaf == nullptr) return 0;
-    const FrameDesc* d = leaf + frame % kLeafEntries;  // < kLeafEntries, the leaf's length
-    KTL_UNSAFE_BUFFER_END
-    ktl::uptr owner = __atomic_load_n(&d->owner, __ATOMIC_ACQUIRE);
-    return d->load_kind() == kind ? owner : 0;
+    return owners_.owner_of(p, kind);
   }
   // The descriptor of `frame`, or null (outside the window, or no frame under its leaf ever had an
   // owner).
@@ -155,8 +185,7 @@ class FrameTable {
 
   Pmm* pmm_ = nullptr;
   PhysWindow window_;
-  ktl::uptr view_ = 0;  // where the window starts, and its size: owner_of's bounds check
-  u64 size_ = 0;
+  FrameOwners owners_;
   AllocatedFrames root_frames_;
   ktl::uptr* root_ = nullptr;  // root_entries_ leaf addresses (0: none yet), accessed atomically
   u64 root_entries_ = 0;
@@ -173,6 +202,7 @@ void FrameTable::reset() {
     ktl::check_ok(r, "frame table: a leaf frame was freed behind the table's back");
   }
   root_ = nullptr;
+  owners_ = FrameOwners();
   root_entries_ = 0;
   root_frames_.reset();
   leaves_.store(0);

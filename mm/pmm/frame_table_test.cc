@@ -69,6 +69,28 @@ TEST_F(FrameTableTest, OwnersAreFoundByPointerAndKind) {
   EXPECT_EQ(table.metadata_frames(), 0u);
 }
 
+// A copy of owners() taken before any leaf exists (as the slab allocator keeps one) sees owners
+// set later through the table, and two owners of the table's frames do not see each other's.
+TEST_F(FrameTableTest, ACopiedLookupSeesLaterOwnersOfEveryUser) {
+  FrameTable table;
+  EXPECT_FALSE(table.initialized());
+  ASSERT_TRUE(table.init(pmm_, memory_.window()).is_ok());
+  EXPECT_TRUE(table.initialized());
+  EXPECT_EQ(&table.pmm(), &pmm_);
+  mm::FrameOwners owners = table.owners();
+  mm::AllocatedFrames a = pmm_.alloc_contiguous(2, kPage).release_value();
+  mm::AllocatedFrames b = pmm_.alloc_contiguous(1, kPage).release_value();
+  int first = 0, second = 0;
+  ASSERT_TRUE(table.set_owner(a.range(), FrameOwner::Slab, ktl::address_of(&first)).is_ok());
+  ASSERT_TRUE(table.set_owner(b.range(), FrameOwner::Slab, ktl::address_of(&second)).is_ok());
+  EXPECT_EQ(owners.owner_of(view(a.start() + kPage + 8), FrameOwner::Slab), ktl::address_of(&first));
+  EXPECT_EQ(owners.owner_of(view(b.start()), FrameOwner::Slab), ktl::address_of(&second));
+  table.clear_owner(a.range());
+  EXPECT_EQ(owners.owner_of(view(a.start()), FrameOwner::Slab), 0u);
+  EXPECT_EQ(owners.owner_of(view(b.start()), FrameOwner::Slab), ktl::address_of(&second));
+  table.clear_owner(b.range());
+}
+
 TEST_F(FrameTableTest, DescriptorsAreSmallAndLeavesComeOnlyWhereFramesAreOwned) {
   EXPECT_EQ(sizeof(mm::FrameDesc), 32u);
   EXPECT_EQ(FrameTable::kLeafEntries * sizeof(mm::FrameDesc), kPage);

@@ -172,6 +172,20 @@ bool PmmArena::is_free(u64 frame) const {
   return free_.test(frame - base_);
 }
 
+void PmmArena::managed_states(u64 first, ktl::Span<FrameState> out) const {
+  ktl::check(contains(first) && out.size() <= end() - first,
+             "PmmArena::managed_states: frames outside the arena");
+  ktl::LockGuard guard(lock_);
+  for (usize i = 0; i < out.size(); ++i) {
+    u64 bit = first - base_ + i;
+    if (!managed_.test(bit)) {
+      out[i] = FrameState::NotManaged;
+    } else {
+      out[i] = free_.test(bit) ? FrameState::Free : FrameState::Allocated;
+    }
+  }
+}
+
 u64 PmmArena::free_count() const {
   ktl::LockGuard guard(lock_);
   return free_.count();
@@ -350,6 +364,25 @@ void Pmm::record_map(ktl::Span<const PhysMapEntry> map, const InitPlan& plan) {
 }
 
 // --- Pmm: lookup and error reports ------------------------------------------------------------------
+void Pmm::states_of(Frame4K first, ktl::Span<FrameState> out) const {
+  for (usize i = 0; i < out.size();) {
+    u64 f = first.number() + i;
+    const PmmArena* a = arena_of(f);
+    usize run = 1;
+    if (a == nullptr) {
+      out[i] = classify_unmanaged(f, nullptr);
+    } else {
+      run = static_cast<usize>(ktl::min<u64>(out.size() - i, a->end() - f));
+      ktl::Span<FrameState> part = out.subspan(i, run);
+      a->managed_states(f, part);
+      for (usize k = 0; k < run; ++k) {
+        if (part[k] == FrameState::NotManaged) part[k] = classify_unmanaged(f + k, nullptr);
+      }
+    }
+    i += run;
+  }
+}
+
 PmmArena* Pmm::arena_of(u64 frame) {
   for (usize i = 0; i < arena_count_; ++i) {
     if (arenas_[i].contains(frame)) return &arenas_[i];

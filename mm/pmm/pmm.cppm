@@ -269,6 +269,9 @@ class PmmArena {
   [[nodiscard]] ktl::Result<void, Fault> claim(u64 first, u64 count) EXCLUDES(lock_);
 
   [[nodiscard]] bool is_free(u64 frame) const EXCLUDES(lock_);
+  // The states of frames [first, first + out.size()), all in this arena, under one lock hold:
+  // Free or Allocated for managed frames, NotManaged for the others.
+  void managed_states(u64 first, ktl::Span<FrameState> out) const EXCLUDES(lock_);
   [[nodiscard]] u64 free_count() const EXCLUDES(lock_);
   [[nodiscard]] bool check_invariants() const EXCLUDES(lock_);
 
@@ -346,6 +349,9 @@ class Pmm final : public FrameAllocator {
 
   // --- queries ---
   [[nodiscard]] FrameState state_of(Frame4K frame) const;
+  // The states of frames [first, first + out.size()), as state_of gives them, taking each arena's
+  // lock once (a whole-memory check or dump costs a bit test per frame).
+  void states_of(Frame4K first, ktl::Span<FrameState> out) const;
   [[nodiscard]] MemStats stats() const;
   [[nodiscard]] ktl::Optional<MemStats> node_stats(NodeId node) const;
   [[nodiscard]] u64 free_frame_count() const;

@@ -135,7 +135,7 @@ TEST(PmmDifferential, ModelDetectsADivergence) {
   ASSERT_TRUE(stolen.is_ok());
   h.check_all();
   EXPECT_FALSE(h.ok());
-  EXPECT_NE(h.failure().find("state_of"), std::string::npos) << h.failure();
+  EXPECT_NE(h.failure().find("states_of"), std::string::npos) << h.failure();
   ASSERT_TRUE(h.pmm().free_page(stolen.value()).is_ok());
 }
 

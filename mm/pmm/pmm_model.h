@@ -313,9 +313,17 @@ class Harness {
     u64 hole = 0;  // the first index of the hole before the next span
     for (auto [lo, hi] : spans_) {
       if (!check_hole(hole, lo)) return;
+      // One bulk query per span (the arenas' locks taken once), spot-checked against state_of.
+      states_.resize(hi - lo);
+      pmm_.states_of(mm::Frame4K::from_number(base_frame_ + lo).value(), ktl::Span<mm::FrameState>(states_));
       for (u64 i = lo; i < hi; ++i) {
-        if (!check_frame(base_frame_ + i)) return;
+        mm::FrameState want = to_frame_state(state(base_frame_ + i));
+        if (states_[i - lo] != want) {
+          return fail("states_of: %s is %s, model %s", addr_text(base_frame_ + i).c_str(),
+                      mm::to_string(states_[i - lo]), mm::to_string(want));
+        }
       }
+      if (!check_frame(base_frame_ + lo) || !check_frame(base_frame_ + hi - 1)) return;
       hole = hi;
     }
     if (!check_hole(hole, frames_)) return;
@@ -668,6 +676,7 @@ class Harness {
   std::vector<std::pair<u64, u64>> spans_;  // the regions' frames, [lo, hi) indices, sorted and disjoint
   std::vector<u64> touched_;  // indices touched since the last check_touched() / check_all(), once each
   std::vector<std::uint8_t> touched_flag_;  // 1: in touched_
+  std::vector<mm::FrameState> states_;      // check_all's buffer for Pmm::states_of
   NodeCount count_[kNodes];
 
   // Declared last: destroyed first, while pmm_ is alive.

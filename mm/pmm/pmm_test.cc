@@ -67,6 +67,22 @@ std::string address(u64 a) {
   return buf;
 }
 
+// The bulk query agrees with state_of frame by frame, across arenas, the kernel image, the PMM's
+// metadata and the unmapped frames around them.
+TEST_F(PmmFixture, StatesOfAgreesWithStateOf) {
+  AllocatedFrames a = pmm_.alloc_contiguous(5, kPage).release_value();
+  AllocatedFrames b = pmm_.claim(frame_at(20 * MiB), 3).release_value();
+  const u64 first = (16 * MiB - 64 * KiB) / kPage;
+  std::vector<mm::FrameState> states((9 * MiB + 128 * KiB) / kPage);
+  pmm_.states_of(Frame4K::from_number(first).value(), ktl::Span<mm::FrameState>(states));
+  int kinds[5] = {};
+  for (u64 i = 0; i < states.size(); ++i) {
+    ASSERT_EQ(states[i], pmm_.state_of(Frame4K::from_number(first + i).value())) << "frame " << first + i;
+    ++kinds[static_cast<int>(states[i])];
+  }
+  for (int k = 0; k < 5; ++k) EXPECT_GT(kinds[k], 0) << mm::to_string(static_cast<mm::FrameState>(k));
+}
+
 TEST_F(PmmFixture, ErrorsAreLoggedWithTheTypedAddress) {
   ferrite_host::LogCapture log;
   Frame4K f = pmm_.alloc_page_unowned().value();

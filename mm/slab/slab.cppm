@@ -347,9 +347,10 @@ class SlabAllocator {
   // destroyed now). The Pmm must outlive the allocator.
   ~SlabAllocator();
 
-  // Slabs come from `pmm` and are accessed through `window` (which must cover the PMM's memory).
-  [[nodiscard]] ktl::Result<void, SlabError> init(Pmm& pmm, PhysWindow window,
-                                                  const SlabOptions& options = {});
+  // Slabs come from the PMM of `frames` (the frame table beside it, which records which slab each
+  // frame belongs to, initialized, and must outlive the allocator) and are accessed through its
+  // window. Errors: AlreadyInitialized, and those of the internal caches' set-up.
+  [[nodiscard]] ktl::Result<void, SlabError> init(FrameTable& frames, const SlabOptions& options = {});
   [[nodiscard]] inline bool initialized() const { return pmm_ != nullptr; }
 
   // A new cache of `size`-byte objects aligned to `align` (a power of two, 0 meaning 8). The name
@@ -375,7 +376,7 @@ class SlabAllocator {
   // The slab descriptor of the slab containing `p`, or null.
   [[nodiscard]] inline SlabDesc* slab_of(const void* p) const {
     KTL_UNSAFE_BUFFER_BEGIN  // the frame table records SlabDesc pointers for FrameOwner::Slab frames
-    return reinterpret_cast<SlabDesc*>(frames_.owner_of(p, FrameOwner::Slab));
+    return reinterpret_cast<SlabDesc*>(owners_.owner_of(p, FrameOwner::Slab));
     KTL_UNSAFE_BUFFER_END
   }
 
@@ -387,12 +388,9 @@ class SlabAllocator {
   }
   // Caches in the registry, internal ones included. Takes slab.registry alone (no cache lock).
   [[nodiscard]] usize cache_count() const EXCLUDES(registry_lock_);
-  // Frames held: slabs of every cache plus the frame table.
-  [[nodiscard]] inline u64 frames_in_use() const {
-    return slab_frames_.load(ktl::MemoryOrder::Relaxed) + metadata_frames();
-  }
+  // Frames held: the slabs of every cache, internal ones included (the frame table is its PMM's).
   [[nodiscard]] inline u64 slab_frames() const { return slab_frames_.load(ktl::MemoryOrder::Relaxed); }
-  [[nodiscard]] inline u64 metadata_frames() const { return frames_.metadata_frames(); }
+  [[nodiscard]] inline FrameTable& frame_table() const { return *frames_; }
 
   // --- fork (mm.heap.host's HostHeap::lock_for_fork) ---
   // Takes every lock of this allocator and keeps them: slab.registry, slab.cpu_registry, the lock
@@ -448,7 +446,8 @@ class SlabAllocator {
   Pmm* pmm_ = nullptr;
   PhysWindow window_;
   SlabOptions options_;
-  FrameTable frames_;  // slab frames -> their SlabDesc
+  FrameTable* frames_ = nullptr;  // slab frames -> their SlabDesc (shared with the PMM's other users)
+  FrameOwners owners_;            // frames_->owners(), copied: kfree's lookup loads no pointer first
   ktl::Atomic<u64> slab_frames_{0};
   ktl::Atomic<u64> fail_after_{~u64{0}};
   ktl::Atomic<u64> secret_counter_{0};

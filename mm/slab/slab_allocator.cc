@@ -38,12 +38,14 @@ u64 SlabAllocator::next_secret() {
   return splitmix64(options_.seed ^ splitmix64(secret_counter_.fetch_add(1) + addr(this)));
 }
 
-ktl::Result<void, SlabError> SlabAllocator::init(Pmm& pmm, PhysWindow window, const SlabOptions& options) {
+ktl::Result<void, SlabError> SlabAllocator::init(FrameTable& frames, const SlabOptions& options) {
   if (pmm_ != nullptr) return ktl::Err(SlabError::AlreadyInitialized);
+  ktl::check(frames.initialized(), "SlabAllocator::init: the frame table is not initialized");
   options_ = options;
-  if (auto r = frames_.init(pmm, window); r.is_err()) return ktl::Err(to_slab_error(r.error()));
-  pmm_ = &pmm;
-  window_ = window;
+  frames_ = &frames;
+  owners_ = frames.owners();
+  pmm_ = &frames.pmm();
+  window_ = frames.window();
   TRY(desc_cache_.setup(*this, "slab-desc", sizeof(SlabDesc), alignof(SlabDesc), nullptr, CacheFlags::None,
                         next_secret(), true));
   register_cache(&desc_cache_);
@@ -80,7 +82,6 @@ SlabAllocator::~SlabAllocator() {
   cache_cache_.teardown();
   for (u32 k = 0; k < kMagazineKinds; ++k) magazine_cache(k).teardown();
   desc_cache_.teardown();
-  frames_.reset();
   if (installed_slab_allocator() == this) install_slab_allocator(nullptr);
 }
 

@@ -224,7 +224,7 @@ SlabDesc* SlabCache::new_slab_locked(AllocContext context) {
   slab->cpu_slot = cpu_slot_;
   slab->list = kNone;
   init_slab_objects(*slab);
-  if (owner_->frames_.set_owner(owned.range(), FrameOwner::Slab, addr(slab)).is_err()) {
+  if (owner_->frames_->set_owner(owned.range(), FrameOwner::Slab, addr(slab)).is_err()) {
     asan_unpoison(base, bytes);
     slab->~SlabDesc();
     if (!desc_on_slab_) desc_cache_->free_known(slab);
@@ -242,7 +242,7 @@ AllocatedFrames SlabCache::release_slab_locked(SlabDesc* slab) {
   list_unlink(lists_[slab->list].head, slab);
   --lists_[slab->list].count;
   AllocatedFrames frames = ktl::move(slab->frames);
-  owner_->frames_.clear_owner(frames.range());
+  owner_->frames_->clear_owner(frames.range());
   asan_unpoison(slab->base, usize{slab_frames_} * kPageSize);
   owner_->slab_frames_.fetch_sub(slab_frames_, ktl::MemoryOrder::Relaxed);
   slab->canary = 0;

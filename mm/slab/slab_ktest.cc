@@ -159,7 +159,7 @@ KTEST(Slab, DestroyIsRefusedWhileObjectsAreLive) {
 KTEST(Slab, ErrorsKeepTheirCause) {
   auto env = KTRY(TestHeap::create());
   // A second init is AlreadyInitialized (it was InvalidArgument, the error of a bad size).
-  auto again = env.slab().init(env.pmm(), mm::PhysWindow());
+  auto again = env.slab().init(env.frames());
   KASSERT(again.is_err());
   KEXPECT_EQ(again.error(), SlabError::AlreadyInitialized);
   auto bad_size = env.slab().create_cache("zero", 0, 8);

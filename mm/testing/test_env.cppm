@@ -22,6 +22,7 @@ export module mm.testing.env;
 import ktl;
 import mm.addr;
 import mm.arch;
+import mm.frame_table;
 import mm.heap;
 import mm.pmm;
 import mm.slab;
@@ -42,6 +43,7 @@ export extern "C" {
   struct FerriteHeapTestEnv {
     mm::Heap* heap;
     mm::Pmm* pmm;
+    mm::FrameTable* frames;  // the frame table beside pmm
     void* cookie;
   };
   // A fresh heap over `phys_bytes` of test memory; false if the environment cannot provide one.
@@ -103,13 +105,15 @@ class TestHeap : ktl::NoCopy {
   [[nodiscard]] inline Heap& heap() const { return *env_.heap; }
   [[nodiscard]] inline Pmm& pmm() const { return *env_.pmm; }
   [[nodiscard]] inline SlabAllocator& slab() const { return env_.heap->slab(); }
+  [[nodiscard]] inline FrameTable& frames() const { return *env_.frames; }
 
-  // Frames the PMM has free plus the heap's own bookkeeping (which only grows): constant across
-  // any sequence of operations that frees what it allocated, once caches are drained.
+  // Frames the PMM has free plus the heap's own bookkeeping and the frame table (which only
+  // grow): constant across any sequence of operations that frees what it allocated, once caches
+  // are drained.
   [[nodiscard]] inline u64 balance() const {
     heap().slab().flush_local_cpu();
     (void)heap().reclaim(0);
-    return pmm().free_frame_count() + heap().stats().metadata_frames;
+    return pmm().free_frame_count() + heap().stats().metadata_frames + frames().metadata_frames();
   }
 
  private:

@@ -132,7 +132,7 @@ extern "C" bool ferrite_heap_test_env_create(ktl::u64 phys_bytes, bool hardened,
   options.hardening = hardened ? mm::Hardening::On : mm::Hardening::Off;
   auto* host = new (std::nothrow) mm::heap_host::HostHeap(options);
   if (host == nullptr) return false;
-  *out = FerriteHeapTestEnv{&host->heap(), &host->pmm(), host};
+  *out = FerriteHeapTestEnv{&host->heap(), &host->pmm(), &host->frame_table(), host};
   return true;
 }
 

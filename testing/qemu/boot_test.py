@@ -134,10 +134,12 @@ def check_meminfo(text):
         same("kernel page-tables = loader + kernel", ker["page-tables"], pt["loader"] + pt["kernel"])
         same("kernel heap = slabs + large + metadata", ker["heap"], heap["slabs"] + heap["large"] + heap["metadata"])
         same("kernel pmm-metadata = usable pmm-metadata", ker["pmm-metadata"], use["pmm-metadata"])
-        same("allocated = kernel page tables + heap + other", use["allocated"], pt["kernel"] + ker["heap"] + ker["other"])
+        same("allocated = kernel page tables + heap + frame table + other", use["allocated"],
+             pt["kernel"] + ker["heap"] + ker["frame-table"] + ker["other"])
         same("kernel total = its parts", ker["total"], ker["image"] + ker["boot-data"] + ker["page-tables"] +
-             ker["heap"] + ker["pmm-metadata"] + ker["other"])
+             ker["heap"] + ker["frame-table"] + ker["pmm-metadata"] + ker["other"])
         for what, value in (("heap", ker["heap"]), ("kernel page tables", pt["kernel"]),
+                            ("frame table", ker["frame-table"]),
                             ("pmm metadata", use["pmm-metadata"]), ("free", use["free"])):
             if value <= 0:
                 failures.append("meminfo: %s is %d" % (what, value))
