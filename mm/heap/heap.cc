@@ -389,11 +389,11 @@ LargeObjectStats LargeObjectArena::stats() const {
 ktl::Result<void, HeapError> Heap::init(FrameTable& frames, const HeapConfig& config) {
   if (slab_.initialized()) return ktl::Err(HeapError::AlreadyInitialized);
   hardening_ = config.hardening;
-  Pmm& pmm = frames.pmm();
-  PhysWindow window = frames.window();
   if (auto r = slab_.init(frames, SlabOptions{config.hardening, config.seed}); r.is_err()) {
     return ktl::Err(to_heap_error(r.error()));
   }
+  Pmm& pmm = frames.pmm();  // (slab_.init checked that the table is initialized)
+  PhysWindow window = frames.window();
   for (usize i = 0; i < heap_classes::kCount; ++i) {
     ktl::InlineString<32> name;
     ktl::format_to(name, "kmalloc-{}", heap_classes::size_of(i));

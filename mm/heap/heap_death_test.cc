@@ -11,6 +11,7 @@
 
 import ktl;
 import mm.addr;
+import mm.frame_table;
 import mm.heap;
 import mm.heap.host;
 import mm.slab;
@@ -231,5 +232,17 @@ TEST(HeapAsanDeath, OverflowIntoTheClassTailIsReportedByAsan) {
       "AddressSanitizer: use-after-poison");
 }
 #endif
+
+// A heap over a frame table nobody initialized is a programming error, stopped with its name
+// before anything touches the missing PMM.
+TEST(HeapDeath, AHeapOverAnUninitializedFrameTableStops) {
+  EXPECT_DEATH(
+      {
+        mm::FrameTable frames;
+        mm::Heap heap;
+        (void)heap.init(frames, mm::HeapConfig{});
+      },
+      "the frame table is not initialized");
+}
 
 }  // namespace
