@@ -405,8 +405,8 @@ extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info) {
   if (info->command_line != 0) {
     KTL_UNSAFE_BUFFER_BEGIN  // the boot information's command line: command_line_size bytes, in the direct
                              // map
-    cmdline = ktl::StringView(reinterpret_cast<const char*>(phys(info->command_line)),
-                              static_cast<usize>(info->command_line_size));
+    cmdline = ktl::StringView::from_raw(reinterpret_cast<const char*>(phys(info->command_line)),
+                                        static_cast<usize>(info->command_line_size));
     KTL_UNSAFE_BUFFER_END
   }
   kernel::ParsedCommandLine parsed = kernel::parse_command_line(cmdline);
@@ -477,5 +477,7 @@ int __cxa_atexit(void (*)(void*), void*, void*) { return 0; }
 // ktl.log's hook: messages from mm and ktl go to the kernel log.
 extern "C" void ferrite_log_write(int level, const char* text, ktl::usize length) {
   auto lvl = static_cast<klog::Level>(level < 0 ? 0 : level > 3 ? 3 : level);
-  klog::log(lvl, "{}", ktl::StringView(text, length));
+  KTL_UNSAFE_BUFFER_BEGIN  // ktl.log passes `length` characters at `text`
+  klog::log(lvl, "{}", ktl::StringView::from_raw(text, length));
+  KTL_UNSAFE_BUFFER_END
 }

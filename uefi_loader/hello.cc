@@ -20,7 +20,9 @@ extern "C" efi::Status efi_main(efi::Handle, efi::SystemTable* st) {
 
 extern "C" void ferrite_log_write(int, const char* text, ktl::usize length) {
   efi::Console con(g_console);
-  con.write(ktl::StringView(text, length));
+  KTL_UNSAFE_BUFFER_BEGIN  // ktl.log passes `length` characters at `text`
+  con.write(ktl::StringView::from_raw(text, length));
+  KTL_UNSAFE_BUFFER_END
 }
 
 extern "C" [[noreturn]] void ferrite_panic(const char* message, const char*, unsigned, const char*) {

@@ -564,7 +564,7 @@ efi::Result<void> read_extras(Loader& l, efi::File& root, UnsignedFiles unsigned
     return ktl::Err(fail(l, "cannot open \\ferrite\\cmdline.txt", f.error()));
   }
   ktl::format_to(l.con, "ferrite-loader: command line: \"{}\"\n",
-                 ktl::StringView(x.cmdline.data(), x.cmdline_size));
+                 ktl::StringView(ktl::Span<const char>(x.cmdline).first(x.cmdline_size)));
 
   if (auto f = root.open(kRamdiskPath); f.is_ok() && unsigned_files == UnsignedFiles::Ignore) {
     ktl::format_to(l.con, "ferrite-loader: Secure Boot: ignoring {} (no signature covers it)\n",
@@ -900,7 +900,9 @@ extern "C" efi::Status efi_main(efi::Handle image, efi::SystemTable* st) {
 // ktl.log's hook: shared code's messages go to the console while boot services last.
 extern "C" void ferrite_log_write(int, const char* text, ktl::usize length) {
   efi::Console con(g_panic_console);
-  con.write(ktl::StringView(text, length));
+  KTL_UNSAFE_BUFFER_BEGIN  // ktl.log passes `length` characters at `text`
+  con.write(ktl::StringView::from_raw(text, length));
+  KTL_UNSAFE_BUFFER_END
   con.write("\n");
 }
 

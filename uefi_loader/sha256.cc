@@ -131,7 +131,7 @@ void format_value(ktl::FormatSink& sink, const Sha256Digest& digest, const ktl::
     text[2 * i] = ktl::StringView(kHex)[digest.bytes[i] >> 4];
     text[2 * i + 1] = ktl::StringView(kHex)[digest.bytes[i] & 0xf];
   }
-  sink.write(ktl::StringView(text.data(), text.size()));
+  sink.write(ktl::StringView(ktl::Span<const char>(text)));
 }
 
 }  // namespace loader

@@ -119,7 +119,7 @@ template <class... Args>
 class FormatString {
  public:
   template <usize N>
-  consteval FormatString(const char (&s)[N]) : text_(s, N - 1) {
+  consteval FormatString(const char (&s)[N]) : text_(Span<const char>(s).first(N - 1)) {
     long fields = detail::count_fields(text_);
     if (fields < 0) detail::format_string_error("malformed format string");
     if (fields != static_cast<long>(sizeof...(Args))) {

@@ -2,6 +2,7 @@
 #include <ktl/macros.h>
 
 #include <string>
+#include <string_view>
 
 import ktl;
 
@@ -85,6 +86,20 @@ TEST(Format, IntegersStringsAndSpecs) {
   EXPECT_EQ(fmt("{:b}", 5), "101");
   EXPECT_EQ(fmt("{}", ktl::StringView("view")), "view");
   EXPECT_EQ(fmt("{}", static_cast<long long>(-9223372036854775807LL - 1)), "-9223372036854775808");
+}
+
+// A view of (pointer, length) exists only as the named, lint-counted StringView::from_raw; the
+// safe form goes through a span.
+static_assert(!__is_constructible(ktl::StringView, const char*, ktl::usize));
+TEST(StringView, FromASpanAndFromRaw) {
+  const char text[] = "abcdef";
+  EXPECT_EQ(std::string_view(ktl::StringView(ktl::Span<const char>(text).first(3)).data(), 3), "abc");
+  KTL_UNSAFE_BUFFER_BEGIN  // text holds 6 characters
+  ktl::StringView v = ktl::StringView::from_raw(text + 2, 4);
+  KTL_UNSAFE_BUFFER_END
+  EXPECT_EQ(v.size(), 4u);
+  EXPECT_EQ(v[0], 'c');
+  EXPECT_TRUE(v == ktl::StringView("cdef"));
 }
 
 TEST(Format, BufferSinkTruncatesSafely) {

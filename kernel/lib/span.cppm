@@ -107,10 +107,16 @@ template <class T>
 class StringView {
  public:
   constexpr StringView() = default;
-  // FIXME(unsafe rule): (s, n) is unchecked like Span::from_raw but not counted by unsafe_lint.py.
-  KTL_UNSAFE_BUFFER_BEGIN  // a C string is valid up to its NUL; (s, n) is the caller's promise
+  KTL_UNSAFE_BUFFER_BEGIN  // a C string is valid up to its NUL
   constexpr StringView(const char* s) : chars_(Span<const char>::from_raw(s, string_length(s))) {}
-  constexpr StringView(const char* s, usize n) : chars_(Span<const char>::from_raw(s, n)) {}
+  KTL_UNSAFE_BUFFER_END
+  // n characters at s, unchecked like Span::from_raw (and, like it, only inside a marked unsafe
+  // region: tools/unsafe_lint.py counts every from_raw call). Containers have the safe form,
+  // StringView(span.first(n)).
+  KTL_UNSAFE_BUFFER_BEGIN  // the definition: the promise is the caller's
+  [[nodiscard]] static constexpr StringView from_raw(const char* s, usize n) {
+    return StringView(Span<const char>::from_raw(s, n));
+  }
   KTL_UNSAFE_BUFFER_END
   constexpr explicit StringView(Span<const char> chars) : chars_(chars) {}
 

@@ -182,7 +182,9 @@ class SlabCache {
   [[nodiscard]] usize requested_size(const void* object) const;
 
   // --- queries ---
-  [[nodiscard]] inline ktl::StringView name() const { return ktl::StringView(name_.data(), name_length_); }
+  [[nodiscard]] inline ktl::StringView name() const {
+    return ktl::StringView(ktl::Span<const char>(name_).first(name_length_));
+  }
   [[nodiscard]] inline usize object_size() const { return size_; }
   [[nodiscard]] inline usize stride() const { return stride_; }
   [[nodiscard]] inline usize align() const { return align_; }
