@@ -108,7 +108,7 @@ class FrameOwners {
 
 class FrameTable {
  public:
-  static constexpr u64 kLeafEntries = kPageSize / kDescBytes;  // 128: one leaf per 512 KiB
+  static constexpr u64 kLeafEntries = FrameOwners::kLeafEntries;  // 128: one leaf per 512 KiB
 
   FrameTable() = default;
   FrameTable(const FrameTable&) = delete;

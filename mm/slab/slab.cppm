@@ -353,7 +353,7 @@ class SlabAllocator {
   // frame belongs to, initialized, and must outlive the allocator) and are accessed through its
   // window. Errors: AlreadyInitialized, and those of the internal caches' set-up.
   [[nodiscard]] ktl::Result<void, SlabError> init(FrameTable& frames, const SlabOptions& options = {});
-  [[nodiscard]] inline bool initialized() const { return pmm_ != nullptr; }
+  [[nodiscard]] inline bool initialized() const { return frames_ != nullptr; }
 
   // A new cache of `size`-byte objects aligned to `align` (a power of two, 0 meaning 8). The name
   // is copied (truncated to 31 characters). Hardened when the flags or the allocator's options say so.
@@ -428,8 +428,9 @@ class SlabAllocator {
   // one fails until reset with n = ~0.
   inline void fail_slab_allocations_after(u64 n) { fail_after_.store(n, ktl::MemoryOrder::Relaxed); }
 
-  [[nodiscard]] inline Pmm& pmm() const { return *pmm_; }
-  [[nodiscard]] inline PhysWindow window() const { return window_; }
+  // The frame table's PMM and window.
+  [[nodiscard]] inline Pmm& pmm() const { return frames_->pmm(); }
+  [[nodiscard]] inline PhysWindow window() const { return frames_->window(); }
   [[nodiscard]] inline Hardening hardening() const { return options_.hardening; }
 
  private:
@@ -445,8 +446,6 @@ class SlabAllocator {
   void lock_caches(CacheKind kind) NO_THREAD_SAFETY_ANALYSIS;
   void unlock_caches_reverse(CacheKind kind) NO_THREAD_SAFETY_ANALYSIS;
 
-  Pmm* pmm_ = nullptr;
-  PhysWindow window_;
   SlabOptions options_;
   FrameTable* frames_ = nullptr;  // slab frames -> their SlabDesc (shared with the PMM's other users)
   FrameOwners owners_;            // frames_->owners(), copied: kfree's lookup loads no pointer first

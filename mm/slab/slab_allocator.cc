@@ -39,13 +39,11 @@ u64 SlabAllocator::next_secret() {
 }
 
 ktl::Result<void, SlabError> SlabAllocator::init(FrameTable& frames, const SlabOptions& options) {
-  if (pmm_ != nullptr) return ktl::Err(SlabError::AlreadyInitialized);
+  if (frames_ != nullptr) return ktl::Err(SlabError::AlreadyInitialized);
   ktl::check(frames.initialized(), "SlabAllocator::init: the frame table is not initialized");
   options_ = options;
   frames_ = &frames;
   owners_ = frames.owners();
-  pmm_ = &frames.pmm();
-  window_ = frames.window();
   TRY(desc_cache_.setup(*this, "slab-desc", sizeof(SlabDesc), alignof(SlabDesc), nullptr, CacheFlags::None,
                         next_secret(), true));
   register_cache(&desc_cache_);
@@ -63,7 +61,7 @@ ktl::Result<void, SlabError> SlabAllocator::init(FrameTable& frames, const SlabO
 }
 
 SlabAllocator::~SlabAllocator() {
-  if (pmm_ == nullptr) return;
+  if (frames_ == nullptr) return;
   for (;;) {
     SlabCache* c = nullptr;
     {
@@ -109,14 +107,14 @@ ktl::Result<AllocatedFrames, SlabError> SlabAllocator::alloc_slab_frames(u32 fra
   }
   AllocOptions options;
   options.context = context;
-  auto r = pmm_->alloc_contiguous(frames, kPageSize, options);
+  auto r = pmm().alloc_contiguous(frames, kPageSize, options);
   if (r.is_err()) return ktl::Err(to_slab_error(r.error()));
   return r.release_value();
 }
 
 ktl::Result<SlabCache*, SlabError> SlabAllocator::create_cache(ktl::StringView name, usize size, usize align,
                                                                Constructor ctor, CacheFlags flags) {
-  if (pmm_ == nullptr) return ktl::Err(SlabError::NotInitialized);
+  if (frames_ == nullptr) return ktl::Err(SlabError::NotInitialized);
   void* place = cache_cache_.alloc();
   if (place == nullptr) return ktl::Err(SlabError::OutOfMemory);
   auto* cache = new (place) SlabCache();

@@ -205,7 +205,7 @@ SlabDesc* SlabCache::new_slab_locked(AllocContext context) {
   if (frames.is_err()) return nullptr;
   AllocatedFrames owned = frames.release_value();
   usize bytes = usize{slab_frames_} * kPageSize;
-  ktl::u8* base = owner_->window_.bytes(owned.start(), bytes).data();
+  ktl::u8* base = owner_->window().bytes(owned.start(), bytes).data();
   void* place = nullptr;
   if (desc_on_slab_) {
     place = byte_at(base, ktl::align_down<usize>(bytes - kDescSize, alignof(SlabDesc)));
