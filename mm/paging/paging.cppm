@@ -253,7 +253,8 @@ class PageTable {
     u64 lo = TRY(checked_range(v, bytes));
     if (!p.is_aligned(kPageSize)) return ktl::Err(PagingError::Unaligned);
     TRY(check_phys(p, bytes));
-    if (any_leaf(root_, kTop, 0, lo, lo + (bytes - 1))) return ktl::Err(PagingError::AlreadyMapped);
+    if (!for_each_leaf(root_, kTop, 0, lo, lo + (bytes - 1), [](Entry&, u64, u32) { return false; }))
+      return ktl::Err(PagingError::AlreadyMapped);
     FramePool pool(window_, *frames_);
     TRY(pool.reserve(plan_range(lo, p.value(), bytes, huge)));
     bool relaxed = false;
@@ -275,7 +276,14 @@ class PageTable {
     u64 hi = lo + (bytes - 1);
     Hull hull;
     TRY(split_edges(lo, hi, hull));
-    u64 pages = clear_leaves(root_, kTop, 0, lo, hi, hull);
+    u64 pages = 0;
+    for_each_leaf(root_, kTop, 0, lo, hi, [&](Entry& slot, u64 slot_base, u32 level) {
+      check_inside(slot_base, level, lo, hi, "unmap_range: a leaf straddles the range after splitting");
+      store(slot, 0);
+      hull.add(slot_base, G::level_size(level));
+      pages += G::level_size(level) / kPageSize;
+      return true;
+    });
     return RangeUnmapped{pages, hull.token()};
   }
 
@@ -285,10 +293,20 @@ class PageTable {
                                                                         PageFlags flags) {
     u64 lo = TRY(checked_range(v, bytes));
     u64 hi = lo + (bytes - 1);
-    if (covered_bytes(root_, kTop, 0, lo, hi) != bytes) return ktl::Err(PagingError::NotMapped);
+    u64 covered = 0;
+    for_each_leaf(root_, kTop, 0, lo, hi, [&](Entry&, u64 slot_base, u32 level) {
+      covered += ktl::min(hi, slot_base + (G::level_size(level) - 1)) - ktl::max(lo, slot_base) + 1;
+      return true;
+    });
+    if (covered != bytes) return ktl::Err(PagingError::NotMapped);
     Hull hull;
     TRY(split_edges(lo, hi, hull));
-    protect_leaves(root_, kTop, 0, lo, hi, flags, hull);
+    for_each_leaf(root_, kTop, 0, lo, hi, [&](Entry& slot, u64 slot_base, u32 level) {
+      check_inside(slot_base, level, lo, hi, "protect_range: a leaf straddles the range after splitting");
+      store(slot, F::leaf_entry(level, F::target(load(slot), level), flags));
+      hull.add(slot_base, G::level_size(level));
+      return true;
+    });
     return hull.token();
   }
 
@@ -640,83 +658,27 @@ class PageTable {
     }
   }
 
-  [[nodiscard]] inline bool any_leaf(PhysAddr t, u32 level, u64 base, u64 lo, u64 hi) const {
-    bool found = false;
+  // Calls fn(Entry& slot, u64 slot_base, u32 level) for every leaf below table `t` that intersects
+  // [lo, hi], in address order. fn returns false to stop; so does for_each_leaf then.
+  template <class Fn>
+  inline bool for_each_leaf(PhysAddr t, u32 level, u64 base, u64 lo, u64 hi, Fn&& fn) const {
+    bool go = true;
     for_each_slot(t, level, base, lo, hi, [&](Entry& slot, u64 slot_base) {
       Entry e = load(slot);
       switch (F::kind(e, level)) {
         case paging::EntryKind::Empty: break;
-        case paging::EntryKind::Leaf: found = true; break;
+        case paging::EntryKind::Leaf: go = fn(slot, slot_base, level); break;
         case paging::EntryKind::Table:
-          found = any_leaf(F::target(e, level), level - 1, slot_base, lo, hi);
+          go = for_each_leaf(F::target(e, level), level - 1, slot_base, lo, hi, fn);
           break;
       }
-      return !found;
+      return go;
     });
-    return found;
+    return go;
   }
-
-  [[nodiscard]] inline u64 covered_bytes(PhysAddr t, u32 level, u64 base, u64 lo, u64 hi) const {
-    u64 bytes = 0;
-    for_each_slot(t, level, base, lo, hi, [&](Entry& slot, u64 slot_base) {
-      Entry e = load(slot);
-      switch (F::kind(e, level)) {
-        case paging::EntryKind::Empty: break;
-        case paging::EntryKind::Leaf: {
-          u64 a = ktl::max(lo, slot_base);
-          u64 b = ktl::min(hi, slot_base + (G::level_size(level) - 1));
-          bytes += b - a + 1;
-          break;
-        }
-        case paging::EntryKind::Table:
-          bytes += covered_bytes(F::target(e, level), level - 1, slot_base, lo, hi);
-          break;
-      }
-      return true;
-    });
-    return bytes;
-  }
-
-  // Precondition: no leaf straddles lo or hi + 1 (split_edges ran).
-  inline u64 clear_leaves(PhysAddr t, u32 level, u64 base, u64 lo, u64 hi, Hull& hull) {
-    u64 pages = 0;
-    for_each_slot(t, level, base, lo, hi, [&](Entry& slot, u64 slot_base) {
-      Entry e = load(slot);
-      switch (F::kind(e, level)) {
-        case paging::EntryKind::Empty: break;
-        case paging::EntryKind::Leaf:
-          ktl::check(slot_base >= lo && slot_base + (G::level_size(level) - 1) <= hi,
-                     "unmap_range: a leaf straddles the range after splitting");
-          store(slot, 0);
-          hull.add(slot_base, G::level_size(level));
-          pages += G::level_size(level) / kPageSize;
-          break;
-        case paging::EntryKind::Table:
-          pages += clear_leaves(F::target(e, level), level - 1, slot_base, lo, hi, hull);
-          break;
-      }
-      return true;
-    });
-    return pages;
-  }
-
-  inline void protect_leaves(PhysAddr t, u32 level, u64 base, u64 lo, u64 hi, PageFlags flags, Hull& hull) {
-    for_each_slot(t, level, base, lo, hi, [&](Entry& slot, u64 slot_base) {
-      Entry e = load(slot);
-      switch (F::kind(e, level)) {
-        case paging::EntryKind::Empty: break;
-        case paging::EntryKind::Leaf:
-          ktl::check(slot_base >= lo && slot_base + (G::level_size(level) - 1) <= hi,
-                     "protect_range: a leaf straddles the range after splitting");
-          store(slot, F::leaf_entry(level, F::target(e, level), flags));
-          hull.add(slot_base, G::level_size(level));
-          break;
-        case paging::EntryKind::Table:
-          protect_leaves(F::target(e, level), level - 1, slot_base, lo, hi, flags, hull);
-          break;
-      }
-      return true;
-    });
+  // The leaf at `slot_base` of level `level` must lie inside [lo, hi] (split_edges ran).
+  static inline void check_inside(u64 slot_base, u32 level, u64 lo, u64 hi, const char* what) {
+    ktl::check(slot_base >= lo && slot_base + (G::level_size(level) - 1) <= hi, what);
   }
 
   [[nodiscard]] inline bool table_empty(PhysAddr t) const {

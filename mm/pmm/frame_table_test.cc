@@ -1,9 +1,17 @@
 // Tests of mm.frame_table: owners by kind, lazily allocated leaves (and their frames back at
-// reset), all-or-nothing set_owner, reference counts, lookups racing with owner changes (TSan).
+// reset), all-or-nothing set_owner, reference counts, lookups racing with owner changes (TSan), and
+// a seeded differential run against a model of owners and leaves (FERRITE_SEED replays it,
+// FERRITE_OPS sets its length).
 #include <gtest/gtest.h>
 
+#include <map>
+#include <random>
+#include <set>
+#include <string>
 #include <thread>
 #include <vector>
+
+#include "testing/seed.h"
 
 import ktl;
 import mm.addr;
@@ -162,6 +170,112 @@ TEST_F(FrameTableTest, LookupsRaceWithOwnerChangesOfOtherFrames) {
     ASSERT_TRUE(o == 0 || o == 5);
   }
   writer.join();
+}
+
+// The model: which frames have which owner, and which leaves exist (a leaf, once made, stays until
+// reset). Operations: set_owner over a run of unowned frames, clear_owner over a run of owned ones,
+// and exhausting the PMM down to 0-2 free frames, so that a set_owner needing more leaves than
+// that fails with OutOfMemory after installing as many leaves as there were frames, lowest first,
+// and changes no descriptor. After every operation the frames it touched are compared (owner_of
+// through the table and through a lookup copied before the first leaf, find, the descriptor's
+// fields, metadata_frames), and every 64 operations every frame of the window.
+TEST_F(FrameTableTest, AgreesWithAModelOverRandomOwnerChanges) {
+  const u64 seed = ferrite_testing::test_seed(1);
+  const u64 ops = ferrite_testing::env_u64("FERRITE_OPS", 20'000);
+  SCOPED_TRACE("FERRITE_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  FrameTable table;
+  ASSERT_TRUE(table.init(pmm_, memory_.window()).is_ok());
+  const mm::FrameOwners lookup = table.owners();
+  const u64 frames = memory_.size() / kPage;
+  const u64 leaf = FrameTable::kLeafEntries;
+  std::map<u64, ktl::uptr> owner;  // frame index -> owner object
+  std::set<u64> leaves;            // leaf indexes
+  std::vector<mm::AllocatedFrames> hoard;
+  u64 available = ~u64{0};  // frames the PMM can still give (unbounded unless exhausted)
+
+  auto check_frame = [&](u64 f) {
+    SCOPED_TRACE("frame " + std::to_string(f));
+    PhysAddr p = memory_.base() + f * kPage;
+    auto it = owner.find(f);
+    const ktl::uptr want = it == owner.end() ? 0 : it->second;
+    const void* inside = view(p + (f * 97) % kPage);
+    ASSERT_EQ(table.owner_of(inside, FrameOwner::Slab), want);
+    ASSERT_EQ(lookup.owner_of(inside, FrameOwner::Slab), want);
+    ASSERT_EQ(table.owner_of(inside, FrameOwner::None), 0u);
+    mm::FrameDesc* d = table.find(p);
+    ASSERT_EQ(d != nullptr, leaves.count(f / leaf) == 1);
+    if (d == nullptr) return;
+    EXPECT_EQ(d->kind, want != 0 ? FrameOwner::Slab : FrameOwner::None);
+    EXPECT_EQ(d->owner, want);
+    EXPECT_EQ(d->refs, want != 0 ? 1u : 0u);
+    EXPECT_EQ(d->next, nullptr);
+    EXPECT_EQ(d->prev, nullptr);
+    EXPECT_EQ(d->flags, 0u);
+  };
+  auto release_hoard = [&] {
+    hoard.clear();
+    available = ~u64{0};
+  };
+
+  for (u64 step = 0; step < ops; ++step) {
+    SCOPED_TRACE("operation " + std::to_string(step));
+    u64 first = 0, end = 0;  // the frames the operation touched
+    const u64 op = rng() % 10;
+    if (op < 5) {  // set_owner over a run of unowned frames
+      first = rng() % frames;
+      u64 limit = first + 1 + rng() % 300;
+      for (end = first; end < frames && end < limit && owner.count(end) == 0;) ++end;
+      if (end == first) continue;
+      const ktl::uptr id = 1 + rng() % 1000;
+      std::vector<u64> needed;
+      for (u64 l = first / leaf; l <= (end - 1) / leaf; ++l)
+        if (leaves.count(l) == 0) needed.push_back(l);
+      auto r = table.set_owner(
+          mm::PhysRange::with_size(memory_.base() + first * kPage, (end - first) * kPage).value(),
+          FrameOwner::Slab, id);
+      if (needed.size() > available) {
+        ASSERT_TRUE(r.is_err());
+        ASSERT_EQ(r.error(), mm::PmmError::OutOfMemory);
+        for (u64 i = 0; i < available; ++i) leaves.insert(needed[i]);
+        available = 0;
+      } else {
+        ASSERT_TRUE(r.is_ok()) << mm::to_string(r.error());
+        leaves.insert(needed.begin(), needed.end());
+        if (available != ~u64{0}) available -= needed.size();
+        for (u64 f = first; f < end; ++f) owner[f] = id;
+      }
+    } else if (op < 8) {  // clear_owner over a run of owned frames
+      if (owner.empty()) continue;
+      auto it = owner.lower_bound(rng() % frames);
+      if (it == owner.end()) it = owner.begin();
+      first = it->first;
+      u64 limit = first + 1 + rng() % 300;
+      for (end = first; end < limit && owner.count(end) == 1;) owner.erase(end++);
+      table.clear_owner(
+          mm::PhysRange::with_size(memory_.base() + first * kPage, (end - first) * kPage).value());
+    } else if (op == 8) {  // the PMM down to 0-2 free frames
+      release_hoard();
+      for (;;) {
+        auto f = pmm_.alloc_page();
+        if (f.is_err()) break;
+        hoard.push_back(f.release_value());
+      }
+      available = rng() % 3;
+      for (u64 i = 0; i < available; ++i) hoard.pop_back();
+    } else {
+      release_hoard();
+    }
+    for (u64 f = first; f < end; ++f) ASSERT_NO_FATAL_FAILURE(check_frame(f));
+    ASSERT_EQ(table.metadata_frames(), 1 + leaves.size());
+    if (step % 64 == 63)
+      for (u64 f = 0; f < frames; ++f) ASSERT_NO_FATAL_FAILURE(check_frame(f));
+  }
+  release_hoard();
+  for (u64 f = 0; f < frames; ++f) ASSERT_NO_FATAL_FAILURE(check_frame(f));
+  table.reset();  // every leaf and the root back to the PMM (TearDown's count)
+  EXPECT_FALSE(table.initialized());
+  EXPECT_EQ(table.metadata_frames(), 0u);
 }
 
 }  // namespace

@@ -112,6 +112,14 @@ struct LeafInfo {
 // The number of distinct table frames reachable from `root`, the root included.
 [[nodiscard]] std::size_t table_count(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uint64_t root);
 
+// One pass for a whole-tree check: every leaf's first address and size (as `leaves`, without the
+// walks, which the caller makes its own way) and the number of distinct tables (as `table_count`).
+struct Census {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> leaves;  // (va, size), in address order
+  std::size_t tables = 0;
+};
+[[nodiscard]] Census census(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uint64_t root);
+
 // A load of `bytes` (1..8, naturally aligned) bytes at `va` through the simulated MMU: nullopt on
 // a fault. Reading a recursive-window address returns the page-table entry it aliases.
 [[nodiscard]] std::optional<std::uint64_t> load(const mm::PhysWindow& mem, const MmuConfig& cfg,
@@ -516,6 +524,17 @@ std::size_t table_count(const mm::PhysWindow& mem, const MmuConfig& cfg, std::ui
   std::uint64_t table = cfg.mmu == Mmu::X86_32 ? (root & 0xffff'f000ull) : table_address(cfg.mmu, root);
   dfs(mem, cfg, table, 0, 0, path, ignore, &tables);
   return tables.size();
+}
+
+Census census(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uint64_t root) {
+  Census out;
+  std::set<std::uint64_t> tables;
+  std::vector<std::uint64_t> path;
+  auto on_leaf = [&](std::uint64_t va, std::uint64_t size) { out.leaves.emplace_back(va, size); };
+  std::uint64_t table = cfg.mmu == Mmu::X86_32 ? (root & 0xffff'f000ull) : table_address(cfg.mmu, root);
+  dfs(mem, cfg, table, 0, 0, path, on_leaf, &tables);
+  out.tables = tables.size();
+  return out;
 }
 
 std::optional<std::uint64_t> load(const mm::PhysWindow& mem, const MmuConfig& cfg, std::uint64_t root,

@@ -93,6 +93,14 @@ TEST(WalkerX86_64, LeavesAtEveryLevel) {
   EXPECT_EQ(leaves[1].va, va4k & ~0xfffull);
   EXPECT_EQ(leaves[2].va, (1ull << 39) | (3ull << 30));
   EXPECT_EQ(sim::table_count(t.window(), cfg, pml4), 4u);
+  // The one-pass census finds the same leaves and tables.
+  sim::Census census = sim::census(t.window(), cfg, pml4);
+  ASSERT_EQ(census.leaves.size(), leaves.size());
+  for (std::size_t i = 0; i < leaves.size(); ++i) {
+    EXPECT_EQ(census.leaves[i].first, leaves[i].va);
+    EXPECT_EQ(census.leaves[i].second, leaves[i].size);
+  }
+  EXPECT_EQ(census.tables, 4u);
 }
 
 TEST(WalkerX86_64, FaultsAndReservedBits) {

@@ -196,7 +196,9 @@ def _impl(ctx):
             # executables, PIE and shared libraries alike), so "supports_pic" stays off.
             _sanitizer_feature("asan", ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-DFERRITE_ASAN=1"], ["-fsanitize=address,undefined", "-fsanitize-link-c++-runtime"]),
             _sanitizer_feature("tsan", ["-fsanitize=thread", "-fno-omit-frame-pointer", "-DFERRITE_TSAN=1"], ["-fsanitize=thread", "-fsanitize-link-c++-runtime"]),
-            _sanitizer_feature("fuzzer", ["-fsanitize=fuzzer-no-link,address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-fsanitize-coverage-ignorelist=tools/toolchain/fuzz_coverage_ignorelist.txt", "-DFERRITE_ASAN=1", "-DFERRITE_FUZZER=1"], ["-fsanitize=fuzzer,address,undefined", "-fsanitize-link-c++-runtime"]),
+            # Fuzz builds are optimized whatever the compilation mode (-O2 after the mode's -O1):
+            # with ASan, UBSan and coverage on top, -O1 left the mm fuzzers at half the speed.
+            _sanitizer_feature("fuzzer", ["-O2", "-fsanitize=fuzzer-no-link,address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-fsanitize-coverage-ignorelist=tools/toolchain/fuzz_coverage_ignorelist.txt", "-DFERRITE_ASAN=1", "-DFERRITE_FUZZER=1"], ["-fsanitize=fuzzer,address,undefined", "-fsanitize-link-c++-runtime"]),
             feature(
                 name = "host_link_libs",
                 enabled = True,
