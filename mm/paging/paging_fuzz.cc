@@ -103,7 +103,7 @@ Op decode(const std::uint8_t* r) {
 // the rest of the input is ignored (the final checks still run). The whole-tree check and the drain
 // cost time per leaf, and one operation can make thousands (a map_range of 2048 pages, splitting a
 // gigabyte leaf), so without a bound a few inputs cost as much as thousands of others.
-constexpr std::size_t kLeafBudget = 256;
+constexpr std::size_t kLeafBudget = 128;
 
 // The table frames, made once and zeroed again for each input (as a fresh block would be), so an
 // input's outcome never depends on the inputs before it. ArenaFrames hands frames out lowest
@@ -141,7 +141,8 @@ void run(const std::uint8_t* data, std::size_t size) {
       h.frames().fail_after(failing - 1);
     }
     Op op = decode<F>(r);
-    std::string f = h.run(op, {op.va, op.va + (op.bytes - 1), op.va ^ 0x1'2345'6000ull});
+    const uint64_t probes[] = {op.va, op.va + (op.bytes - 1), op.va ^ 0x1'2345'6000ull};
+    std::string f = h.run(op, probes);
     if (!f.empty()) fail(f, op, i);
     if (h.model().leaves.size() > kLeafBudget) break;
   }

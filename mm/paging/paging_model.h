@@ -15,6 +15,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -342,7 +343,7 @@ class Harness {
   }
 
   // Runs `op` on both sides; returns a description of the first disagreement, or "".
-  std::string run(const Op& op, const std::vector<uint64_t>& probes) {
+  std::string run(const Op& op, std::span<const uint64_t> probes) {
     last_error_.reset();
     std::string failure = execute(op);
     if (!failure.empty()) return failure;
