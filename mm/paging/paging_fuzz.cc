@@ -103,7 +103,7 @@ Op decode(const std::uint8_t* r) {
 // the rest of the input is ignored (the final checks still run). The whole-tree check and the drain
 // cost time per leaf, and one operation can make thousands (a map_range of 2048 pages, splitting a
 // gigabyte leaf), so without a bound a few inputs cost as much as thousands of others.
-constexpr std::size_t kLeafBudget = 128;
+constexpr std::size_t kLeafBudget = 256;
 
 // The table frames, made once and zeroed again for each input (as a fresh block would be), so an
 // input's outcome never depends on the inputs before it. ArenaFrames hands frames out lowest
