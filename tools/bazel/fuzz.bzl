@@ -36,7 +36,7 @@ def fuzz_target(name, deps, runs, max_len, replay_main = "//testing/fuzz:corpus_
         srcs = [src],
         features = ["-unsafe_buffer_usage"],
         target_compatible_with = ["@platforms//os:linux"],
-        deps = [replay_main] + deps,
+        deps = [replay_main, "//testing/fuzz:asan_options"] + deps,
     )
     fuzz_test(
         name = name + "_fuzz_test",
@@ -56,5 +56,5 @@ def fuzz_target(name, deps, runs, max_len, replay_main = "//testing/fuzz:corpus_
         data = [":" + name + "_corpus"],
         features = ["-unsafe_buffer_usage"],
         target_compatible_with = ["@platforms//os:linux"],
-        deps = [replay_main] + deps,
+        deps = [replay_main, "//testing/fuzz:asan_options"] + deps,
     )
