@@ -10,7 +10,7 @@ namespace klog {
 
 namespace {
 struct State {
-  ktl::SpinLock lock{"klog"};
+  ktl::SpinLock lock{ktl::LockRank::Log};
   ktl::Array<ktl::FormatSink*, kMaxSinks> sinks GUARDED_BY(lock){};
   ktl::usize count GUARDED_BY(lock) = 0;
   ktl::Atomic<ktl::u32> level{ktl::to_underlying(Level::Info)};

@@ -173,7 +173,7 @@ TEST(ResultDeathTest, PanicsNameTheError) {
 }
 
 TEST(Sync, SpinLockGuards) {
-  ktl::SpinLock lock("test");
+  ktl::SpinLock lock(ktl::LockRank::Test);
   {
     ktl::LockGuard guard(lock);
     EXPECT_TRUE(lock.is_locked());

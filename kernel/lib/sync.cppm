@@ -1,7 +1,18 @@
 // ktl.sync: atomics over clang builtins and a spinlock the compiler's thread-safety analysis
-// understands. The lock order across the kernel is the table in docs/ARCHITECTURE.md ("Lock
-// order"); each lock carries its name from that table (FIXME(smp): a debug build checks the order
-// at run time once more than one lock can be held at once on different CPUs).
+// understands, with lock ranks checked at run time.
+//
+// Lock ranks: every SpinLock has a LockRank, and its name is its rank's (to_string). A thread
+// (host) or CPU (kernel) takes locks in strictly increasing rank: lock() of a rank not above
+// every lock held panics naming it and the highest one held ("lock order violation: taking slab.registry
+// (rank 3) while holding pmm.arena (rank 7)"). The ranks are the table "Lock order" of docs/ARCHITECTURE.md,
+// top to bottom (//kernel/lib:lock_rank_test checks the two agree). Exceptions, each explicit: lock_ordered()
+// takes several locks of one rank that the caller orders itself (fork's lock_all: every cache, every arena);
+// try_lock() never waits, so it is not checked against the held ones (it is recorded, and what is taken
+// inside it is checked). assert_held() lets a helper that requires a lock check it at run time. Checked in
+// every build but -c opt (KTL_LOCK_RANKS=0 there: the benchmarks measure the allocator, not the checker).
+//
+// The held locks live per thread on the host; in the kernel, with one CPU and no preemption yet,
+// in one global (FIXME(smp): per CPU, once spin locks mask interrupts and CPUs run in parallel).
 module;
 
 #include <ktl/macros.h>
@@ -12,6 +23,11 @@ module;
 export module ktl.sync;
 
 import ktl.core;
+import ktl.span;
+
+#if !defined(KTL_LOCK_RANKS)
+#define KTL_LOCK_RANKS 1
+#endif
 
 export namespace ktl {
 
@@ -70,16 +86,129 @@ inline void cpu_relax() {
 #endif
 }
 
-// A test-and-test-and-set spinlock. In the kernel it is also where interrupt masking will go
-// (FIXME(irq): IrqSpinLock once interrupt handlers take locks). On the host it yields the CPU
-// after a short spin, so oversubscribed test threads make progress.
+// The kernel's locks, in the order they may be taken (see the module comment). A new lock gets a
+// rank here and a row in docs/ARCHITECTURE.md's table, at the same place.
+enum class LockRank : u8 {
+  HeapLargeObjects = 1,  // heap.large_objects
+  AddressSpace,          // address-space (one per AddressSpace)
+  SlabRegistry,          // slab.registry
+  SlabCpuRegistry,       // slab.cpu_registry
+  SlabCache,             // slab.cache (an ordinary cache)
+  SlabInternalCache,     // slab.internal_cache (magazines, off-slab descriptors, SlabCache objects)
+  PmmArena,              // pmm.arena
+  Log,                   // klog (the kernel log; anything may log)
+  Test,                  // locks of tests, above everything (never held while taking a kernel lock)
+};
+inline constexpr u32 kLockRankCount = 9;
+[[nodiscard]] constexpr const char* to_string(LockRank r) {
+  switch (r) {
+    case LockRank::HeapLargeObjects: return "heap.large_objects";
+    case LockRank::AddressSpace: return "address-space";
+    case LockRank::SlabRegistry: return "slab.registry";
+    case LockRank::SlabCpuRegistry: return "slab.cpu_registry";
+    case LockRank::SlabCache: return "slab.cache";
+    case LockRank::SlabInternalCache: return "slab.internal_cache";
+    case LockRank::PmmArena: return "pmm.arena";
+    case LockRank::Log: return "klog";
+    case LockRank::Test: return "test";
+  }
+  return "unknown lock rank";
+}
+
+class SpinLock;
+
+// The locks the current thread (host) or CPU (kernel) holds, innermost last. Locks taken with
+// lock_ordered share one entry per run of equal rank.
+class HeldLocks {
+ public:
+  static constexpr u32 kMaxDepth = 16;
+  struct Entry {
+    const SpinLock* lock = nullptr;  // the lock (the first of an ordered run)
+    LockRank rank = LockRank::Test;
+    u32 count = 0;  // locks in the entry (> 1 only for an ordered run)
+    bool ordered = false;
+  };
+
+  // The innermost entry, or null.
+  [[nodiscard]] inline const Entry* innermost() const {
+    return depth_ == 0 ? nullptr : &entries_[depth_ - 1];
+  }
+  [[nodiscard]] inline u32 depth() const { return depth_; }
+  // Checks that `lock` may be taken now (rank above every lock held) and records it.
+  void acquire(const SpinLock& lock, LockRank rank);
+  // The same for one of several locks of one rank taken in the caller's order.
+  void acquire_ordered(const SpinLock& lock, LockRank rank);
+  // Records `lock`, taken without waiting (try_lock): no order check.
+  void record(const SpinLock& lock, LockRank rank);
+  // Forgets `lock` (panics when it is not held by this thread or CPU).
+  void release(const SpinLock& lock, LockRank rank);
+  void release_ordered(LockRank rank);
+  [[nodiscard]] bool holds(const SpinLock& lock) const;
+
+ private:
+  void push(const SpinLock& lock, LockRank rank, bool ordered);
+  [[nodiscard]] const Entry* highest() const;
+  Array<Entry, kMaxDepth> entries_{};
+  u32 depth_ = 0;
+};
+
+// This thread's (host) or the CPU's (kernel) held locks.
+HeldLocks& held_locks();
+
+// A test-and-test-and-set spinlock with a rank. In the kernel it is also where interrupt masking
+// will go (FIXME(irq): IrqSpinLock once interrupt handlers take locks). On the host it yields the
+// CPU after a short spin, so oversubscribed test threads make progress.
 class CAPABILITY("mutex") SpinLock {
  public:
-  constexpr explicit SpinLock(const char* name = "spinlock") : name_(name) {}
+  constexpr explicit SpinLock(LockRank rank) : rank_(rank) {}
   SpinLock(const SpinLock&) = delete;
   SpinLock& operator=(const SpinLock&) = delete;
 
   inline void lock() ACQUIRE() {
+    if constexpr (KTL_LOCK_RANKS) held_locks().acquire(*this, rank_);
+    spin();
+  }
+  // One of several locks of this rank that the caller takes in its own total order (fork's
+  // lock_all); released with unlock_ordered, in reverse.
+  inline void lock_ordered() ACQUIRE() {
+    if constexpr (KTL_LOCK_RANKS) held_locks().acquire_ordered(*this, rank_);
+    spin();
+  }
+  [[nodiscard]] inline bool try_lock() TRY_ACQUIRE(true) {
+    bool taken = !locked_.load(MemoryOrder::Relaxed) && !locked_.exchange(true, MemoryOrder::Acquire);
+    if constexpr (KTL_LOCK_RANKS) {
+      if (taken) held_locks().record(*this, rank_);
+    }
+    return taken;
+  }
+  inline void unlock() RELEASE() {
+    if constexpr (KTL_LOCK_RANKS) held_locks().release(*this, rank_);
+    locked_.store(false, MemoryOrder::Release);
+  }
+  inline void unlock_ordered() RELEASE() {
+    if constexpr (KTL_LOCK_RANKS) held_locks().release_ordered(rank_);
+    locked_.store(false, MemoryOrder::Release);
+  }
+  // Panics unless this thread (CPU) holds the lock (only where ranks are checked; elsewhere it
+  // checks that someone holds it).
+  inline void assert_held() const ASSERT_CAPABILITY(this) {
+    if constexpr (KTL_LOCK_RANKS) {
+      check(held_locks().holds(*this), "lock not held by this thread");
+    } else {
+      check(is_locked(), "lock not held");
+    }
+  }
+  [[nodiscard]] inline bool is_locked() const { return locked_.load(MemoryOrder::Relaxed); }
+  [[nodiscard]] inline const char* name() const { return to_string(rank_); }
+  [[nodiscard]] inline LockRank rank() const { return rank_; }
+  // Changes the rank of an unheld lock (a slab cache learns at set-up whether it is internal).
+  inline void set_rank(LockRank rank) {
+    check(!is_locked(), "SpinLock::set_rank: the lock is held");
+    rank_ = rank;
+  }
+
+ private:
+  inline void spin() {
     [[maybe_unused]] u32 spins = 0;
     while (locked_.exchange(true, MemoryOrder::Acquire)) {
       while (locked_.load(MemoryOrder::Relaxed)) {
@@ -90,16 +219,9 @@ class CAPABILITY("mutex") SpinLock {
       }
     }
   }
-  [[nodiscard]] inline bool try_lock() TRY_ACQUIRE(true) {
-    return !locked_.load(MemoryOrder::Relaxed) && !locked_.exchange(true, MemoryOrder::Acquire);
-  }
-  inline void unlock() RELEASE() { locked_.store(false, MemoryOrder::Release); }
-  [[nodiscard]] inline bool is_locked() const { return locked_.load(MemoryOrder::Relaxed); }
-  [[nodiscard]] inline const char* name() const { return name_; }
 
- private:
   Atomic<bool> locked_{false};
-  const char* name_;
+  LockRank rank_;
 };
 
 // RAII holder: `LockGuard guard(lock_);`

@@ -295,7 +295,7 @@ class LargeObjectArena {
   VirtRange range_ = VirtRange::try_from(VirtAddr::zero(), VirtAddr::zero()).value();
   bool hardened_ = false;
   ktl::Atomic<u64> fail_after_{~u64{0}};
-  mutable ktl::SpinLock lock_{"heap.large_objects"};
+  mutable ktl::SpinLock lock_{ktl::LockRank::HeapLargeObjects};
   AllocatedFrames root_frames_;
   RangeAllocator ranges_ GUARDED_BY(lock_);      // an object's pages and its guard page
   ktl::Span<ktl::uptr> root_ GUARDED_BY(lock_);  // leaf addresses (window views), 0 = none

@@ -612,11 +612,11 @@ bool Pmm::check_invariants() const {
 // --- Pmm: fork -----------------------------------------------------------------------------------------
 // Unchecked (see the declaration): a run-time number of arena locks, held when this returns.
 void Pmm::lock_all() {
-  for (usize i = 0; i < arena_count_; ++i) arenas_[i].lock();
+  for (usize i = 0; i < arena_count_; ++i) arenas_[i].lock_ordered();
 }
 
 void Pmm::unlock_all() {
-  for (usize i = arena_count_; i-- > 0;) arenas_[i].unlock();
+  for (usize i = arena_count_; i-- > 0;) arenas_[i].unlock_ordered();
 }
 
 // --- Pmm: mm::FrameAllocator ---------------------------------------------------------------------------

@@ -281,8 +281,11 @@ class PmmArena {
   friend class Pmm;
   inline void lock() ACQUIRE(lock_) { lock_.lock(); }
   inline void unlock() RELEASE(lock_) { lock_.unlock(); }
+  // Fork's lock_all: every arena, in arena order (ktl::SpinLock::lock_ordered).
+  inline void lock_ordered() ACQUIRE(lock_) { lock_.lock_ordered(); }
+  inline void unlock_ordered() RELEASE(lock_) { lock_.unlock_ordered(); }
 
-  mutable ktl::SpinLock lock_{"pmm.arena"};
+  mutable ktl::SpinLock lock_{ktl::LockRank::PmmArena};
   u64 base_ = 0;
   u64 frames_ = 0;
   NodeId node_{0};

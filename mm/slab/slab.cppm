@@ -45,13 +45,14 @@
 //   slab.registry  (list of caches: create, destroy, reclaim, slabinfo)
 //     -> slab.cpu_registry  (the per-CPU blocks, mm.slab.cpu; cache slot numbers)
 //       -> slab.cache  (one per cache: depot and slab lists)
-//         -> slab.cache of an internal cache (magazines, off-slab descriptors; never the reverse)
+//         -> slab.internal_cache  (an internal cache: magazines, off-slab descriptors; never the reverse)
 //           -> pmm.arena
 //   No code holds two ordinary caches' locks at once. The fast paths take no lock. In the kernel
 //   the per-CPU work runs with interrupts masked (CpuPin), so a cache lock is never taken by an
 //   interrupt handler that interrupted its holder on the same CPU. The one exception is
 //   SlabAllocator::lock_all() (for fork): both registry locks, then every ordinary cache in
-//   registry order, then every internal cache, all held at once (deadlock-free: see there).
+//   registry order, then every internal cache, all held at once (deadlock-free: see there), taken
+//   with SpinLock::lock_ordered. The ranks (ktl::LockRank) are checked at run time.
 module;
 
 #include <ktl/macros.h>
@@ -328,7 +329,7 @@ class SlabCache {
   SlabCache* magazine_cache_ = nullptr;
   SlabCache* desc_cache_ = nullptr;
 
-  mutable ktl::SpinLock lock_{"slab.cache"};
+  mutable ktl::SpinLock lock_{ktl::LockRank::SlabCache};  // SlabInternalCache for internal caches (setup)
   ktl::Array<List, 3> lists_ GUARDED_BY(lock_){};
   slab_cpu::Magazine* depot_full_ GUARDED_BY(lock_) = nullptr;
   slab_cpu::Magazine* depot_empty_ GUARDED_BY(lock_) = nullptr;
@@ -461,7 +462,7 @@ class SlabAllocator {
   [[nodiscard]] inline SlabCache& magazine_cache(u32 kind) {
     return kind == 0 ? magazines6_ : kind == 1 ? magazines14_ : magazines62_;
   }
-  mutable ktl::SpinLock registry_lock_{"slab.registry"};
+  mutable ktl::SpinLock registry_lock_{ktl::LockRank::SlabRegistry};
   SlabCache* registry_ GUARDED_BY(registry_lock_) = nullptr;
 };
 

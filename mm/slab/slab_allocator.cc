@@ -192,7 +192,7 @@ void SlabAllocator::flush_local_cpu() {
 // Unchecked (see the declarations): they leave a run-time set of cache locks held / released.
 void SlabAllocator::lock_caches(CacheKind kind) {
   for (SlabCache* c = registry_; c != nullptr; c = c->registry_next_) {
-    if (c->internal_ == (kind == CacheKind::Internal)) c->lock_.lock();
+    if (c->internal_ == (kind == CacheKind::Internal)) c->lock_.lock_ordered();
   }
 }
 
@@ -205,7 +205,7 @@ void SlabAllocator::unlock_caches_reverse(CacheKind kind) {
       if (c->internal_ == (kind == CacheKind::Internal)) last = c;
     }
     if (last == nullptr) return;
-    last->lock_.unlock();
+    last->lock_.unlock_ordered();
     end = last;
   }
 }

@@ -66,6 +66,7 @@ ktl::Result<void, SlabError> SlabCache::setup(SlabAllocator& owner, ktl::StringV
   align_ = ktl::max<usize>(align, 8);
   ctor_ = ctor;
   internal_ = internal;
+  lock_.set_rank(internal ? ktl::LockRank::SlabInternalCache : ktl::LockRank::SlabCache);
   secret_ = secret;
   hardened_ = has(flags, CacheFlags::Hardened) || (!internal && owner.options_.hardening == Hardening::On);
 

@@ -98,7 +98,7 @@ struct CpuBlock {
 };
 
 // The registry of blocks (every CPU's in the kernel, every live thread's on the host).
-inline ktl::SpinLock g_registry_lock{"slab.cpu_registry"};
+inline ktl::SpinLock g_registry_lock{ktl::LockRank::SlabCpuRegistry};
 inline CpuBlock* g_registry GUARDED_BY(g_registry_lock) = nullptr;
 
 #if __STDC_HOSTED__

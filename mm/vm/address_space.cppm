@@ -94,7 +94,7 @@ class AddressSpace {
   }
 
   // Moving is for construction only: the source must not be locked or in use.
-  AddressSpace(AddressSpace&& o) NO_THREAD_SAFETY_ANALYSIS : lock_("address-space"),
+  AddressSpace(AddressSpace&& o) NO_THREAD_SAFETY_ANALYSIS : lock_(ktl::LockRank::AddressSpace),
                                                              kind_(o.kind_),
                                                              tables_(ktl::move(o.tables_)),
                                                              kernel_half_prepared_(o.kernel_half_prepared_),
@@ -148,7 +148,7 @@ class AddressSpace {
  private:
   inline AddressSpace(SpaceKind kind, PageTable<F>&& tables) : kind_(kind), tables_(ktl::move(tables)) {}
 
-  mutable ktl::SpinLock lock_{"address-space"};
+  mutable ktl::SpinLock lock_{ktl::LockRank::AddressSpace};
   SpaceKind kind_;
   PageTable<F> tables_ GUARDED_BY(lock_);
   bool kernel_half_prepared_ GUARDED_BY(lock_) = false;

@@ -310,7 +310,7 @@ clang_toolchain_config = rule(
         "link_libs": attr.string_list(),
         "fastbuild_flags": attr.string_list(default = ["-O1", "-gline-tables-only"]),
         "dbg_flags": attr.string_list(default = ["-O0", "-g"]),
-        "opt_flags": attr.string_list(default = ["-O2"]),
+        "opt_flags": attr.string_list(default = ["-O2", "-DKTL_LOCK_RANKS=0"]),  # no run-time lock-rank checks (ktl.sync)
         "builtin_include_dirs": attr.string_list(),
     },
     provides = [CcToolchainConfigInfo],

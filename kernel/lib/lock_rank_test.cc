@@ -1,0 +1,163 @@
+// Tests of ktl.sync's lock ranks: increasing ranks pass, an inversion or a second lock of one rank
+// panics naming both locks, ordered runs (fork's lock_all) pass and are released in reverse,
+// try_lock is not order-checked, assert_held, unlocking a lock not held; and the rank enum agrees
+// with the "Lock order" table of docs/ARCHITECTURE.md, row for row.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+import ktl;
+
+// These tests do on purpose what the compile-time analysis rejects (wrong orders, unlocking what is
+// not held): they test the run-time checker behind it.
+#pragma clang diagnostic ignored "-Wthread-safety-analysis"
+
+namespace {
+
+using ktl::LockRank;
+using ktl::SpinLock;
+
+TEST(LockRank, IncreasingRanksPassAndAreForgottenOnUnlock) {
+  SpinLock registry(LockRank::SlabRegistry), cache(LockRank::SlabCache), arena(LockRank::PmmArena);
+  EXPECT_EQ(ktl::held_locks().depth(), 0u);
+  registry.lock();
+  cache.lock();
+  arena.lock();
+  EXPECT_EQ(ktl::held_locks().depth(), 3u);
+  arena.unlock();
+  cache.unlock();
+  registry.unlock();
+  EXPECT_EQ(ktl::held_locks().depth(), 0u);
+  // A lock of a lower rank is fine again once the higher one is released.
+  arena.lock();
+  arena.unlock();
+  registry.lock();
+  registry.unlock();
+}
+
+TEST(LockRank, AnInversionPanicsNamingBothLocks) {
+  SpinLock registry(LockRank::SlabRegistry), arena(LockRank::PmmArena);
+  EXPECT_DEATH(
+      {
+        arena.lock();
+        registry.lock();
+      },
+      "lock order violation: taking slab.registry \\(rank 3\\) while holding pmm.arena \\(rank 7\\)");
+}
+
+TEST(LockRank, TwoLocksOfOneRankPanicUnlessOrdered) {
+  SpinLock a(LockRank::SlabCache), b(LockRank::SlabCache);
+  EXPECT_DEATH(
+      {
+        a.lock();
+        b.lock();
+      },
+      "taking slab.cache \\(rank 5\\) while holding slab.cache \\(rank 5\\)");
+}
+
+TEST(LockRank, OrderedRunsOfOneRankPassAndNestInRankOrder) {
+  // Fork's lock_all: the registries, every cache, every arena; then the reverse.
+  SpinLock registry(LockRank::SlabRegistry);
+  std::vector<std::unique_ptr<SpinLock>> caches, internal, arenas;
+  for (int i = 0; i < 40; ++i) caches.push_back(std::make_unique<SpinLock>(LockRank::SlabCache));
+  for (int i = 0; i < 3; ++i) internal.push_back(std::make_unique<SpinLock>(LockRank::SlabInternalCache));
+  for (int i = 0; i < 20; ++i) arenas.push_back(std::make_unique<SpinLock>(LockRank::PmmArena));
+  registry.lock();
+  for (auto& l : caches) l->lock_ordered();
+  for (auto& l : internal) l->lock_ordered();
+  for (auto& l : arenas) l->lock_ordered();
+  EXPECT_EQ(ktl::held_locks().depth(), 4u);  // one entry per run
+  caches[7]->assert_held();
+  for (auto it = arenas.rbegin(); it != arenas.rend(); ++it) (*it)->unlock_ordered();
+  for (auto it = internal.rbegin(); it != internal.rend(); ++it) (*it)->unlock_ordered();
+  for (auto it = caches.rbegin(); it != caches.rend(); ++it) (*it)->unlock_ordered();
+  registry.unlock();
+  EXPECT_EQ(ktl::held_locks().depth(), 0u);
+}
+
+TEST(LockRank, AnOrderedRunStillRespectsTheRanks) {
+  SpinLock cache(LockRank::SlabCache), registry(LockRank::SlabRegistry);
+  EXPECT_DEATH(
+      {
+        cache.lock_ordered();
+        registry.lock_ordered();
+      },
+      "taking \\(ordered\\) slab.registry \\(rank 3\\) while holding slab.cache \\(rank 5\\)");
+  SpinLock a(LockRank::PmmArena), b(LockRank::PmmArena);
+  EXPECT_DEATH(
+      {
+        a.lock_ordered();
+        b.lock_ordered();
+        a.unlock();  // an ordered lock goes back with unlock_ordered
+      },
+      "unlocking pmm.arena, which this thread does not hold");
+}
+
+TEST(LockRank, TryLockIsNotOrderCheckedButWhatItHoldsIs) {
+  SpinLock arena(LockRank::PmmArena), registry(LockRank::SlabRegistry), log(LockRank::Log);
+  arena.lock();
+  ASSERT_TRUE(registry.try_lock());  // never waits, so it cannot deadlock
+  registry.assert_held();
+  log.lock();  // above both
+  log.unlock();
+  // Checked against every lock held, not just the innermost (here the try-locked registry).
+  EXPECT_DEATH(SpinLock(LockRank::SlabCache).lock(),
+               "taking slab.cache \\(rank 5\\) while holding pmm.arena");
+  registry.unlock();
+  arena.unlock();
+}
+
+TEST(LockRank, AssertHeldAndUnlockingALockNotHeld) {
+  SpinLock a(LockRank::AddressSpace);
+  EXPECT_DEATH(a.assert_held(), "lock not held by this thread");
+  a.lock();
+  a.assert_held();
+  // Held by this thread, not by another one.
+  std::thread other([&] { EXPECT_FALSE(ktl::held_locks().holds(a)); });
+  other.join();
+  a.unlock();
+  EXPECT_DEATH(a.unlock(), "unlocking address-space, which this thread does not hold");
+}
+
+TEST(LockRank, TooManyLocksAtOnceIsReported) {
+  EXPECT_DEATH(
+      {
+        std::vector<std::unique_ptr<SpinLock>> locks;
+        for (int i = 0; i < 17; ++i) {
+          locks.push_back(std::make_unique<SpinLock>(LockRank::Test));
+          ASSERT_TRUE(locks.back()->try_lock());
+        }
+      },
+      "more than 16 locks held at once");
+}
+
+TEST(LockRank, TheArchitectureTableListsTheRanksInOrder) {
+  std::ifstream in("docs/ARCHITECTURE.md");
+  ASSERT_TRUE(in) << "docs/ARCHITECTURE.md is not in the test's runfiles";
+  std::string line;
+  bool in_section = false;
+  std::vector<std::string> rows;
+  while (std::getline(in, line)) {
+    if (line.rfind("## ", 0) == 0) {
+      in_section = line == "## Lock order";
+      continue;
+    }
+    // Table rows: "| `name` (what) | module | rule |"; the header and the rule line have no name.
+    if (!in_section || line.rfind("| `", 0) != 0) continue;
+    size_t end = line.find('`', 3);
+    ASSERT_NE(end, std::string::npos) << line;
+    rows.push_back(line.substr(3, end - 3));
+  }
+  std::vector<std::string> ranks;
+  for (unsigned r = 1; r < ktl::kLockRankCount; ++r)  // all but Test, the last
+    ranks.push_back(ktl::to_string(static_cast<LockRank>(r)));
+  EXPECT_STREQ(ktl::to_string(static_cast<LockRank>(ktl::kLockRankCount)), "test");
+  EXPECT_EQ(rows, ranks) << "the table in docs/ARCHITECTURE.md (\"Lock order\") and ktl::LockRank differ";
+}
+
+}  // namespace
