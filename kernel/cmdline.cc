@@ -61,6 +61,7 @@ struct Parser {
                   : kind == "panic"         ? FaultKind::Panic
                   : kind == "doublefree"    ? FaultKind::DoubleFree
                   : kind == "iststack"      ? FaultKind::IstStackOverflow
+                  : kind == "lockorder"     ? FaultKind::LockOrder
                                             : FaultKind::None;
     if (k == FaultKind::None) {
       // Still test mode (a typo must fail the test run, not boot normally).
@@ -131,6 +132,7 @@ const char* to_string(FaultKind k) {
     case FaultKind::Panic: return "panic";
     case FaultKind::DoubleFree: return "doublefree";
     case FaultKind::IstStackOverflow: return "iststack";
+    case FaultKind::LockOrder: return "lockorder";
   }
   return "?";
 }

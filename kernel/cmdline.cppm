@@ -40,7 +40,8 @@ enum class FaultKind {
   Nmi,
   Panic,
   DoubleFree,
-  IstStackOverflow
+  IstStackOverflow,
+  LockOrder
 };
 enum class Corruption { None, Version, Overlap, Unsorted, ZeroSize, Huge };
 enum class Toggle { On, Off };

@@ -68,6 +68,17 @@ const ktl::u64 g_read_only_word = 0x5a5a'5a5a'5a5a'5a5aull;  // .rodata: mapped 
   __asm__ volatile("int $2" ::: "memory");
 }
 
+// A lock-order inversion: the kernel checks lock ranks in every build but -c opt (ktl.sync). Two
+// locks of the ranks of a PMM arena and the slab registry, taken in the wrong order.
+[[gnu::noinline]] void trigger_lock_inversion() {
+  ktl::SpinLock arena(ktl::LockRank::PmmArena);
+  ktl::SpinLock registry(ktl::LockRank::SlabRegistry);
+  arena.lock();
+  registry.lock();  // panics: slab.registry ranks above pmm.arena
+  registry.unlock();
+  arena.unlock();
+}
+
 [[gnu::noinline]] void trigger_panic() { ktl::panic("deliberate panic (test=fault:panic)"); }
 
 }  // namespace
@@ -87,6 +98,7 @@ void run_fault(FaultKind kind, ktl::u64 direct_map_base) {
     case FaultKind::Panic: trigger_panic(); break;
     case FaultKind::DoubleFree: trigger_double_free(); break;
     case FaultKind::IstStackOverflow: trigger_ist_stack_overflow(); break;
+    case FaultKind::LockOrder: trigger_lock_inversion(); break;
     case FaultKind::None: break;
   }
   // A store after the calls keeps them calls (no sibling-call jumps), so run_fault stays in the

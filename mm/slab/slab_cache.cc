@@ -202,6 +202,7 @@ void SlabCache::init_slab_objects(SlabDesc& slab) {
 }
 
 SlabDesc* SlabCache::new_slab_locked(AllocContext context) {
+  lock_.assert_held();
   auto frames = owner_->alloc_slab_frames(slab_frames_, context);
   if (frames.is_err()) return nullptr;
   AllocatedFrames owned = frames.release_value();
@@ -238,6 +239,7 @@ SlabDesc* SlabCache::new_slab_locked(AllocContext context) {
 }
 
 AllocatedFrames SlabCache::release_slab_locked(SlabDesc* slab) {
+  lock_.assert_held();
   check_desc(*slab);
   ktl::check(slab->inuse == 0, "slab: releasing a slab with live objects");
   list_unlink(lists_[slab->list].head, slab);
@@ -264,6 +266,7 @@ void SlabCache::list_move_locked(SlabDesc* slab, ListId to) {
 }
 
 void* SlabCache::alloc_one_locked(AllocContext context, bool may_grow) {
+  lock_.assert_held();
   SlabDesc* slab = lists_[kPartial].head;
   if (slab == nullptr) slab = lists_[kEmpty].head;
   if (slab == nullptr && may_grow) slab = new_slab_locked(context);
@@ -284,6 +287,7 @@ void* SlabCache::alloc_one_locked(AllocContext context, bool may_grow) {
 }
 
 void SlabCache::free_one_locked(void* object, SlabDesc* slab) {
+  lock_.assert_held();
   check_desc(*slab);
   u64 head = slab->freelist ^ secret_ ^ __builtin_bswap64(addr(&slab->freelist));
   KTL_UNSAFE_BUFFER_BEGIN  // the decoded head was checked when it was stored (free_one_locked's caller)
@@ -297,6 +301,7 @@ void SlabCache::free_one_locked(void* object, SlabDesc* slab) {
 }
 
 void SlabCache::fill_locked(Magazine& m, AllocContext context) {
+  lock_.assert_held();
   // From the slabs there are, growing by at most one slab: a refill never builds slabs just to
   // park their objects in a magazine.
   while (!m.full()) {
@@ -307,6 +312,7 @@ void SlabCache::fill_locked(Magazine& m, AllocContext context) {
 }
 
 void SlabCache::flush_locked(Magazine& m) {
+  lock_.assert_held();
   while (!m.empty()) {
     void* object = m.pop();
     free_one_locked(object, owner_->slab_of(object));
