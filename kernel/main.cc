@@ -28,6 +28,7 @@ import arch.x86_64.cpu;
 import arch.x86_64.serial;
 import arch.x86_64.gdt;
 import arch.x86_64.idt;
+import arch.x86_64.pic;
 import arch.x86_64.features;
 
 namespace {
@@ -130,6 +131,9 @@ void install_exception_handling() {
   load_gdt();
   load_idt();
   set_default_trap_handler(&kpanic::report_exception);
+  remap_and_mask_pics();
+  klog::debug("interrupts: 8259 PICs remapped to vectors {:#x}-{:#x} and masked", kPicMasterVectorBase,
+              kPicSlaveVectorBase + 7);
   auto add = [](IstSlot slot, const char* name) {
     StackRange r = ist_stack(slot);
     kpanic::add_stack(kernel::StackBounds{r.bottom, r.top}, name);

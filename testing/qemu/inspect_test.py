@@ -12,7 +12,8 @@
     `pagetables=dump`, the kernel walks its active tables with mm.paging's formats and prints every
     mapping (the "vm:" block, kernel/vmview.cppm); that list must equal this walk from outside,
     range for range (virtual and physical address, size, W/X/U/G and memory type), with the same
-    number of leaf entries, the same root and the same recursive slot.
+    number of leaf entries, the same root and the same recursive slot. And both 8259 PICs
+    remapped to vectors 0x20/0x28 with every line masked (QEMU's `info pic`).
 
 Page-table assertions at both points: no page both writable and executable, the null page
 unmapped, the stack guard page unmapped, kernel text present and not writable (rodata read-only
@@ -120,6 +121,23 @@ def compare_kernel_view(c, text, maps, cr3):
     c.check(not only_kernel and not only_outside and view["ranges"] == outside,
             "the kernel's view of its mappings differs from QEMU's: %d ranges only in the kernel's, %d only "
             "outside" % (len(only_kernel), len(only_outside)))
+
+
+def check_pics(c, text):
+    """QEMU's `info pic`: both 8259s remapped to vectors 0x20 / 0x28 and every line masked (the
+    kernel takes interrupts through the APICs; arch.x86_64.pic)."""
+    pics = {int(m.group(1)): (int(m.group(2), 16), int(m.group(3), 16))
+            for m in re.finditer(r"pic(\d): irr=[0-9a-f]+ imr=([0-9a-f]+) isr=[0-9a-f]+ hprio=\d+ irq_base=([0-9a-f]+)",
+                                 text)}
+    if not c.check(set(pics) == {0, 1}, "info pic shows no two 8259s:\n" + text):
+        return
+    ok = True
+    for n, base in ((0, 0x20), (1, 0x28)):
+        imr, irq_base = pics[n]
+        ok &= c.check(irq_base == base, "8259 #%d at vector base %#x, not %#x" % (n, irq_base, base))
+        ok &= c.check(imr == 0xff, "8259 #%d has unmasked lines (imr %#04x)" % (n, imr))
+    if ok:
+        print("inspect: both 8259s at vector bases 0x20/0x28, all lines masked", flush=True)
 
 
 def main():
@@ -304,6 +322,7 @@ def main():
             maps = pagetables.walk(read, regs["CR3"], pat=info["pat"])
             check_tables(c, "after the kernel halted", maps, segs, guard_page)
             compare_kernel_view(c, serial(), maps, regs["CR3"])
+            check_pics(c, q.hmp("info pic"))
         q.close()
     except (gdbstub.GdbError, qmp.QmpError, bootinfo.BootInfoError, KeyError) as e:
         c.check(False, "inspection failed: %s: %s" % (type(e).__name__, e))
