@@ -98,6 +98,7 @@ void HeldLocks::release_ordered(LockRank rank) {
   panic(message.c_str());
 }
 
+// An ordered run records only its first lock: any locked lock of the run's rank counts as held.
 bool HeldLocks::holds(const SpinLock& lock) const {
   for (u32 i = 0; i < depth_; ++i) {
     const Entry& e = entries_[i];

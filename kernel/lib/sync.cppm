@@ -99,7 +99,7 @@ enum class LockRank : u8 {
   Log,                   // klog (the kernel log; anything may log)
   Test,                  // locks of tests, above everything (never held while taking a kernel lock)
 };
-inline constexpr u32 kLockRankCount = 9;
+inline constexpr u32 kLockRankCount = to_underlying(LockRank::Test);  // Test is the last
 [[nodiscard]] constexpr const char* to_string(LockRank r) {
   switch (r) {
     case LockRank::HeapLargeObjects: return "heap.large_objects";
@@ -129,10 +129,6 @@ class HeldLocks {
     bool ordered = false;
   };
 
-  // The innermost entry, or null.
-  [[nodiscard]] inline const Entry* innermost() const {
-    return depth_ == 0 ? nullptr : &entries_[depth_ - 1];
-  }
   [[nodiscard]] inline u32 depth() const { return depth_; }
   // Checks that `lock` may be taken now (rank above every lock held) and records it.
   void acquire(const SpinLock& lock, LockRank rank);
