@@ -47,6 +47,10 @@ struct Parser {
       o.test = TestMode::Boot;
       return;
     }
+    if (value == "clock") {
+      o.test = TestMode::Clock;
+      return;
+    }
     ktl::StringView fault_prefix = "fault:";
     if (!value.starts_with(fault_prefix)) {
       o.test = TestMode::Suites;

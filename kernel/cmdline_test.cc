@@ -34,6 +34,8 @@ KTEST(Cmdline, LogLevels) {
 KTEST(Cmdline, TestModes) {
   auto boot = parse_command_line("test=boot");
   KEXPECT_EQ(boot.options.test, kernel::TestMode::Boot);
+  auto clock = parse_command_line("test=clock");
+  KEXPECT_EQ(clock.options.test, kernel::TestMode::Clock);
   auto suites = parse_command_line("log=warn test=Cmdline.Log");
   KEXPECT_EQ(suites.options.test, kernel::TestMode::Suites);
   KEXPECT_EQ(suites.options.test_filter, ktl::StringView("Cmdline.Log"));

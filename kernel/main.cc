@@ -30,6 +30,11 @@ import arch.x86_64.gdt;
 import arch.x86_64.idt;
 import arch.x86_64.pic;
 import arch.x86_64.features;
+import arch.x86_64.platform;
+import arch.x86_64.apic;
+import kernel.irq;
+import kernel.serial_console;
+import kernel.time;
 
 namespace {
 
@@ -38,7 +43,6 @@ using ktl::usize;
 
 constexpr const char* kVersion = "0.1.0";
 
-arch::x86_64::Serial16550 g_com1(arch::x86_64::Serial16550::kCom1);
 kernel::Font g_font;
 bool g_test_mode = false;
 
@@ -351,11 +355,85 @@ void start_framebuffer(const boot::BootInfo& info, const kernel::Options& option
              mm::PhysAddr::unchecked(fb.base), con.columns(), con.rows(), g_font.width(), g_font.height());
 }
 
+// "2599.987 MHz"
+struct Mhz {
+  u64 hz;
+};
+void format_value(ktl::FormatSink& out, const Mhz& m, const ktl::FormatSpec&) {
+  ktl::format_to(out, "{}.{:03} MHz", m.hz / 1'000'000, (m.hz / 1'000) % 1'000);
+}
+
+// Interrupt controllers, calibration, the clock and timers (arch.x86_64.platform), then COM1's
+// receive interrupt, then interrupts on. Without them nothing can run: failure is fatal.
+void start_interrupts_and_time(const boot::BootInfo& info) {
+  using namespace arch::x86_64;
+  auto t = start_platform(info);
+  if (t.is_err()) {
+    const PlatformError& e = t.error();
+    klog::error("interrupts: {}{}{}: halting", to_string(e.cause), e.detail ? ": " : "",
+                e.detail ? e.detail : "");
+    if (g_test_mode) qemu_exit(0x11);
+    halt_forever();
+  }
+  const TimeInfo& ti = t.value();
+  klog::info("time: calibrated against the {} ({}, {} samples): TSC {} ({} - {}), APIC timer {} at divide {}",
+             to_string(ti.reference), Mhz{ti.reference_hz}, ti.tsc.used, Mhz{ti.tsc.hz}, Mhz{ti.tsc.min_hz},
+             Mhz{ti.tsc.max_hz}, Mhz{ti.apic_timer.hz}, kApicTimerDivide);
+  klog::info("time: clock source {}, one-shot timers on the APIC timer", ti.clock_source);
+
+  constexpr u8 kCom1Vector = kIsaVectorBase + kernel::serial_console::kIrq;
+  kernel::irq::table().set(kCom1Vector, &kernel::serial_console::receive_interrupt, "com1");
+  if (auto r = route_isa_irq(kernel::serial_console::kIrq); r.is_err()) {
+    klog::warn("serial: COM1 receive interrupt not routed: {}", to_string(r.error().cause));
+  } else {
+    kernel::serial_console::com1().enable_receive_interrupts();
+  }
+  enable_interrupts();
+  klog::info(
+      "interrupts: enabled; COM1 receive on vector {:#x}, spurious vector {:#x}, unexpected vectors counted",
+      u32{kCom1Vector}, u32{kSpuriousVector});
+}
+
+// test=clock: the kernel's uptime at the start and the end of 6 s measured on its own clock,
+// waiting in HLT for one-shot timer interrupts (boot_test.py --clock-check compares the two with
+// the host's wall clock).
+class WakeFlag final : public kernel::time::Timer {
+ public:
+  ktl::Atomic<bool> fired{false};
+
+ protected:
+  void expired() override { fired.store(true); }
+};
+
+void sleep_until(u64 deadline_ns) {
+  WakeFlag w;
+  kernel::time::timers().arm(w, deadline_ns);
+  arch::x86_64::idle_until(w.fired);
+}
+
+[[noreturn]] void run_clock_test() {
+  constexpr u64 kSeconds = 6;
+  u64 start = kernel::time::now_ns();
+  u64 timer_interrupts = kernel::time::timers().interrupts();
+  klog::info("clock check: start uptime_ns={}", start);
+  for (u64 s = 1; s <= kSeconds; ++s) {
+    sleep_until(start + s * kernel::time::kNsPerSecond);
+    klog::info("clock check: {} s", s);
+  }
+  u64 end = kernel::time::now_ns();
+  u64 fired = kernel::time::timers().interrupts() - timer_interrupts;
+  klog::info("clock check: end uptime_ns={} elapsed_ns={} timer_interrupts={}", end, end - start, fired);
+  bool ok = fired >= kSeconds && end - start >= kSeconds * kernel::time::kNsPerSecond;
+  klog::info("test mode: clock test {}, exiting QEMU", ok ? "passed" : "FAILED");
+  arch::x86_64::qemu_exit(ok ? 0x10 : 0x11);
+}
+
 [[noreturn]] void run_test_mode(const kernel::Options& o, const boot::BootInfo& info) {
   switch (o.test) {
     case kernel::TestMode::Boot:
       klog::info("test mode: boot test passed, exiting QEMU");
       arch::x86_64::qemu_exit(0x10);  // QEMU exits with status 33
+    case kernel::TestMode::Clock: run_clock_test();
     case kernel::TestMode::Fault:
       if (o.fault == kernel::FaultKind::None) {
         klog::error("test mode: unknown fault in \"test={}\"", o.test_filter);
@@ -392,8 +470,9 @@ void start_framebuffer(const boot::BootInfo& info, const kernel::Options& option
 
 extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info) {
   run_init_array();
-  g_com1.init();
-  (void)klog::add_sink(g_com1);
+  arch::x86_64::Serial16550& com1 = kernel::serial_console::com1();
+  (void)com1.init();
+  (void)klog::add_sink(com1);
   klog::info("Ferrite kernel {} (x86_64) starting", kVersion);
   install_exception_handling();
   load_symbols();
@@ -463,12 +542,15 @@ extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info) {
   start_memory(*info, regions, summary.value(), cpu);
   keep_command_line(cmdline, parsed);
   start_framebuffer(*info, options);
+  start_interrupts_and_time(*info);
   kernel::memory::log_meminfo();
   klog::info("ready");
   if (options.dump_page_tables == kernel::Toggle::On) (void)kernel::memory::log_page_tables();
 
   if (g_test_mode) run_test_mode(options, *info);
-  klog::info("nothing more to do yet: halted (in QEMU, Ctrl-A X quits)");
+  klog::info("nothing more to do yet: idle with interrupts on (in QEMU, Ctrl-A X quits)");
+  ktl::Atomic<bool> never{false};
+  arch::x86_64::idle_until(never);
   arch::x86_64::halt_forever();
 }
 

@@ -39,6 +39,7 @@ struct State {
   ktl::Optional<mm::KernelAddressSpace> space;
   ktl::Optional<HeapSpace> heap_space;
   ktl::Array<ktl::Optional<mm::KernelMapping>, 3> ist_stacks{};
+  u64 device_next = layout::kDeviceBase;  // the device window's next free address
 };
 State g_state;
 // The converted map only lives until Pmm::init has copied what it needs; static because the
@@ -137,6 +138,35 @@ ktl::Result<void, InitError> map_ist_stacks() {
                                 arch::x86_64::StackRange{m.start().value(), m.range().end().value()});
   }
   return ktl::ok();
+}
+
+ktl::Result<MmioRegion, DeviceMapError> map_device(mm::PhysAddr phys, u64 bytes) {
+  State& s = g_state;
+  ktl::check(s.initialized, "map_device before kernel::memory::init");
+  if (bytes == 0) return ktl::Err(DeviceMapError::EmptyRange);
+  constexpr u64 kPhysLimit = u64{1} << 52;
+  u64 first = phys.value() & ~(mm::kPageSize - 1);
+  if (phys.value() >= kPhysLimit || bytes > kPhysLimit - phys.value())
+    return ktl::Err(DeviceMapError::AddressTooHigh);
+  u64 span = ((phys.value() + bytes + mm::kPageSize - 1) & ~(mm::kPageSize - 1)) - first;
+  mm::KernelAddressSpace& space = *s.space;
+  ktl::LockGuard guard(space.lock());  // also serialises device_next
+  u64 virt = s.device_next;
+  if (span + mm::kPageSize > layout::kDeviceBase + layout::kDeviceBytes - virt) {
+    return ktl::Err(DeviceMapError::WindowFull);
+  }
+  auto flush = space.tables().map_range(mm::VirtAddr::from(virt), mm::PhysAddr::unchecked(first), span,
+                                        mm::PageFlags::mmio().with(mm::Scope::Global), mm::HugePages::Deny);
+  if (flush.is_err()) {
+    switch (flush.error()) {
+      case mm::PagingError::NoMemory: return ktl::Err(DeviceMapError::NoMemory);
+      case mm::PagingError::AlreadyMapped: return ktl::Err(DeviceMapError::AlreadyMapped);
+      default: ktl::check_ok(flush, "map_device: the device window refused a mapping");
+    }
+  }
+  flush.release_value().flush();
+  s.device_next = virt + span + mm::kPageSize;  // an unmapped guard page after each device
+  return MmioRegion::unchecked(virt + (phys.value() - first), bytes);
 }
 
 mm::Pmm& pmm() { return g_state.pmm; }

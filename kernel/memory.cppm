@@ -13,7 +13,8 @@
 // Kernel virtual layout beyond the loader's (PML4 slots of the kernel half; docs/ARCHITECTURE.md):
 //   slot 256..383  direct map (loader)           slot 507  test heaps (1 GiB each, test mode)
 //   slot 508       kernel large-object area (4 GiB)    slot 509  kernel stacks with guard pages
-//   slot 510       recursive self-reference       slot 511  kernel image (loader)
+//   slot 506       device MMIO (map_device)       slot 510  recursive self-reference
+//   slot 511       kernel image (loader)
 //
 // Locking: the address space's lock serialises every change to the kernel tables; the heap's
 // Mappings take it under heap.large_objects (the lock order of docs/ARCHITECTURE.md). One CPU for now.
@@ -36,6 +37,7 @@ import mm.pmm;
 import mm.slab;
 import kernel.meminfo;
 export import kernel.memory_error;
+export import kernel.mmio;
 import kernel.vmview;
 
 export namespace kernel::memory {
@@ -46,6 +48,9 @@ using ktl::usize;
 
 namespace layout {
 [[nodiscard]] constexpr u64 slot_base(u32 slot) { return 0xffff'0000'0000'0000ull | (u64{slot} << 39); }
+inline constexpr u32 kDeviceSlot = 506;
+inline constexpr u64 kDeviceBase = slot_base(kDeviceSlot);
+inline constexpr u64 kDeviceBytes = u64{1} << 39;
 inline constexpr u32 kTestHeapSlot = 507;
 inline constexpr u32 kHeapSlot = 508;
 inline constexpr u32 kStackSlot = 509;
@@ -96,6 +101,29 @@ using HeapSpace = mm::LargeObjectMappings<mm::paging::X86_64>;
 
 // Frees the page tables left empty in `range` of the kernel address space (after a test heap).
 void reclaim_tables(mm::VirtRange range);
+
+// Device registers: map_device maps [phys, phys + bytes) uncached, not executable and global at
+// the next free place of the device window (layout::kDeviceBase; page granular, with an unmapped
+// guard page after each mapping), and returns its registers as an MmioRegion (offset within the
+// first page kept). Device mappings live as long as the kernel (FIXME(drivers): unmap on detach).
+enum class DeviceMapError : u32 {
+  EmptyRange,      // bytes == 0
+  AddressTooHigh,  // phys + bytes does not fit the physical address space (52 bits)
+  WindowFull,      // the device window has no room left
+  NoMemory,        // no frame for a page table
+  AlreadyMapped,   // the window's next range was mapped by someone else (a kernel bug)
+};
+[[nodiscard]] constexpr const char* to_string(DeviceMapError e) {
+  switch (e) {
+    case DeviceMapError::EmptyRange: return "empty range";
+    case DeviceMapError::AddressTooHigh: return "physical range beyond 52 bits";
+    case DeviceMapError::WindowFull: return "the device window is full";
+    case DeviceMapError::NoMemory: return "no memory for page tables";
+    case DeviceMapError::AlreadyMapped: return "the device window's next range is already mapped";
+  }
+  return "unknown device mapping error";
+}
+[[nodiscard]] ktl::Result<MmioRegion, DeviceMapError> map_device(mm::PhysAddr phys, u64 bytes);
 
 // The summary (kernel.meminfo) as of now, and its "meminfo:" lines in the log.
 [[nodiscard]] MemInfo meminfo();

@@ -1,7 +1,8 @@
 // Tests of ktl.sync's lock ranks: increasing ranks pass, an inversion or a second lock of one rank
 // panics naming both locks, ordered runs (fork's lock_all) pass and are released in reverse,
 // try_lock is not order-checked, assert_held, unlocking a lock not held; and the rank enum agrees
-// with the "Lock order" table of docs/ARCHITECTURE.md, row for row.
+// with the "Lock order" table of docs/ARCHITECTURE.md, row for row. Interrupt masking: a held lock
+// masks interrupts through the installed hooks, nesting by count.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -134,6 +135,90 @@ TEST(LockRank, TooManyLocksAtOnceIsReported) {
         }
       },
       "more than 16 locks held at once");
+}
+
+// A fake CPU interrupt flag behind the hooks the kernel installs.
+bool g_fake_interrupts_on = true;
+int g_fake_enables = 0;
+bool fake_disable() {
+  bool was = g_fake_interrupts_on;
+  g_fake_interrupts_on = false;
+  return was;
+}
+void fake_enable() {
+  g_fake_interrupts_on = true;
+  ++g_fake_enables;
+}
+
+struct FakeInterruptHooks {
+  FakeInterruptHooks() {
+    g_fake_interrupts_on = true;
+    g_fake_enables = 0;
+    ktl::set_interrupt_hooks({&fake_disable, &fake_enable});
+  }
+  ~FakeInterruptHooks() { ktl::set_interrupt_hooks({}); }
+};
+
+TEST(InterruptMasking, AHeldLockMasksInterruptsUntilTheLastIsReleasedInAnyOrder) {
+  FakeInterruptHooks hooks;
+  SpinLock registry(LockRank::SlabRegistry), arena(LockRank::PmmArena);
+  registry.lock();
+  EXPECT_FALSE(g_fake_interrupts_on);
+  arena.lock();
+  EXPECT_EQ(ktl::interrupt_mask_depth(), 2u);
+  registry.unlock();  // not the innermost: interrupts stay masked
+  EXPECT_FALSE(g_fake_interrupts_on);
+  EXPECT_EQ(g_fake_enables, 0);
+  arena.unlock();
+  EXPECT_TRUE(g_fake_interrupts_on);
+  EXPECT_EQ(g_fake_enables, 1);
+  EXPECT_EQ(ktl::interrupt_mask_depth(), 0u);
+}
+
+TEST(InterruptMasking, CodeThatRunsMaskedStaysMaskedAfterItsLocks) {
+  FakeInterruptHooks hooks;
+  g_fake_interrupts_on = false;  // an interrupt handler, say
+  SpinLock arena(LockRank::PmmArena);
+  arena.lock();
+  arena.unlock();
+  EXPECT_FALSE(g_fake_interrupts_on);
+  EXPECT_EQ(g_fake_enables, 0);
+  {
+    ktl::InterruptsOff off;
+    EXPECT_EQ(ktl::interrupt_mask_depth(), 1u);
+  }
+  EXPECT_FALSE(g_fake_interrupts_on);
+}
+
+TEST(InterruptMasking, AFailedTryLockLeavesInterruptsAsTheyWere) {
+  FakeInterruptHooks hooks;
+  SpinLock arena(LockRank::PmmArena);
+  std::thread holder([&] { arena.lock(); });
+  holder.join();                // the lock stays taken (by a thread that is gone)
+  g_fake_interrupts_on = true;  // the fake flag is one for all threads: this thread's is on
+  EXPECT_FALSE(arena.try_lock());
+  EXPECT_TRUE(g_fake_interrupts_on);
+  EXPECT_EQ(ktl::interrupt_mask_depth(), 0u);
+}
+
+TEST(InterruptMasking, OrderedRunsAndInterruptsOffNest) {
+  FakeInterruptHooks hooks;
+  SpinLock a(LockRank::SlabCache), b(LockRank::SlabCache);
+  {
+    ktl::InterruptsOff off;
+    a.lock_ordered();
+    b.lock_ordered();
+    EXPECT_EQ(ktl::interrupt_mask_depth(), 3u);
+    b.unlock_ordered();
+    a.unlock_ordered();
+    EXPECT_FALSE(g_fake_interrupts_on);
+  }
+  EXPECT_TRUE(g_fake_interrupts_on);
+  EXPECT_EQ(g_fake_enables, 1);
+}
+
+TEST(InterruptMasking, UnbalancedPopPanics) {
+  EXPECT_DEATH(ktl::pop_interrupts_off(), "pop_interrupts_off without a matching push");
 }
 
 TEST(LockRank, TheArchitectureTableListsTheRanksInOrder) {

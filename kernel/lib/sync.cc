@@ -28,6 +28,20 @@ HeldLocks t_held;  // one CPU, no preemption yet (FIXME(smp): per CPU)
 
 }  // namespace
 
+namespace detail {
+InterruptHooks g_interrupt_hooks;
+#if __STDC_HOSTED__
+thread_local InterruptDepth t_interrupt_depth;
+#else
+InterruptDepth t_interrupt_depth;
+#endif
+}  // namespace detail
+
+void set_interrupt_hooks(InterruptHooks hooks) {
+  check(detail::t_interrupt_depth.depth == 0, "set_interrupt_hooks while interrupts are masked by a lock");
+  detail::g_interrupt_hooks = hooks;
+}
+
 HeldLocks& held_locks() { return t_held; }
 
 void HeldLocks::push(const SpinLock& lock, LockRank rank, bool ordered) {

@@ -11,8 +11,17 @@
 // inside it is checked). assert_held() lets a helper that requires a lock check it at run time. Checked in
 // every build but -c opt (KTL_LOCK_RANKS=0 there: the benchmarks measure the allocator, not the checker).
 //
-// The held locks live per thread on the host; in the kernel, with one CPU and no preemption yet,
-// in one global (FIXME(smp): per CPU, once spin locks mask interrupts and CPUs run in parallel).
+// The held locks live per thread on the host; in the kernel, with one CPU, in one global
+// (FIXME(smp): per CPU once CPUs run in parallel). That is sound with interrupts because a held
+// SpinLock masks them (below): an interrupt handler starts only where no lock is held, and leaves
+// the stack as it found it.
+//
+// Interrupt masking: a SpinLock masks interrupts on this CPU while it is held (the kernel's
+// spin_lock_irqsave, for every lock), so an interrupt handler that takes a lock cannot spin
+// forever on one its own CPU holds. Masking nests by count (xv6's pushcli/popcli): the first
+// InterruptsOff of a CPU saves whether interrupts were on, the last one restores that, so locks
+// may be released in any order. The kernel installs the CPU's hooks at boot
+// (set_interrupt_hooks); without them (host programs, the loader) only the count is kept.
 module;
 
 #include <ktl/macros.h>
@@ -96,6 +105,8 @@ enum class LockRank : u8 {
   SlabCache,             // slab.cache (an ordinary cache)
   SlabInternalCache,     // slab.internal_cache (magazines, off-slab descriptors, SlabCache objects)
   PmmArena,              // pmm.arena
+  Scheduler,             // sched (run queues, wait queues, task states)
+  Timers,                // time.timers (the one-shot timer queue)
   Log,                   // klog (the kernel log; anything may log)
   Test,                  // locks of tests, above everything (never held while taking a kernel lock)
 };
@@ -109,11 +120,67 @@ inline constexpr u32 kLockRankCount = to_underlying(LockRank::Test);  // Test is
     case LockRank::SlabCache: return "slab.cache";
     case LockRank::SlabInternalCache: return "slab.internal_cache";
     case LockRank::PmmArena: return "pmm.arena";
+    case LockRank::Scheduler: return "sched";
+    case LockRank::Timers: return "time.timers";
     case LockRank::Log: return "klog";
     case LockRank::Test: return "test";
   }
   return "unknown lock rank";
 }
+
+// How the kernel masks and unmasks interrupts on the current CPU: `disable` masks them and says
+// whether they were on; `enable` unmasks them.
+struct InterruptHooks {
+  bool (*disable)() = nullptr;
+  void (*enable)() = nullptr;
+};
+// The masking depth of this thread (host) or CPU (kernel), and whether interrupts were on when it
+// left 0.
+struct InterruptDepth {
+  u32 depth = 0;
+  bool restore = false;
+};
+namespace detail {
+extern InterruptHooks g_interrupt_hooks;
+#if __STDC_HOSTED__
+extern thread_local InterruptDepth t_interrupt_depth;
+#else
+extern InterruptDepth t_interrupt_depth;  // FIXME(smp): per CPU
+#endif
+}  // namespace detail
+
+// Installed once, at boot, before interrupts are first enabled and while no lock is held.
+void set_interrupt_hooks(InterruptHooks hooks);
+[[nodiscard]] inline u32 interrupt_mask_depth() { return detail::t_interrupt_depth.depth; }
+// Whether the outermost release will unmask interrupts. A context switch happens with one lock
+// held (the scheduler's), so this belongs to the task that took it, not to the CPU: the switch
+// saves it before and restores it after (xv6's intena), and a new task starts with it set.
+[[nodiscard]] inline bool interrupts_restore_on_release() { return detail::t_interrupt_depth.restore; }
+inline void set_interrupts_restore_on_release(bool on) { detail::t_interrupt_depth.restore = on; }
+
+// Masks interrupts on this CPU (counting), and unmasks them as they were when the count returns
+// to 0.
+inline void push_interrupts_off() {
+  bool were_on = detail::g_interrupt_hooks.disable != nullptr && detail::g_interrupt_hooks.disable();
+  InterruptDepth& d = detail::t_interrupt_depth;
+  if (d.depth++ == 0) d.restore = were_on;
+}
+inline void pop_interrupts_off() {
+  InterruptDepth& d = detail::t_interrupt_depth;
+  check(d.depth > 0, "pop_interrupts_off without a matching push");
+  if (--d.depth == 0 && d.restore && detail::g_interrupt_hooks.enable != nullptr) {
+    detail::g_interrupt_hooks.enable();
+  }
+}
+
+// RAII: `InterruptsOff off;` masks interrupts on this CPU for a scope.
+class InterruptsOff {
+ public:
+  inline InterruptsOff() { push_interrupts_off(); }
+  inline ~InterruptsOff() { pop_interrupts_off(); }
+  InterruptsOff(const InterruptsOff&) = delete;
+  InterruptsOff& operator=(const InterruptsOff&) = delete;
+};
 
 class SpinLock;
 
@@ -151,9 +218,9 @@ class HeldLocks {
 // This thread's (host) or the CPU's (kernel) held locks.
 HeldLocks& held_locks();
 
-// A test-and-test-and-set spinlock with a rank. In the kernel it is also where interrupt masking
-// will go (FIXME(irq): IrqSpinLock once interrupt handlers take locks). On the host it yields the
-// CPU after a short spin, so oversubscribed test threads make progress.
+// A test-and-test-and-set spinlock with a rank that masks interrupts on this CPU while it is held
+// (push_interrupts_off). On the host it yields the CPU after a short spin, so oversubscribed test
+// threads make progress.
 class CAPABILITY("mutex") SpinLock {
  public:
   constexpr explicit SpinLock(LockRank rank) : rank_(rank) {}
@@ -161,29 +228,36 @@ class CAPABILITY("mutex") SpinLock {
   SpinLock& operator=(const SpinLock&) = delete;
 
   inline void lock() ACQUIRE() {
+    push_interrupts_off();
     if constexpr (KTL_LOCK_RANKS) held_locks().acquire(*this, rank_);
     spin();
   }
   // One of several locks of this rank that the caller takes in its own total order (fork's
   // lock_all); released with unlock_ordered, in reverse.
   inline void lock_ordered() ACQUIRE() {
+    push_interrupts_off();
     if constexpr (KTL_LOCK_RANKS) held_locks().acquire_ordered(*this, rank_);
     spin();
   }
   [[nodiscard]] inline bool try_lock() TRY_ACQUIRE(true) {
+    push_interrupts_off();
     bool taken = !locked_.load(MemoryOrder::Relaxed) && !locked_.exchange(true, MemoryOrder::Acquire);
-    if constexpr (KTL_LOCK_RANKS) {
-      if (taken) held_locks().record(*this, rank_);
+    if (!taken) {
+      pop_interrupts_off();
+      return false;
     }
-    return taken;
+    if constexpr (KTL_LOCK_RANKS) held_locks().record(*this, rank_);
+    return true;
   }
   inline void unlock() RELEASE() {
     if constexpr (KTL_LOCK_RANKS) held_locks().release(*this, rank_);
     locked_.store(false, MemoryOrder::Release);
+    pop_interrupts_off();
   }
   inline void unlock_ordered() RELEASE() {
     if constexpr (KTL_LOCK_RANKS) held_locks().release_ordered(rank_);
     locked_.store(false, MemoryOrder::Release);
+    pop_interrupts_off();
   }
   // Panics unless this thread (CPU) holds the lock (only where ranks are checked; elsewhere it
   // checks that someone holds it).

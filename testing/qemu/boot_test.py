@@ -20,6 +20,10 @@ Expectations:
                    every byte of the map is usable or reserved, every usable byte free, allocated
                    or PMM metadata, and the kernel's share (image, boot data, page tables, heap,
                    metadata, other) matches the parts it is made of
+  --clock-check    the kernel's clock against the host's: the host notes when the kernel's
+                   "clock check: start uptime_ns=A" and "clock check: end uptime_ns=B" lines
+                   appear (kernel test=clock); B - A and the host's interval must both be at
+                   least 5 s and agree within 10 %
 Firmware:
   --secure-boot    the firmware (--code/--vars) is OVMF's Secure Boot build: QEMU gets
                    -machine q35,smm=on and a secure flash (-global driver=cfi.pflash01,property=secure,value=on);
@@ -157,6 +161,23 @@ def check_meminfo(text):
     return failures
 
 
+def check_clock(marks):
+    """The kernel's uptime between its two clock-check lines against the host's interval."""
+    if "start" not in marks or "end" not in marks:
+        return ["clock check: the kernel's start and end lines did not both appear"]
+    host = marks["end"][0] - marks["start"][0]
+    kernel = (marks["end"][1] - marks["start"][1]) / 1e9
+    ratio = kernel / host if host > 0 else float("inf")
+    print("boot_test: clock check: kernel %.3f s, host %.3f s, ratio %.4f" % (kernel, host, ratio))
+    failures = []
+    if host < 5 or kernel < 5:
+        failures.append("clock check: interval too short (kernel %.3f s, host %.3f s; at least 5 s)" % (kernel, host))
+    if abs(ratio - 1) > 0.10:
+        failures.append("clock check: the kernel's clock is off by %.1f %% (kernel %.3f s, host %.3f s)"
+                        % ((ratio - 1) * 100, kernel, host))
+    return failures
+
+
 def mtools(args, image):
     env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
     subprocess.run(args[:1] + ["-i", "%s@@%d" % (image, ESP_OFFSET)] + args[1:], check=True, env=env)
@@ -219,6 +240,8 @@ def main():
                    help="check the kernel's usable-memory total against --memory (see above)")
     p.add_argument("--check-meminfo", action="store_true",
                    help="check that the kernel's meminfo block adds up (see above)")
+    p.add_argument("--clock-check", action="store_true",
+                   help="compare the kernel's uptime with the host's wall clock (see above)")
     p.add_argument("--qmp", action="store_true", help="expose a QMP socket (for checks from outside)")
     p.add_argument("--qemu-arg", action="append", default=[])
     p.add_argument("--log-name", default="serial.log")
@@ -251,11 +274,18 @@ def main():
     text = ""
     reason = None
     stopped_by_us = False
+    clock_marks = {}  # "start"/"end" -> (host monotonic time, kernel uptime_ns)
     while True:
         time.sleep(0.02)  # also the resolution of the elapsed time tools/boot_time.sh reports
         if os.path.exists(log_path):
             with open(log_path, "rb") as f:
                 text = clean(f.read().decode("utf-8", "replace"))
+        if a.clock_check:
+            now = time.monotonic()
+            for mark in ("start", "end"):
+                m = re.search(r"clock check: %s uptime_ns=(\d+)" % mark, text)
+                if m and mark not in clock_marks:
+                    clock_marks[mark] = (now, int(m.group(1)))
         if a.until and re.search(a.until, text, re.M):
             stopped_by_us = True
             break
@@ -297,6 +327,8 @@ def main():
         failures += check_usable(text, a.memory or "512M", a.usable_slack_mib)
     if a.check_meminfo:
         failures += check_meminfo(text)
+    if a.clock_check:
+        failures += check_clock(clock_marks)
     if a.exit_code is not None and not stopped_by_us and not reason and proc.returncode != a.exit_code:
         failures.append("QEMU exited with %s, expected %d" % (proc.returncode, a.exit_code))
     if a.exit_code is not None and stopped_by_us:

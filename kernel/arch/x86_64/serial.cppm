@@ -31,6 +31,26 @@ class Serial16550 final : public ktl::FormatSink {
     return true;
   }
 
+  // Receive interrupts (IRQ 4 for COM1): "data available" on, the FIFO's trigger at 1 byte so
+  // each key arrives at once, and OUT2, which gates the UART's interrupt line on PC boards.
+  inline void enable_receive_interrupts() {
+    if (!present_) return;
+    outb(base_ + 2, 0x07);  // FIFO on, cleared, trigger level 1 byte
+    outb(base_ + 4, 0x0b);  // DTR + RTS + OUT2
+    outb(base_ + 1, 0x01);  // IER: received data available
+  }
+  // Loopback (MCR bit 4): what is sent comes back as received, and nothing leaves the UART (tests
+  // of the receive path).
+  enum class Loopback : ktl::u8 { Off, On };
+  inline void set_loopback(Loopback l) { outb(base_ + 4, l == Loopback::On ? 0x1b : 0x0b); }
+  // The next received byte, if there is one (LSR bit 0: data ready).
+  [[nodiscard]] inline ktl::Optional<ktl::u8> read_byte() {
+    if (!present_ || (inb(base_ + 5) & 0x01) == 0) return ktl::nullopt;
+    return inb(base_);
+  }
+  [[nodiscard]] inline bool present() const { return present_; }
+  [[nodiscard]] inline ktl::u16 port() const { return base_; }
+
   inline void write(ktl::StringView text) override {
     if (!present_) return;
     for (char c : text) {
