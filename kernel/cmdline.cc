@@ -66,6 +66,7 @@ struct Parser {
                   : kind == "doublefree"    ? FaultKind::DoubleFree
                   : kind == "iststack"      ? FaultKind::IstStackOverflow
                   : kind == "lockorder"     ? FaultKind::LockOrder
+                  : kind == "taskstack"     ? FaultKind::TaskStackOverflow
                                             : FaultKind::None;
     if (k == FaultKind::None) {
       // Still test mode (a typo must fail the test run, not boot normally).
@@ -137,6 +138,7 @@ const char* to_string(FaultKind k) {
     case FaultKind::DoubleFree: return "doublefree";
     case FaultKind::IstStackOverflow: return "iststack";
     case FaultKind::LockOrder: return "lockorder";
+    case FaultKind::TaskStackOverflow: return "taskstack";
   }
   return "?";
 }

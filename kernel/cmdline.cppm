@@ -8,7 +8,8 @@
 //                                 <filter> ("all" = every suite except DISABLED_ ones); exit 33
 //                                 if all passed, 35 otherwise
 //   test=fault:<kind>             test mode: trigger a deliberate fault (pagefault, divide, wp,
-//                                 stackoverflow, nmi, panic, doublefree, iststack) whose panic
+//                                 stackoverflow, nmi, panic, doublefree, iststack, lockorder,
+//                                 taskstack) whose panic
 //                                 report exits with 35
 //   fbcon=on|off                  the framebuffer console (default on when there is a framebuffer)
 //   pagetables=dump               print the kernel's own view of its page tables (the "vm:" block of
@@ -43,7 +44,8 @@ enum class FaultKind {
   Panic,
   DoubleFree,
   IstStackOverflow,
-  LockOrder
+  LockOrder,
+  TaskStackOverflow
 };
 enum class Corruption { None, Version, Overlap, Unsorted, ZeroSize, Huge };
 enum class Toggle { On, Off };

@@ -48,6 +48,7 @@ KTEST(Cmdline, TestModes) {
   KEXPECT_EQ(parse_command_line("test=fault:doublefree").options.fault, kernel::FaultKind::DoubleFree);
   KEXPECT_EQ(parse_command_line("test=fault:iststack").options.fault, kernel::FaultKind::IstStackOverflow);
   KEXPECT_EQ(parse_command_line("test=fault:lockorder").options.fault, kernel::FaultKind::LockOrder);
+  KEXPECT_EQ(parse_command_line("test=fault:taskstack").options.fault, kernel::FaultKind::TaskStackOverflow);
   // An unknown fault stays in test mode (so the run fails) and warns.
   auto typo = parse_command_line("test=fault:pagefualt");
   KEXPECT_EQ(typo.options.test, kernel::TestMode::Fault);

@@ -35,6 +35,7 @@ import arch.x86_64.apic;
 import kernel.irq;
 import kernel.serial_console;
 import kernel.time;
+import kernel.tasks;
 
 namespace {
 
@@ -543,6 +544,7 @@ extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info) {
   keep_command_line(cmdline, parsed);
   start_framebuffer(*info, options);
   start_interrupts_and_time(*info);
+  kernel::tasks::start();
   kernel::memory::log_meminfo();
   klog::info("ready");
   if (options.dump_page_tables == kernel::Toggle::On) (void)kernel::memory::log_page_tables();

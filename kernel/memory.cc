@@ -140,6 +140,96 @@ ktl::Result<void, InitError> map_ist_stacks() {
   return ktl::ok();
 }
 
+namespace {
+// Stride i of the stack region: the IST stacks use strides 0..2, tasks from kFirstTaskStride.
+constexpr u32 kFirstTaskStride = 4;
+ktl::Array<ktl::Atomic<u64>, kTaskStackSlots / 64> g_stack_slots{};
+
+ktl::Optional<u32> take_stack_slot() {
+  for (u32 w = 0; w < g_stack_slots.size(); ++w) {
+    u64 bits = g_stack_slots[w].load();
+    while (bits != ~u64{0}) {
+      u32 bit = static_cast<u32>(__builtin_ctzll(~bits));
+      if (g_stack_slots[w].compare_exchange(bits, bits | (u64{1} << bit))) return w * 64 + bit;
+    }
+  }
+  return ktl::nullopt;
+}
+
+void give_stack_slot(u32 slot) {
+  ktl::Atomic<u64>& word = g_stack_slots[slot / 64];
+  u64 bits = word.load();
+  while (!word.compare_exchange(bits, bits & ~(u64{1} << (slot % 64)))) {
+  }
+}
+}  // namespace
+
+KernelStack::KernelStack(KernelStack&& o)
+    : mapping_(ktl::move(o.mapping_)), slot_(o.slot_), bottom_(o.bottom_), top_(o.top_) {
+  o.mapping_.reset();
+  o.bottom_ = o.top_ = 0;
+}
+
+KernelStack& KernelStack::operator=(KernelStack&& o) {
+  if (this != &o) {
+    reset();
+    mapping_ = ktl::move(o.mapping_);
+    o.mapping_.reset();
+    slot_ = o.slot_;
+    bottom_ = ktl::exchange(o.bottom_, 0);
+    top_ = ktl::exchange(o.top_, 0);
+  }
+  return *this;
+}
+
+KernelStack::~KernelStack() { reset(); }
+
+void KernelStack::reset() {
+  if (!mapping_.has_value()) return;
+  mapping_.reset();  // unmaps and frees the frames
+  give_stack_slot(slot_);
+  bottom_ = top_ = 0;
+}
+
+ktl::Result<KernelStack, StackError> map_kernel_stack(u64 bytes) {
+  State& s = g_state;
+  ktl::check(s.initialized, "map_kernel_stack before kernel::memory::init");
+  u64 pages = (bytes + mm::kPageSize - 1) / mm::kPageSize;
+  if (pages == 0 || (pages + 2) * mm::kPageSize > layout::kStackStride) return ktl::Err(StackError::TooLarge);
+  ktl::Optional<u32> slot = take_stack_slot();
+  if (!slot.has_value()) return ktl::Err(StackError::NoSlot);
+  auto frames = s.pmm.alloc_contiguous(pages, mm::kPageSize);
+  if (frames.is_err()) {
+    give_stack_slot(*slot);
+    return ktl::Err(StackError::NoFrames);
+  }
+  // The stack ends one guard page below the stride's end; the pages below it are unmapped.
+  u64 stride = layout::kStackBase + (kFirstTaskStride + *slot) * layout::kStackStride;
+  mm::VirtAddr bottom =
+      mm::VirtAddr::from(stride + layout::kStackStride - mm::kPageSize - pages * mm::kPageSize);
+  auto mapping =
+      mm::KernelMapping::create(*s.space, bottom, frames.release_value(),
+                                mm::PageFlags::kernel_rw().with(mm::Scope::Global), mm::HugePages::Deny);
+  if (mapping.is_err()) {
+    give_stack_slot(*slot);
+    ktl::check(mapping.error() == mm::PagingError::NoMemory,
+               "map_kernel_stack: the stack slot was mapped already");
+    return ktl::Err(StackError::NoTables);
+  }
+  KernelStack st;
+  st.mapping_.emplace(mapping.release_value());
+  st.slot_ = *slot;
+  st.bottom_ = bottom.value();
+  st.top_ = bottom.value() + pages * mm::kPageSize;
+  return st;
+}
+
+u32 kernel_stacks_in_use() {
+  u32 n = 0;
+  for (const auto& w : g_stack_slots) n += static_cast<u32>(__builtin_popcountll(w.load()));
+  return n;
+}
+
 ktl::Result<MmioRegion, DeviceMapError> map_device(mm::PhysAddr phys, u64 bytes) {
   State& s = g_state;
   ktl::check(s.initialized, "map_device before kernel::memory::init");

@@ -29,6 +29,7 @@ import boot.info;
 import mm.addr;
 import mm.arch;
 import mm.address_space;
+import mm.mapping;
 import mm.frame_table;
 import mm.heap;
 import mm.heap.paging;
@@ -124,6 +125,47 @@ enum class DeviceMapError : u32 {
   return "unknown device mapping error";
 }
 [[nodiscard]] ktl::Result<MmioRegion, DeviceMapError> map_device(mm::PhysAddr phys, u64 bytes);
+
+// Kernel stacks for tasks: [guard page][stack][guard pages] in a 64 KiB stride of the kernel-stack
+// region (layout::kStackBase; the first strides are the IST stacks'). Move-only; the destructor
+// unmaps the stack, frees its frames and its stride.
+enum class StackError : u32 {
+  TooLarge,  // more than a stride minus two guard pages
+  NoSlot,    // every stride is in use
+  NoFrames,  // the PMM had no frames for it
+  NoTables,  // no frame for a page table
+};
+[[nodiscard]] constexpr const char* to_string(StackError e) {
+  switch (e) {
+    case StackError::TooLarge: return "stack larger than a stride minus its guard pages";
+    case StackError::NoSlot: return "no free kernel-stack slot";
+    case StackError::NoFrames: return "no frames for the stack";
+    case StackError::NoTables: return "no memory for page tables";
+  }
+  return "unknown kernel stack error";
+}
+inline constexpr u32 kTaskStackSlots = 256;
+class KernelStack {
+ public:
+  KernelStack() = default;
+  KernelStack(KernelStack&& o);
+  KernelStack& operator=(KernelStack&& o);
+  KernelStack(const KernelStack&) = delete;
+  KernelStack& operator=(const KernelStack&) = delete;
+  ~KernelStack();
+  [[nodiscard]] inline u64 bottom() const { return bottom_; }
+  [[nodiscard]] inline u64 top() const { return top_; }
+
+ private:
+  friend ktl::Result<KernelStack, StackError> map_kernel_stack(u64 bytes);
+  void reset();
+  ktl::Optional<mm::KernelMapping> mapping_;
+  u32 slot_ = 0;
+  u64 bottom_ = 0;
+  u64 top_ = 0;
+};
+[[nodiscard]] ktl::Result<KernelStack, StackError> map_kernel_stack(u64 bytes);
+[[nodiscard]] u32 kernel_stacks_in_use();
 
 // The summary (kernel.meminfo) as of now, and its "meminfo:" lines in the log.
 [[nodiscard]] MemInfo meminfo();

@@ -140,8 +140,19 @@ const ksym::SymbolTable& symbols() { return g_state.symbols; }
 void set_direct_map(mm::PhysWindow window) { g_state.direct_map = window; }
 
 void add_stack(kernel::StackBounds stack, const char* name) {
+  ktl::InterruptsOff off;  // a report reads the list from an exception handler
   ktl::check(g_state.stack_count < kMaxStacks, "kpanic::add_stack: too many stacks");
   g_state.stacks[g_state.stack_count++] = NamedStack{stack, name};
+}
+
+void remove_stack(const char* name) {
+  ktl::InterruptsOff off;
+  for (usize i = 0; i < g_state.stack_count; ++i) {
+    if (ktl::StringView(g_state.stacks[i].name) != ktl::StringView(name)) continue;
+    g_state.stacks[i] = g_state.stacks[--g_state.stack_count];
+    return;
+  }
+  ktl::panic("kpanic::remove_stack: no stack of that name");
 }
 
 void replace_stack(const char* name, kernel::StackBounds stack) {

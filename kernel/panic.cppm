@@ -31,12 +31,15 @@ void set_symbols(const ksym::SymbolTable& table);
 // The direct map, through which a page-fault report walks the active tables (CR3) with the
 // paging engine's lock-free translate (mm::paging::translate: no lock, reads only, never panics).
 void set_direct_map(mm::PhysWindow window);
-// Stacks the backtrace may read (the boot stack, the IST stacks). At most kMaxStacks.
-inline constexpr ktl::usize kMaxStacks = 8;
+// Stacks the backtrace may read (the boot stack, the IST stacks, task stacks). At most
+// kMaxStacks. `name` must stay valid while the stack is registered.
+inline constexpr ktl::usize kMaxStacks = 80;
 void add_stack(kernel::StackBounds stack, const char* name);
 // Moves the stack registered as `name` to `stack` (the IST stacks, once they are mapped with guard
 // pages). Panics if no stack has that name.
 void replace_stack(const char* name, kernel::StackBounds stack);
+// Forgets the stack registered as `name` (a task's, when it is freed). Panics if there is none.
+void remove_stack(const char* name);
 
 // `address` with the function containing it.
 [[nodiscard]] ksym::Symbolized symbolize(ktl::u64 address);

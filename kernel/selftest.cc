@@ -9,6 +9,8 @@ import kernel.cmdline;
 import mm.heap;
 import arch.x86_64.apic;
 import arch.x86_64.idt;
+import kernel.sched;
+import kernel.tasks;
 
 namespace kernel::selftest {
 
@@ -79,6 +81,16 @@ const ktl::u64 g_read_only_word = 0x5a5a'5a5a'5a5a'5a5aull;  // .rodata: mapped 
   arena.unlock();
 }
 
+void overflow_entry(void*) { g_one = trigger_stack_overflow(0); }
+
+// A kernel task that recurses until it runs into the guard page below its stack: the double
+// fault's report names the task's stack ("task N (overflow) stack").
+[[gnu::noinline]] void trigger_task_stack_overflow() {
+  auto t = kernel::tasks::spawn("overflow", kernel::sched::Priority::Normal, &overflow_entry, nullptr);
+  if (t.is_err()) return;
+  (void)t.value().join();
+}
+
 [[gnu::noinline]] void trigger_panic() { ktl::panic("deliberate panic (test=fault:panic)"); }
 
 }  // namespace
@@ -99,6 +111,7 @@ void run_fault(FaultKind kind, ktl::u64 direct_map_base) {
     case FaultKind::DoubleFree: trigger_double_free(); break;
     case FaultKind::IstStackOverflow: trigger_ist_stack_overflow(); break;
     case FaultKind::LockOrder: trigger_lock_inversion(); break;
+    case FaultKind::TaskStackOverflow: trigger_task_stack_overflow(); break;
     case FaultKind::None: break;
   }
   // A store after the calls keeps them calls (no sibling-call jumps), so run_fault stays in the

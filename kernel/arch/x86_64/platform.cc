@@ -87,8 +87,10 @@ void external_interrupt(TrapFrame& frame) {
     table.count_spurious(vector);
     return;
   }
+  kernel::irq::enter();
   (void)table.dispatch(vector);
   apic_eoi();
+  kernel::irq::exit();  // back to task context: the scheduler's preemption point
 }
 
 // --- calibration ---------------------------------------------------------------------------------------
