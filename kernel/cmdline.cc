@@ -51,6 +51,10 @@ struct Parser {
       o.test = TestMode::Clock;
       return;
     }
+    if (value == "bench") {
+      o.test = TestMode::Bench;
+      return;
+    }
     ktl::StringView fault_prefix = "fault:";
     if (!value.starts_with(fault_prefix)) {
       o.test = TestMode::Suites;

@@ -2,6 +2,7 @@
 //
 //   log=debug|info|warn|error     the log level (default info)
 //   test=boot                     test mode: boot, report, exit QEMU with 33
+//   test=bench                    test mode: run the kernel benchmarks (kernel.bench), exit 33
 //   test=clock                    test mode: print the uptime over 6 s of the kernel's clock (timer
 //                                 interrupts), then exit with 33 (boot_test.py --clock-check)
 //   test=<filter>                 test mode: run the KTEST suites whose "Suite.Name" starts with
@@ -33,7 +34,7 @@ export namespace kernel {
 
 using ktl::usize;
 
-enum class TestMode { None, Boot, Clock, Suites, Fault };
+enum class TestMode { None, Boot, Clock, Bench, Suites, Fault };
 enum class FaultKind {
   None,
   PageFault,

@@ -36,6 +36,7 @@ KTEST(Cmdline, TestModes) {
   KEXPECT_EQ(boot.options.test, kernel::TestMode::Boot);
   auto clock = parse_command_line("test=clock");
   KEXPECT_EQ(clock.options.test, kernel::TestMode::Clock);
+  KEXPECT_EQ(parse_command_line("test=bench").options.test, kernel::TestMode::Bench);
   auto suites = parse_command_line("log=warn test=Cmdline.Log");
   KEXPECT_EQ(suites.options.test, kernel::TestMode::Suites);
   KEXPECT_EQ(suites.options.test_filter, ktl::StringView("Cmdline.Log"));

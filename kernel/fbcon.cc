@@ -123,6 +123,10 @@ void FramebufferConsole::put_char(char c) {
   switch (c) {
     case '\n': newline(); return;
     case '\r': column_ = 0; return;
+    case '\b':  // the shell erases with "\b \b"
+      if (column_ > 0) --column_;
+      return;
+    case '\a': return;  // no bell here
     case '\t': do { put_char(' ');
       } while (column_ % kTabWidth != 0 && column_ != 0);
       return;

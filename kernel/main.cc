@@ -36,6 +36,9 @@ import kernel.irq;
 import kernel.serial_console;
 import kernel.time;
 import kernel.tasks;
+import kernel.sched;
+import kernel.shell;
+import kernel.bench;
 
 namespace {
 
@@ -435,6 +438,14 @@ void sleep_until(u64 deadline_ns) {
       klog::info("test mode: boot test passed, exiting QEMU");
       arch::x86_64::qemu_exit(0x10);  // QEMU exits with status 33
     case kernel::TestMode::Clock: run_clock_test();
+    case kernel::TestMode::Bench: {
+      klog::info("test mode: running the kernel benchmarks");
+      klog::RawSink out;
+      kernel::bench::Results r = kernel::bench::run_all(out);
+      bool ok = r.call_ps != 0 && r.interrupt_ps != 0 && r.switch_ps != 0 && r.wake_samples != 0;
+      klog::info("test mode: benchmarks {}, exiting QEMU", ok ? "done" : "FAILED");
+      arch::x86_64::qemu_exit(ok ? 0x10 : 0x11);
+    }
     case kernel::TestMode::Fault:
       if (o.fault == kernel::FaultKind::None) {
         klog::error("test mode: unknown fault in \"test={}\"", o.test_filter);
@@ -547,12 +558,26 @@ extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info) {
   kernel::tasks::start();
   kernel::memory::log_meminfo();
   klog::info("ready");
-  if (options.dump_page_tables == kernel::Toggle::On) (void)kernel::memory::log_page_tables();
-
-  if (g_test_mode) run_test_mode(options, *info);
-  klog::info("nothing more to do yet: idle with interrupts on (in QEMU, Ctrl-A X quits)");
-  ktl::Atomic<bool> never{false};
-  arch::x86_64::idle_until(never);
+  bool dump = options.dump_page_tables == kernel::Toggle::On;
+  if (g_test_mode) {
+    if (dump) (void)kernel::memory::log_page_tables();
+    run_test_mode(options, *info);
+  }
+  // The shell, in a task of its own (class High: typing stays responsive under load), with the
+  // largest stack: `ktest all` runs on it (the suites use about 41 KiB).
+  auto shell_main = [](void* arg) {
+    kernel::shell::run(arg != nullptr ? kernel::shell::DumpPageTables::Yes
+                                      : kernel::shell::DumpPageTables::No);
+  };
+  static ktl::u8 dump_flag = 1;
+  auto shell = kernel::tasks::spawn("shell", kernel::sched::Priority::High, shell_main,
+                                    dump ? &dump_flag : nullptr, kernel::tasks::kMaxStackSize);
+  if (shell.is_err()) {
+    klog::error("shell: {}: halting", shell.error());
+    arch::x86_64::halt_forever();
+  }
+  (void)shell.value().join();
+  klog::error("shell: exited");
   arch::x86_64::halt_forever();
 }
 

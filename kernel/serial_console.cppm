@@ -10,6 +10,7 @@ export module kernel.serial_console;
 import ktl;
 import arch.x86_64.serial;
 import kernel.console.input;
+import kernel.sched;
 
 export namespace kernel::serial_console {
 
@@ -20,8 +21,10 @@ inline constexpr ktl::u8 kIrq = 4;
 // What was typed at COM1 (filled by the receive interrupt).
 [[nodiscard]] console::InputQueue& input();
 // The receive interrupt's handler (kernel.irq), registered by the caller for COM1's vector; it
-// drains the UART's FIFO into input().
+// drains the UART's FIFO into input() and wakes a reader.
 void receive_interrupt(ktl::u8 vector);
+// Waits (sleeping) for the next typed byte. For one reader task at a time.
+[[nodiscard]] ktl::u8 read_byte_blocking();
 // Interrupts taken / bytes received through them.
 [[nodiscard]] ktl::u64 receive_interrupts();
 

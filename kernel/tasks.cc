@@ -52,8 +52,8 @@ void idle_entry(void*) {
 void preempt_on_exit() { sched::scheduler().preempt(); }
 
 ktl::Result<TaskBlock*, SpawnError> make_block(const char* name, sched::Priority p, sched::Task::Entry entry,
-                                               void* arg) {
-  auto stack = memory::map_kernel_stack(kStackSize);
+                                               void* arg, ktl::u64 stack_bytes) {
+  auto stack = memory::map_kernel_stack(stack_bytes);
   if (stack.is_err()) {
     klog::warn("tasks: no stack for \"{}\": {}", name, stack.error());
     return ktl::Err(SpawnError::NoStack);
@@ -75,7 +75,7 @@ void free_block(TaskBlock* b) {
 
 void start() {
   g_main = new (g_main_storage) sched::Task(sched::RunningContext{}, "kernel-main", sched::Priority::Normal);
-  auto idle = make_block("idle", sched::Priority::Idle, &idle_entry, nullptr);
+  auto idle = make_block("idle", sched::Priority::Idle, &idle_entry, nullptr, kStackSize);
   ktl::check_ok(idle, "tasks: no idle task");
   g_idle = idle.value();
   sched::scheduler().init({&ferrite_switch_context, &arch::x86_64::prepare_task_stack}, time::timers(),
@@ -93,8 +93,8 @@ sched::Task& main_task() {
 }
 
 ktl::Result<TaskHandle, SpawnError> spawn(const char* name, sched::Priority priority,
-                                          sched::Task::Entry entry, void* arg) {
-  TaskBlock* b = TRY(make_block(name, priority, entry, arg));
+                                          sched::Task::Entry entry, void* arg, ktl::u64 stack_bytes) {
+  TaskBlock* b = TRY(make_block(name, priority, entry, arg, stack_bytes));
   sched::scheduler().start(b->task);
   return TaskHandle(b);
 }

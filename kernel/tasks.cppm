@@ -21,6 +21,8 @@ import kernel.sched;
 export namespace kernel::tasks {
 
 inline constexpr ktl::u64 kStackSize = 16 * 1024;
+// The largest stack a task can have (a 64 KiB stride minus its two guard pages).
+inline constexpr ktl::u64 kMaxStackSize = 56 * 1024;
 inline constexpr ktl::u64 kTickNs = 10'000'000;
 
 enum class SpawnError : ktl::u32 {
@@ -53,14 +55,16 @@ class TaskHandle {
   int join();
 
  private:
-  friend ktl::Result<TaskHandle, SpawnError> spawn(const char*, sched::Priority, sched::Task::Entry, void*);
+  friend ktl::Result<TaskHandle, SpawnError> spawn(const char*, sched::Priority, sched::Task::Entry, void*,
+                                                   ktl::u64);
   inline explicit TaskHandle(TaskBlock* b) : block_(b) {}
   TaskBlock* block_ = nullptr;
 };
 
 void start();
 [[nodiscard]] ktl::Result<TaskHandle, SpawnError> spawn(const char* name, sched::Priority priority,
-                                                        sched::Task::Entry entry, void* arg);
+                                                        sched::Task::Entry entry, void* arg,
+                                                        ktl::u64 stack_bytes = kStackSize);
 // The boot flow's task.
 [[nodiscard]] sched::Task& main_task();
 

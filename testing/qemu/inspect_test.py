@@ -6,9 +6,10 @@
     SS=DS=0x10) and an empty IDT (limit 0); rdi = the boot info, rsp = stack top - 8; the boot
     info (version, memory map sorted/disjoint/merged with every loader placement marked, ramdisk
     bytes intact, framebuffer WC in the direct map); and the page tables walked from CR3.
- 2. After the kernel logged its final line (it halts with interrupts off, so QEMU stays up): the
-    page tables in force then (the kernel has adopted the loader's and added its own mappings:
-    heap, IST stacks with guard pages), and the kernel's own view of them: booted with
+ 2. After the kernel settled in its shell (the prompt; the shell task then sleeps waiting for
+    input, and nothing maps or unmaps): the page tables in force then (the kernel has adopted the
+    loader's and added its own mappings: heap, IST and task stacks with guard pages, device
+    registers), and the kernel's own view of them: booted with
     `pagetables=dump`, the kernel walks its active tables with mm.paging's formats and prints every
     mapping (the "vm:" block, kernel/vmview.cppm); that list must equal this walk from outside,
     range for range (virtual and physical address, size, W/X/U/G and memory type), with the same
@@ -152,7 +153,7 @@ def main():
     p.add_argument("--machine", default="q35")
     p.add_argument("--memory", default="1G")
     p.add_argument("--cpu", default="max")
-    p.add_argument("--final", default=r"halted", help="the kernel's last line before it halts")
+    p.add_argument("--final", default=r"ferrite> ", help="what the kernel prints once it has settled")
     p.add_argument("--timeout", type=float, default=120)
     a = p.parse_args()
 
@@ -320,7 +321,7 @@ def main():
         if proc.poll() is None:
             regs = q.registers()
             maps = pagetables.walk(read, regs["CR3"], pat=info["pat"])
-            check_tables(c, "after the kernel halted", maps, segs, guard_page)
+            check_tables(c, "once the kernel settled in its shell", maps, segs, guard_page)
             compare_kernel_view(c, serial(), maps, regs["CR3"])
             check_pics(c, q.hmp("info pic"))
         q.close()

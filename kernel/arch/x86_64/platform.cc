@@ -175,6 +175,7 @@ void log_tables(const kernel::acpi::Tables& t) {
 }  // namespace
 
 const kernel::acpi::Tables& acpi_tables() { return g_platform.acpi; }
+u64 tsc_hz() { return g_platform.tsc_scale.hz(); }
 
 ktl::Result<TimeInfo, PlatformError> start_platform(const boot::BootInfo& info) {
   State& p = g_platform;
@@ -307,6 +308,24 @@ ktl::Optional<u64> isa_irq_entry(u8 irq) {
       return chip.entry(r.gsi - chip.gsi_base());
   }
   return ktl::nullopt;
+}
+
+PowerOffError acpi_power_off() {
+  const kernel::acpi::Tables& t = g_platform.acpi;
+  if (!t.fadt.has_value()) return PowerOffError::NoFadt;
+  if (!t.s5.has_value()) return PowerOffError::NoS5;
+  if (t.fadt->pm1a_control == 0) return PowerOffError::NoPm1Control;
+  constexpr u16 kSlpEn = 1u << 13;
+  cli();
+  outw(t.fadt->pm1a_control, static_cast<u16>((u16{t.s5->slp_typ_a} << 10) | kSlpEn));
+  if (t.fadt->pm1b_control != 0) {
+    outw(t.fadt->pm1b_control, static_cast<u16>((u16{t.s5->slp_typ_b} << 10) | kSlpEn));
+  }
+  // The clock still runs with interrupts masked (it is a counter).
+  u64 until = kernel::time::now_ns() + 100 * kernel::time::kNsPerMs;
+  while (kernel::time::now_ns() < until) ktl::cpu_relax();
+  sti();
+  return PowerOffError::StillRunning;
 }
 
 namespace {

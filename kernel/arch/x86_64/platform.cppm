@@ -73,6 +73,8 @@ struct TimeInfo {
 };
 
 [[nodiscard]] ktl::Result<TimeInfo, PlatformError> start_platform(const boot::BootInfo& info);
+// The TSC's calibrated rate (valid after start_platform succeeded).
+[[nodiscard]] u64 tsc_hz();
 // The parsed tables (valid after start_platform succeeded).
 [[nodiscard]] const kernel::acpi::Tables& acpi_tables();
 // Routes ISA IRQ `irq` (MADT overrides honoured) to vector kIsaVectorBase + irq on this CPU.
@@ -80,6 +82,21 @@ struct TimeInfo {
 
 // The I/O APIC redirection entry that serves ISA IRQ `irq` (for tests and diagnostics).
 [[nodiscard]] ktl::Optional<u64> isa_irq_entry(u8 irq);
+
+// Powers the machine off through ACPI S5: SLP_TYPa/b from the DSDT's \_S5_ package written with
+// SLP_EN to PM1a_CNT (and PM1b_CNT). Returns only if that did not work (no FADT, no \_S5_, or the
+// machine is still running 100 ms later), saying why.
+enum class PowerOffError : u8 { NoFadt, NoS5, NoPm1Control, StillRunning };
+[[nodiscard]] constexpr const char* to_string(PowerOffError e) {
+  switch (e) {
+    case PowerOffError::NoFadt: return "no FADT";
+    case PowerOffError::NoS5: return "no \\_S5_ sleep type in the DSDT";
+    case PowerOffError::NoPm1Control: return "the FADT has no PM1a control port";
+    case PowerOffError::StillRunning: return "still running 100 ms after entering S5";
+  }
+  return "unknown power-off error";
+}
+[[nodiscard]] PowerOffError acpi_power_off();
 
 // Installs ktl's interrupt-masking hooks (every held SpinLock masks interrupts) and enables them.
 void enable_interrupts();
