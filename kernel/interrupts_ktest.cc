@@ -13,6 +13,7 @@ import arch.x86_64.cpu;
 import arch.x86_64.apic;
 import arch.x86_64.platform;
 import arch.x86_64.serial;
+import mm.heap;
 
 namespace {
 
@@ -54,6 +55,32 @@ KTEST(Interrupts, ASpuriousVectorIsCountedApartWithoutEoi) {
   __asm__ volatile("int $0xff" ::: "memory");
   KEXPECT_EQ(t.spurious(), spurious + 1);
   KEXPECT_EQ(t.unexpected(), unexpected);
+}
+
+struct InterruptAllocation {
+  void* small = nullptr;
+  void* large = nullptr;
+  bool ran = false;
+};
+InterruptAllocation g_irq_alloc;
+
+void allocate_in_interrupt(u8) {
+  g_irq_alloc.ran = true;
+  g_irq_alloc.small = mm::kmalloc(64);        // the size classes: fine
+  g_irq_alloc.large = mm::kmalloc(1u << 20);  // a large object: refused (Atomic)
+}
+
+KTEST(Interrupts, AnInterruptHandlersAllocationsAreAtomic) {
+  kernel::irq::table().set(0x79, &allocate_in_interrupt, "test-alloc");
+  __asm__ volatile("int $0x79" ::: "memory");
+  kernel::irq::table().clear(0x79);
+  KEXPECT(g_irq_alloc.ran);
+  KEXPECT(g_irq_alloc.small != nullptr);
+  KEXPECT(g_irq_alloc.large == nullptr);
+  mm::kfree(g_irq_alloc.small);
+  void* large = mm::kmalloc(1u << 20);  // the same request from a task is served
+  KEXPECT(large != nullptr);
+  mm::kfree(large);
 }
 
 KTEST(Interrupts, IsaIrqsAreRoutedAsTheMadtSays) {

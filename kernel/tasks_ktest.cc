@@ -14,6 +14,10 @@ import kernel.time;
 import mm.addr;
 import mm.paging;
 import arch.x86_64.cpu;
+import mm.frames;
+import mm.heap;
+import mm.slab.types;
+import mm.testing.env;
 
 namespace {
 
@@ -201,6 +205,57 @@ KTEST(Tasks, AccountingCountsCpuTimeSwitchesAndWakeups) {
   KEXPECT_LE(40 * kMs, task.stats().cpu_ns);
   KEXPECT_LT(task.stats().cpu_ns, 80 * kMs);
   KEXPECT_EQ(t.value().join(), 0);
+}
+
+}  // namespace
+
+namespace {
+
+struct Freer {
+  mm::Heap* heap;
+  void* block;
+  u64 freed_at = 0;
+};
+
+void free_later(void* p) {
+  auto* f = static_cast<Freer*>(p);
+  sched().sleep_for(25 * kMs);
+  f->freed_at = kernel::time::now_ns();
+  f->heap->kfree(f->block);
+}
+
+KTEST(Tasks, AnAllocationThatMayBlockSleepsUntilMemoryIsFreed) {
+  // A small private heap, exhausted; another task frees a block 25 ms later. The blocked
+  // allocation sleeps (kernel/mm_context.cc: 10 ms at a time) and then gets it.
+  constexpr ktl::usize kBlock = 256 * 1024;
+  auto env = mm::test_env::TestHeap::create(mm::Hardening::Off, 4u << 20);
+  KASSERT(env.has_value());
+  mm::Heap& heap = env->heap();
+  heap.set_memory_wait(mm::MemoryWait::WhenShort);  // as the kernel heap (test heaps never wait)
+  ktl::Array<void*, 64> held{};
+  ktl::usize n = 0;
+  while (n < held.size()) {
+    auto r = heap.allocate(kBlock, 0, mm::AllocContext::NoReclaim);
+    if (r.is_err()) break;
+    held[n++] = r.value();
+  }
+  KASSERT(n >= 2 && n < held.size());
+  // Without waiting (Atomic), it fails at once.
+  KEXPECT(heap.allocate(kBlock, 0, mm::AllocContext::Atomic).is_err());
+  Freer f{&heap, held[--n]};
+  auto t = kernel::tasks::spawn("freer", Priority::Normal, &free_later, &f);
+  KASSERT_OK(t);
+  u64 start = kernel::time::now_ns();
+  auto r = heap.allocate(kBlock, 0, mm::AllocContext::MayBlock);
+  u64 waited = kernel::time::now_ns() - start;
+  KEXPECT(r.is_ok());
+  KEXPECT_LE(20 * kMs, waited);
+  KEXPECT_LE(f.freed_at - start, waited);
+  KEXPECT_EQ(t.value().join(), 0);
+  if (r.is_ok()) heap.kfree(r.value());
+  for (ktl::usize i = 0; i < n; ++i) heap.kfree(held[i]);
+  klog::info("tasks: a blocked allocation waited {} ms for memory freed after {} ms", waited / kMs,
+             (f.freed_at - start) / kMs);
 }
 
 }  // namespace

@@ -31,6 +31,13 @@ export extern "C" {
   void ferrite_arch_cpu_unpin(ktl::u64 saved);
   // The current CPU's index, below the number of CPUs the port starts (valid while pinned).
   ktl::u32 ferrite_arch_cpu_id();
+  // Allocation contexts (mm.frames' AllocContext). Whether the caller is an interrupt handler: the
+  // heap's C-style entry points then allocate as AllocContext::Atomic (never block, never
+  // reclaim). And, for an allocation that may block and found no memory: wait a while for memory
+  // to be freed (kernel: the task sleeps; later kswapd wakes it) and return true to retry, or
+  // false where waiting is impossible (no scheduler, a lock held) or `attempt` is the last.
+  bool ferrite_arch_in_interrupt();
+  bool ferrite_arch_wait_for_memory(ktl::u32 attempt);
 }
 
 export namespace mm {
@@ -108,7 +115,17 @@ class CpuPin : ktl::NoCopy {
   u64 saved_;
 };
 
+[[nodiscard]] inline bool in_interrupt() { return ferrite_arch_in_interrupt(); }
+[[nodiscard]] inline bool wait_for_memory(u32 attempt) { return ferrite_arch_wait_for_memory(attempt); }
+
 #if __STDC_HOSTED__
+// The host's allocation-context hooks, for tests: an "interrupt handler" on this thread while
+// InterruptContext::Inside is set, and what waiting for memory does (default: nothing, give up).
+enum class InterruptContext : ktl::u8 { Outside, Inside };
+void set_host_interrupt_context(InterruptContext c);
+using WaitForMemoryHook = bool (*)(u32 attempt, void* context);
+void set_wait_for_memory_hook(WaitForMemoryHook hook, void* context);
+
 // What the host's hooks were asked to do (arch_host.cc). Tests reset and inspect it.
 struct TlbLog {
   u64 range_flushes;  // calls to flush_tlb(start, pages)

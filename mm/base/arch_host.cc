@@ -14,7 +14,16 @@ std::atomic<std::uint64_t> g_range_flushes{0}, g_pages{0}, g_full{0}, g_activati
     g_last_start{0}, g_last_pages{0};
 std::atomic<mm::arch::TlbFlushObserver> g_observer{nullptr};
 std::atomic<void*> g_observer_context{nullptr};
+thread_local bool t_in_interrupt = false;
+std::atomic<mm::arch::WaitForMemoryHook> g_wait_hook{nullptr};
+std::atomic<void*> g_wait_context{nullptr};
 }  // namespace
+
+extern "C" bool ferrite_arch_in_interrupt() { return t_in_interrupt; }
+extern "C" bool ferrite_arch_wait_for_memory(ktl::u32 attempt) {
+  mm::arch::WaitForMemoryHook hook = g_wait_hook.load();
+  return hook != nullptr && hook(attempt, g_wait_context.load());
+}
 
 extern "C" void ferrite_arch_flush_tlb_range(ktl::u64 start, ktl::u64 pages) {
   g_range_flushes.fetch_add(1, std::memory_order_relaxed);
@@ -43,6 +52,11 @@ void reset_tlb_log() {
   g_activations = 0;
   g_last_start = 0;
   g_last_pages = 0;
+}
+void set_host_interrupt_context(InterruptContext c) { t_in_interrupt = c == InterruptContext::Inside; }
+void set_wait_for_memory_hook(WaitForMemoryHook hook, void* context) {
+  g_wait_context.store(context);
+  g_wait_hook.store(hook);
 }
 void set_tlb_flush_observer(TlbFlushObserver observer, void* context) {
   g_observer_context.store(context);

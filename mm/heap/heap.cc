@@ -414,12 +414,40 @@ void Heap::report_invalid_free(const void* p, const char* why) const {
   ktl::panic(message.c_str());
 }
 
+namespace {
+// The C-style surface's context: an interrupt handler's allocations are Atomic, everyone else's
+// may block.
+AllocContext c_style_context() {
+  return arch::in_interrupt() ? AllocContext::Atomic : AllocContext::MayBlock;
+}
+
+// An allocation that may block and found no memory waits (arch::wait_for_memory: the kernel's
+// task sleeps, later until kswapd has freed some) and tries again, while the arch lets it.
+template <class F>
+ktl::Result<void*, HeapError> retry_while_waiting(MemoryWait wait, AllocContext context, F attempt_once) {
+  for (u32 attempt = 0;; ++attempt) {
+    ktl::Result<void*, HeapError> r = attempt_once();
+    // Short of frames (none, or not in few enough runs): worth waiting for frees.
+    bool short_of_memory =
+        r.is_err() && (r.error() == HeapError::OutOfMemory || r.error() == HeapError::TooFragmented);
+    if (!short_of_memory || wait == MemoryWait::Never || !may_block(context) ||
+        !arch::wait_for_memory(attempt)) {
+      return r;
+    }
+  }
+}
+}  // namespace
+
 void* Heap::kmalloc_slow(usize size) {
-  auto r = allocate_any(size, AllocContext::MayBlock);
+  auto r = allocate_any(size, c_style_context());
   return r.is_ok() ? r.value() : nullptr;
 }
 
 ktl::Result<void*, HeapError> Heap::allocate_any(usize size, AllocContext context) {
+  return retry_while_waiting(memory_wait_, context, [&] { return allocate_any_once(size, context); });
+}
+
+ktl::Result<void*, HeapError> Heap::allocate_any_once(usize size, AllocContext context) {
   if (size <= heap_classes::kMaxSize) {
     void* p = classes_[heap_classes::index_of(size)]->alloc_general(size, context);
     if (p != nullptr) return p;
@@ -442,11 +470,16 @@ ktl::Result<void*, HeapError> Heap::allocate(usize size, usize align, AllocConte
 }
 
 void* Heap::kmalloc_aligned(usize size, usize align) {
-  auto r = allocate_aligned(size, align, AllocContext::MayBlock);
+  auto r = allocate_aligned(size, align, c_style_context());
   return r.is_ok() ? r.value() : nullptr;
 }
 
 ktl::Result<void*, HeapError> Heap::allocate_aligned(usize size, usize align, AllocContext context) {
+  return retry_while_waiting(memory_wait_, context,
+                             [&] { return allocate_aligned_once(size, align, context); });
+}
+
+ktl::Result<void*, HeapError> Heap::allocate_aligned_once(usize size, usize align, AllocContext context) {
   if (align == 0) align = 1;
   if (!ktl::is_power_of_two(align)) return ktl::Err(HeapError::InvalidArgument);
   usize want = ktl::max(size, align);

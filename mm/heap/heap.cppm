@@ -321,6 +321,10 @@ struct HeapStats {
   [[nodiscard]] inline u64 total_frames() const { return slab_frames + large_frames + metadata_frames; }
 };
 
+// Whether an allocation that may block waits for memory when there is none (MayBlock, NoReclaim:
+// mm::arch::wait_for_memory). Never for a heap whose memory nobody else frees (test heaps).
+enum class MemoryWait : ktl::u8 { WhenShort, Never };
+
 class Heap {
  public:
   Heap() = default;
@@ -337,7 +341,10 @@ class Heap {
   // kmalloc (align 0) or kmalloc_aligned with the cause of a failure: InvalidArgument, and those of
   // LargeObjectArena::allocate; OutOfMemory when a size class cannot grow (a slab allocation fails only
   // for want of frames). An Atomic request is served by the size classes only (WouldBlock where
-  // it would need a large object). The C-style surface below is AllocContext::MayBlock.
+  // it would need a large object). A request that may block waits for memory when there is none
+  // (mm::arch::wait_for_memory) and retries while the arch lets it. The C-style surface below
+  // allocates as AllocContext::Atomic in an interrupt handler (mm::arch::in_interrupt), as
+  // MayBlock elsewhere.
   [[nodiscard]] ktl::Result<void*, HeapError> allocate(usize size, usize align = 0,
                                                        AllocContext context = AllocContext::MayBlock);
 
@@ -390,6 +397,8 @@ class Heap {
 
   // --- administration ---
   [[nodiscard]] inline SlabAllocator& slab() { return slab_; }
+  inline void set_memory_wait(MemoryWait w) { memory_wait_ = w; }
+  [[nodiscard]] inline MemoryWait memory_wait() const { return memory_wait_; }
   [[nodiscard]] inline LargeObjectArena& large_objects() { return large_objects_; }
   [[nodiscard]] inline SlabCache& class_cache(usize index) { return *classes_[index]; }
   [[nodiscard]] HeapStats stats() const;
@@ -401,11 +410,15 @@ class Heap {
   [[nodiscard]] void* kmalloc_slow(usize size);
   [[nodiscard]] ktl::Result<void*, HeapError> allocate_any(usize size, AllocContext context);
   [[nodiscard]] ktl::Result<void*, HeapError> allocate_aligned(usize size, usize align, AllocContext context);
+  [[nodiscard]] ktl::Result<void*, HeapError> allocate_any_once(usize size, AllocContext context);
+  [[nodiscard]] ktl::Result<void*, HeapError> allocate_aligned_once(usize size, usize align,
+                                                                    AllocContext context);
   void free_large(void* p);
   [[noreturn]] void report_invalid_free(const void* p, const char* why) const;
 
   SlabAllocator slab_;
   LargeObjectArena large_objects_;
+  MemoryWait memory_wait_ = MemoryWait::WhenShort;
   ktl::Array<SlabCache*, heap_classes::kCount> classes_{};
   Hardening hardening_ = Hardening::Off;
 };

@@ -132,6 +132,8 @@ extern "C" bool ferrite_heap_test_env_create(ktl::u64 phys_bytes, bool hardened,
   options.hardening = hardened ? mm::Hardening::On : mm::Hardening::Off;
   auto* host = new (std::nothrow) mm::heap_host::HostHeap(options);
   if (host == nullptr) return false;
+  // Nobody else frees a test heap's memory: waiting for it would only delay the test's error.
+  host->heap().set_memory_wait(mm::MemoryWait::Never);
   *out = FerriteHeapTestEnv{&host->heap(), &host->pmm(), &host->frame_table(), host};
   return true;
 }
