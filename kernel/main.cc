@@ -432,6 +432,45 @@ void sleep_until(u64 deadline_ns) {
   arch::x86_64::qemu_exit(ok ? 0x10 : 0x11);
 }
 
+struct Churn {
+  ktl::Atomic<bool> stop{false};
+  ktl::Atomic<bool> corrupted{false};
+  ktl::Atomic<u64> rounds{0};
+  ktl::Atomic<u64> allocations{0};
+};
+
+void churn_main(void* arg) {
+  auto* c = static_cast<Churn*>(arg);
+  u64 seed = 0x1234'5678'9abc'def1ull;
+  while (!c->stop.load()) {
+    kernel::sched::scheduler().sleep_for(2 * kernel::time::kNsPerMs);
+    c->rounds.fetch_add(1);
+    ktl::Array<void*, 4> held{};
+    ktl::Array<usize, 4> sizes{};
+    for (usize i = 0; i < held.size(); ++i) {
+      seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+      sizes[i] = 8 + (seed >> 40) % 1000;
+      held[i] = mm::kmalloc(sizes[i]);
+      if (held[i] == nullptr) continue;
+      KTL_UNSAFE_BUFFER_BEGIN  // kmalloc returned sizes[i] bytes
+      auto bytes = ktl::Span<ktl::u8>::from_raw(static_cast<ktl::u8*>(held[i]), sizes[i]);
+      KTL_UNSAFE_BUFFER_END
+      for (ktl::u8& b : bytes) b = static_cast<ktl::u8>(i + 0x5a);
+      c->allocations.fetch_add(1);
+    }
+    for (usize i = 0; i < held.size(); ++i) {
+      if (held[i] == nullptr) continue;
+      KTL_UNSAFE_BUFFER_BEGIN  // the same allocation
+      auto bytes = ktl::Span<ktl::u8>::from_raw(static_cast<ktl::u8*>(held[i]), sizes[i]);
+      KTL_UNSAFE_BUFFER_END
+      for (ktl::u8 b : bytes) {
+        if (b != static_cast<ktl::u8>(i + 0x5a)) c->corrupted.store(true);
+      }
+      mm::kfree(held[i]);
+    }
+  }
+}
+
 [[noreturn]] void run_test_mode(const kernel::Options& o, const boot::BootInfo& info) {
   switch (o.test) {
     case kernel::TestMode::Boot:
@@ -458,7 +497,16 @@ void sleep_until(u64 deadline_ns) {
     case kernel::TestMode::Suites: {
       klog::info("test mode: running ktest suites matching \"{}\"", o.test_filter);
       klog::RawSink out;
+      // A high-priority task wakes every 2 ms while the suites run and allocates, checks and frees a
+      // few small objects: the suites (mm's included) are preempted in the middle of their work.
+      Churn churn;
+      auto background = kernel::tasks::spawn("ktest-churn", kernel::sched::Priority::High, &churn_main, &churn);
       ktest::Summary s = ktest::run_all(out, o.test_filter);
+      churn.stop.store(true);
+      if (background.is_ok()) (void)background.value().join();
+      klog::info("test mode: a background task preempted the suites {} times ({} allocations{})", churn.rounds.load(),
+                 churn.allocations.load(), churn.corrupted.load() ? ", CORRUPTED" : "");
+      if (churn.corrupted.load()) s.failed += 1;
       if (s.passed + s.failed == 0) {
         klog::error("test mode: no test matches \"{}\"", o.test_filter);
         arch::x86_64::qemu_exit(0x11);
