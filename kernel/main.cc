@@ -500,12 +500,13 @@ void churn_main(void* arg) {
       // A high-priority task wakes every 2 ms while the suites run and allocates, checks and frees a
       // few small objects: the suites (mm's included) are preempted in the middle of their work.
       Churn churn;
-      auto background = kernel::tasks::spawn("ktest-churn", kernel::sched::Priority::High, &churn_main, &churn);
+      auto background =
+          kernel::tasks::spawn("ktest-churn", kernel::sched::Priority::High, &churn_main, &churn);
       ktest::Summary s = ktest::run_all(out, o.test_filter);
       churn.stop.store(true);
       if (background.is_ok()) (void)background.value().join();
-      klog::info("test mode: a background task preempted the suites {} times ({} allocations{})", churn.rounds.load(),
-                 churn.allocations.load(), churn.corrupted.load() ? ", CORRUPTED" : "");
+      klog::info("test mode: a background task preempted the suites {} times ({} allocations{})",
+                 churn.rounds.load(), churn.allocations.load(), churn.corrupted.load() ? ", CORRUPTED" : "");
       if (churn.corrupted.load()) s.failed += 1;
       if (s.passed + s.failed == 0) {
         klog::error("test mode: no test matches \"{}\"", o.test_filter);
