@@ -95,7 +95,10 @@ sched::Task& main_task() {
 ktl::Result<TaskHandle, SpawnError> spawn(const char* name, sched::Priority priority,
                                           sched::Task::Entry entry, void* arg, ktl::u64 stack_bytes) {
   TaskBlock* b = TRY(make_block(name, priority, entry, arg, stack_bytes));
-  sched::scheduler().start(b->task);
+  if (!sched::scheduler().start(b->task)) {
+    free_block(b);
+    return ktl::Err(SpawnError::TooManyTasks);
+  }
   return TaskHandle(b);
 }
 

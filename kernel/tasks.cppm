@@ -26,13 +26,15 @@ inline constexpr ktl::u64 kMaxStackSize = 56 * 1024;
 inline constexpr ktl::u64 kTickNs = 10'000'000;
 
 enum class SpawnError : ktl::u32 {
-  NoMemory,  // no heap memory for the task
-  NoStack,   // no kernel stack (see the log for the stack error)
+  NoMemory,      // no heap memory for the task
+  NoStack,       // no kernel stack (see the log for the stack error)
+  TooManyTasks,  // the scheduler's limit of live tasks (sched::Scheduler::kMaxTasks)
 };
 [[nodiscard]] constexpr const char* to_string(SpawnError e) {
   switch (e) {
     case SpawnError::NoMemory: return "no memory for the task";
     case SpawnError::NoStack: return "no kernel stack for the task";
+    case SpawnError::TooManyTasks: return "too many live tasks";
   }
   return "unknown spawn error";
 }

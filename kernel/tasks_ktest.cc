@@ -259,3 +259,13 @@ KTEST(Tasks, AnAllocationThatMayBlockSleepsUntilMemoryIsFreed) {
 }
 
 }  // namespace
+
+namespace {
+
+KTEST(Tasks, SpawnErrorsHaveTheirOwnTexts) {
+  KEXPECT(ktl::check_enum_text<kernel::tasks::SpawnError>().ok);
+  KEXPECT(ktl::check_enum_text<kernel::memory::StackError>().ok);
+  KEXPECT(ktl::check_enum_text<kernel::memory::DeviceMapError>().ok);
+}
+
+}  // namespace

@@ -133,24 +133,25 @@ void Scheduler::init(const ArchOps& arch, time::TimerService& timers, Task& boot
   all_[1] = &idle;
 }
 
-void Scheduler::start(Task& t) {
+bool Scheduler::start(Task& t) {
   ktl::check(t.state_ == TaskState::Created && t.entry_ != nullptr,
              "sched::start: the task is not a new one");
   ktl::check(t.priority_ != Priority::Idle, "sched::start: class Idle is the idle task's");
   t.sched_ = this;
   t.saved_sp_ = arch_.prepare_stack(t.stack_top_, &Scheduler::start_trampoline, &t);
   ktl::LockGuard guard(lock_);
-  bool stored = false;
+  Task** free_slot = nullptr;
   for (Task*& slot : all_) {
     if (slot == nullptr) {
-      slot = &t;
-      stored = true;
+      free_slot = &slot;
       break;
     }
   }
-  ktl::check(stored, "sched::start: more than 64 live tasks");
+  if (free_slot == nullptr) return false;
+  *free_slot = &t;
   make_runnable_locked(t);
   t.stats_.wakeups = 0;  // starting is not a wake-up
+  return true;
 }
 
 void Scheduler::start_trampoline(void* arg) {

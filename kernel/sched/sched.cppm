@@ -214,8 +214,8 @@ class Scheduler {
   void init(const ArchOps& arch, time::TimerService& timers, Task& boot, Task& idle);
   [[nodiscard]] inline bool initialized() const { return current_ != nullptr; }
 
-  // Makes a created task runnable.
-  void start(Task& t) EXCLUDES(lock_);
+  // Makes a created task runnable. False (nothing changes) when kMaxTasks tasks are live.
+  [[nodiscard]] bool start(Task& t) EXCLUDES(lock_);
   [[nodiscard]] Task& current() const;
 
   void yield() EXCLUDES(lock_);
@@ -282,7 +282,10 @@ class Scheduler {
   ktl::Atomic<bool> need_resched_{false};
   ktl::Atomic<u64> switches_{0};
   // Every live task, for snapshot().
+ public:
   static constexpr usize kMaxTasks = 64;
+
+ private:
   ktl::Array<Task*, kMaxTasks> all_ GUARDED_BY(lock_){};
 };
 

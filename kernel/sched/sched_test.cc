@@ -83,7 +83,7 @@ struct Sim {
     stacks.push_back(std::make_unique<std::vector<unsigned char>>(64 * 1024));
     auto& st = *stacks.back();
     tasks.push_back(std::make_unique<Task>(name, p, entry, arg, address(st), address(st) + st.size()));
-    sched->start(*tasks.back());
+    EXPECT_TRUE(sched->start(*tasks.back()));
     return *tasks.back();
   }
 
@@ -394,6 +394,24 @@ TEST(Sched, SnapshotListsEveryTaskWithItsAccounting) {
   EXPECT_EQ(sim.sched->snapshot(ktl::Span<kernel::sched::TaskInfo>(infos)), 2u);  // joined: forgotten
   ktl::check_enum_text<TaskState>();
   ktl::check_enum_text<Priority>();
+}
+
+void return_at_once(void*) {}
+
+TEST(Sched, StartRefusesTasksBeyondTheLimit) {
+  Sim sim;
+  // boot and idle are live already.
+  std::vector<Task*> started;
+  for (size_t i = 2; i < Scheduler::kMaxTasks; ++i)
+    started.push_back(&sim.spawn("t", Priority::Normal, &return_at_once, nullptr));
+  std::vector<unsigned char> stack(16 * 1024);
+  Task extra("extra", Priority::Normal, &return_at_once, nullptr, Sim::address(stack),
+             Sim::address(stack) + stack.size());
+  EXPECT_FALSE(sim.sched->start(extra));
+  EXPECT_EQ(extra.state(), TaskState::Created);
+  for (Task* t : started) (void)sim.sched->join(*t);
+  EXPECT_TRUE(sim.sched->start(extra));  // joined tasks free their places
+  (void)sim.sched->join(extra);
 }
 
 TEST(Sched, MisuseIsCaught) {

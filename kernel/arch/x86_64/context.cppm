@@ -4,9 +4,11 @@
 //
 // The first frame, from the saved stack pointer up: r15, r14, r13 (= start), r12 (= task), rbx,
 // rbp (= 0), then the return address ferrite_task_first_entry; placed so that `start` is entered
-// with RSP + 8 aligned to 16, as after a call. FPU/SIMD policy: kernel code is built without
-// SSE (-mgeneral-regs-only), so there is no extended state to switch (FIXME(user): fxsave/xsave
-// once user tasks run).
+// with RSP + 8 aligned to 16, as after a call. FPU/SIMD policy: kernel code is built without x87,
+// MMX and SSE (-mno-80387 -mno-mmx -mno-sse, tools/toolchain/BUILD), so there is no extended state
+// to switch (FIXME(user): fxsave/xsave once user tasks run). The host tests build with SSE: XMM
+// registers are caller-saved, and the control words the ABI makes callee-saved (MXCSR, x87 CW) are
+// not switched because nothing changes them.
 module;
 
 #include <ktl/macros.h>
