@@ -55,6 +55,10 @@ struct Parser {
       o.test = TestMode::Bench;
       return;
     }
+    if (value == "kswapd") {
+      o.test = TestMode::Kswapd;
+      return;
+    }
     ktl::StringView fault_prefix = "fault:";
     if (!value.starts_with(fault_prefix)) {
       o.test = TestMode::Suites;
@@ -109,6 +113,19 @@ struct Parser {
       } else {
         warn(WarningKind::BadValue, word);
       }
+    } else if (key == "kswapd.min" || key == "kswapd.low" || key == "kswapd.high") {
+      if (!first_time(key, word)) return;
+      ktl::u32 pct = 0;
+      bool ok = !value.empty() && value.size() <= 3;
+      for (char c : value.span()) {
+        ok = ok && c >= '0' && c <= '9';
+        if (ok) pct = pct * 10 + static_cast<ktl::u32>(c - '0');
+      }
+      if (!ok || pct > 100) {
+        warn(WarningKind::BadValue, word);
+        return;
+      }
+      (key == "kswapd.min" ? o.kswapd_min : key == "kswapd.low" ? o.kswapd_low : o.kswapd_high) = pct;
     } else if (key == "bootinfo.corrupt") {
       if (!first_time(key, word)) return;
       Corruption c = value == "version"     ? Corruption::Version

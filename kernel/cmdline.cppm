@@ -3,6 +3,11 @@
 //   log=debug|info|warn|error     the log level (default info)
 //   test=boot                     test mode: boot, report, exit QEMU with 33
 //   test=bench                    test mode: run the kernel benchmarks (kernel.bench), exit 33
+//   test=kswapd                   test mode: fill memory with cached slabs past the high watermark
+//                                 and wait for kswapd to bring usage to the low one; exit 33
+//   kswapd.min=P kswapd.low=P kswapd.high=P
+//                                 reclaim watermarks in percent (defaults 5 free, 60, 80 used;
+//                                 invalid combinations: a warning and the defaults)
 //   test=clock                    test mode: print the uptime over 6 s of the kernel's clock (timer
 //                                 interrupts), then exit with 33 (boot_test.py --clock-check)
 //   test=<filter>                 test mode: run the KTEST suites whose "Suite.Name" starts with
@@ -34,7 +39,7 @@ export namespace kernel {
 
 using ktl::usize;
 
-enum class TestMode { None, Boot, Clock, Bench, Suites, Fault };
+enum class TestMode { None, Boot, Clock, Bench, Kswapd, Suites, Fault };
 enum class FaultKind {
   None,
   PageFault,
@@ -62,6 +67,10 @@ struct Options {
   Toggle fbcon = Toggle::On;
   Toggle dump_page_tables = Toggle::Off;
   Corruption corrupt = Corruption::None;
+  // kswapd.min= / kswapd.low= / kswapd.high= (percent; checked together by kernel.kswapd).
+  ktl::u32 kswapd_min = 5;
+  ktl::u32 kswapd_low = 60;
+  ktl::u32 kswapd_high = 80;
 };
 
 enum class WarningKind { UnknownKey, BadValue, Repeated, NotAnOption, IgnoredOutsideTestMode };

@@ -37,6 +37,24 @@ KTEST(Cmdline, TestModes) {
   auto clock = parse_command_line("test=clock");
   KEXPECT_EQ(clock.options.test, kernel::TestMode::Clock);
   KEXPECT_EQ(parse_command_line("test=bench").options.test, kernel::TestMode::Bench);
+  KEXPECT_EQ(parse_command_line("test=kswapd").options.test, kernel::TestMode::Kswapd);
+}
+
+KTEST(Cmdline, KswapdWatermarks) {
+  auto d = parse_command_line("");
+  KEXPECT_EQ(d.options.kswapd_min, 5u);
+  KEXPECT_EQ(d.options.kswapd_low, 60u);
+  KEXPECT_EQ(d.options.kswapd_high, 80u);
+  auto p = parse_command_line("kswapd.high=90 kswapd.low=50 kswapd.min=3");
+  KEXPECT_EQ(p.options.kswapd_high, 90u);
+  KEXPECT_EQ(p.options.kswapd_low, 50u);
+  KEXPECT_EQ(p.options.kswapd_min, 3u);
+  KEXPECT_EQ(p.warning_list().size(), 0u);
+  auto bad = parse_command_line("kswapd.high=101 kswapd.low=abc kswapd.min=");
+  KEXPECT_EQ(bad.options.kswapd_high, 80u);  // refused values keep the defaults
+  KEXPECT_EQ(bad.options.kswapd_low, 60u);
+  KEXPECT_EQ(bad.options.kswapd_min, 5u);
+  KEXPECT_EQ(bad.warning_list().size(), 3u);
   auto suites = parse_command_line("log=warn test=Cmdline.Log");
   KEXPECT_EQ(suites.options.test, kernel::TestMode::Suites);
   KEXPECT_EQ(suites.options.test_filter, ktl::StringView("Cmdline.Log"));

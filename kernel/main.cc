@@ -36,12 +36,15 @@ import kernel.irq;
 import kernel.serial_console;
 import kernel.time;
 import kernel.tasks;
+import kernel.kswapd;
+import mm.reclaim;
 import kernel.sched;
 import kernel.shell;
 import kernel.bench;
 
 namespace {
 
+using ktl::u32;
 using ktl::u64;
 using ktl::usize;
 
@@ -380,9 +383,11 @@ void start_interrupts_and_time(const boot::BootInfo& info) {
     halt_forever();
   }
   const TimeInfo& ti = t.value();
-  klog::info("time: calibrated against the {} ({}, {} samples): TSC {} ({} - {}), APIC timer {} at divide {}",
-             to_string(ti.reference), Mhz{ti.reference_hz}, ti.tsc.used, Mhz{ti.tsc.hz}, Mhz{ti.tsc.min_hz},
-             Mhz{ti.tsc.max_hz}, Mhz{ti.apic_timer.hz}, kApicTimerDivide);
+  klog::info(
+      "time: calibrated against the {} ({}, {} samples agree, {} outliers): TSC {} ({} - {}), APIC timer {} "
+      "at divide {}",
+      to_string(ti.reference), Mhz{ti.reference_hz}, ti.tsc.used, ti.tsc.outliers, Mhz{ti.tsc.hz},
+      Mhz{ti.tsc.min_hz}, Mhz{ti.tsc.max_hz}, Mhz{ti.apic_timer.hz}, kApicTimerDivide);
   klog::info("time: clock source {}, one-shot timers on the APIC timer", ti.clock_source);
 
   constexpr u8 kCom1Vector = kIsaVectorBase + kernel::serial_console::kIrq;
@@ -432,6 +437,56 @@ void sleep_until(u64 deadline_ns) {
   arch::x86_64::qemu_exit(ok ? 0x10 : 0x11);
 }
 
+// test=kswapd: kmalloc 2 KiB objects until usage passes the high watermark by 5 points, free them
+// all (their slabs stay cached, empty), then wait up to 5 s for kswapd to bring usage to the low
+// watermark; meminfo, slabinfo-like totals and kswapd's statistics before and after.
+[[noreturn]] void run_kswapd_test() {
+  mm::Reclaim& r = kernel::kswapd::engine();
+  const mm::Watermarks& w = r.watermarks();
+  u32 goal = w.high_pct + 5;
+  usize max_objects = (kernel::memory::pmm().stats().free_bytes / 2048) + 1024;
+  auto* table = static_cast<void**>(mm::kmalloc(max_objects * sizeof(void*)));
+  if (table == nullptr) {
+    klog::error("test mode: kswapd test: no memory for its table");
+    arch::x86_64::qemu_exit(0x11);
+  }
+  KTL_UNSAFE_BUFFER_BEGIN  // kmalloc returned max_objects pointers
+  auto objects = ktl::Span<void*>::from_raw(table, max_objects);
+  KTL_UNSAFE_BUFFER_END
+  usize n = 0;
+  while (n < objects.size() && r.mem_usage_pct() < goal) {
+    void* p = mm::kmalloc(2048);
+    if (p == nullptr) break;
+    objects[n++] = p;
+  }
+  mm::HeapStats hs = kernel::memory::heap().stats();
+  klog::info("kswapd test: {} objects of 2 KiB allocated: usage {}% (heap: {} slab frames, {} large frames)",
+             n, r.mem_usage_pct(), hs.slab_frames, hs.large_frames);
+  // From here kswapd (woken at the next period) reclaims the slabs as the frees empty them.
+  u64 before_freed = r.stats().freed;
+  u32 before = r.mem_usage_pct();
+  kernel::memory::log_meminfo();
+  u64 start = kernel::time::now_ns();
+  for (usize i = 0; i < n; ++i) mm::kfree(objects[i]);
+  mm::kfree(table);
+  klog::info("kswapd test: freed again (the slabs stay cached until reclaimed): usage {}%, {} MiB in slabs",
+             r.mem_usage_pct(), kernel::memory::heap().stats().slab_frames * 4096 >> 20);
+
+  while (r.mem_usage_pct() > w.low_pct && kernel::time::now_ns() - start < 5 * kernel::time::kNsPerSecond) {
+    kernel::sched::scheduler().sleep_for(10 * kernel::time::kNsPerMs);
+  }
+  u64 took = kernel::time::now_ns() - start;
+  u32 after = r.mem_usage_pct();
+  mm::ReclaimStats s = r.stats();
+  klog::info(
+      "kswapd test: usage {}% -> {}% in {} ms (kswapd freed {} frames in {} wake-ups; high {}% low {}%)",
+      before, after, took / kernel::time::kNsPerMs, s.freed - before_freed, s.wakeups, w.high_pct, w.low_pct);
+  kernel::memory::log_meminfo();
+  bool ok = before >= w.high_pct && after <= w.low_pct && s.freed > before_freed;
+  klog::info("test mode: kswapd test {}, exiting QEMU", ok ? "passed" : "FAILED");
+  arch::x86_64::qemu_exit(ok ? 0x10 : 0x11);
+}
+
 struct Churn {
   ktl::Atomic<bool> stop{false};
   ktl::Atomic<bool> corrupted{false};
@@ -477,6 +532,7 @@ void churn_main(void* arg) {
       klog::info("test mode: boot test passed, exiting QEMU");
       arch::x86_64::qemu_exit(0x10);  // QEMU exits with status 33
     case kernel::TestMode::Clock: run_clock_test();
+    case kernel::TestMode::Kswapd: run_kswapd_test();
     case kernel::TestMode::Bench: {
       klog::info("test mode: running the kernel benchmarks");
       klog::RawSink out;
@@ -605,6 +661,7 @@ extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info) {
   start_framebuffer(*info, options);
   start_interrupts_and_time(*info);
   kernel::tasks::start();
+  kernel::kswapd::start(options.kswapd_min, options.kswapd_low, options.kswapd_high);
   kernel::memory::log_meminfo();
   klog::info("ready");
   bool dump = options.dump_page_tables == kernel::Toggle::On;

@@ -107,6 +107,7 @@ enum class LockRank : u8 {
   PmmArena,              // pmm.arena
   Scheduler,             // sched (run queues, wait queues, task states)
   Timers,                // time.timers (the one-shot timer queue)
+  ReclaimRegistry,       // kswapd.registry (the registered reclaimers)
   Log,                   // klog (the kernel log; anything may log)
   Test,                  // locks of tests, above everything (never held while taking a kernel lock)
 };
@@ -122,6 +123,7 @@ inline constexpr u32 kLockRankCount = to_underlying(LockRank::Test);  // Test is
     case LockRank::PmmArena: return "pmm.arena";
     case LockRank::Scheduler: return "sched";
     case LockRank::Timers: return "time.timers";
+    case LockRank::ReclaimRegistry: return "kswapd.registry";
     case LockRank::Log: return "klog";
     case LockRank::Test: return "test";
   }

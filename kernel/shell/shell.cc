@@ -7,6 +7,8 @@ module kernel.shell;
 import ktl;
 import ktest;
 import kernel.bench;
+import kernel.kswapd;
+import mm.reclaim;
 import kernel.log;
 import kernel.meminfo;
 import kernel.memory;
@@ -212,6 +214,34 @@ ktl::Result<void, CommandError> cmd_ktest(Args args, ktl::FormatSink& out) {
   return ktl::ok();
 }
 
+ktl::Result<void, CommandError> cmd_kswapd(Args, ktl::FormatSink& out) {
+  mm::Reclaim& r = kswapd::engine();
+  const mm::Watermarks& w = r.watermarks();
+  mm::ReclaimStats s = r.stats();
+  ktl::format_to(
+      out, "kswapd: usage {}% (background reclaim from {}% down to {}%, direct reclaim below {}% free)\n",
+      r.mem_usage_pct(), w.high_pct, w.low_pct, w.min_free_pct);
+  ktl::format_to(out, "kswapd: {} ticks, {} wake-ups, {} frames freed, {} gave up, {} ms above high\n",
+                 s.ticks, s.wakeups, s.freed, s.gave_up, s.ns_above_high / time::kNsPerMs);
+  ktl::format_to(out, "kswapd: direct reclaim: {} times, {} frames, {} refused (another reclaim ran)\n",
+                 s.direct, s.direct_freed, s.direct_busy);
+  ktl::Array<mm::ReclaimerStats, mm::Reclaim::kMaxReclaimers> rs{};
+  usize n = r.reclaimer_stats(rs.span());
+  for (usize i = 0; i < n; ++i) {
+    ktl::format_to(out, "kswapd: reclaimer {}: {} calls, {} scanned, {} freed, {} fruitless\n", rs[i].name,
+                   rs[i].calls, rs[i].scanned, rs[i].freed, rs[i].fruitless);
+  }
+  return ktl::ok();
+}
+
+ktl::Result<void, CommandError> cmd_drop(Args, ktl::FormatSink& out) {
+  u32 before = kswapd::mem_usage_pct();
+  u64 freed = kswapd::slab_reclaim(~u64{0});
+  ktl::format_to(out, "drop: {} frames ({} KiB) of empty slabs freed; usage {}% -> {}%\n", freed, freed * 4,
+                 before, kswapd::mem_usage_pct());
+  return ktl::ok();
+}
+
 ktl::Result<void, CommandError> cmd_bench(Args, ktl::FormatSink& out) {
   (void)bench::run_all(out);
   return ktl::ok();
@@ -225,7 +255,7 @@ ktl::Result<void, CommandError> cmd_poweroff(Args, ktl::FormatSink& out) {
   return ktl::Err(CommandError::PowerOff);
 }
 
-constexpr ktl::Array<Entry, 10> kCommands{{
+constexpr ktl::Array<Entry, 12> kCommands{{
     {"help", "help", "this list", &cmd_help},
     {"meminfo", "meminfo", "physical memory: usable, reserved, the kernel's share", &cmd_meminfo},
     {"slabinfo", "slabinfo", "every slab cache: object size, objects in use and total, slabs, memory",
@@ -237,6 +267,9 @@ constexpr ktl::Array<Entry, 10> kCommands{{
      &cmd_kmalloc_stress},
     {"ktest", "ktest NAME", "run the in-kernel test suites whose name starts with NAME (all: every one)",
      &cmd_ktest},
+    {"kswapd", "kswapd", "reclaim: usage, watermarks, kswapd and direct-reclaim statistics, reclaimers",
+     &cmd_kswapd},
+    {"drop", "drop", "free every empty slab now (slab_reclaim)", &cmd_drop},
     {"bench", "bench", "context switch, interrupt and wake-up benchmarks", &cmd_bench},
     {"poweroff", "poweroff", "power off (ACPI S5, else QEMU's exit device)", &cmd_poweroff},
 }};

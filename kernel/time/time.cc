@@ -11,7 +11,7 @@ namespace kernel::time {
 namespace {
 Clock g_clock;
 TimerService g_timers;
-constexpr u64 kMaxSpreadPercent = 2;
+constexpr u64 kMaxDeviationPercent = 1;
 }  // namespace
 
 ktl::Result<FrequencyEstimate, CalibrationError> estimate_frequency(ktl::Span<const FrequencySample> samples,
@@ -44,12 +44,23 @@ ktl::Result<FrequencyEstimate, CalibrationError> estimate_frequency(ktl::Span<co
     rates[j] = v;
   }
   FrequencyEstimate e;
-  e.hz = n % 2 == 1 ? rates[n / 2]
-                    : rates[n / 2 - 1] / 2 + rates[n / 2] / 2 + (rates[n / 2 - 1] % 2 + rates[n / 2] % 2) / 2;
-  e.min_hz = rates[0];
-  e.max_hz = rates[n - 1];
-  e.used = static_cast<u32>(n);
-  if ((e.max_hz - e.min_hz) * 100 > e.hz * kMaxSpreadPercent) return ktl::Err(CalibrationError::Unstable);
+  u64 lo = rates[n / 2 - (n % 2 == 0 ? 1 : 0)], hi = rates[n / 2];
+  e.hz = lo / 2 + hi / 2 + (lo % 2 + hi % 2) / 2;
+  // The samples within 1 % of the median agree; a delayed window (a vCPU descheduled while it
+  // polled) is an outlier. A strict majority must agree.
+  e.min_hz = ~u64{0};
+  e.max_hz = 0;
+  for (usize i = 0; i < n; ++i) {
+    u64 d = rates[i] > e.hz ? rates[i] - e.hz : e.hz - rates[i];
+    if (d * 100 > e.hz * kMaxDeviationPercent) {
+      ++e.outliers;
+      continue;
+    }
+    ++e.used;
+    e.min_hz = ktl::min(e.min_hz, rates[i]);
+    e.max_hz = ktl::max(e.max_hz, rates[i]);
+  }
+  if (e.used * 2 <= n) return ktl::Err(CalibrationError::Unstable);
   return e;
 }
 

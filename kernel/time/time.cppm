@@ -5,7 +5,8 @@
 //                      division (and without 128-bit division, which a freestanding kernel lacks)
 //   estimate_frequency a counter's rate from several samples against a reference of known rate:
 //                      the first sample is dropped (cold caches, a vCPU that was just scheduled),
-//                      the median of the rest is the estimate; a spread beyond 2 % is an error
+//                      the median of the rest is the estimate; samples more than 1 % from it are
+//                      outliers (a delayed window), and a strict majority must agree
 //   Clock              the monotonic clock: nanoseconds since boot from a ClockSource (the arch's
 //                      counter and its scale)
 //   Timer, TimerQueue  one-shot timers ordered by deadline; the queue's owner programs the
@@ -63,23 +64,24 @@ struct FrequencySample {
   u64 ticks;            // elapsed on the counter being measured, over the same window
 };
 struct FrequencyEstimate {
-  u64 hz;      // the median of the samples used
-  u64 min_hz;  // the smallest and largest of them
-  u64 max_hz;
-  u32 used;  // samples used (all but the first)
+  u64 hz = 0;      // the median of the samples looked at (all but the first)
+  u64 min_hz = 0;  // the smallest and largest of those that agree (within 1 % of the median)
+  u64 max_hz = 0;
+  u32 used = 0;      // samples that agree
+  u32 outliers = 0;  // samples that do not
 };
 enum class CalibrationError : u32 {
   TooFewSamples,  // fewer than 3 (the first is dropped, and one sample has no spread)
   ZeroReference,  // a sample's reference did not advance, or the reference rate is 0
   ZeroTicks,      // the measured counter did not advance
-  Unstable,       // the samples used spread by more than 2 % of their median
+  Unstable,       // no strict majority of the samples lies within 1 % of their median
 };
 [[nodiscard]] constexpr const char* to_string(CalibrationError e) {
   switch (e) {
     case CalibrationError::TooFewSamples: return "fewer than 3 samples";
     case CalibrationError::ZeroReference: return "the reference did not advance";
     case CalibrationError::ZeroTicks: return "the counter did not advance";
-    case CalibrationError::Unstable: return "samples spread by more than 2 %";
+    case CalibrationError::Unstable: return "no majority of the samples within 1 % of their median";
   }
   return "unknown calibration error";
 }

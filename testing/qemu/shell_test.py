@@ -110,8 +110,8 @@ def main():
         con.expect(r"Ferrite shell on COM1; type help for the commands\.", 30)
         con.expect(re.escape(PROMPT), 30, "the first prompt")
 
-        names = ["help", "meminfo", "slabinfo", "ps", "uptime", "vmmap", "kmalloc-stress N", "ktest NAME", "bench",
-                 "poweroff"]
+        names = ["help", "meminfo", "slabinfo", "ps", "uptime", "vmmap", "kmalloc-stress N", "ktest NAME", "kswapd",
+                 "drop", "bench", "poweroff"]
         run_command(con, "help", [r"^\s+%s\s" % re.escape(n) for n in names])
         run_command(con, "meminfo", [r"meminfo: total=\d+K usable=\d+K", r"meminfo: kernel: image=\d+K"])
         run_command(con, "slabinfo", [r"^cache\s+objsize\s+active\s+total\s+slabs\s+memory$",
@@ -124,6 +124,10 @@ def main():
         run_command(con, "kmalloc-stress 16", [r"^kmalloc-stress: \d+ MiB in \d+ allocations \(\d+ B - \d+ B\) in \d+ ms: "
                                                r"\d+ MiB/s, \d+ allocations/s; heap frames \d+ before, \d+ after"],
                     timeout=120)
+        run_command(con, "kswapd", [r"^kswapd: usage \d+% \(background reclaim from 80% down to 60%, direct reclaim below 5% free\)$",
+                                    r"^kswapd: \d+ ticks, \d+ wake-ups, \d+ frames freed",
+                                    r"^kswapd: reclaimer slab: \d+ calls, \d+ scanned, \d+ freed, \d+ fruitless$"])
+        run_command(con, "drop", [r"^drop: [1-9]\d* frames \(\d+ KiB\) of empty slabs freed; usage \d+% -> \d+%$"])
         run_command(con, "kmalloc-stress 0", [r"kmalloc-stress: N must be a number of MiB from 1 to 4096",
                                               r"kmalloc-stress: usage: kmalloc-stress N"])
         run_command(con, "ktest Cmdline", [r"\[       OK \] Cmdline\.TestModes", r"ktest: \d+ passed, 0 failed"])

@@ -28,7 +28,7 @@ namespace {
 
 using ktl::usize;
 
-constexpr u32 kSamples = 6;
+constexpr u32 kSamples = 8;
 constexpr u64 kWindowNs = 10 * kernel::time::kNsPerMs;
 constexpr u64 kInterruptFlag = u64{1} << 9;
 constexpr usize kMaxIoApics = 8;
@@ -242,20 +242,32 @@ ktl::Result<TimeInfo, PlatformError> start_platform(const boot::BootInfo& info) 
   } else {
     klog::info("hpet: none in the ACPI tables; calibrating against the PIT");
   }
+  // A host that deschedules the vCPU during several windows can leave no majority: try again a
+  // few times before giving up.
+  constexpr u32 kCalibrationTries = 3;
   Samples samples;
-  if (p.have_hpet) {
-    sample_hpet(p.hpet, samples);
-  } else {
-    sample_pit(samples);
+  kernel::time::FrequencyEstimate tsc_est, apic_est;
+  for (u32 attempt = 1;; ++attempt) {
+    if (p.have_hpet) {
+      sample_hpet(p.hpet, samples);
+    } else {
+      sample_pit(samples);
+    }
+    auto tsc =
+        kernel::time::estimate_frequency(ktl::Span<const kernel::time::FrequencySample>(samples.tsc), ref_hz);
+    auto apic = kernel::time::estimate_frequency(ktl::Span<const kernel::time::FrequencySample>(samples.apic),
+                                                 ref_hz);
+    if (tsc.is_ok() && apic.is_ok()) {
+      tsc_est = tsc.value();
+      apic_est = apic.value();
+      break;
+    }
+    kernel::time::CalibrationError e = tsc.is_err() ? tsc.error() : apic.error();
+    if (attempt == kCalibrationTries) return ktl::Err(error(PlatformCause::Calibration, to_string(e)));
+    klog::warn("time: calibration attempt {} against the {}: {}; again", attempt, to_string(ref), e);
   }
-  auto tsc =
-      kernel::time::estimate_frequency(ktl::Span<const kernel::time::FrequencySample>(samples.tsc), ref_hz);
-  if (tsc.is_err()) return ktl::Err(error(PlatformCause::Calibration, to_string(tsc.error())));
-  auto apic =
-      kernel::time::estimate_frequency(ktl::Span<const kernel::time::FrequencySample>(samples.apic), ref_hz);
-  if (apic.is_err()) return ktl::Err(error(PlatformCause::Calibration, to_string(apic.error())));
-  p.tsc_scale = kernel::time::TickScale::from_hz(tsc.value().hz);
-  p.apic_scale = kernel::time::TickScale::from_hz(apic.value().hz);
+  p.tsc_scale = kernel::time::TickScale::from_hz(tsc_est.hz);
+  p.apic_scale = kernel::time::TickScale::from_hz(apic_est.hz);
 
   // The clock.
   kernel::time::ClockSource source;
@@ -274,8 +286,8 @@ ktl::Result<TimeInfo, PlatformError> start_platform(const boot::BootInfo& info) 
   TimeInfo t;
   t.reference = ref;
   t.reference_hz = ref_hz;
-  t.tsc = tsc.value();
-  t.apic_timer = apic.value();
+  t.tsc = tsc_est;
+  t.apic_timer = apic_est;
   t.clock_source = source.name;
   return t;
 }

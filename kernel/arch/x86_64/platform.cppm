@@ -8,7 +8,8 @@
 //      or counted and logged as unexpected) and gets an EOI. Exceptions (0..31) stay with the
 //      default trap handler (the panic report).
 //   4. Calibration of the TSC and the APIC timer against the HPET, or without one the PIT's
-//      channel 2: six 10 ms windows, the first dropped, the median kept (kernel.time).
+//      channel 2: eight 10 ms windows, the first dropped, the median kept, a majority within 1 % of it
+//      (kernel.time: a window the host delayed is outvoted).
 //   5. The monotonic clock: the TSC when CPUID says it is invariant, else the HPET's counter, else
 //      the TSC anyway (logged as a warning); one-shot timers on the APIC timer.
 //

@@ -1,0 +1,123 @@
+module;
+
+#include <ktl/macros.h>
+
+module kernel.kswapd;
+
+import ktl;
+import kernel.log;
+import kernel.memory;
+import kernel.sched;
+import kernel.tasks;
+import kernel.time;
+import mm.heap;
+import mm.pmm;
+import mm.reclaim;
+import mm.slab;
+
+namespace kernel::kswapd {
+
+using ktl::u32;
+using ktl::u64;
+
+namespace {
+
+mm::Reclaim g_reclaim;
+bool g_started = false;
+sched::WaitQueue g_wait;
+ktl::Atomic<bool> g_woken{false};
+tasks::TaskHandle g_task;
+
+u64 pmm_free_frames(void*) { return memory::pmm().free_frame_count(); }
+
+class SlabReclaimer final : public mm::Reclaimer {
+ public:
+  const char* name() const override { return "slab"; }
+  u64 reclaimable() override {
+    // Empty slabs, and the objects cached in magazines and depots (their slabs may empty once
+    // those are flushed back).
+    u64 frames = 0, cached_bytes = 0;
+    memory::heap().slab().for_each_info([&](const mm::SlabInfo& i) {
+      frames += i.empty_slabs * i.frames_per_slab;
+      cached_bytes += i.cached * i.stride;
+    });
+    return frames + cached_bytes / 4096;
+  }
+  mm::ReclaimBatch reclaim(u64 frames) override {
+    mm::ReclaimBatch b;
+    b.freed = slab_reclaim(frames);
+    b.scanned = b.freed;
+    return b;
+  }
+};
+SlabReclaimer g_slab;
+mm::ReclaimerRegistration g_slab_registration;
+
+void kswapd_main(void*) {
+  sched::Scheduler& s = sched::scheduler();
+  for (;;) {
+    (void)s.wait_until(g_wait, [] { return g_woken.load(); }, kPeriodNs);
+    g_woken.store(false);
+    (void)kswapd_tick();
+  }
+}
+
+}  // namespace
+
+u64 slab_reclaim(u64 frames) {
+  mm::SlabAllocator& slab = memory::heap().slab();
+  u64 freed = slab.reclaim(0);
+  if (freed < frames) {
+    slab.flush_local_cpu();  // magazines back to their slabs, then what became empty
+    freed += slab.reclaim(0);
+  }
+  return freed;
+}
+
+void start(u32 min_free_pct, u32 low_pct, u32 high_pct) {
+  ktl::check(!g_started, "kswapd: started twice");
+  auto marks = mm::make_watermarks(min_free_pct, low_pct, high_pct);
+  mm::Watermarks w;
+  if (marks.is_err()) {
+    klog::warn(
+        "kswapd: watermarks min={}% low={}% high={}%: {}; using the defaults (min {}% free, low {}%, high "
+        "{}%)",
+        min_free_pct, low_pct, high_pct, marks.error(), w.min_free_pct, w.low_pct, w.high_pct);
+  } else {
+    w = marks.value();
+  }
+  mm::MemStats st = memory::pmm().stats();
+  u64 total = (st.free_bytes + st.used_bytes) / 4096;
+  g_reclaim.init(mm::MemoryGauge{&pmm_free_frames, nullptr, total}, w);
+  auto reg = g_reclaim.register_reclaimer(g_slab);
+  ktl::check_ok(reg, "kswapd: registering slab_reclaim");
+  g_slab_registration = reg.release_value();
+  auto t = tasks::spawn("kswapd", sched::Priority::Normal, &kswapd_main, nullptr);
+  ktl::check_ok(t, "kswapd: no task");
+  g_task = t.release_value();
+  g_started = true;
+  klog::info(
+      "kswapd: watermarks high {}% low {}% (usage), direct reclaim below {}% free; usage now {}%; every {} "
+      "ms",
+      w.high_pct, w.low_pct, w.min_free_pct, mem_usage_pct(), kPeriodNs / 1'000'000);
+}
+
+bool started() { return g_started; }
+
+u32 mem_usage_pct() { return g_reclaim.mem_usage_pct(); }
+
+mm::Reclaim::TickResult kswapd_tick() { return g_reclaim.kswapd_tick(time::now_ns()); }
+
+ktl::Result<mm::ReclaimerRegistration, mm::RegisterError> kswapd_register_reclaimer(mm::Reclaimer& r) {
+  return g_reclaim.register_reclaimer(r);
+}
+
+void wake() {
+  if (!g_started) return;
+  g_woken.store(true);
+  (void)sched::scheduler().wake_all(g_wait);
+}
+
+mm::Reclaim& engine() { return g_reclaim; }
+
+}  // namespace kernel::kswapd
