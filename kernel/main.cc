@@ -36,6 +36,7 @@ import kernel.irq;
 import kernel.serial_console;
 import kernel.time;
 import kernel.tasks;
+import kernel.pci_bus;
 import kernel.kswapd;
 import mm.reclaim;
 import kernel.sched;
@@ -662,6 +663,7 @@ extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info) {
   start_interrupts_and_time(*info);
   kernel::tasks::start();
   kernel::kswapd::start(options.kswapd_min, options.kswapd_low, options.kswapd_high);
+  kernel::pci_bus::start(arch::x86_64::acpi_tables());
   kernel::memory::log_meminfo();
   klog::info("ready");
   bool dump = options.dump_page_tables == kernel::Toggle::On;

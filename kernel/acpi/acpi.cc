@@ -259,6 +259,25 @@ class TableBytes {
   return Hpet{le64(f.span(), 8), le32(f.span(), 0), f[16], le16(f.span(), 17)};
 }
 
+// MCFG: 36-byte header, 8 reserved bytes, then 16-byte entries: base (8), segment (2), start bus
+// (1), end bus (1), reserved (4).
+[[nodiscard]] Result<void, AcpiError> parse_mcfg(const PhysReader& memory, const TableInfo& info,
+                                                 Tables& out) {
+  constexpr u32 kFirstEntry = kSdtHeaderLength + 8;
+  if (info.length < kFirstEntry || (info.length - kFirstEntry) % 16 != 0)
+    return Err(AcpiError::McfgBadLength);
+  TableBytes t(memory, info.address, info.length);
+  TRY(verify_checksum(t));
+  for (u32 at = kFirstEntry; at < info.length; at += 16) {
+    ktl::Array<u8, 16> e{};
+    TRY(t.copy(at, e.span()));
+    EcamWindow w{le64(e.span(), 0), le16(e.span(), 8), e[10], e[11]};
+    if (w.end_bus < w.start_bus) return Err(AcpiError::McfgBadBusRange);
+    if (!out.ecam.push(w)) return Err(AcpiError::TooManyEcamWindows);
+  }
+  return ktl::ok();
+}
+
 // A Generic Address Structure at `at` in the FADT's bytes: an I/O port if the table reaches it, its
 // address is non-zero and it is in system I/O space.
 [[nodiscard]] ktl::Optional<u64> gas_io_port(Span<const u8> f, u32 length, u32 at) {
@@ -408,6 +427,7 @@ void reset(Tables& out) {
   out.madt.disabled_cpus = 0;
   out.madt.skipped_entries = 0;
   out.hpet.reset();
+  out.ecam.clear();
   out.fadt.reset();
   out.s5.reset();
   out.tables.clear();
@@ -469,6 +489,8 @@ Result<void, AcpiError> parse_into(const PhysReader& memory, u64 rsdp_phys, Tabl
     if (is(info.signature, "APIC") && !have_madt) {
       TRY(parse_madt(memory, info, out.madt));
       have_madt = true;
+    } else if (is(info.signature, "MCFG") && out.ecam.empty()) {
+      TRY(parse_mcfg(memory, info, out));
     } else if (is(info.signature, "HPET") && !out.hpet.has_value()) {
       out.hpet = TRY(parse_hpet(memory, info));
     } else if (is(info.signature, "FACP") && !out.fadt.has_value()) {

@@ -73,6 +73,9 @@ enum class AcpiError : u32 {
   S5ElementOverruns,      // an element is cut off by the end of the package
   S5BadElement,           // an element that is not an integer constant
   S5ValueTooLarge,        // a sleep type that does not fit the 3-bit SLP_TYP field
+  McfgBadLength,          // the MCFG's entries are not whole 16-byte records
+  McfgBadBusRange,        // an ECAM window whose end bus is below its start bus
+  TooManyEcamWindows,     // more MCFG entries than kMaxEcamWindows
 };
 
 [[nodiscard]] constexpr const char* to_string(AcpiError e) {
@@ -118,6 +121,9 @@ enum class AcpiError : u32 {
     case AcpiError::S5ElementOverruns: return "\\_S5_ element runs past its package";
     case AcpiError::S5BadElement: return "\\_S5_ element is not an integer constant";
     case AcpiError::S5ValueTooLarge: return "\\_S5_ sleep type above 7";
+    case AcpiError::McfgBadLength: return "MCFG length not a whole number of entries";
+    case AcpiError::McfgBadBusRange: return "MCFG entry's end bus below its start bus";
+    case AcpiError::TooManyEcamWindows: return "more MCFG entries than supported";
   }
   return "unknown ACPI error";
 }
@@ -309,6 +315,15 @@ struct TableInfo {
   [[nodiscard]] inline ktl::StringView name() const { return ktl::StringView(signature.span()); }
 };
 
+// The "MCFG" table (PCI Firmware Specification): one entry per PCI segment's ECAM window.
+struct EcamWindow {
+  u64 base;  // physical address of bus `start_bus`'s configuration space
+  u16 segment;
+  u8 start_bus;
+  u8 end_bus;
+};
+inline constexpr usize kMaxEcamWindows = 4;
+
 struct Tables {
   u8 revision = 0;  // the RSDP's (0 = ACPI 1.0, 2+ = ACPI 2.0+)
   ktl::Array<char, 6> oem_id{};
@@ -318,6 +333,7 @@ struct Tables {
   ktl::Optional<Hpet> hpet;
   ktl::Optional<Fadt> fadt;
   ktl::Optional<SleepType> s5;
+  FixedList<EcamWindow, kMaxEcamWindows> ecam;  // from the MCFG (empty without one: pc)
   // The tables read, in order: the root table, then its tables (the DSDT right after the FADT),
   // the first kMaxListedTables of them.
   FixedList<TableInfo, kMaxListedTables> tables;

@@ -163,6 +163,10 @@ void check_success(const acpi::Tables& t) {
   if (t.tables.size() < acpi::kMaxListedTables) {
     if (!listed(t, "APIC")) fail("parsed without a listed MADT");
     if (t.hpet.has_value() && !listed(t, "HPET")) fail("HPET without a listed HPET table");
+    if (!t.ecam.empty() && !listed(t, "MCFG")) fail("ECAM windows without a listed MCFG table");
+    for (const acpi::EcamWindow& w : t.ecam) {
+      if (w.end_bus < w.start_bus) fail("an ECAM window ends below its start bus");
+    }
     if (t.fadt.has_value() && !listed(t, "FACP")) fail("FADT without a listed FACP table");
     if (t.s5.has_value() && !listed(t, "DSDT")) fail("\\_S5_ without a DSDT");
   }
@@ -384,7 +388,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   ImageReader reader(image, SIZE_MAX);
   acpi::Tables& first = first_tables();
   auto r = acpi::parse_into(reader, rsdp, first);
-  if (r.is_err() && ktl::to_underlying(r.error()) > ktl::to_underlying(AcpiError::S5ValueTooLarge)) {
+  if (r.is_err() && ktl::to_underlying(r.error()) > ktl::to_underlying(AcpiError::TooManyEcamWindows)) {
     fail("unnamed error", ktl::to_underlying(r.error()));
   }
   if (r.is_ok()) check_success(first);

@@ -364,6 +364,11 @@ TEST(AcpiParse, QemuQ35LayoutParsesExactly) {
   EXPECT_EQ(t.tables[3].address, kApic);
   EXPECT_EQ(t.tables[3].name(), ktl::StringView("APIC"));
   EXPECT_EQ(t.null_entries, 0u);
+  ASSERT_EQ(t.ecam.size(), 1u);
+  EXPECT_EQ(t.ecam[0].base, 0xb0000000u);
+  EXPECT_EQ(t.ecam[0].segment, 0u);
+  EXPECT_EQ(t.ecam[0].start_bus, 0u);
+  EXPECT_EQ(t.ecam[0].end_bus, 0xffu);
 
   const acpi::Madt& m = t.madt;
   EXPECT_EQ(m.local_apic_address, 0xfee00000u);
@@ -934,6 +939,31 @@ TEST(AcpiErrors, MadtEntries) {
   EXPECT_EQ(error_of(image), AcpiError::MadtTooShort);
 }
 
+TEST(AcpiErrors, Mcfg) {
+  Image image = Firmware{}.build();
+  {
+    Image bad = image;
+    Bytes& h = bad.at(kMcfg);
+    h.resize(36 + 8 + 15);  // not a whole entry
+    put_le(h, 4, h.size(), 4);
+    fix_table(h);
+    EXPECT_EQ(error_of(bad), AcpiError::McfgBadLength);
+  }
+  {
+    Image bad = image;
+    Bytes& h = bad.at(kMcfg);
+    h[36 + 8 + 10] = 5;  // start bus 5, end bus 0xff: fine
+    h[36 + 8 + 11] = 4;  // end bus 4: below the start
+    fix_table(h);
+    EXPECT_EQ(error_of(bad), AcpiError::McfgBadBusRange);
+  }
+  {
+    Image bad = image;
+    bad.at(kMcfg)[40] ^= 1;  // a reserved byte: the checksum no longer holds
+    EXPECT_EQ(error_of(bad), AcpiError::TableChecksum);
+  }
+}
+
 TEST(AcpiErrors, Hpet) {
   Image image = Firmware{}.build();
   {
@@ -985,7 +1015,7 @@ TEST(AcpiErrors, Fadt) {
 TEST(AcpiErrors, EveryErrorHasItsOwnText) {
   ktl::EnumTextCheck c = ktl::check_enum_text<AcpiError>();
   EXPECT_TRUE(c.ok) << "value " << c.bad;
-  EXPECT_EQ(c.count, ktl::to_underlying(AcpiError::S5ValueTooLarge) + 1);
+  EXPECT_EQ(c.count, ktl::to_underlying(AcpiError::TooManyEcamWindows) + 1);
   EXPECT_STREQ(acpi::to_string(AcpiError::TableChecksum), "ACPI table checksum mismatch");
   EXPECT_TRUE(ktl::check_enum_text<Polarity>().ok);
   EXPECT_TRUE(ktl::check_enum_text<Trigger>().ok);

@@ -8,6 +8,7 @@ import ktl;
 import ktest;
 import kernel.bench;
 import kernel.kswapd;
+import kernel.pci_bus;
 import mm.reclaim;
 import kernel.log;
 import kernel.meminfo;
@@ -234,6 +235,13 @@ ktl::Result<void, CommandError> cmd_kswapd(Args, ktl::FormatSink& out) {
   return ktl::ok();
 }
 
+ktl::Result<void, CommandError> cmd_lspci(Args, ktl::FormatSink& out) {
+  kernel::pci_bus::write_list(out);
+  ktl::format_to(out, "{} functions (through {})\n", kernel::pci_bus::functions().size(),
+                 kernel::pci_bus::to_string(kernel::pci_bus::access()));
+  return ktl::ok();
+}
+
 ktl::Result<void, CommandError> cmd_drop(Args, ktl::FormatSink& out) {
   u32 before = kswapd::mem_usage_pct();
   u64 freed = kswapd::slab_reclaim(~u64{0});
@@ -255,7 +263,7 @@ ktl::Result<void, CommandError> cmd_poweroff(Args, ktl::FormatSink& out) {
   return ktl::Err(CommandError::PowerOff);
 }
 
-constexpr ktl::Array<Entry, 12> kCommands{{
+constexpr ktl::Array<Entry, 13> kCommands{{
     {"help", "help", "this list", &cmd_help},
     {"meminfo", "meminfo", "physical memory: usable, reserved, the kernel's share", &cmd_meminfo},
     {"slabinfo", "slabinfo", "every slab cache: object size, objects in use and total, slabs, memory",
@@ -270,6 +278,7 @@ constexpr ktl::Array<Entry, 12> kCommands{{
     {"kswapd", "kswapd", "reclaim: usage, watermarks, kswapd and direct-reclaim statistics, reclaimers",
      &cmd_kswapd},
     {"drop", "drop", "free every empty slab now (slab_reclaim)", &cmd_drop},
+    {"lspci", "lspci", "the PCI functions: IDs, class, interrupt pin, BARs, capabilities", &cmd_lspci},
     {"bench", "bench", "context switch, interrupt and wake-up benchmarks", &cmd_bench},
     {"poweroff", "poweroff", "power off (ACPI S5, else QEMU's exit device)", &cmd_poweroff},
 }};

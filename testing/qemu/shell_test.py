@@ -96,6 +96,7 @@ def main():
     shutil.copyfile(a.vars, work + "/vars.fd")
     os.chmod(work + "/disk.img", 0o644)
     os.chmod(work + "/vars.fd", 0o644)
+    a.qemu_arg = ["-device", "virtio-rng-pci,disable-legacy=on"]
     cmd = boot_test.qemu_command(a, work)
     i = cmd.index("-serial")
     cmd[i + 1] = "stdio"
@@ -111,7 +112,7 @@ def main():
         con.expect(re.escape(PROMPT), 30, "the first prompt")
 
         names = ["help", "meminfo", "slabinfo", "ps", "uptime", "vmmap", "kmalloc-stress N", "ktest NAME", "kswapd",
-                 "drop", "bench", "poweroff"]
+                 "drop", "lspci", "bench", "poweroff"]
         run_command(con, "help", [r"^\s+%s\s" % re.escape(n) for n in names])
         run_command(con, "meminfo", [r"meminfo: total=\d+K usable=\d+K", r"meminfo: kernel: image=\d+K"])
         run_command(con, "slabinfo", [r"^cache\s+objsize\s+active\s+total\s+slabs\s+memory$",
@@ -128,6 +129,12 @@ def main():
                                     r"^kswapd: \d+ ticks, \d+ wake-ups, \d+ frames freed",
                                     r"^kswapd: reclaimer slab: \d+ calls, \d+ scanned, \d+ freed, \d+ fruitless$"])
         run_command(con, "drop", [r"^drop: [1-9]\d* frames \(\d+ KiB\) of empty slabs freed; usage \d+% -> \d+%$"])
+        # q35's own functions, and the virtio RNG this test adds (modern virtio-pci: 1af4:1044).
+        run_command(con, "lspci", [r"^00:00\.0 8086:29c0 rev \w\w bridge \(host\)$",
+                                   r"^\w\w:\w\w\.0 1af4:1044 rev 01 unclassified, INTA line \d+$",
+                                   r"^    BAR4 mem64 0x[0-9a-f]+ size 0x4000 prefetchable$", r"^    capabilities: 0x11 0x09",
+                                   r"^00:1f\.2 8086:2922 rev \w\w storage \(SATA\), INTA line \d+$",
+                                   r"^\d+ functions \(through ECAM\)$"])
         run_command(con, "kmalloc-stress 0", [r"kmalloc-stress: N must be a number of MiB from 1 to 4096",
                                               r"kmalloc-stress: usage: kmalloc-stress N"])
         run_command(con, "ktest Cmdline", [r"\[       OK \] Cmdline\.TestModes", r"ktest: \d+ passed, 0 failed"])
