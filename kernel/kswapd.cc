@@ -96,6 +96,9 @@ void start(u32 min_free_pct, u32 low_pct, u32 high_pct) {
   ktl::check_ok(t, "kswapd: no task");
   g_task = t.release_value();
   g_started = true;
+  // The allocator's wake-up: each time free memory falls below the high watermark's level.
+  u64 high_free = total * (100 - w.high_pct) / 100;
+  memory::pmm().set_pressure_hook(high_free, [](void*) { wake(); }, nullptr);
   klog::info(
       "kswapd: watermarks high {}% low {}% (usage), direct reclaim below {}% free; usage now {}%; every {} "
       "ms",

@@ -1,4 +1,5 @@
-// kernel.kswapd: mm.reclaim in the running kernel. The `kswapd` task wakes every 100 ms, or when an
+// kernel.kswapd: mm.reclaim in the running kernel. The `kswapd` task wakes every 100 ms, when an
+// allocation takes free memory below the high watermark (the PMM's pressure hook), or when an
 // allocation waits for memory, and runs kswapd_tick(); the slab allocator is registered at start
 // as the reclaimer `slab` (slab_reclaim: the empty slabs of every cache, this CPU's magazines
 // flushed first when that frees too little). An allocation that may sleep and finds memory below

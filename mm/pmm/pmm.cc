@@ -466,7 +466,7 @@ ktl::Result<u64, PmmError> Pmm::alloc_run(u64 count, u64 align, const AllocOptio
   u64 limit = options.below.has_value() ? options.below.value().value() / kPageSize : kNoLimit;
   auto from = [&](PmmArena& a) {
     auto f = a.alloc(count, align, limit);
-    if (f.has_value()) free_.fetch_sub(count, ktl::MemoryOrder::Relaxed);
+    if (f.has_value()) took(count);
     return f;
   };
   if (!options.node.has_value()) {
@@ -514,7 +514,7 @@ ktl::Result<AllocatedFrames, PmmError> Pmm::claim(Frame4K first, u64 count) {
   PmmArena* a = arena_of(f);
   if (a == nullptr) return ktl::Err(report({PmmError::NotManaged, f}, "claim"));
   if (auto r = a->claim(f, count); r.is_err()) return ktl::Err(report(r.error(), "claim"));
-  free_.fetch_sub(count, ktl::MemoryOrder::Relaxed);
+  took(count);
   return AllocatedFrames(*this, first, count);
 }
 
@@ -570,6 +570,21 @@ MemStats Pmm::stats() const {
     total.metadata_bytes += s->metadata_bytes;
   }
   return total;
+}
+
+void Pmm::took(u64 count) {
+  u64 before = free_.fetch_sub(count, ktl::MemoryOrder::Relaxed);
+  u64 below = pressure_below_.load(ktl::MemoryOrder::Relaxed);
+  if (before >= below && before - count < below) {
+    if (PressureHook hook = pressure_hook_.load(ktl::MemoryOrder::Acquire)) hook(pressure_context_.load());
+  }
+}
+
+void Pmm::set_pressure_hook(u64 below_frames, PressureHook hook, void* context) {
+  pressure_hook_.store(nullptr);
+  pressure_context_.store(context);
+  pressure_below_.store(below_frames);
+  pressure_hook_.store(hook, ktl::MemoryOrder::Release);
 }
 
 u64 Pmm::free_frame_count() const {

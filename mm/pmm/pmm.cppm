@@ -362,6 +362,11 @@ class Pmm final : public FrameAllocator {
   // InvalidRequest (more than the usable frames).
   [[nodiscard]] ktl::Result<void, PmmError> set_atomic_reserve(u64 frames);
   [[nodiscard]] inline u64 atomic_reserve() const { return reserve_.load(ktl::MemoryOrder::Relaxed); }
+  // Memory pressure (kswapd's wake-up): `hook(context)` runs each time an allocation or claim takes
+  // the free count from at or above `below_frames` to under it, after the arena's lock is dropped
+  // (so it may take locks above pmm.arena; it must not allocate). Null removes it.
+  using PressureHook = void (*)(void* context);
+  void set_pressure_hook(u64 below_frames, PressureHook hook, void* context);
   // The carved metadata blocks, for tests and the boot log.
   [[nodiscard]] inline ktl::usize metadata_block_count() const { return metadata_count_; }
   [[nodiscard]] PhysRange metadata_block(ktl::usize i) const;
@@ -461,6 +466,10 @@ class Pmm final : public FrameAllocator {
   // free) so the reserve check is one load. check_invariants() compares it with the bitmaps.
   ktl::Atomic<u64> free_{0};
   ktl::Atomic<u64> reserve_{0};
+  ktl::Atomic<u64> pressure_below_{0};
+  ktl::Atomic<PressureHook> pressure_hook_{nullptr};
+  ktl::Atomic<void*> pressure_context_{nullptr};
+  void took(u64 count);  // free_ -= count, and the pressure hook on a crossing
 };
 
 // --- the global instance -------------------------------------------------------------------------

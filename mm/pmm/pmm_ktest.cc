@@ -232,6 +232,35 @@ KTEST(Pmm, OnlyAtomicRequestsTakeTheReserve) {
   KASSERT_OK(pmm.set_atomic_reserve(0));
 }
 
+int g_pressure_calls = 0;
+void count_pressure(void* context) { ++*static_cast<int*>(context); }
+
+// The pressure hook (kswapd's wake-up) fires on each crossing below its threshold, not on every
+// allocation below it.
+KTEST(Pmm, ThePressureHookFiresOnEachCrossing) {
+  STANDARD_PMM();
+  g_pressure_calls = 0;
+  const u64 available = pmm.free_frame_count();
+  const u64 threshold = available - 10;
+  pmm.set_pressure_hook(threshold, &count_pressure, &g_pressure_calls);
+  ktl::Array<u64, 16> frames{};
+  for (u64 i = 0; i < 10; ++i) frames[i] = KTRY(pmm.alloc_page_unowned()).start().value();
+  KEXPECT_EQ(g_pressure_calls, 0);  // exactly at the threshold: not below yet
+  frames[10] = KTRY(pmm.alloc_page_unowned()).start().value();
+  KEXPECT_EQ(g_pressure_calls, 1);
+  frames[11] = KTRY(pmm.alloc_page_unowned()).start().value();
+  KEXPECT_EQ(g_pressure_calls, 1);  // still below: no second call
+  KEXPECT_OK(pmm.free_page(frame_at(frames[11])));
+  KEXPECT_OK(pmm.free_page(frame_at(frames[10])));  // back at the threshold
+  {
+    auto claimed = KTRY(pmm.claim_page(frame_at(frames[10])));  // a claim crosses too
+    KEXPECT_EQ(g_pressure_calls, 2);
+  }
+  pmm.set_pressure_hook(0, nullptr, nullptr);
+  for (u64 i = 0; i < 10; ++i) KEXPECT_OK(pmm.free_page(frame_at(frames[i])));
+  KEXPECT_EQ(pmm.free_frame_count(), available);
+}
+
 KTEST(Pmm, UnalignedRegionEdgesAreNeverHandedOut) {
   ktl::Array<PhysMapEntry, 2> map{{
       region(kBase + 0x800, kBase + 2 * MiB + 0x800, PhysKind::Usable),
