@@ -158,12 +158,16 @@ Reclaim::TickResult Reclaim::kswapd_tick(u64 now_ns) {
   if (high && last_above_high_ && now_ns > last_tick_ns_) stats_.ns_above_high += now_ns - last_tick_ns_;
   last_tick_ns_ = now_ns;
   last_above_high_ = high;
-  if (high) {
+  if (high && !active_) {
+    active_ = true;
     ++stats_.wakeups;
+  }
+  if (active_) {
     t.ran = true;
     t.freed = run(0, t.gave_up);
     stats_.freed += t.freed;
-    if (t.gave_up) ++stats_.gave_up;
+    if (t.gave_up) ++stats_.gave_up;  // tried again at the next tick
+    if (frames_to_low() == 0) active_ = false;
   }
   t.usage_after = mem_usage_pct();
   busy_.store(false);

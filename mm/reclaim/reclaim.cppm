@@ -1,9 +1,10 @@
 // mm.reclaim: page reclaim, the design documents' kswapd. Memory usage against three watermarks,
 // the reclaimers subsystems register, and the two ways reclaim runs:
 //
-//   background  kswapd_tick() (the kswapd task, periodically and when woken): at or above the high
-//               watermark (usage 80 %) it asks the reclaimers for frames, in batches, round robin,
-//               until usage is at or below the low watermark (60 %)
+//   background  kswapd_tick() (the kswapd task, periodically and when woken): once usage reaches
+//               the high watermark (80 %) it asks the reclaimers for frames, in batches, round
+//               robin, until usage is at or below the low watermark (60 %), over as many ticks as
+//               that takes (hysteresis: between low and high it goes on only if it had started)
 //   direct      direct_reclaim() (an allocation that may sleep, when free memory is below the min
 //               watermark, 5 % free): the allocating task reclaims a batch itself
 //
@@ -180,6 +181,8 @@ class Reclaim {
   // The registered reclaimers' statistics, in registration order; returns how many.
   usize reclaimer_stats(ktl::Span<ReclaimerStats> out) const EXCLUDES(lock_);
   [[nodiscard]] inline bool reclaiming() const { return busy_.load(); }
+  // Background reclaim has started (usage reached high) and not yet brought usage to low.
+  [[nodiscard]] inline bool active() const { return active_; }
 
  private:
   friend class ReclaimerRegistration;
@@ -205,6 +208,7 @@ class Reclaim {
   ReclaimStats stats_;  // written by the one reclaim that runs (busy_), read as a snapshot
   u64 last_tick_ns_ = 0;
   bool last_above_high_ = false;
+  bool active_ = false;  // between reaching high and reaching low (kswapd_tick's hysteresis)
 };
 
 }  // namespace mm

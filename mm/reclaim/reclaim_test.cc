@@ -43,6 +43,8 @@ class Cache final : public mm::Reclaimer {
     return {n * 2, n};
   }
   void lie() { lie_ = true; }
+  // `n` frames in use elsewhere become frames this cache holds (objects freed into its slabs).
+  void give(ktl::u64 n, Machine&) { held_ += n; }
   ktl::u64 held() const { return held_; }
   int calls = 0;
   Reclaim* inner = nullptr;
@@ -105,6 +107,31 @@ TEST(Kswapd, RunsAtHighAndStopsAtLow) {
   EXPECT_EQ(s.ticks, 3u);
   EXPECT_EQ(s.wakeups, 2u);
   EXPECT_EQ(s.freed, rs[0].freed + rs[1].freed);
+}
+
+TEST(Kswapd, OnceStartedItGoesOnBetweenHighAndLowUntilLow) {
+  Machine m;
+  auto r = std::make_unique<Reclaim>();
+  r->init(m.gauge(), mm::Watermarks{});
+  Cache c(m, "slab", 5);
+  m.free -= 50;  // 55 of 64 used: 85 %, but only 5 frames are reclaimable now
+  auto reg = r->register_reclaimer(c);
+  Reclaim::TickResult t = r->kswapd_tick(0);
+  EXPECT_TRUE(t.ran);
+  EXPECT_TRUE(t.gave_up);
+  EXPECT_EQ(t.usage_after, 78u);  // below high, above low
+  EXPECT_TRUE(r->active());
+  // More becomes reclaimable (20 used frames freed into the cache's slabs): the next tick goes on
+  // to low although usage is below high.
+  c.give(20, m);
+  t = r->kswapd_tick(1);
+  EXPECT_TRUE(t.ran);
+  EXPECT_LE(t.usage_after, 60u);
+  EXPECT_FALSE(r->active());
+  // Inactive again: between low and high nothing runs.
+  m.free -= 10;
+  EXPECT_FALSE(r->kswapd_tick(2).ran);
+  EXPECT_EQ(r->stats().wakeups, 1u);
 }
 
 TEST(Kswapd, TimeAboveHighIsAccounted) {
