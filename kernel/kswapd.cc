@@ -107,6 +107,35 @@ void start(u32 min_free_pct, u32 low_pct, u32 high_pct) {
 
 bool started() { return g_started; }
 
+FillResult fill(u32 pct) {
+  FillResult r;
+  constexpr u64 kObject = 2048;
+  ktl::usize max_objects = static_cast<ktl::usize>(memory::pmm().stats().free_bytes / kObject + 1024);
+  auto* table = static_cast<void**>(mm::kmalloc(max_objects * sizeof(void*)));
+  if (table == nullptr) {
+    r.no_table = true;
+    return r;
+  }
+  KTL_UNSAFE_BUFFER_BEGIN  // kmalloc returned max_objects pointers
+  auto objects = ktl::Span<void*>::from_raw(table, max_objects);
+  KTL_UNSAFE_BUFFER_END
+  ktl::usize n = 0;
+  while (n < objects.size() && mem_usage_pct() < pct) {
+    void* p = mm::kmalloc(kObject);
+    if (p == nullptr) {
+      r.out_of_memory = true;
+      break;
+    }
+    objects[n++] = p;
+  }
+  r.objects = n;
+  r.usage_peak = mem_usage_pct();
+  for (ktl::usize i = 0; i < n; ++i) mm::kfree(objects[i]);
+  mm::kfree(table);
+  r.usage_after = mem_usage_pct();
+  return r;
+}
+
 u32 mem_usage_pct() { return g_reclaim.mem_usage_pct(); }
 
 mm::Reclaim::TickResult kswapd_tick() { return g_reclaim.kswapd_tick(time::now_ns()); }

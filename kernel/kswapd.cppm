@@ -30,6 +30,17 @@ mm::Reclaim::TickResult kswapd_tick();
     mm::Reclaimer& r);
 // Frees empty slabs (up to about `frames`; every empty one in practice); returns frames freed.
 ktl::u64 slab_reclaim(ktl::u64 frames);
+// Grows the slab caches until usage reaches `pct` (2 KiB kmalloc objects), then frees the objects:
+// their slabs stay cached, empty, until reclaim takes them (the shell's `fill`, test=kswapd).
+// Stops early when memory runs out. Needs a table of pointers from the heap.
+struct FillResult {
+  ktl::u64 objects = 0;
+  ktl::u32 usage_peak = 0;   // after the allocations
+  ktl::u32 usage_after = 0;  // after the frees
+  bool out_of_memory = false;
+  bool no_table = false;
+};
+FillResult fill(ktl::u32 pct);
 // Wakes the task (allocation slow path; any context).
 void wake();
 [[nodiscard]] mm::Reclaim& engine();

@@ -444,35 +444,17 @@ void sleep_until(u64 deadline_ns) {
 [[noreturn]] void run_kswapd_test() {
   mm::Reclaim& r = kernel::kswapd::engine();
   const mm::Watermarks& w = r.watermarks();
-  u32 goal = w.high_pct + 5;
-  usize max_objects = (kernel::memory::pmm().stats().free_bytes / 2048) + 1024;
-  auto* table = static_cast<void**>(mm::kmalloc(max_objects * sizeof(void*)));
-  if (table == nullptr) {
+  u64 before_freed = r.stats().freed;
+  u64 start = kernel::time::now_ns();
+  // kswapd (woken when the allocations cross high) reclaims the slabs as the frees empty them.
+  kernel::kswapd::FillResult f = kernel::kswapd::fill(w.high_pct + 5);
+  if (f.no_table) {
     klog::error("test mode: kswapd test: no memory for its table");
     arch::x86_64::qemu_exit(0x11);
   }
-  KTL_UNSAFE_BUFFER_BEGIN  // kmalloc returned max_objects pointers
-  auto objects = ktl::Span<void*>::from_raw(table, max_objects);
-  KTL_UNSAFE_BUFFER_END
-  usize n = 0;
-  while (n < objects.size() && r.mem_usage_pct() < goal) {
-    void* p = mm::kmalloc(2048);
-    if (p == nullptr) break;
-    objects[n++] = p;
-  }
-  mm::HeapStats hs = kernel::memory::heap().stats();
-  klog::info("kswapd test: {} objects of 2 KiB allocated: usage {}% (heap: {} slab frames, {} large frames)",
-             n, r.mem_usage_pct(), hs.slab_frames, hs.large_frames);
-  // From here kswapd (woken at the next period) reclaims the slabs as the frees empty them.
-  u64 before_freed = r.stats().freed;
-  u32 before = r.mem_usage_pct();
-  kernel::memory::log_meminfo();
-  u64 start = kernel::time::now_ns();
-  for (usize i = 0; i < n; ++i) mm::kfree(objects[i]);
-  mm::kfree(table);
+  klog::info("kswapd test: {} objects of 2 KiB allocated: usage {}%", f.objects, f.usage_peak);
   klog::info("kswapd test: freed again (the slabs stay cached until reclaimed): usage {}%, {} MiB in slabs",
-             r.mem_usage_pct(), kernel::memory::heap().stats().slab_frames * 4096 >> 20);
-
+             f.usage_after, kernel::memory::heap().stats().slab_frames * 4096 >> 20);
   while (r.mem_usage_pct() > w.low_pct && kernel::time::now_ns() - start < 5 * kernel::time::kNsPerSecond) {
     kernel::sched::scheduler().sleep_for(10 * kernel::time::kNsPerMs);
   }
@@ -481,9 +463,10 @@ void sleep_until(u64 deadline_ns) {
   mm::ReclaimStats s = r.stats();
   klog::info(
       "kswapd test: usage {}% -> {}% in {} ms (kswapd freed {} frames in {} wake-ups; high {}% low {}%)",
-      before, after, took / kernel::time::kNsPerMs, s.freed - before_freed, s.wakeups, w.high_pct, w.low_pct);
+      f.usage_peak, after, took / kernel::time::kNsPerMs, s.freed - before_freed, s.wakeups, w.high_pct,
+      w.low_pct);
   kernel::memory::log_meminfo();
-  bool ok = before >= w.high_pct && after <= w.low_pct && s.freed > before_freed;
+  bool ok = f.usage_peak >= w.high_pct && after <= w.low_pct && s.freed > before_freed;
   klog::info("test mode: kswapd test {}, exiting QEMU", ok ? "passed" : "FAILED");
   arch::x86_64::qemu_exit(ok ? 0x10 : 0x11);
 }

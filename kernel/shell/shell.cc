@@ -235,6 +235,24 @@ ktl::Result<void, CommandError> cmd_kswapd(Args, ktl::FormatSink& out) {
   return ktl::ok();
 }
 
+ktl::Result<void, CommandError> cmd_fill(Args args, ktl::FormatSink& out) {
+  if (args.size() != 2) return ktl::Err(CommandError::Usage);
+  auto pct = parse_u64(args[1]);
+  if (pct.is_err() || pct.value() == 0 || pct.value() > 99) {
+    out.write("fill: PCT must be a usage percentage from 1 to 99\n");
+    return ktl::Err(CommandError::Usage);
+  }
+  u32 before = kswapd::mem_usage_pct();
+  kswapd::FillResult f = kswapd::fill(static_cast<u32>(pct.value()));
+  if (f.no_table) return ktl::Err(CommandError::NoMemory);
+  ktl::format_to(
+      out, "fill: usage {}% -> {}% with {} objects of 2 KiB, {}% once freed (their slabs stay cached{})\n",
+      before, f.usage_peak, f.objects, f.usage_after,
+      f.usage_peak >= kswapd::engine().watermarks().high_pct ? "; kswapd reclaims them" : "");
+  if (f.out_of_memory) return ktl::Err(CommandError::NoMemory);
+  return ktl::ok();
+}
+
 ktl::Result<void, CommandError> cmd_lspci(Args, ktl::FormatSink& out) {
   kernel::pci_bus::write_list(out);
   ktl::format_to(out, "{} functions (through {})\n", kernel::pci_bus::functions().size(),
@@ -263,7 +281,7 @@ ktl::Result<void, CommandError> cmd_poweroff(Args, ktl::FormatSink& out) {
   return ktl::Err(CommandError::PowerOff);
 }
 
-constexpr ktl::Array<Entry, 13> kCommands{{
+constexpr ktl::Array<Entry, 14> kCommands{{
     {"help", "help", "this list", &cmd_help},
     {"meminfo", "meminfo", "physical memory: usable, reserved, the kernel's share", &cmd_meminfo},
     {"slabinfo", "slabinfo", "every slab cache: object size, objects in use and total, slabs, memory",
@@ -277,6 +295,8 @@ constexpr ktl::Array<Entry, 13> kCommands{{
      &cmd_ktest},
     {"kswapd", "kswapd", "reclaim: usage, watermarks, kswapd and direct-reclaim statistics, reclaimers",
      &cmd_kswapd},
+    {"fill", "fill PCT", "grow the slab caches until memory usage reaches PCT %, then free the objects",
+     &cmd_fill},
     {"drop", "drop", "free every empty slab now (slab_reclaim)", &cmd_drop},
     {"lspci", "lspci", "the PCI functions: IDs, class, interrupt pin, BARs, capabilities", &cmd_lspci},
     {"bench", "bench", "context switch, interrupt and wake-up benchmarks", &cmd_bench},

@@ -112,7 +112,7 @@ def main():
         con.expect(re.escape(PROMPT), 30, "the first prompt")
 
         names = ["help", "meminfo", "slabinfo", "ps", "uptime", "vmmap", "kmalloc-stress N", "ktest NAME", "kswapd",
-                 "drop", "lspci", "bench", "poweroff"]
+                 "fill PCT", "drop", "lspci", "bench", "poweroff"]
         run_command(con, "help", [r"^\s+%s\s" % re.escape(n) for n in names])
         run_command(con, "meminfo", [r"meminfo: total=\d+K usable=\d+K", r"meminfo: kernel: image=\d+K"])
         run_command(con, "slabinfo", [r"^cache\s+objsize\s+active\s+total\s+slabs\s+memory$",
@@ -128,6 +128,10 @@ def main():
         run_command(con, "kswapd", [r"^kswapd: usage \d+% \(background reclaim from 80% down to 60%, direct reclaim below 5% free\)$",
                                     r"^kswapd: \d+ ticks, \d+ wake-ups, \d+ frames freed",
                                     r"^kswapd: reclaimer slab: \d+ calls, \d+ scanned, \d+ freed, \d+ fruitless$"])
+        # Below high: nothing for kswapd; the cached slabs stay until `drop`.
+        run_command(con, "fill 50", [r"^fill: usage \d+% -> 5\d% with [1-9]\d* objects of 2 KiB, \d+% once freed \(their slabs stay cached\)$"],
+                    timeout=120)
+        run_command(con, "fill 0", [r"fill: PCT must be a usage percentage from 1 to 99", r"fill: usage: fill PCT"])
         run_command(con, "drop", [r"^drop: [1-9]\d* frames \(\d+ KiB\) of empty slabs freed; usage \d+% -> \d+%$"])
         # q35's own functions, and the virtio RNG this test adds (modern virtio-pci: 1af4:1044).
         run_command(con, "lspci", [r"^00:00\.0 8086:29c0 rev \w\w bridge \(host\)$",
