@@ -43,22 +43,22 @@ class EcamConfig final : public pci::ConfigSpace {
   static u64 function_offset(pci::Address a) { return (u64{a.device} << 15) | (u64{a.function} << 12); }
   const MmioRegion* bus(u8 b) const {
     if (b < window_.start_bus || b > window_.end_bus) return nullptr;
-    auto* self = const_cast<EcamConfig*>(this);
-    if (!self->mapped_[b]) {
-      self->mapped_[b] = true;  // one attempt per bus
+    if (!mapped_[b]) {
+      mapped_[b] = true;  // one attempt per bus
       auto r = memory::map_device(
           mm::PhysAddr::unchecked(window_.base + (static_cast<u64>(b - window_.start_bus) << 20)), 1u << 20);
       if (r.is_err()) {
         klog::warn("pci: ECAM bus {:#x} not mapped: {}", u32{b}, r.error());
         return nullptr;
       }
-      self->regions_[b] = r.value();
+      regions_[b] = r.value();
     }
     return regions_[b].valid() ? &regions_[b] : nullptr;
   }
   acpi::EcamWindow window_{};
-  ktl::Array<MmioRegion, 256> regions_{};
-  ktl::Array<bool, 256> mapped_{};
+  // Mapped on first use, also from the const read path.
+  mutable ktl::Array<MmioRegion, 256> regions_{};
+  mutable ktl::Array<bool, 256> mapped_{};
 };
 
 // The legacy mechanism #1: address to 0xcf8, data at 0xcfc (256 bytes per function).

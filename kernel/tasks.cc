@@ -38,8 +38,7 @@ class TickTimer final : public time::Timer {
   }
 };
 
-alignas(sched::Task) ktl::u8 g_main_storage[sizeof(sched::Task)];
-sched::Task* g_main = nullptr;
+ktl::Optional<sched::Task> g_main;  // the boot flow's task (lives as long as the kernel)
 TaskBlock* g_idle = nullptr;
 TickTimer g_tick;
 
@@ -74,7 +73,7 @@ void free_block(TaskBlock* b) {
 }  // namespace
 
 void start() {
-  g_main = new (g_main_storage) sched::Task(sched::RunningContext{}, "kernel-main", sched::Priority::Normal);
+  g_main.emplace(sched::RunningContext{}, "kernel-main", sched::Priority::Normal);
   auto idle = make_block("idle", sched::Priority::Idle, &idle_entry, nullptr, kStackSize);
   ktl::check_ok(idle, "tasks: no idle task");
   g_idle = idle.value();
@@ -88,7 +87,7 @@ void start() {
 }
 
 sched::Task& main_task() {
-  ktl::check(g_main != nullptr, "tasks: not started");
+  ktl::check(g_main.has_value(), "tasks: not started");
   return *g_main;
 }
 

@@ -127,20 +127,17 @@ struct Random {
 };
 
 struct Live {
-  u64 addr = 0;
+  void* p = nullptr;
   u64 size = 0;
   ktl::u8 fill = 0;
 };
 
 bool check_and_free(const Live& l) {
-  KTL_UNSAFE_BUFFER_BEGIN  // l.size bytes that kmalloc returned at l.addr
-  auto bytes =
-      ktl::Span<ktl::u8>::from_raw(reinterpret_cast<ktl::u8*>(static_cast<ktl::uptr>(l.addr)), l.size);
+  KTL_UNSAFE_BUFFER_BEGIN  // l.size bytes that kmalloc returned at l.p
+  auto bytes = ktl::Span<ktl::u8>::from_raw(static_cast<ktl::u8*>(l.p), l.size);
   KTL_UNSAFE_BUFFER_END
   bool ok = bytes[0] == l.fill && bytes[l.size - 1] == l.fill && bytes[l.size / 2] == l.fill;
-  KTL_UNSAFE_BUFFER_BEGIN  // the same allocation
-  mm::kfree(reinterpret_cast<void*>(static_cast<ktl::uptr>(l.addr)));
-  KTL_UNSAFE_BUFFER_END
+  mm::kfree(l.p);
   return ok;
 }
 
@@ -161,7 +158,7 @@ ktl::Result<void, CommandError> cmd_kmalloc_stress(Args args, ktl::FormatSink& o
   u64 last_report = start;
   while (total < target && !out_of_memory) {
     Live& slot = live[rng.next() % kSlots];
-    if (slot.addr != 0) {
+    if (slot.p != nullptr) {
       corrupted = !check_and_free(slot) || corrupted;
       slot = Live{};
     }
@@ -180,7 +177,7 @@ ktl::Result<void, CommandError> cmd_kmalloc_stress(Args args, ktl::FormatSink& o
     auto bytes = ktl::Span<ktl::u8>::from_raw(static_cast<ktl::u8*>(p), size);
     KTL_UNSAFE_BUFFER_END
     bytes[0] = bytes[size - 1] = bytes[size / 2] = fill;
-    slot = Live{ktl::address_of(p), size, fill};
+    slot = Live{p, size, fill};
     total += size;
     ++allocations;
     if (size < smallest) smallest = size;
@@ -192,7 +189,7 @@ ktl::Result<void, CommandError> cmd_kmalloc_stress(Args args, ktl::FormatSink& o
     }
   }
   for (Live& l : live) {
-    if (l.addr != 0) corrupted = !check_and_free(l) || corrupted;
+    if (l.p != nullptr) corrupted = !check_and_free(l) || corrupted;
   }
   u64 elapsed = time::now_ns() - start;
   u64 after = memory::heap().stats().slab_frames + memory::heap().stats().large_frames;

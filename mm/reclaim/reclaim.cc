@@ -176,7 +176,7 @@ Reclaim::TickResult Reclaim::kswapd_tick(u64 now_ns) {
 
 u64 Reclaim::direct_reclaim(u64 frames) {
   if (busy_.exchange(true)) {
-    __atomic_fetch_add(&stats_.direct_busy, 1, __ATOMIC_RELAXED);
+    direct_busy_.fetch_add(1, ktl::MemoryOrder::Relaxed);
     return 0;
   }
   ++stats_.direct;
@@ -187,7 +187,11 @@ u64 Reclaim::direct_reclaim(u64 frames) {
   return freed;
 }
 
-ReclaimStats Reclaim::stats() const { return stats_; }
+ReclaimStats Reclaim::stats() const {
+  ReclaimStats s = stats_;
+  s.direct_busy = direct_busy_.load(ktl::MemoryOrder::Relaxed);
+  return s;
+}
 
 usize Reclaim::reclaimer_stats(ktl::Span<ReclaimerStats> out) const {
   ktl::LockGuard guard(lock_);

@@ -205,7 +205,8 @@ class Reclaim {
   Watermarks marks_;
   ktl::Array<Slot, kMaxReclaimers> slots_ GUARDED_BY(lock_){};
   ktl::Atomic<bool> busy_{false};
-  ReclaimStats stats_;  // written by the one reclaim that runs (busy_), read as a snapshot
+  ReclaimStats stats_;               // written by the one reclaim that runs (busy_), read as a snapshot
+  ktl::Atomic<u64> direct_busy_{0};  // written by the callers busy_ turned away
   u64 last_tick_ns_ = 0;
   bool last_above_high_ = false;
   bool active_ = false;  // between reaching high and reaching low (kswapd_tick's hysteresis)

@@ -292,34 +292,41 @@ ktl::Result<TimeInfo, PlatformError> start_platform(const boot::BootInfo& info) 
   return t;
 }
 
-ktl::Result<void, PlatformError> route_isa_irq(u8 irq) {
-  using ktl::usize;
+namespace {
+// The I/O APIC pin that serves `gsi`, if one of the chips does.
+struct ChipPin {
+  const IoApic* chip;
+  ktl::usize index;
+  u32 pin;
+};
+ktl::Optional<ChipPin> chip_for_gsi(u32 gsi) {
   State& p = g_platform;
-  kernel::acpi::IrqRoute r = kernel::acpi::route_isa_irq(p.acpi.madt, irq);
-  for (usize i = 0; i < p.ioapic_count; ++i) {
+  for (ktl::usize i = 0; i < p.ioapic_count; ++i) {
     const IoApic& chip = p.ioapics[i];
-    if (r.gsi < chip.gsi_base() || r.gsi - chip.gsi_base() >= chip.pins()) continue;
-    chip.route(
-        r.gsi - chip.gsi_base(), static_cast<u8>(kIsaVectorBase + irq),
-        r.polarity == kernel::acpi::Polarity::ActiveLow ? PinPolarity::ActiveLow : PinPolarity::ActiveHigh,
-        r.trigger == kernel::acpi::Trigger::Level ? PinTrigger::Level : PinTrigger::Edge, p.apic_id);
-    klog::debug("ioapic: ISA IRQ {} -> GSI {} (pin {} of I/O APIC {}) -> vector {:#x}", u32{irq}, r.gsi,
-                r.gsi - chip.gsi_base(), i, u32{kIsaVectorBase} + irq);
-    return ktl::ok();
+    if (gsi >= chip.gsi_base() && gsi - chip.gsi_base() < chip.pins())
+      return ChipPin{&chip, i, gsi - chip.gsi_base()};
   }
-  return ktl::Err(error(PlatformCause::NoIsaRoute));
+  return ktl::nullopt;
+}
+}  // namespace
+
+ktl::Result<void, PlatformError> route_isa_irq(u8 irq) {
+  kernel::acpi::IrqRoute r = kernel::acpi::route_isa_irq(g_platform.acpi.madt, irq);
+  ktl::Optional<ChipPin> c = chip_for_gsi(r.gsi);
+  if (!c.has_value()) return ktl::Err(error(PlatformCause::NoIsaRoute));
+  c->chip->route(
+      c->pin, static_cast<u8>(kIsaVectorBase + irq),
+      r.polarity == kernel::acpi::Polarity::ActiveLow ? PinPolarity::ActiveLow : PinPolarity::ActiveHigh,
+      r.trigger == kernel::acpi::Trigger::Level ? PinTrigger::Level : PinTrigger::Edge, g_platform.apic_id);
+  klog::debug("ioapic: ISA IRQ {} -> GSI {} (pin {} of I/O APIC {}) -> vector {:#x}", u32{irq}, r.gsi, c->pin,
+              c->index, u32{kIsaVectorBase} + irq);
+  return ktl::ok();
 }
 
 ktl::Optional<u64> isa_irq_entry(u8 irq) {
-  using ktl::usize;
-  State& p = g_platform;
-  kernel::acpi::IrqRoute r = kernel::acpi::route_isa_irq(p.acpi.madt, irq);
-  for (usize i = 0; i < p.ioapic_count; ++i) {
-    const IoApic& chip = p.ioapics[i];
-    if (r.gsi >= chip.gsi_base() && r.gsi - chip.gsi_base() < chip.pins())
-      return chip.entry(r.gsi - chip.gsi_base());
-  }
-  return ktl::nullopt;
+  ktl::Optional<ChipPin> c = chip_for_gsi(kernel::acpi::route_isa_irq(g_platform.acpi.madt, irq).gsi);
+  if (!c.has_value()) return ktl::nullopt;
+  return c->chip->entry(c->pin);
 }
 
 PowerOffError acpi_power_off() {
