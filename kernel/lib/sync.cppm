@@ -4,7 +4,7 @@
 // Lock ranks: every SpinLock has a LockRank, and its name is its rank's (to_string). A thread
 // (host) or CPU (kernel) takes locks in strictly increasing rank: lock() of a rank not above
 // every lock held panics naming it and the highest one held ("lock order violation: taking slab.registry
-// (rank 3) while holding pmm.arena (rank 7)"). The ranks are the table "Lock order" of docs/ARCHITECTURE.md,
+// (rank 5) while holding pmm.arena (rank 9)"). The ranks are the table "Lock order" of docs/ARCHITECTURE.md,
 // top to bottom (//kernel/lib:lock_rank_test checks the two agree). Exceptions, each explicit: lock_ordered()
 // takes several locks of one rank that the caller orders itself (fork's lock_all: every cache, every arena);
 // try_lock() never waits, so it is not checked against the held ones (it is recorded, and what is taken
@@ -100,11 +100,14 @@ inline void cpu_relax() {
 enum class LockRank : u8 {
   HeapLargeObjects = 1,  // heap.large_objects
   AddressSpace,          // address-space (one per AddressSpace)
+  PageCacheBucket,       // pagecache.bucket (one per hash bucket of the page cache)
+  PageCacheLru,          // pagecache.lru (the page cache's LRU lists)
   SlabRegistry,          // slab.registry
   SlabCpuRegistry,       // slab.cpu_registry
   SlabCache,             // slab.cache (an ordinary cache)
   SlabInternalCache,     // slab.internal_cache (magazines, off-slab descriptors, SlabCache objects)
   PmmArena,              // pmm.arena
+  BlockQueue,            // virtio.queue (one per virtqueue of a block device)
   Scheduler,             // sched (run queues, wait queues, task states)
   Timers,                // time.timers (the one-shot timer queue)
   ReclaimRegistry,       // kswapd.registry (the registered reclaimers)
@@ -116,11 +119,14 @@ inline constexpr u32 kLockRankCount = to_underlying(LockRank::Test);  // Test is
   switch (r) {
     case LockRank::HeapLargeObjects: return "heap.large_objects";
     case LockRank::AddressSpace: return "address-space";
+    case LockRank::PageCacheBucket: return "pagecache.bucket";
+    case LockRank::PageCacheLru: return "pagecache.lru";
     case LockRank::SlabRegistry: return "slab.registry";
     case LockRank::SlabCpuRegistry: return "slab.cpu_registry";
     case LockRank::SlabCache: return "slab.cache";
     case LockRank::SlabInternalCache: return "slab.internal_cache";
     case LockRank::PmmArena: return "pmm.arena";
+    case LockRank::BlockQueue: return "virtio.queue";
     case LockRank::Scheduler: return "sched";
     case LockRank::Timers: return "time.timers";
     case LockRank::ReclaimRegistry: return "kswapd.registry";
