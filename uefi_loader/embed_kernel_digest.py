@@ -4,7 +4,7 @@
 Usage: embed_kernel_digest.py KERNEL.elf OUT.cppm
 
 The digest is computed here with Python's hashlib; the loader recomputes it at boot with its own
-implementation (loader.sha256), so every passing boot also cross-checks the two.
+implementation (ktl.sha256), so every passing boot also cross-checks the two.
 """
 import hashlib
 import sys
@@ -22,10 +22,10 @@ def main():
             "// //platforms:x86_64_kernel. Do not edit.\n"
             "export module loader.kernel_digest;\n\n"
             "import ktl;\n"
-            "import loader.sha256;\n\n"
+            "import ktl.sha256;\n\n"
             "export namespace loader {\n\n"
             "// SHA-256 of the kernel file (%d bytes): %s\n"
-            "inline constexpr Sha256Digest kKernelSha256{{{%s}}};\n"
+            "inline constexpr ktl::Sha256Digest kKernelSha256{{{%s}}};\n"
             "inline constexpr ktl::u64 kKernelFileSize = %d;\n\n"
             "}  // namespace loader\n" % (len(data), hashlib.sha256(data).hexdigest(), body, len(data)))
 

@@ -24,7 +24,7 @@ import loader.secure_boot;
 import loader.firmware_tables;
 import loader.framebuffer;
 import loader.kernel_digest;
-import loader.sha256;
+import ktl.sha256;
 import loader.x86_64_tables;
 import arch.x86_64.cpu;
 import mm.paging.x86;
@@ -493,7 +493,7 @@ enum class UnsignedFiles : u8 { Read, Ignore };
 struct KernelFile {
   efi::PoolBuffer bytes;
   loader::KernelImage image;
-  loader::Sha256Digest digest;
+  ktl::Sha256Digest digest;
 };
 
 // Reads and validates the kernel: structure first (the parser is built for hostile input, so every
@@ -524,7 +524,7 @@ efi::Result<KernelFile> read_kernel(Loader& l, efi::File& root) {
     return ktl::Err(fail(l, "refusing to boot an invalid kernel", efi::Status::LoadError));
   }
   k.image = image.release_value();
-  k.digest = loader::sha256(file);
+  k.digest = ktl::sha256(file);
   if (k.digest != loader::kKernelSha256) {
     ktl::format_to(l.con,
                    "ferrite-loader: error: kernel {} does not match the SHA-256 built into this loader\n"

@@ -2,11 +2,11 @@ module;
 
 #include <ktl/macros.h>
 
-module loader.sha256;
+module ktl.sha256;
 
 import ktl;
 
-namespace loader {
+namespace ktl {
 
 namespace {
 
@@ -134,4 +134,4 @@ void format_value(ktl::FormatSink& sink, const Sha256Digest& digest, const ktl::
   sink.write(ktl::StringView(ktl::Span<const char>(text)));
 }
 
-}  // namespace loader
+}  // namespace ktl

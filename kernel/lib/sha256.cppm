@@ -1,17 +1,18 @@
-// loader.sha256: SHA-256 (FIPS 180-4), so the loader can check the kernel file against the digest
-// the build embedded in it (a Secure-Boot-signed loader thereby vouches for the kernel too).
+// ktl.sha256: SHA-256 (FIPS 180-4). The loader checks the kernel file against the digest the build
+// embedded in it (a Secure-Boot-signed loader thereby vouches for the kernel too); the kernel's
+// shell hashes files with it (sha256sum), which the QEMU tests compare with the host's digests.
 //
-// Pure code over byte spans: the same module runs in the loader and in host tests against the
+// Pure code over byte spans: the same module runs in the loader, the kernel and host tests against the
 // FIPS 180-4 / NIST CAVP vectors. Not constant time (it hashes public data).
 module;
 
 #include <ktl/macros.h>
 
-export module loader.sha256;
+export module ktl.sha256;
 
 import ktl;
 
-export namespace loader {
+export namespace ktl {
 
 struct Sha256Digest {
   ktl::Array<ktl::u8, 32> bytes{};
@@ -45,4 +46,4 @@ class Sha256 {
 // Writes the digest as 64 lower-case hex digits.
 void format_value(ktl::FormatSink& sink, const Sha256Digest& digest, const ktl::FormatSpec& spec);
 
-}  // namespace loader
+}  // namespace ktl

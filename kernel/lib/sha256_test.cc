@@ -1,4 +1,4 @@
-// Host tests of loader.sha256 against the FIPS 180-4 examples and NIST CAVP SHA256ShortMsg /
+// Host tests of ktl.sha256 against the FIPS 180-4 examples and NIST CAVP SHA256ShortMsg /
 // SHA256LongMsg vectors, plus split-invariance (any chunking gives the one-shot digest).
 #include <gtest/gtest.h>
 #include <ktl/macros.h>
@@ -10,11 +10,11 @@
 #include <vector>
 
 import ktl;
-import loader.sha256;
+import ktl.sha256;
 
 namespace {
 
-std::string hex(const loader::Sha256Digest& d) {
+std::string hex(const ktl::Sha256Digest& d) {
   ktl::InlineString<80> s;
   ktl::format_to(s, "{}", d);
   return std::string(s.c_str());
@@ -35,21 +35,20 @@ ktl::Span<const ktl::u8> span(const std::string& s) {
 }
 
 TEST(Sha256, Fips180Examples) {
-  EXPECT_EQ(hex(loader::sha256(span(std::string("")))),
+  EXPECT_EQ(hex(ktl::sha256(span(std::string("")))),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(hex(loader::sha256(span(std::string("abc")))),
+  EXPECT_EQ(hex(ktl::sha256(span(std::string("abc")))),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_EQ(
-      hex(loader::sha256(span(std::string("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")))),
-      "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
-  EXPECT_EQ(hex(loader::sha256(span(std::string("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijk"
-                                                "lmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu")))),
+  EXPECT_EQ(hex(ktl::sha256(span(std::string("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")))),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  EXPECT_EQ(hex(ktl::sha256(span(std::string("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijk"
+                                             "lmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu")))),
             "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
 }
 
 TEST(Sha256, MillionAs) {
   std::string a(1000000, 'a');
-  EXPECT_EQ(hex(loader::sha256(span(a))), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  EXPECT_EQ(hex(ktl::sha256(span(a))), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
 // CAVP SHA256ShortMsg.rsp (byte-oriented): lengths around the 55/56/64-byte padding boundaries.
@@ -68,7 +67,7 @@ TEST(Sha256, CavpShortMessages) {
        "feeb4b2b59fec8fdb1e55194a493d8c871757b5723675e93d3ac034b380b7fc9"},
   };
   for (const auto& v : vectors) {
-    EXPECT_EQ(hex(loader::sha256(span(from_hex(v.msg)))), v.md) << "message " << v.msg;
+    EXPECT_EQ(hex(ktl::sha256(span(from_hex(v.msg)))), v.md) << "message " << v.msg;
   }
 }
 
@@ -79,8 +78,8 @@ TEST(Sha256, AnySplitGivesTheOneShotDigest) {
   for (int round = 0; round < 200; ++round) {
     std::vector<ktl::u8> msg(rng() % 700);
     for (auto& b : msg) b = static_cast<ktl::u8>(rng());
-    loader::Sha256Digest whole = loader::sha256(span(msg));
-    loader::Sha256 h;
+    ktl::Sha256Digest whole = ktl::sha256(span(msg));
+    ktl::Sha256 h;
     size_t i = 0;
     while (i < msg.size()) {
       size_t n = std::min<size_t>(msg.size() - i, rng() % 130);
@@ -98,18 +97,17 @@ TEST(Sha256, EveryPaddingLengthMatchesAReference) {
   for (int i = 0; i < 200; ++i) {
     std::vector<ktl::u8> msg(static_cast<size_t>(i));
     for (int j = 0; j < i; ++j) msg[static_cast<size_t>(j)] = static_cast<ktl::u8>((j * 7 + 3) & 0xff);
-    auto d = loader::sha256(span(msg));
+    auto d = ktl::sha256(span(msg));
     for (ktl::u8 b : d.bytes) all.push_back(b);
   }
-  EXPECT_EQ(hex(loader::sha256(span(all))),
-            "615d67a99b8c846e1f0582dfe127019e93c33a66e89ced6a4f81f932c82ece87");
+  EXPECT_EQ(hex(ktl::sha256(span(all))), "615d67a99b8c846e1f0582dfe127019e93c33a66e89ced6a4f81f932c82ece87");
 }
 
 TEST(Sha256, DifferentInputsDiffer) {
   std::vector<ktl::u8> a(4096, 0x5a);
   std::vector<ktl::u8> b = a;
   b[2048] ^= 1;
-  EXPECT_NE(loader::sha256(span(a)), loader::sha256(span(b)));
+  EXPECT_NE(ktl::sha256(span(a)), ktl::sha256(span(b)));
 }
 
 }  // namespace
