@@ -76,6 +76,33 @@ void Reclaim::unregister(u32 slot) {
 
 // --- gauges ------------------------------------------------------------------------------------------
 
+void DurationHistogram::add(u64 ns) {
+  u64 us = ns / 1000;
+  u32 bucket = 0;
+  while (us > 1 && bucket + 1 < kBuckets) {
+    us >>= 1;
+    ++bucket;
+  }
+  ++counts[bucket];
+  ++samples;
+  total_ns += ns;
+  if (ns > max_ns) max_ns = ns;
+}
+
+u64 DurationHistogram::percentile_ns(u32 pct) const {
+  if (samples == 0) return 0;
+  u64 rank = (samples * pct + 99) / 100;  // the rank-th smallest sample, 1-based
+  if (rank == 0) rank = 1;
+  u64 seen = 0;
+  for (u32 i = 0; i < kBuckets; ++i) {
+    seen += counts[i];
+    if (seen >= rank) return ktl::min(max_ns, (u64{2} << i) * 1000);
+  }
+  return max_ns;
+}
+
+u64 Reclaim::clock_ns() const { return gauge_.now_ns == nullptr ? 0 : gauge_.now_ns(gauge_.context); }
+
 u64 Reclaim::free_frames() const { return gauge_.free_frames(gauge_.context); }
 
 u32 Reclaim::mem_usage_pct() const { return usage_pct(free_frames(), gauge_.total_frames); }
@@ -161,13 +188,20 @@ Reclaim::TickResult Reclaim::kswapd_tick(u64 now_ns) {
   if (high && !active_) {
     active_ = true;
     ++stats_.wakeups;
+    episode_start_ns_ = clock_ns();
   }
   if (active_) {
     t.ran = true;
     t.freed = run(0, t.gave_up);
     stats_.freed += t.freed;
     if (t.gave_up) ++stats_.gave_up;  // tried again at the next tick
-    if (frames_to_low() == 0) active_ = false;
+    if (frames_to_low() == 0) {
+      active_ = false;
+      u64 took = clock_ns() - episode_start_ns_;
+      ++stats_.episodes;
+      stats_.last_high_to_low_ns = took;
+      if (took > stats_.max_high_to_low_ns) stats_.max_high_to_low_ns = took;
+    }
   }
   t.usage_after = mem_usage_pct();
   busy_.store(false);
@@ -181,7 +215,9 @@ u64 Reclaim::direct_reclaim(u64 frames) {
   }
   ++stats_.direct;
   bool gave_up = false;
+  u64 start = clock_ns();
   u64 freed = run(ktl::max(frames, kBatch), gave_up);
+  if (gauge_.now_ns != nullptr) stats_.direct_stalls.add(clock_ns() - start);
   stats_.direct_freed += freed;
   busy_.store(false);
   return freed;

@@ -93,6 +93,22 @@ struct MemoryGauge {
   u64 (*free_frames)(void* context) = nullptr;
   void* context = nullptr;
   u64 total_frames = 0;
+  // A monotonic clock in ns (the same context) for the episode and stall durations; null: none
+  // are measured (they stay 0).
+  u64 (*now_ns)(void* context) = nullptr;
+};
+
+// Durations in power-of-two buckets: bucket i counts durations in [2^i, 2^(i+1)) us (bucket 0
+// also takes those under 1 us); percentiles are read as the upper bound of their bucket.
+struct DurationHistogram {
+  static constexpr u32 kBuckets = 32;
+  ktl::Array<u64, kBuckets> counts{};
+  u64 samples = 0;
+  u64 total_ns = 0;
+  u64 max_ns = 0;
+  void add(u64 ns);
+  // The upper bound (ns) of the bucket holding the pct-th percentile; 0 without samples.
+  [[nodiscard]] u64 percentile_ns(u32 pct) const;
 };
 
 struct ReclaimerStats {
@@ -112,6 +128,12 @@ struct ReclaimStats {
   u64 direct_freed = 0;
   u64 direct_busy = 0;    // direct reclaims refused because reclaim was running (throttled)
   u64 ns_above_high = 0;  // time kswapd saw usage at or above high (tick to tick)
+  // Background episodes: from the tick that found usage at or above high to the moment usage
+  // reached low (with a clock in the gauge).
+  u64 episodes = 0;
+  u64 last_high_to_low_ns = 0;
+  u64 max_high_to_low_ns = 0;
+  DurationHistogram direct_stalls;  // how long each direct reclaim kept its allocation waiting
 };
 
 enum class RegisterError : u32 { Full };
@@ -194,6 +216,7 @@ class Reclaim {
   };
   void unregister(u32 slot) EXCLUDES(lock_);
   [[nodiscard]] u64 free_frames() const;
+  [[nodiscard]] u64 clock_ns() const;
   // Frames still to free for kswapd to reach the low watermark.
   [[nodiscard]] u64 frames_to_low() const;
   // Rounds over the reclaimers, asking each for at most a batch of what is still needed, until
@@ -210,6 +233,7 @@ class Reclaim {
   u64 last_tick_ns_ = 0;
   bool last_above_high_ = false;
   bool active_ = false;  // between reaching high and reaching low (kswapd_tick's hysteresis)
+  u64 episode_start_ns_ = 0;
 };
 
 }  // namespace mm

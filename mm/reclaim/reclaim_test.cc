@@ -24,7 +24,11 @@ constexpr ktl::u64 kFrames = 64;
 struct Machine {
   ktl::u64 free = kFrames;
   static ktl::u64 read(void* self) { return static_cast<Machine*>(self)->free; }
-  mm::MemoryGauge gauge() { return {&Machine::read, this, kFrames}; }
+  ktl::u64 now = 0;             // the simulated clock (ns)
+  ktl::u64 ns_per_reclaim = 0;  // what each reclaim call costs on it
+  static ktl::u64 clock(void* self) { return static_cast<Machine*>(self)->now; }
+  mm::MemoryGauge gauge() { return {&Machine::read, this, kFrames, nullptr}; }
+  mm::MemoryGauge timed_gauge() { return {&Machine::read, this, kFrames, &Machine::clock}; }
 };
 
 // Holds `held` frames it can give back (a cache of empty slabs, say).
@@ -37,6 +41,7 @@ class Cache final : public mm::Reclaimer {
     ++calls;
     if (inner != nullptr) inner_result = inner->direct_reclaim(1);  // a reclaimer that allocates
     if (lie_) return {frames, 0};
+    m_.now += m_.ns_per_reclaim;
     ktl::u64 n = ktl::min(frames, held_);
     held_ -= n;
     m_.free += n;
@@ -181,6 +186,55 @@ TEST(Kswapd, NothingToReclaimEndsAtOnce) {
   Reclaim::TickResult t = r->kswapd_tick(0);
   EXPECT_TRUE(t.gave_up);
   EXPECT_EQ(empty.calls, 0);  // asked what it had (nothing) but never to reclaim
+}
+
+// On a simulated clock: an episode lasts from the tick that saw high to the call that reached low
+// (not to the tick's start), and each direct reclaim's stall goes into the histogram.
+TEST(ReclaimStats, EpisodeAndStallDurationsOnASimulatedClock) {
+  Machine m;
+  m.ns_per_reclaim = 3'000'000;  // 3 ms per call
+  auto r = std::make_unique<Reclaim>();
+  r->init(m.timed_gauge(), mm::Watermarks{});
+  Cache c(m, "slab", 58);  // 90 % used
+  auto reg = r->register_reclaimer(c);
+  m.now = 10'000'000;
+  Reclaim::TickResult t = r->kswapd_tick(m.now);
+  ASSERT_TRUE(t.ran);
+  mm::ReclaimStats s = r->stats();
+  EXPECT_EQ(s.episodes, 1u);
+  // 58 held, 64 frames: to 60 % needs ~20 frames, one batch of 32 asked: one call, 3 ms.
+  EXPECT_EQ(s.last_high_to_low_ns, 3'000'000u);
+  EXPECT_EQ(s.max_high_to_low_ns, 3'000'000u);
+  // Direct reclaim: 2 stalls of 3 ms (one call each), one of 6 ms (the batch needs two calls).
+  Cache d(m, "pages", 0);
+  auto reg2 = r->register_reclaimer(d);
+  for (int i = 0; i < 2; ++i) {
+    c.give(40, m);
+    (void)r->direct_reclaim(1);
+  }
+  s = r->stats();
+  EXPECT_EQ(s.direct_stalls.samples, 2u);
+  EXPECT_EQ(s.direct_stalls.total_ns, 6'000'000u);
+  EXPECT_EQ(s.direct_stalls.max_ns, 3'000'000u);
+  // 3 ms = 3000 us lies in [2048, 4096) us: bucket 11; the percentile is capped by the maximum.
+  EXPECT_EQ(s.direct_stalls.counts[11], 2u);
+  EXPECT_EQ(s.direct_stalls.percentile_ns(99), 3'000'000u);
+  mm::DurationHistogram h;
+  EXPECT_EQ(h.percentile_ns(99), 0u);
+  for (int i = 0; i < 99; ++i) h.add(500);  // under 1 us: bucket 0
+  h.add(1'000'000'000);                     // one second
+  EXPECT_EQ(h.percentile_ns(50), 2000u);    // bucket 0's upper bound, 2 us
+  EXPECT_EQ(h.percentile_ns(99), 2000u);    // 99 of 100 samples are in bucket 0
+  EXPECT_EQ(h.percentile_ns(100), 1'000'000'000u);
+  // Without a clock nothing is measured.
+  Machine m2;
+  auto r2 = std::make_unique<Reclaim>();
+  r2->init(m2.gauge(), mm::Watermarks{});
+  Cache c2(m2, "slab", 58);
+  auto reg3 = r2->register_reclaimer(c2);
+  (void)r2->kswapd_tick(1);
+  EXPECT_EQ(r2->stats().episodes, 1u);
+  EXPECT_EQ(r2->stats().last_high_to_low_ns, 0u);
 }
 
 TEST(DirectReclaim, BelowMinAnAllocatorReclaimsABatchAndNeverRecurses) {
