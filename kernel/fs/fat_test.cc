@@ -360,24 +360,33 @@ TEST(FatDisk, ABrokenLongNameFallsBackToTheShortName) {
   MemoryBlockSource good(image());
   fs::FatVolume gv = mount_ok(good);
   const fs::Node node = lookup_ok(gv, "/A long file name.txt");
-  for (int what = 0; what < 2; ++what) {
+  for (int what = 0; what < 4; ++what) {
+    SCOPED_TRACE(what);
     Bytes b = image();
     const u64 lfn = node.dirent_offset - 32;  // the LFN part numbered 1, just before its 8.3 entry
     ASSERT_EQ(b[lfn + 11], 0x0F);
-    if (what == 0) b[lfn + 13] ^= 0x5A;  // checksum mismatch
+    ASSERT_EQ(b[lfn - 32 + 11], 0x0F);  // "A long file name.txt" takes two parts
+    ASSERT_EQ(b[lfn - 32], 0x42);       // the last part, numbered 2, comes first
+    std::string short_name = "ALONGF~1.TXT";
+    if (what == 0) b[lfn + 13] ^= 0x5A;  // one part's checksum differs from the others'
     if (what == 1) b[lfn] = 0x03;        // out of sequence
+    if (what == 2) {                     // the 8.3 name changed: every part's checksum is stale
+      b[node.dirent_offset + 7] = '2';
+      short_name = "ALONGF~2.TXT";
+    }
+    if (what == 3) b[lfn - 32] = 0xE5;  // the first part deleted
     MemoryBlockSource source(std::move(b));
     fs::FatVolume v = mount_ok(source);
     bool found = false;
     for (const Listed& e : list_ok(v, v.root())) {
-      if (e.short_name != "ALONGF~1.TXT") continue;
+      if (e.short_name != short_name) continue;
       found = true;
-      EXPECT_EQ(e.name, "ALONGF~1.TXT");
+      EXPECT_EQ(e.name, short_name);
       EXPECT_FALSE(e.long_name);
     }
     EXPECT_TRUE(found);
     EXPECT_EQ(v.lookup("/A long file name.txt").error(), FsError::NotFound);
-    EXPECT_EQ(lookup_ok(v, "/ALONGF~1.TXT").first_cluster, node.first_cluster);
+    EXPECT_EQ(lookup_ok(v, "/" + short_name).first_cluster, node.first_cluster);
   }
 }
 
