@@ -897,15 +897,27 @@ namespace {
 
 // The fuzzer's seeds (make_corpus.py) reach past mount: the tiny volume is read like the real one.
 TEST(FatCorpus, TheSeedVolumesMountAndRead) {
-  for (const char* seed : {"superfloppy", "mbr", "gpt", "fragmented"}) {
-    SCOPED_TRACE(seed);
-    MemoryBlockSource source(read_file(std::string("kernel/fs/fat_corpus/") + seed));
+  struct Seed {
+    const char* name;
+    u32 sector_bytes, cluster_bytes, clusters;
+  };
+  for (const Seed& seed : {Seed{"superfloppy", 512, 512, 28}, Seed{"mbr", 512, 512, 28},
+                           Seed{"gpt", 512, 512, 28}, Seed{"fragmented", 512, 512, 28},
+                           Seed{"cluster4k", 512, 4096, 10}, Seed{"sector4k", 4096, 4096, 10}}) {
+    SCOPED_TRACE(seed.name);
+    MemoryBlockSource source(read_file(std::string("kernel/fs/fat_corpus/") + seed.name));
     fs::FatVolume v = mount_ok(source);
     EXPECT_EQ(str(v.info().label()), "FUZZ");
-    EXPECT_EQ(v.info().total_clusters, 28u);
+    EXPECT_EQ(v.info().sector_bytes, seed.sector_bytes);
+    EXPECT_EQ(v.info().cluster_bytes, seed.cluster_bytes);
+    EXPECT_EQ(v.info().total_clusters, seed.clusters);
     const Bytes hello = read_all(v, lookup_ok(v, "/readme.txt"), 64);
     EXPECT_EQ(std::string(hello.begin(), hello.end()), "hello from the fuzz corpus\n");
-    EXPECT_EQ(read_all(v, lookup_ok(v, "/A long name.txt"), 300).size(), 4u * 512 - 100);
+    const Bytes big = read_all(v, lookup_ok(v, "/A long name.txt"), 300);
+    ASSERT_EQ(big.size(), 4u * seed.cluster_bytes - 100);
+    for (size_t i = 0; i < big.size(); ++i) {
+      ASSERT_EQ(big[i], static_cast<u8>(1 + i * 7 + (i >> 5))) << i;  // make_corpus.py's text()
+    }
     EXPECT_EQ(read_all(v, lookup_ok(v, "/sub/nested.txt"), 10).size(), 7u);
     EXPECT_EQ(list_ok(v, lookup_ok(v, "/SUB"))[0].name, "nested.txt");
   }
