@@ -37,6 +37,7 @@ import kernel.serial_console;
 import kernel.time;
 import kernel.tasks;
 import kernel.pci_bus;
+import kernel.virtio_blk;
 import kernel.kswapd;
 import mm.reclaim;
 import kernel.sched;
@@ -647,6 +648,8 @@ extern "C" [[noreturn]] void kernel_entry(const boot::BootInfo* info) {
   kernel::tasks::start();
   kernel::kswapd::start(options.kswapd_min, options.kswapd_low, options.kswapd_high);
   kernel::pci_bus::start(arch::x86_64::acpi_tables());
+  if (auto blk = kernel::virtio::probe_all(); blk.is_err())
+    klog::warn("virtio-blk: no device usable: {}", blk.error());
   kernel::memory::log_meminfo();
   klog::info("ready");
   bool dump = options.dump_page_tables == kernel::Toggle::On;

@@ -24,6 +24,10 @@ class MmioRegion {
     return r;
   }
 
+  [[nodiscard]] inline ktl::u8 read8(ktl::u64 offset) const { return reg<ktl::u8>(offset); }
+  inline void write8(ktl::u64 offset, ktl::u8 value) const { reg<ktl::u8>(offset) = value; }
+  [[nodiscard]] inline ktl::u16 read16(ktl::u64 offset) const { return reg<ktl::u16>(offset); }
+  inline void write16(ktl::u64 offset, ktl::u16 value) const { reg<ktl::u16>(offset) = value; }
   [[nodiscard]] inline ktl::u32 read32(ktl::u64 offset) const { return reg<ktl::u32>(offset); }
   inline void write32(ktl::u64 offset, ktl::u32 value) const { reg<ktl::u32>(offset) = value; }
   [[nodiscard]] inline ktl::u64 read64(ktl::u64 offset) const { return reg<ktl::u64>(offset); }

@@ -88,6 +88,7 @@ PortConfig g_ports;
 ktl::Array<pci::Function, kMaxFunctions> g_functions{};
 usize g_count = 0;
 Access g_access = Access::Ports;
+pci::ConfigSpace* g_config = &g_ports;
 
 }  // namespace
 
@@ -99,6 +100,7 @@ void start(const acpi::Tables& tables) {
     const acpi::EcamWindow& w = tables.ecam[0];
     g_ecam.init(w);
     config = &g_ecam;
+    g_config = &g_ecam;
     g_access = Access::Ecam;
     root = w.start_bus;
     segment = w.segment;
@@ -119,6 +121,7 @@ void start(const acpi::Tables& tables) {
 
 ktl::Span<const pci::Function> functions() { return g_functions.span().first(g_count); }
 Access access() { return g_access; }
+pci::ConfigSpace& config() { return *g_config; }
 
 void write_list(ktl::FormatSink& out) {
   for (const pci::Function& f : functions()) {

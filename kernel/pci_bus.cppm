@@ -28,6 +28,9 @@ inline constexpr ktl::usize kMaxFunctions = 64;
 void start(const acpi::Tables& tables);
 [[nodiscard]] ktl::Span<const pci::Function> functions();
 [[nodiscard]] Access access();
+// The configuration space the scan used (ECAM, or the ports without an MCFG), for drivers: their
+// capability walks and MSI-X set-up go through kernel.pci's read8 .. write32 on it. Valid after start().
+[[nodiscard]] pci::ConfigSpace& config();
 // One line per function ("00:1f.2 8086:2922 storage (SATA) ...").
 void write_list(ktl::FormatSink& out);
 

@@ -23,10 +23,6 @@ constexpr u32 kStatusCapabilities = 1u << 20;  // status bit 4, in the dword wit
 constexpr u32 kCommandDecode = 0x3;            // I/O and memory space
 
 u8 byte_of(u32 dword, u16 offset) { return static_cast<u8>(dword >> ((offset & 3) * 8)); }
-u8 read8(const ConfigSpace& c, Address a, u16 offset) {
-  return byte_of(c.read32(a, offset & ~u16{3}), offset);
-}
-
 void size_bars(ConfigSpace& c, Address a, Function& f) {
   u32 command = c.read32(a, kCommandStatus);
   c.write32(a, kCommandStatus, command & ~kCommandDecode & 0xffff);  // decoding off while probing
@@ -140,6 +136,38 @@ const char* class_name(u8 class_code, u8 subclass) {
     case 0xff: return "vendor specific";
     default: return "other";
   }
+}
+
+u8 read8(const ConfigSpace& c, Address a, u16 offset) {
+  return byte_of(c.read32(a, offset & ~u16{3}), offset);
+}
+u16 read16(const ConfigSpace& c, Address a, u16 offset) {
+  if ((offset & 1u) != 0) return 0xffff;
+  return static_cast<u16>(c.read32(a, offset & ~u16{3}) >> ((offset & 2u) * 8));
+}
+u32 read32(const ConfigSpace& c, Address a, u16 offset) {
+  if ((offset & 3u) != 0) return 0xffff'ffffu;
+  return c.read32(a, offset);
+}
+
+namespace {
+void write_part(ConfigSpace& c, Address a, u16 offset, u32 value, u32 width_mask) {
+  const u16 dword = offset & ~u16{3};
+  const u32 shift = (offset & 3u) * 8;
+  u32 old = c.read32(a, dword);
+  if (dword == kCommandStatus) old &= 0xffffu;  // status: write-one-to-clear, write zeros
+  c.write32(a, dword, (old & ~(width_mask << shift)) | ((value & width_mask) << shift));
+}
+}  // namespace
+
+void write8(ConfigSpace& c, Address a, u16 offset, u8 value) { write_part(c, a, offset, value, 0xffu); }
+void write16(ConfigSpace& c, Address a, u16 offset, u16 value) {
+  if ((offset & 1u) != 0) return;
+  write_part(c, a, offset, value, 0xffffu);
+}
+void write32(ConfigSpace& c, Address a, u16 offset, u32 value) {
+  if ((offset & 3u) != 0) return;
+  c.write32(a, offset, value);
 }
 
 ktl::Optional<Function> probe(ConfigSpace& c, Address a, SizeBars bars) {

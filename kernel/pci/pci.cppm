@@ -44,6 +44,17 @@ class ConfigSpace {
   ~ConfigSpace() = default;
 };
 
+// Byte, word and dword access at any naturally aligned offset, through the dword interface. A
+// narrow write reads the dword and writes it back with its part replaced; at the command/status
+// dword (0x04) the status half is written as zero (its bits are write-one-to-clear). An unaligned
+// offset reads all ones and writes nothing.
+[[nodiscard]] u8 read8(const ConfigSpace& c, Address a, u16 offset);
+[[nodiscard]] u16 read16(const ConfigSpace& c, Address a, u16 offset);
+[[nodiscard]] u32 read32(const ConfigSpace& c, Address a, u16 offset);
+void write8(ConfigSpace& c, Address a, u16 offset, u8 value);
+void write16(ConfigSpace& c, Address a, u16 offset, u16 value);
+void write32(ConfigSpace& c, Address a, u16 offset, u32 value);
+
 enum class BarKind : u8 { None, Memory32, Memory64, Io };
 [[nodiscard]] constexpr const char* to_string(BarKind k) {
   switch (k) {

@@ -166,4 +166,33 @@ TEST(Pci, MoreFunctionsThanRoomAreCounted) {
   EXPECT_EQ(s.stored, 4u);
 }
 
+TEST(Pci, NarrowAccessReadsAndReplacesPartsOfADword) {
+  FakeConfig c;
+  auto& f = c.add(0, 3, 0, 0x1af4, 0x1042, 0x01, 0x00);
+  FakeConfig::put32(f, 0x40, 0x44332211);
+  FakeConfig::put32(f, 0x04, 0x00100000);  // status: capability list; command 0
+  kernel::pci::Address a{0, 0, 3, 0};
+  EXPECT_EQ(kernel::pci::read8(c, a, 0x42), 0x33);
+  EXPECT_EQ(kernel::pci::read16(c, a, 0x42), 0x4433);
+  EXPECT_EQ(kernel::pci::read16(c, a, 0x41), 0xffff);  // unaligned
+  EXPECT_EQ(kernel::pci::read32(c, a, 0x40), 0x44332211u);
+  kernel::pci::write16(c, a, 0x42, 0xbeef);
+  EXPECT_EQ(FakeConfig::get32(f, 0x40), 0xbeef2211u);
+  kernel::pci::write8(c, a, 0x41, 0x99);
+  EXPECT_EQ(FakeConfig::get32(f, 0x40), 0xbeef9911u);
+  int writes = f.writes;
+  kernel::pci::write16(c, a, 0x43, 1);  // unaligned: nothing written
+  kernel::pci::write32(c, a, 0x42, 1);
+  EXPECT_EQ(f.writes, writes);
+  // The command register's write leaves the status half zero (write-one-to-clear bits).
+  struct Recorder final : kernel::pci::ConfigSpace {
+    ktl::u32 last = 0;
+    ktl::u32 read32(kernel::pci::Address, ktl::u16) const override { return 0xffff0000u; }
+    void write32(kernel::pci::Address, ktl::u16, ktl::u32 v) override { last = v; }
+    ktl::u16 size() const override { return 256; }
+  } r;
+  kernel::pci::write16(r, a, 0x04, 0x0006);
+  EXPECT_EQ(r.last, 0x00000006u);
+}
+
 }  // namespace

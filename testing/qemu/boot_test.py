@@ -210,6 +210,10 @@ def qemu_command(a, work):
             "-drive", "if=pflash,format=raw,unit=1,file=%s/vars.fd" % work,
             "-display", "none", "-monitor", "none", "-no-reboot", "-net", "none",
             "-serial", "file:%s/serial.log" % work]
+    for i in range(len(getattr(a, "disk", None) or [])):
+        # Raw scratch disks as modern virtio-blk-pci devices (1af4:1042), writable copies (main()).
+        cmd += ["-drive", "if=none,id=d%d,file=%s/extra%d.img,format=raw" % (i, work, i),
+                "-device", "virtio-blk-pci,drive=d%d,disable-legacy=on" % i]
     if a.qmp:
         cmd += ["-qmp", "unix:%s/qmp.sock,server=on,wait=off" % socket_dir(work)]
     return cmd + a.qemu_arg
@@ -244,6 +248,8 @@ def main():
                    help="compare the kernel's uptime with the host's wall clock (see above)")
     p.add_argument("--qmp", action="store_true", help="expose a QMP socket (for checks from outside)")
     p.add_argument("--qemu-arg", action="append", default=[])
+    p.add_argument("--disk", action="append", default=[],
+                   help="a raw image to attach as a virtio-blk-pci device (a writable copy)")
     p.add_argument("--log-name", default="serial.log")
     a = p.parse_args()
 
@@ -255,6 +261,9 @@ def main():
     os.chmod(work + "/disk.img", 0o644)
     os.chmod(work + "/vars.fd", 0o644)
     img = work + "/disk.img"
+    for i, d in enumerate(a.disk):  # runfiles are read-only: the guest writes a copy
+        shutil.copyfile(d, "%s/extra%d.img" % (work, i))
+        os.chmod("%s/extra%d.img" % (work, i), 0o644)
     if a.cmdline is not None:
         with open(work + "/cmdline.txt", "w") as f:
             f.write(a.cmdline + "\n")

@@ -46,6 +46,7 @@ def qemu_boot_test(
         cpu = None,
         secure_boot = False,
         usable_slack_mib = None,
+        disks = [],
         timeout_seconds = 120,
         extra_args = [],
         data = [],
@@ -69,6 +70,8 @@ def qemu_boot_test(
       secure_boot: boot the Secure Boot firmware (x86_64 only: OVMF with the snakeoil keys
         enrolled, Secure Boot on; QEMU gets SMM and a secure flash, see boot_test.py).
       usable_slack_mib: check the kernel's usable-RAM line against -m minus this many MiB.
+      disks: raw disk images (labels) attached as modern virtio-blk-pci devices, in order
+        (writable copies in the test's temporary directory; x86_64).
       timeout_seconds: wall-clock limit of the boot.
       extra_args: further boot_test.py arguments.
       data: further runfiles.
@@ -116,8 +119,10 @@ def qemu_boot_test(
         args.append("--secure-boot")
     if usable_slack_mib != None:
         args += ["--usable-slack-mib", str(usable_slack_mib)]
+    for d in disks:
+        args += ["--disk", "$(rootpath %s)" % d]
     args += extra_args
-    inputs = [image, code, vars] + list(replace_files.keys()) + data
+    inputs = [image, code, vars] + list(replace_files.keys()) + disks + data
     _args_file(
         name = name + "_args",
         arguments = args,

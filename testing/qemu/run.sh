@@ -6,6 +6,8 @@
 #   ./bazelw run //:qemu -- --gdb              wait for gdb on localhost:1234 (target remote :1234)
 #   FERRITE_CMDLINE="test=all" ./bazelw run //:qemu    replace the kernel command line
 #   QEMU_ACCEL=kvm ./bazelw run //:qemu        opt into KVM (fails inside OVMF on some hosts)
+#   ./bazelw run //:qemu -- --disk /path/x.img attach a raw image as a modern virtio-blk-pci device
+#                                              (a private writable copy; repeat for more disks)
 #   ./bazelw run //:qemu_secure_boot           Secure Boot on: the loader signed with Debian's
 #                                              snakeoil test key, OVMF's SMM build that trusts it
 #
@@ -31,11 +33,18 @@ done
 
 gdb=()
 extra=()
-for a in "$@"; do
-  case "$a" in
+disks=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
     --gdb) gdb=(-s -S) ;;
-    *) extra+=("$a") ;;
+    --disk)
+      [[ $# -ge 2 ]] || { echo "run.sh: --disk needs an image" >&2; exit 2; }
+      disks+=("$2")
+      shift
+      ;;
+    *) extra+=("$1") ;;
   esac
+  shift
 done
 [[ "${FERRITE_GDB:-0}" == 1 ]] && gdb=(-s -S)
 
@@ -50,6 +59,14 @@ if [[ -n "${FERRITE_CMDLINE:-}" ]]; then
   printf '%s\n' "$FERRITE_CMDLINE" >"$work/cmdline.txt"
   MTOOLS_SKIP_CHECK=1 mcopy -o -i "$work/disk.img@@1048576" "$work/cmdline.txt" ::/ferrite/cmdline.txt
 fi
+
+# Extra raw disks: virtio-blk-pci, modern only (1af4:1042), each a writable copy.
+disk_args=()
+for i in "${!disks[@]}"; do
+  cp "${disks[$i]}" "$work/extra$i.img"
+  chmod u+w "$work/extra$i.img"
+  disk_args+=(-drive "if=none,id=d$i,file=$work/extra$i.img,format=raw" -device "virtio-blk-pci,drive=d$i,disable-legacy=on")
+done
 
 accel="${QEMU_ACCEL:-tcg}"
 case "$arch" in
@@ -77,7 +94,7 @@ esac
 echo "ferrite: booting $arch under QEMU ($accel); Ctrl-A X quits, Ctrl-A C opens the QEMU monitor" >&2
 [[ ${#gdb[@]} -gt 0 ]] && echo "ferrite: waiting for gdb: gdb -ex 'target remote :1234'" >&2
 set +e
-"${qemu[@]}" -nographic -no-reboot -net none "${gdb[@]}" "${extra[@]}"
+"${qemu[@]}" -nographic -no-reboot -net none "${disk_args[@]}" "${gdb[@]}" "${extra[@]}"
 status=$?
 set -e
 exit "$status"

@@ -310,6 +310,8 @@ ktl::Optional<ChipPin> chip_for_gsi(u32 gsi) {
 }
 }  // namespace
 
+u32 boot_apic_id() { return g_platform.apic_id; }
+
 ktl::Result<void, PlatformError> route_isa_irq(u8 irq) {
   kernel::acpi::IrqRoute r = kernel::acpi::route_isa_irq(g_platform.acpi.madt, irq);
   ktl::Optional<ChipPin> c = chip_for_gsi(r.gsi);

@@ -78,6 +78,8 @@ struct TimeInfo {
 [[nodiscard]] u64 tsc_hz();
 // The parsed tables (valid after start_platform succeeded).
 [[nodiscard]] const kernel::acpi::Tables& acpi_tables();
+// The boot CPU's local APIC ID (valid after start_platform succeeded): where MSI/MSI-X messages go.
+[[nodiscard]] u32 boot_apic_id();
 // Routes ISA IRQ `irq` (MADT overrides honoured) to vector kIsaVectorBase + irq on this CPU.
 [[nodiscard]] ktl::Result<void, PlatformError> route_isa_irq(u8 irq);
 
