@@ -41,9 +41,9 @@ using u32 = ktl::u32;
 using u8 = ktl::u8;
 using Bytes = std::vector<u8>;
 
-constexpr size_t kMaxEntries = 512;
+constexpr size_t kMaxEntries = 256;
 constexpr size_t kMaxDepth = 8;
-constexpr size_t kReadBudget = 1 << 20;
+constexpr size_t kReadBudget = 256 << 10;
 constexpr size_t kChunk = 700;
 
 [[noreturn]] void fail(const char* what, u64 a = 0, u64 b = 0) {
