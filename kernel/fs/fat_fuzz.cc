@@ -9,8 +9,9 @@
 //   - every access of the source lies inside it (a read or write past its end aborts);
 //   - every error is a named FsError; a Corrupt error names a Corruption (last_corruption /
 //     MountDetail), a NotFat32 one is not about a Corrupt;
-//   - a file read whole equals the same file read in 700-byte chunks; no read returns more than
-//     asked or more than the size allows;
+//   - a file read whole equals the same file read in 700-byte chunks and what a reference reader
+//     (below: the BPB's geometry and the FAT's links followed cluster by cluster) finds; no read
+//     returns more than asked or more than the size allows;
 //   - a listed name (without '/', at most 255 bytes, not "." or "..") is found again by lookup;
 //   - writing back the bytes just read leaves the disk byte for byte as it was, and a write past
 //     the end fails with NoSpace and changes nothing.
@@ -41,9 +42,9 @@ using u32 = ktl::u32;
 using u8 = ktl::u8;
 using Bytes = std::vector<u8>;
 
-constexpr size_t kMaxEntries = 512;
+constexpr size_t kMaxEntries = 256;
 constexpr size_t kMaxDepth = 8;
-constexpr size_t kReadBudget = 1 << 20;
+constexpr size_t kReadBudget = 256 << 10;
 constexpr size_t kChunk = 700;
 
 [[noreturn]] void fail(const char* what, u64 a = 0, u64 b = 0) {
@@ -80,9 +81,37 @@ void check_error(FsError e, const fs::FatVolume* v) {
     fail("Corrupt without a Corruption");
 }
 
+u64 le(const Bytes& b, u64 at, int n) {
+  u64 v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | b[at + static_cast<u64>(i)];
+  return v;
+}
+
+// A file's bytes by the FAT32 rules, one cluster at a time, from the volume `info` describes. Only
+// called after the module read the file, so the chain is trusted as far as `size` needs it; a
+// link outside the FAT or the disk is a failure of the module's checks.
+Bytes reference_read(const Bytes& disk, const fs::FatVolume::Info& info, const fs::Node& node, size_t size) {
+  const u64 base = info.volume_offset;
+  const u64 bps = le(disk, base + 11, 2);
+  const u64 fat = base + le(disk, base + 14, 2) * bps;
+  const u64 data = fat + disk[base + 16] * le(disk, base + 36, 4) * bps;
+  Bytes out;
+  u32 c = node.first_cluster;
+  while (out.size() < size) {
+    if (c < 2 || c > info.total_clusters + 1) fail("reference: the chain leaves the volume", c);
+    const u64 at = data + u64{c - 2} * info.cluster_bytes;
+    if (at + info.cluster_bytes > disk.size()) fail("reference: a cluster past the disk", c);
+    const size_t n = std::min<size_t>(info.cluster_bytes, size - out.size());
+    out.insert(out.end(), disk.begin() + static_cast<long>(at), disk.begin() + static_cast<long>(at + n));
+    c = static_cast<u32>(le(disk, fat + u64{c} * 4, 4) & 0x0FFFFFFF);
+  }
+  return out;
+}
+
 struct Walk {
   fs::FatVolume& v;
   Bytes& disk;
+  fs::FatVolume::Info info;
   size_t entries = 0;
   size_t read_bytes = 0;
   bool wrote = false;
@@ -110,6 +139,8 @@ struct Walk {
     }
     chunked.resize(whole.size());
     if (chunked != whole) fail("chunked read differs from the whole read");
+    if (reference_read(disk, info, node, whole.size()) != whole)
+      fail("the reference reader reads other bytes");
     if (whole.size() == node.size) {
       auto end = v.read(node, node.size, ktl::Span<u8>(buf));
       if (end.is_err() || end.value() != 0) fail("read at the end of the file");
@@ -199,7 +230,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     fail("volume outside the disk", info.volume_offset, info.volume_bytes);
   if (info.free_clusters.has_value() && info.free_clusters.value() > info.total_clusters)
     fail("free > total");
-  Walk walk{v, disk};
+  Walk walk{v, disk, info};
   walk.dir(v.root(), "", 0, true);
   auto root = v.lookup("/");
   if (root.is_err() || root.value().first_cluster != v.root().first_cluster) fail("lookup(\"/\")");

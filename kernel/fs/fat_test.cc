@@ -77,6 +77,11 @@ const Bytes& image() {
   return bytes;
 }
 
+void put16(Bytes& b, size_t at, u32 v) {
+  b[at] = static_cast<u8>(v);
+  b[at + 1] = static_cast<u8>(v >> 8);
+}
+
 // --- SHA-256 (FIPS 180-4), to check the manifest's digests -------------------------------------------
 
 std::string sha256(const Bytes& data) {
@@ -264,6 +269,14 @@ TEST(FatDisk, MountsTheDataDisk) {
   EXPECT_LT(info.free_clusters.value(), info.total_clusters);
   // The files take more than 4 MiB.
   EXPECT_GT(u64{info.total_clusters - info.free_clusters.value()} * info.cluster_bytes, 4u << 20);
+  // FSInfo's free count is the number of zero entries in the FAT.
+  const u64 fat = u64{reserved} * 512;
+  u32 free = 0;
+  for (u32 c = 2; c < info.total_clusters + 2; ++c) {
+    const u64 at = fat + u64{c} * 4;
+    free += (b[at] | b[at + 1] << 8 | b[at + 2] << 16 | u32{b[at + 3] & 0x0Fu} << 24) == 0;
+  }
+  EXPECT_EQ(info.free_clusters.value(), free);
 }
 
 TEST(FatDisk, EveryFileMatchesItsSourceAndTheManifest) {
@@ -387,6 +400,32 @@ TEST(FatDisk, ABrokenLongNameFallsBackToTheShortName) {
     EXPECT_TRUE(found);
     EXPECT_EQ(v.lookup("/A long file name.txt").error(), FsError::NotFound);
     EXPECT_EQ(lookup_ok(v, "/" + short_name).first_cluster, node.first_cluster);
+  }
+}
+
+TEST(FatDisk, LongNamesAreUtf16) {
+  MemoryBlockSource good(image());
+  fs::FatVolume gv = mount_ok(good);
+  const fs::Node node = lookup_ok(gv, "/A long file name.txt");
+  // Part 2 (the entry 64 bytes before the 8.3 one) holds "ame.txt": its units 1..3 at bytes 3, 5, 7.
+  struct Case {
+    u32 units[3];
+    const char* name;
+  };
+  for (const Case& c : {Case{{0x00E9, 0xD83D, 0xDE00}, "A long file na\xC3\xA9\xF0\x9F\x98\x80txt"},
+                        Case{{0x20AC, 0xD800, '.'}, "A long file na\xE2\x82\xAC\xEF\xBF\xBD.txt"},
+                        Case{{0xDC00, 'x', '.'}, "A long file na\xEF\xBF\xBDx.txt"}}) {
+    SCOPED_TRACE(c.name);
+    Bytes b = image();
+    const u64 part2 = node.dirent_offset - 64;
+    ASSERT_EQ(b[part2 + 3], 'm');
+    for (int i = 0; i < 3; ++i) put16(b, part2 + 3 + 2 * static_cast<size_t>(i), c.units[i]);
+    MemoryBlockSource source(std::move(b));
+    fs::FatVolume v = mount_ok(source);
+    bool found = false;
+    for (const Listed& e : list_ok(v, v.root())) found = found || (e.name == c.name && e.long_name);
+    EXPECT_TRUE(found);
+    EXPECT_EQ(lookup_ok(v, std::string("/") + c.name).first_cluster, node.first_cluster);
   }
 }
 
@@ -632,11 +671,6 @@ TEST(FatForeign, OtherFileSystems) {
 }
 
 // --- corruption -----------------------------------------------------------------------------------------
-
-void put16(Bytes& b, size_t at, u32 v) {
-  b[at] = static_cast<u8>(v);
-  b[at + 1] = static_cast<u8>(v >> 8);
-}
 
 // Mounts a copy of the image patched by `patch` and expects Corrupt(`why`).
 template <class Patch>
