@@ -115,9 +115,9 @@ void BM_SlabReclaimEmpty(benchmark::State& state) {
   (void)slab.destroy_cache(cache);
 }
 
-BENCHMARK(BM_RawPmmFree)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_PageCacheReclaimClean)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_SlabReclaimEmpty)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RawPmmFree);
+BENCHMARK(BM_PageCacheReclaimClean);
+BENCHMARK(BM_SlabReclaimEmpty);
 
 // Frames held on behalf of "the rest of the page cache" of a 4 GiB node: freed on reclaim at the
 // raw PMM's cost (the page cache itself holds at most kMaxPages).

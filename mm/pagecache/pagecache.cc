@@ -316,7 +316,9 @@ ktl::Result<void, IoError> PageCache::fill(u32 slot, PageBacking& backing, u64 f
     {
       ktl::LockGuard guard(b.lock);
       if (find_locked(b, slot, e->index) == nullptr) {
+        e->prev = nullptr;
         e->next = b.head;
+        if (b.head != nullptr) b.head->prev = e;
         b.head = e;
         inserted = true;
       }
@@ -404,14 +406,16 @@ void PageCache::free_run(FreeRun& run) {
 }
 
 void PageCache::unlink_locked(Bucket& b, Entry& e) {
-  for (Entry** link = &b.head; *link != nullptr; link = &(*link)->next) {
-    if (*link == &e) {
-      *link = e.next;
-      e.next = nullptr;
-      return;
-    }
+  if (e.prev != nullptr) {
+    ktl::check(e.prev->next == &e, "PageCache: a bucket's chain is broken");
+    e.prev->next = e.next;
+  } else {
+    ktl::check(b.head == &e, "PageCache: unlinking an entry that is not in its bucket");
+    b.head = e.next;
   }
-  ktl::panic("PageCache: unlinking an entry that is not in its bucket");
+  if (e.next != nullptr) e.next->prev = e.prev;
+  e.next = nullptr;
+  e.prev = nullptr;
 }
 
 void PageCache::lru_push_locked(FrameDesc* d) {
@@ -443,6 +447,17 @@ void PageCache::lru_unlink_locked(FrameDesc* d) {
 void PageCache::lru_remove_locked(FrameDesc* d) {
   lru_unlink_locked(d);
   clear_flags(d, kOnLru);
+}
+
+void PageCache::lru_rotate_locked(FrameDesc* d) {
+  if (d == lru_head_) return;
+  lru_unlink_locked(d);
+  d->prev = nullptr;
+  d->next = lru_head_;
+  if (lru_head_ != nullptr) lru_head_->prev = d;
+  lru_head_ = d;
+  if (lru_tail_ == nullptr) lru_tail_ = d;
+  lru_count_.store(lru_count_.load(ktl::MemoryOrder::Relaxed) + 1, ktl::MemoryOrder::Relaxed);
 }
 
 // --- write back ------------------------------------------------------------------------------------
@@ -559,10 +574,16 @@ ReclaimBatch PageCache::evict(u64 want, Evict how) {
       ++out.scanned;
       Entry& e = entry_of(d);
       Bucket& b = buckets_[e.bucket];
+      // The next victims: the entry after the next one, the bucket of the next one (whose entry was
+      // prefetched a round ago), so that the loads below do not wait for memory.
+      if (FrameDesc* next = d->prev; next != nullptr) {
+        Entry& ne = entry_of(next);
+        __builtin_prefetch(&buckets_[ne.bucket]);
+        if (next->prev != nullptr) __builtin_prefetch(&entry_of(next->prev));
+      }
       // The bucket lock ranks below the LRU lock: try it, pass the page over when it is busy.
       if (!b.lock.try_lock()) {
-        lru_remove_locked(d);
-        lru_push_locked(d);
+        lru_rotate_locked(d);
         continue;
       }
       u16 f = flags_of(d);
@@ -573,15 +594,13 @@ ReclaimBatch PageCache::evict(u64 want, Evict how) {
       }
       if (keep) {
         b.lock.unlock();
-        lru_remove_locked(d);
-        lru_push_locked(d);
+        lru_rotate_locked(d);
         continue;
       }
       if ((f & kDirty) != 0) {
         begin_write_back_locked(b, e);
         b.lock.unlock();
-        lru_remove_locked(d);
-        lru_push_locked(d);
+        lru_rotate_locked(d);
         to_write = &e;
         break;
       }

@@ -141,7 +141,8 @@ struct PageCacheStats {
 class PageCache final : public Reclaimer {
  public:
   static constexpr u32 kMaxPages = kPageCacheMaxPages;
-  static constexpr u32 kBuckets = 1024;
+  static constexpr u32 kBucketBits = 10;
+  static constexpr u32 kBuckets = 1u << kBucketBits;
   static constexpr u32 kMaxBackings = 8;
   static constexpr u32 kMaxReadahead = kPageCacheMaxReadahead;
   // FrameDesc::flags of a cached page.
@@ -190,6 +191,7 @@ class PageCache final : public Reclaimer {
  private:
   struct Entry {
     Entry* next = nullptr;  // the bucket's chain (bucket lock) or the free list (LRU lock)
+    Entry* prev = nullptr;  // the bucket's chain (null at its head)
     FrameDesc* desc = nullptr;
     PhysAddr frame = PhysAddr::zero();
     u64 index = 0;
@@ -213,18 +215,24 @@ class PageCache final : public Reclaimer {
   [[nodiscard]] static inline u16 flags_of(const FrameDesc* d) {
     return __atomic_load_n(&d->flags, __ATOMIC_ACQUIRE);
   }
+  // A page's flags are written only under its bucket lock (or before it is published), and read
+  // atomically with or without it: no read-modify-write instruction is needed.
   static inline u16 set_flags(FrameDesc* d, u16 f) {
-    return __atomic_fetch_or(&d->flags, f, __ATOMIC_ACQ_REL);
+    u16 old = __atomic_load_n(&d->flags, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->flags, static_cast<u16>(old | f), __ATOMIC_RELEASE);
+    return old;
   }
   static inline u16 clear_flags(FrameDesc* d, u16 f) {
-    return __atomic_fetch_and(&d->flags, static_cast<u16>(~f), __ATOMIC_ACQ_REL);
+    u16 old = __atomic_load_n(&d->flags, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->flags, static_cast<u16>(old & ~f), __ATOMIC_RELEASE);
+    return old;
   }
   [[nodiscard]] static inline u32 refs_of(const FrameDesc* d) {
     return __atomic_load_n(&d->refs, __ATOMIC_ACQUIRE);
   }
   [[nodiscard]] static inline u32 bucket_index(u32 slot, u64 index) {
-    u64 h = (index + (u64{slot} << 40)) * 0x9e3779b97f4a7c15ull;
-    return static_cast<u32>(h >> 56) % kBuckets;
+    u64 h = (index + (u64{slot} << 40)) * 0x9e3779b97f4a7c15ull;  // Fibonacci hashing: the top bits
+    return static_cast<u32>(h >> (64 - kBucketBits));
   }
 
   [[nodiscard]] ktl::Result<PageBacking*, IoError> backing_of(BackingId id) const;
@@ -261,6 +269,8 @@ class PageCache final : public Reclaimer {
   void lru_remove_locked(FrameDesc* d) REQUIRES(lru_lock_);
   // lru_remove_locked without clearing kOnLru (the page is released next, its flags with it).
   void lru_unlink_locked(FrameDesc* d) REQUIRES(lru_lock_);
+  // Moves a page to the head (flags untouched: no bucket lock needed).
+  void lru_rotate_locked(FrameDesc* d) REQUIRES(lru_lock_);
   // Write back: begin (under the bucket lock: kLocked set, kDirty cleared, a reference taken), the
   // I/O (no lock), finish (under the bucket lock: kLocked cleared, kDirty again on an error; the
   // reference stays the caller's to drop).

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -97,7 +98,14 @@ TEST(PageCacheConcurrentTest, ReadersWriterAndReclaim) {
   ASSERT_TRUE(cache.sync(id).is_ok());
   EXPECT_EQ(std::memcmp(backing.bytes().data(), initial.data(), kShared * kPage), 0);
   EXPECT_EQ(std::memcmp(backing.bytes().data() + kShared * kPage, shadow.data(), shadow.size()), 0);
-  EXPECT_GT(cache.stats().evicted, 0u);
+  mm::PageCacheStats st = cache.stats();
+  std::printf("hits %llu misses %llu evicted %llu written back %llu, reads out of memory %llu\n",
+              static_cast<unsigned long long>(st.hits), static_cast<unsigned long long>(st.misses),
+              static_cast<unsigned long long>(st.evicted), static_cast<unsigned long long>(st.written_back),
+              static_cast<unsigned long long>(no_memory.load()));
+  EXPECT_GT(st.evicted, 0u);
+  EXPECT_GT(st.hits, ops);  // most reads got through
+  EXPECT_LT(no_memory.load(), ops);
   ASSERT_TRUE(cache.detach(id).is_ok());
   EXPECT_EQ(env.free_frames(), env.baseline());
 }
