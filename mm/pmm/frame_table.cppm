@@ -37,17 +37,18 @@ import mm.pmm;
 export namespace mm {
 
 // Who owns a frame. Each new owner kind (page cache, anonymous memory, page tables) adds itself.
-enum class FrameOwner : ktl::u8 { None, Slab };
+enum class FrameOwner : ktl::u8 { None, Slab, PageCache };
 [[nodiscard]] constexpr const char* to_string(FrameOwner o) {
   switch (o) {
     case FrameOwner::None: return "none";
     case FrameOwner::Slab: return "slab";
+    case FrameOwner::PageCache: return "page cache";
   }
   return "unknown frame owner";
 }
 
 struct FrameDesc {
-  ktl::uptr owner = 0;        // the owner's object (FrameOwner::Slab: its SlabDesc); 0: none
+  ktl::uptr owner = 0;        // the owner's object (Slab: its SlabDesc; PageCache: its entry); 0: none
   FrameDesc* next = nullptr;  // intrusive list links, the owner kind's (LRU, reclaim lists)
   FrameDesc* prev = nullptr;
   ktl::u32 refs = 0;  // references (atomic: ref / unref)
