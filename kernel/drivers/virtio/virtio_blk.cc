@@ -342,6 +342,8 @@ ktl::Result<void, BlkError> BlockDevice::request(u32 type, u64 sector, ktl::Span
         slot_of_head_[head.value()] = static_cast<u8>(slot);
         done_[slot].store(false);
         requests_.fetch_add(1, ktl::MemoryOrder::Relaxed);
+        if (queue_.in_flight() > max_in_flight_.load(ktl::MemoryOrder::Relaxed))
+          max_in_flight_.store(queue_.in_flight(), ktl::MemoryOrder::Relaxed);
         if (queue_.needs_kick()) notify_.write16(notify_offset_, 0);
         break;
       }
@@ -358,8 +360,8 @@ ktl::Result<void, BlkError> BlockDevice::request(u32 type, u64 sector, ktl::Span
   // Wait for this request's completion.
   auto finished = [this, slot] { return done_[slot].load(ktl::MemoryOrder::Acquire) || broken_.load(); };
   if (sleep) {
-    while (!finished() && time::now_ns() < deadline) {
-      (void)sched::scheduler().wait_until(waiters_, finished, deadline - time::now_ns() + 1);
+    for (u64 now = time::now_ns(); !finished() && now < deadline; now = time::now_ns()) {
+      (void)sched::scheduler().wait_until(waiters_, finished, deadline - now);
     }
   } else {
     while (!finished() && time::now_ns() < deadline) {
@@ -405,6 +407,7 @@ BlkStats BlockDevice::stats() const {
   s.interrupts = interrupts_.load(ktl::MemoryOrder::Relaxed);
   s.interrupt_completions = interrupt_completions_.load(ktl::MemoryOrder::Relaxed);
   s.polled_completions = polled_completions_.load(ktl::MemoryOrder::Relaxed);
+  s.max_in_flight = max_in_flight_.load(ktl::MemoryOrder::Relaxed);
   return s;
 }
 

@@ -121,6 +121,7 @@ struct BlkStats {
   u64 interrupts = 0;             // MSI-X interrupts taken
   u64 interrupt_completions = 0;  // completions collected by the interrupt handler
   u64 polled_completions = 0;     // completions collected by a polling caller
+  u64 max_in_flight = 0;          // the most requests in the queue at once
 };
 
 class BlockDevice {
@@ -199,6 +200,7 @@ class BlockDevice {
   ktl::Atomic<u64> interrupts_{0};
   ktl::Atomic<u64> interrupt_completions_{0};
   ktl::Atomic<u64> polled_completions_{0};
+  ktl::Atomic<u64> max_in_flight_{0};
 };
 
 // Finds and initialises every virtio-blk function kernel.pci_bus saw (at most kMaxDevices), one
