@@ -63,6 +63,8 @@ constexpr u8 kBlkOk = 0;
 constexpr u8 kBlkIoErr = 1;
 constexpr u8 kBlkUnsupp = 2;
 
+constexpr u64 kRecheckNs = 100'000'000;  // a sleeping waiter looks at the used ring itself this often
+
 constexpr u32 kSlotBytes = 32;  // header (16) + status (1), padded
 static_assert(kSlotBytes * kSlots <= mm::kPageSize);
 
@@ -342,6 +344,8 @@ ktl::Result<void, BlkError> BlockDevice::request(u32 type, u64 sector, ktl::Span
         slot_of_head_[head.value()] = static_cast<u8>(slot);
         done_[slot].store(false);
         requests_.fetch_add(1, ktl::MemoryOrder::Relaxed);
+        if (queue_.in_flight() > max_in_flight_.load(ktl::MemoryOrder::Relaxed))
+          max_in_flight_.store(queue_.in_flight(), ktl::MemoryOrder::Relaxed);
         if (queue_.needs_kick()) notify_.write16(notify_offset_, 0);
         break;
       }
@@ -358,8 +362,13 @@ ktl::Result<void, BlkError> BlockDevice::request(u32 type, u64 sector, ktl::Span
   // Wait for this request's completion.
   auto finished = [this, slot] { return done_[slot].load(ktl::MemoryOrder::Acquire) || broken_.load(); };
   if (sleep) {
-    while (!finished() && time::now_ns() < deadline) {
-      (void)sched::scheduler().wait_until(waiters_, finished, deadline - time::now_ns() + 1);
+    // In slices: a lost interrupt costs one slice, then this caller collects the ring itself.
+    for (u64 now = time::now_ns(); !finished() && now < deadline; now = time::now_ns()) {
+      const u64 slice = deadline - now < kRecheckNs ? deadline - now : kRecheckNs;
+      if (!sched::scheduler().wait_until(waiters_, finished, slice)) {
+        ktl::LockGuard guard(lock_);
+        collect_locked(CompletionMode::Polling);
+      }
     }
   } else {
     while (!finished() && time::now_ns() < deadline) {
@@ -405,10 +414,14 @@ BlkStats BlockDevice::stats() const {
   s.interrupts = interrupts_.load(ktl::MemoryOrder::Relaxed);
   s.interrupt_completions = interrupt_completions_.load(ktl::MemoryOrder::Relaxed);
   s.polled_completions = polled_completions_.load(ktl::MemoryOrder::Relaxed);
+  s.max_in_flight = max_in_flight_.load(ktl::MemoryOrder::Relaxed);
   return s;
 }
 
 ktl::Result<u32, BlkError> probe_all() {
+  static bool probed = false;
+  if (probed) return g_count;  // once: the devices are live
+  probed = true;
   u32 found = 0;
   ktl::Optional<BlkError> first_error;
   for (const pci::Function& f : pci_bus::functions()) {

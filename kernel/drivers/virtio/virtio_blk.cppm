@@ -13,7 +13,8 @@
 // may be in flight (kSlots of them); each waits for its own completion:
 //   Interrupt: MSI-X set up, interrupts on, the scheduler running and not in an interrupt: the
 //              caller sleeps on the device's wait queue (timeout kTimeoutNs); the MSI-X handler
-//              collects the used ring and wakes the waiters.
+//              collects the used ring and wakes the waiters. A waiter that sleeps 100 ms without a
+//              wake-up collects the ring itself (a lost interrupt costs 100 ms, not the request).
 //   Polling:   otherwise (early boot, interrupts off, no vector), or asked for (Wait::Poll): the
 //              caller collects the used ring itself until its request is done or the timeout.
 // A device that breaks the used ring's rules (kernel.virtio.queue) is Broken: every request after
@@ -121,6 +122,7 @@ struct BlkStats {
   u64 interrupts = 0;             // MSI-X interrupts taken
   u64 interrupt_completions = 0;  // completions collected by the interrupt handler
   u64 polled_completions = 0;     // completions collected by a polling caller
+  u64 max_in_flight = 0;          // the most requests in the queue at once
 };
 
 class BlockDevice {
@@ -199,12 +201,13 @@ class BlockDevice {
   ktl::Atomic<u64> interrupts_{0};
   ktl::Atomic<u64> interrupt_completions_{0};
   ktl::Atomic<u64> polled_completions_{0};
+  ktl::Atomic<u64> max_in_flight_{0};
 };
 
 // Finds and initialises every virtio-blk function kernel.pci_bus saw (at most kMaxDevices), one
 // log line each. Returns how many work (0 when there are none: "virtio-blk: no devices"); a device
 // whose set-up fails is logged and skipped, and when every device found failed the first one's
-// error is returned. Call once, after kernel.pci_bus's start().
+// error is returned. Call after kernel.pci_bus's start(); later calls return the same count.
 [[nodiscard]] ktl::Result<u32, BlkError> probe_all();
 [[nodiscard]] u32 device_count();
 // Device `index` (< device_count()), or none.
