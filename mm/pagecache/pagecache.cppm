@@ -275,7 +275,10 @@ class PageCache final : public Reclaimer {
   // I/O (no lock), finish (under the bucket lock: kLocked cleared, kDirty again on an error; the
   // reference stays the caller's to drop).
   void begin_write_back_locked(Bucket& b, Entry& e) REQUIRES(b.lock);
-  [[nodiscard]] ktl::Result<void, IoError> write_page(Entry& e, PageBacking& backing);
+  // The I/O: `e` (begun by the caller) and its dirty neighbours in the backing (begun here: up to
+  // 15 before it, up to kMaxReadahead in all) in one write_pages call; the neighbours are finished
+  // here, `e` stays the caller's to finish.
+  [[nodiscard]] ktl::Result<void, IoError> write_cluster(Entry& e, PageBacking& backing);
   void finish_write_back_locked(Bucket& b, Entry& e, const ktl::Result<void, IoError>& written)
       REQUIRES(b.lock);
   // Evicts up to `want` pages in LRU order (reclaim's body; CleanOnly: drop_clean's, every page
