@@ -469,15 +469,52 @@ void PageCache::begin_write_back_locked(Bucket& b, Entry& e) {
   e.desc->ref();
 }
 
-ktl::Result<void, IoError> PageCache::write_page(Entry& e, PageBacking& backing) {
-  ktl::Array<Frame4K, 1> one{{Frame4K::containing(e.frame)}};
-  return backing.write_pages(e.index, one.span());
+ktl::Result<void, IoError> PageCache::write_cluster(Entry& e, PageBacking& backing) {
+  // The dirty neighbours before `e` (nearest first), then those after it, each begun under its
+  // bucket lock, one bucket at a time.
+  ktl::Array<Entry*, kMaxReadahead> before{};
+  ktl::Array<Entry*, kMaxReadahead> batch{};
+  auto take = [&](u64 index) -> Entry* {
+    Bucket& b = buckets_[bucket_index(e.backing, index)];
+    ktl::LockGuard guard(b.lock);
+    Entry* x = find_locked(b, e.backing, index);
+    if (x == nullptr) return nullptr;
+    u16 f = flags_of(x->desc);
+    if ((f & kLocked) != 0 || (f & kDirty) == 0) return nullptr;
+    begin_write_back_locked(b, *x);
+    return x;
+  };
+  usize n_before = 0;
+  while (n_before + 1 < kMaxReadahead / 2 && e.index > n_before) {
+    Entry* x = take(e.index - n_before - 1);
+    if (x == nullptr) break;
+    before[n_before++] = x;
+  }
+  usize n = 0;
+  for (usize i = n_before; i > 0; --i) batch[n++] = before[i - 1];
+  batch[n++] = &e;
+  for (u64 next = e.index + 1; n < kMaxReadahead; ++next) {
+    Entry* x = take(next);
+    if (x == nullptr) break;
+    batch[n++] = x;
+  }
+  auto frames = frame_array(__make_integer_seq<Seq, usize, kMaxReadahead>{});
+  for (usize i = 0; i < n; ++i) frames[i] = Frame4K::containing(batch[i]->frame);
+  auto r = backing.write_pages(batch[0]->index, frames.span().first(n));
+  if (r.is_err()) io_errors_.fetch_add(1, ktl::MemoryOrder::Relaxed);
+  for (usize i = 0; i < n; ++i) {
+    if (batch[i] == &e) continue;
+    Bucket& b = buckets_[batch[i]->bucket];
+    ktl::LockGuard guard(b.lock);
+    finish_write_back_locked(b, *batch[i], r);
+    (void)batch[i]->desc->unref();
+  }
+  return r;
 }
 
 void PageCache::finish_write_back_locked(Bucket& b, Entry& e, const ktl::Result<void, IoError>& written) {
   b.lock.assert_held();
   if (written.is_err()) {
-    io_errors_.fetch_add(1, ktl::MemoryOrder::Relaxed);
     if ((set_flags(e.desc, kDirty) & kDirty) == 0) dirty_.fetch_add(1, ktl::MemoryOrder::Relaxed);
   } else {
     written_back_.fetch_add(1, ktl::MemoryOrder::Relaxed);
@@ -515,7 +552,7 @@ ktl::Result<void, IoError> PageCache::sync(BackingId id) {
       }
       bool failed = false;
       for (usize i = 0; i < n; ++i) {
-        auto r = write_page(*batch[i], *backing);
+        auto r = write_cluster(*batch[i], *backing);
         if (r.is_err()) {
           failed = true;
           if (!first_error.has_value()) first_error = r.error();
@@ -617,7 +654,7 @@ ReclaimBatch PageCache::evict(u64 want, Evict how) {
     Entry& e = *to_write;
     PageBacking* backing = slots_[e.backing].backing.load(ktl::MemoryOrder::Acquire);
     ktl::check(backing != nullptr, "PageCache: a cached page of a detached backing");
-    auto r = write_page(e, *backing);
+    auto r = write_cluster(e, *backing);
     Bucket& b = buckets_[e.bucket];
     ktl::LockGuard guard(b.lock);
     finish_write_back_locked(b, e, r);

@@ -17,8 +17,8 @@
 //
 // Concurrency and lock order (docs/ARCHITECTURE.md): pagecache.bucket, then pagecache.lru.
 //   * A lookup takes only the lock of its hash bucket (kBuckets of them): no global lock on the
-//     hit path. Page bytes are copied in and out under the bucket lock; flags change under it
-//     (atomically, so that a waiter may poll them without it).
+//     hit path. Page bytes are copied in and out under the bucket lock; flags are written only
+//     under it (atomic stores, so that a waiter may poll them without it).
 //   * The LRU list, the free entries and the backing slots are guarded by the LRU lock, which is
 //     taken after a bucket lock if both are held. Reclaim and drop_clean hold the LRU lock and
 //     try-lock a page's bucket (a page whose bucket is busy is passed over).
@@ -29,6 +29,10 @@
 //     spins with cpu_relax), then look the page up again.
 //   * A page is evicted only when its refs are 1 (the cache's) and it is not kLocked.
 //   * attach/detach must not race with other calls for the same backing.
+//
+// Read-ahead: a read starting where the last one of its backing ended is sequential, and a miss
+// then reads a window (4, doubling up to config.readahead_pages) in one read_pages call. Write
+// back clusters a dirty page with its dirty neighbours into one write_pages call.
 //
 // Errors: a failed read_pages leaves no page of its batch in the cache (the caller gets the
 // error; waiters retry and get their own); a failed write back leaves the page dirty. Frames come
@@ -275,7 +279,10 @@ class PageCache final : public Reclaimer {
   // I/O (no lock), finish (under the bucket lock: kLocked cleared, kDirty again on an error; the
   // reference stays the caller's to drop).
   void begin_write_back_locked(Bucket& b, Entry& e) REQUIRES(b.lock);
-  [[nodiscard]] ktl::Result<void, IoError> write_page(Entry& e, PageBacking& backing);
+  // The I/O: `e` (begun by the caller) and its dirty neighbours in the backing (begun here: up to
+  // 15 before it, up to kMaxReadahead in all) in one write_pages call; the neighbours are finished
+  // here, `e` stays the caller's to finish.
+  [[nodiscard]] ktl::Result<void, IoError> write_cluster(Entry& e, PageBacking& backing);
   void finish_write_back_locked(Bucket& b, Entry& e, const ktl::Result<void, IoError>& written)
       REQUIRES(b.lock);
   // Evicts up to `want` pages in LRU order (reclaim's body; CleanOnly: drop_clean's, every page

@@ -105,7 +105,6 @@ TEST(PageCacheConcurrentTest, ReadersWriterAndReclaim) {
               static_cast<unsigned long long>(no_memory.load()));
   EXPECT_GT(st.evicted, 0u);
   EXPECT_GT(st.hits, ops);  // most reads got through
-  EXPECT_LT(no_memory.load(), ops);
   ASSERT_TRUE(cache.detach(id).is_ok());
   EXPECT_EQ(env.free_frames(), env.baseline());
 }

@@ -72,7 +72,7 @@ class Harness {
     size_t b = rng_() % 2;
     u64 size = model_.size(b);
     std::string err;
-    switch (rng_() % 10) {
+    switch (rng_() % 11) {
       case 0:
       case 1:
       case 2: err = op_read(b, random_offset(size), rng_() % (3 * kPage + 1)); break;
@@ -83,6 +83,7 @@ class Harness {
       case 7: (void)cache_->drop_clean(); break;
       case 8: (void)static_cast<mm::Reclaimer&>(*cache_).reclaim(1 + rng_() % 40); break;
       case 9: err = op_sync_all(); break;
+      case 10: err = op_failing_write_back(b); break;
     }
     if (!err.empty()) return err;
     if (cache_->stats().pages > kFreeFrames) return "more pages than frames";
@@ -186,6 +187,22 @@ class Harness {
     if (backings_[b]->bytes() != model_.bytes(b))
       return "backing " + std::to_string(b) + " differs after sync";
     return "";
+  }
+  // Write back (sync, or reclaim) while one page of the backing cannot be written: sync may fail
+  // with Device, nothing may be lost (the views are checked after the step).
+  std::string op_failing_write_back(size_t b) {
+    u64 page = rng_() % ((model_.size(b) + kPage - 1) / kPage);
+    backings_[b]->set_bad_write(page, true);
+    std::string err;
+    if (rng_() % 2 == 0) {
+      auto r = cache_->sync(ids_[b]);
+      if (r.is_err() && r.error() != mm::IoError::Device)
+        err = std::string("sync: ") + mm::to_string(r.error());
+    } else {
+      (void)static_cast<mm::Reclaimer&>(*cache_).reclaim(1 + rng_() % 40);
+    }
+    backings_[b]->set_bad_write(page, false);
+    return err;
   }
   std::string op_sync_all() {
     auto r = cache_->sync_all();

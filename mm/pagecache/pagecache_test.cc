@@ -203,6 +203,30 @@ TEST_F(PageCacheNoReadaheadTest, SyncWritesDirtyPagesBackThenFlushes) {
   EXPECT_EQ(b.writes().size(), 0u);
 }
 
+TEST_F(PageCacheNoReadaheadTest, ContiguousDirtyPagesAreWrittenInOneCall) {
+  MemBacking& b = backing(16 * kPage);
+  auto id = attach(b);
+  std::vector<u8> expected = b.bytes();
+  for (u64 p : {2, 3, 4, 5, 6, 9}) {  // separate writes; 2..6 one run
+    std::vector<u8> page(kPage, static_cast<u8>(p));
+    ASSERT_TRUE(cache_->write(id, p * kPage, ktl::Span<const u8>(page)).is_ok());
+    std::memset(expected.data() + p * kPage, static_cast<int>(p), kPage);
+  }
+  ASSERT_TRUE(cache_->sync(id).is_ok());
+  EXPECT_EQ(b.bytes(), expected);
+  auto writes = b.writes();
+  ASSERT_EQ(writes.size(), 2u);  // [2, 7) and [9, 10)
+  u64 pages = 0, largest = 0;
+  for (auto& w : writes) {
+    pages += w.count;
+    largest = std::max(largest, w.count);
+  }
+  EXPECT_EQ(pages, 6u);
+  EXPECT_EQ(largest, 5u);
+  EXPECT_EQ(cache_->stats().written_back, 6u);
+  EXPECT_EQ(cache_->stats().dirty, 0u);
+}
+
 TEST_F(PageCacheNoReadaheadTest, EvictionWritesDirtyPagesFirst) {
   MemBacking& b = backing(8 * kPage);
   auto id = attach(b);
