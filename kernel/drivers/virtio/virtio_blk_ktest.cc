@@ -248,6 +248,9 @@ KTEST(VirtioBlk, ErrorsHaveTexts) {
   ktl::EnumTextCheck c = ktl::check_enum_text<BlkError>();
   KEXPECT(c.ok);
   KEXPECT_EQ(c.count, 16u);
+  ktl::EnumTextCheck m = ktl::check_enum_text<kernel::virtio::CompletionMode>();
+  KEXPECT(m.ok);
+  KEXPECT_EQ(m.count, 2u);
 }
 
 }  // namespace
