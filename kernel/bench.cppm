@@ -28,4 +28,25 @@ struct Results {
 // Runs every benchmark and prints its lines to `out`.
 Results run_all(ktl::FormatSink& out);
 
+// With a file system mounted at / (kernel.storage):
+//   page cache        the largest file read uncached (its pages dropped first: the disk, by DMA,
+//                     with read-ahead) against the same file read again from the cache
+//   reclaim           the page cache and the slab caches filled past the high watermark, then
+//                     the time kswapd takes from crossing high to reaching low, and the latency
+//                     of 4 KiB allocations made (one per millisecond) while it works: p50, p99
+struct StorageResults {
+  bool ran = false;  // false: nothing mounted (a line says so)
+  ktl::u64 file_bytes = 0;
+  ktl::u64 uncached_ns = 0;     // one uncached read of the file
+  ktl::u64 cached_ns = 0;       // one cached read (the mean of several)
+  ktl::u64 ratio_x100 = 0;      // uncached / cached, in hundredths
+  ktl::u64 high_to_low_ns = 0;  // kswapd's episode
+  ktl::u64 alloc_p50_ns = 0;
+  ktl::u64 alloc_p99_ns = 0;
+  ktl::u32 alloc_samples = 0;
+  bool reached_low = false;
+};
+inline constexpr ktl::u64 kPageCacheTargetX100 = 1000;  // a cached read at least 10x an uncached one
+StorageResults run_storage(ktl::FormatSink& out);
+
 }  // namespace kernel::bench

@@ -66,10 +66,10 @@ void kswapd_main(void*) {
 
 u64 slab_reclaim(u64 frames) {
   mm::SlabAllocator& slab = memory::heap().slab();
-  u64 freed = slab.reclaim(0);
+  u64 freed = slab.reclaim(0, frames);
   if (freed < frames) {
     slab.flush_local_cpu();  // magazines back to their slabs, then what became empty
-    freed += slab.reclaim(0);
+    freed += slab.reclaim(0, frames - freed);
   }
   return freed;
 }
@@ -88,7 +88,7 @@ void start(u32 min_free_pct, u32 low_pct, u32 high_pct) {
   }
   mm::MemStats st = memory::pmm().stats();
   u64 total = (st.free_bytes + st.used_bytes) / 4096;
-  g_reclaim.init(mm::MemoryGauge{&pmm_free_frames, nullptr, total}, w);
+  g_reclaim.init(mm::MemoryGauge{&pmm_free_frames, nullptr, total, [](void*) { return time::now_ns(); }}, w);
   auto reg = g_reclaim.register_reclaimer(g_slab);
   ktl::check_ok(reg, "kswapd: registering slab_reclaim");
   g_slab_registration = reg.release_value();
@@ -110,7 +110,9 @@ bool started() { return g_started; }
 FillResult fill(u32 pct) {
   FillResult r;
   constexpr u64 kObject = 2048;
-  ktl::usize max_objects = static_cast<ktl::usize>(memory::pmm().stats().free_bytes / kObject + 1024);
+  // Room for all of memory in objects: reclaim may free memory while the table fills.
+  mm::MemStats st = memory::pmm().stats();
+  ktl::usize max_objects = static_cast<ktl::usize>((st.free_bytes + st.used_bytes) / kObject + 1024);
   auto* table = static_cast<void**>(mm::kmalloc(max_objects * sizeof(void*)));
   if (table == nullptr) {
     r.no_table = true;

@@ -18,8 +18,12 @@ import kernel.serial_console;
 import kernel.shell.line_editor;
 import kernel.shell.parse;
 import kernel.time;
+import kernel.storage;
+import kernel.fs.fat;
+import ktl.sha256;
 import mm.heap;
 import mm.slab;
+import mm.page_cache;
 import arch.x86_64.cpu;
 import arch.x86_64.platform;
 
@@ -33,7 +37,7 @@ using ktl::usize;
 
 constexpr const char* kPrompt = "ferrite> ";
 
-enum class CommandError : u32 { Usage, NoMemory, Corrupted, NoTests, PowerOff };
+enum class CommandError : u32 { Usage, NoMemory, Corrupted, NoTests, PowerOff, NotMounted, Fs, Io };
 [[nodiscard]] constexpr const char* to_string(CommandError e) {
   switch (e) {
     case CommandError::Usage: return "usage";
@@ -41,6 +45,9 @@ enum class CommandError : u32 { Usage, NoMemory, Corrupted, NoTests, PowerOff };
     case CommandError::Corrupted: return "heap data corrupted";
     case CommandError::NoTests: return "no test matches";
     case CommandError::PowerOff: return "power-off failed";
+    case CommandError::NotMounted: return "no file system mounted (see mount)";
+    case CommandError::Fs: return "file system error (said above)";
+    case CommandError::Io: return "I/O error (said above)";
   }
   return "unknown command error";
 }
@@ -223,6 +230,12 @@ ktl::Result<void, CommandError> cmd_kswapd(Args, ktl::FormatSink& out) {
                  s.ticks, s.wakeups, s.freed, s.gave_up, s.ns_above_high / time::kNsPerMs);
   ktl::format_to(out, "kswapd: direct reclaim: {} times, {} frames, {} refused (another reclaim ran)\n",
                  s.direct, s.direct_freed, s.direct_busy);
+  ktl::format_to(out, "kswapd: {} episodes from high to low: last {} ms, longest {} ms\n", s.episodes,
+                 s.last_high_to_low_ns / time::kNsPerMs, s.max_high_to_low_ns / time::kNsPerMs);
+  ktl::format_to(
+      out, "kswapd: direct-reclaim stalls: {} total {} us, p50 <= {} us, p99 <= {} us, longest {} us\n",
+      s.direct_stalls.samples, s.direct_stalls.total_ns / 1000, s.direct_stalls.percentile_ns(50) / 1000,
+      s.direct_stalls.percentile_ns(99) / 1000, s.direct_stalls.max_ns / 1000);
   ktl::Array<mm::ReclaimerStats, mm::Reclaim::kMaxReclaimers> rs{};
   usize n = r.reclaimer_stats(rs.span());
   for (usize i = 0; i < n; ++i) {
@@ -239,14 +252,24 @@ ktl::Result<void, CommandError> cmd_fill(Args args, ktl::FormatSink& out) {
     out.write("fill: PCT must be a usage percentage from 1 to 99\n");
     return ktl::Err(CommandError::Usage);
   }
+  u32 target = static_cast<u32>(pct.value());
   u32 before = kswapd::mem_usage_pct();
-  kswapd::FillResult f = kswapd::fill(static_cast<u32>(pct.value()));
+  // The page cache first (every disk read through it, page by page), then the slab caches.
+  u64 start = time::now_ns();
+  storage::FillResult c = storage::fill_cache(target);
+  u32 after_cache = kswapd::mem_usage_pct();
+  ktl::format_to(out, "fill: page cache: {} pages ({} MiB) read in {} ms{}: usage {}% -> {}%\n", c.pages,
+                 c.pages >> 8, (time::now_ns() - start) / time::kNsPerMs,
+                 c.io_error ? " (stopped by an I/O error)" : "", before, after_cache);
+  kswapd::FillResult f = kswapd::fill(target);
   if (f.no_table) return ktl::Err(CommandError::NoMemory);
   ktl::format_to(
       out, "fill: usage {}% -> {}% with {} objects of 2 KiB, {}% once freed (their slabs stay cached{})\n",
-      before, f.usage_peak, f.objects, f.usage_after,
-      f.usage_peak >= kswapd::engine().watermarks().high_pct ? "; kswapd reclaims them" : "");
+      after_cache, f.usage_peak, f.objects, f.usage_after,
+      f.usage_peak >= kswapd::engine().watermarks().high_pct ? "; kswapd reclaims them and the clean pages"
+                                                             : "");
   if (f.out_of_memory) return ktl::Err(CommandError::NoMemory);
+  if (c.io_error) return ktl::Err(CommandError::Io);
   return ktl::ok();
 }
 
@@ -259,14 +282,264 @@ ktl::Result<void, CommandError> cmd_lspci(Args, ktl::FormatSink& out) {
 
 ktl::Result<void, CommandError> cmd_drop(Args, ktl::FormatSink& out) {
   u32 before = kswapd::mem_usage_pct();
+  u64 pages = storage::drop_clean();
   u64 freed = kswapd::slab_reclaim(~u64{0});
-  ktl::format_to(out, "drop: {} frames ({} KiB) of empty slabs freed; usage {}% -> {}%\n", freed, freed * 4,
-                 before, kswapd::mem_usage_pct());
+  ktl::format_to(
+      out, "drop: {} clean cached pages and {} frames of empty slabs freed ({} KiB); usage {}% -> {}%\n",
+      pages, freed, (pages + freed) * 4, before, kswapd::mem_usage_pct());
   return ktl::ok();
 }
 
-ktl::Result<void, CommandError> cmd_bench(Args, ktl::FormatSink& out) {
-  (void)bench::run_all(out);
+// --- files: ls, cat, sha256sum, mount, sync, pagecache --------------------------------------------
+
+ktl::Result<fs::FatVolume*, CommandError> root_volume(ktl::FormatSink& out) {
+  auto v = storage::root();
+  if (v.is_err()) {
+    ktl::format_to(out, "no file system at / ({})\n", storage::to_string(storage::root_state()));
+    return ktl::Err(CommandError::NotMounted);
+  }
+  return v.value();
+}
+
+ktl::Result<fs::Node, CommandError> lookup(fs::FatVolume& v, ktl::StringView path, const char* cmd,
+                                           ktl::FormatSink& out) {
+  auto n = v.lookup(path);
+  if (n.is_err()) {
+    ktl::format_to(out, "{}: {}: {}\n", cmd, path, fs::to_string(n.error()));
+    return ktl::Err(CommandError::Fs);
+  }
+  return n.value();
+}
+
+ktl::Result<void, CommandError> cmd_ls(Args args, ktl::FormatSink& out) {
+  if (args.size() > 2) return ktl::Err(CommandError::Usage);
+  fs::FatVolume* v = TRY(root_volume(out));
+  ktl::StringView path = args.size() == 2 ? args[1] : ktl::StringView("/");
+  fs::Node dir = TRY(lookup(*v, path, "ls", out));
+  if (dir.kind == fs::NodeKind::File) {
+    ktl::format_to(out, "{:>10}  {}\n", dir.size, path);
+    return ktl::ok();
+  }
+  u64 bytes = 0;
+  auto n = v->list(dir, [&](const fs::DirEntry& e) {
+    if (e.kind() == fs::NodeKind::Directory) {
+      ktl::format_to(out, "{:>10}  {}/\n", "-", e.name());
+    } else {
+      ktl::format_to(out, "{:>10}  {}\n", e.size(), e.name());
+      bytes += e.size();
+    }
+    return fs::Visit::Continue;
+  });
+  if (n.is_err()) {
+    ktl::format_to(out, "ls: {}: {}\n", path, fs::to_string(n.error()));
+    return ktl::Err(CommandError::Fs);
+  }
+  ktl::format_to(out, "{} entries, {} bytes in files\n", n.value(), bytes);
+  return ktl::ok();
+}
+
+// One 64 KiB buffer for the file commands (the shell is one task; not on its 16 KiB stack).
+ktl::Array<ktl::u8, 65536> g_file_buffer{};
+
+ktl::Result<void, CommandError> cmd_cat(Args args, ktl::FormatSink& out) {
+  if (args.size() != 2) return ktl::Err(CommandError::Usage);
+  fs::FatVolume* v = TRY(root_volume(out));
+  fs::Node file = TRY(lookup(*v, args[1], "cat", out));
+  if (file.kind == fs::NodeKind::Directory) {
+    ktl::format_to(out, "cat: {}: {}\n", args[1], fs::to_string(fs::FsError::IsADirectory));
+    return ktl::Err(CommandError::Fs);
+  }
+  u64 offset = 0;
+  for (;;) {
+    auto r = v->read(file, offset, g_file_buffer.span());
+    if (r.is_err()) {
+      ktl::format_to(out, "\ncat: {}: {} at byte {}\n", args[1], fs::to_string(r.error()), offset);
+      return ktl::Err(CommandError::Fs);
+    }
+    if (r.value() == 0) break;
+    KTL_UNSAFE_BUFFER_BEGIN  // the bytes just read, shown as text
+    out.write(ktl::StringView::from_raw(reinterpret_cast<const char*>(g_file_buffer.data()), r.value()));
+    KTL_UNSAFE_BUFFER_END
+    offset += r.value();
+  }
+  return ktl::ok();
+}
+
+// Hashes one file, printing "<hex>  <path>" as sha256sum(1) does.
+ktl::Result<void, CommandError> hash_file(fs::FatVolume& v, const fs::Node& file, ktl::StringView path,
+                                          ktl::FormatSink& out) {
+  if (file.kind == fs::NodeKind::Directory) {
+    ktl::format_to(out, "sha256sum: {}: {}\n", path, fs::to_string(fs::FsError::IsADirectory));
+    return ktl::Err(CommandError::Fs);
+  }
+  ktl::Sha256 h;
+  u64 offset = 0;
+  for (;;) {
+    auto r = v.read(file, offset, g_file_buffer.span());
+    if (r.is_err()) {
+      ktl::format_to(out, "sha256sum: {}: {} at byte {}", path, fs::to_string(r.error()), offset);
+      if (r.error() == fs::FsError::Corrupt) ktl::format_to(out, " ({})", fs::to_string(v.last_corruption()));
+      out.write("\n");
+      return ktl::Err(CommandError::Fs);
+    }
+    if (r.value() == 0) break;
+    h.update(g_file_buffer.span().first(r.value()));
+    offset += r.value();
+  }
+  ktl::format_to(out, "{}  {}\n", h.finish(), path);
+  return ktl::ok();
+}
+
+// sha256sum -r DIR: every file below DIR, breadth first. The paths wait in a table (not on the
+// stack; the volume's list() must not be re-entered from its own callback).
+constexpr usize kMaxWalk = 512;
+struct Path {
+  ktl::Array<char, 256> bytes{};
+  usize length = 0;
+  bool truncated = false;
+  void reset() { length = 0; }
+  void write(ktl::StringView text) {
+    for (char c : text) {
+      if (length == bytes.size()) {
+        truncated = true;
+        return;
+      }
+      bytes[length++] = c;
+    }
+  }
+  [[nodiscard]] ktl::StringView view() const { return ktl::StringView(bytes.span().first(length)); }
+};
+ktl::Array<Path, kMaxWalk> g_walk{};
+
+ktl::Result<void, CommandError> hash_tree(fs::FatVolume& v, ktl::StringView top, ktl::FormatSink& out) {
+  usize head = 0, tail = 0;
+  bool overflow = false, failed = false;
+  auto push = [&](ktl::StringView dir, ktl::StringView name) {
+    if (tail == kMaxWalk) {
+      overflow = true;
+      return;
+    }
+    Path& p = g_walk[tail++];
+    p.reset();
+    p.truncated = false;
+    if (dir != ktl::StringView("/")) p.write(dir);
+    p.write("/");
+    p.write(name);
+  };
+  g_walk[tail].reset();
+  g_walk[tail++].write(top);
+  usize files = 0;
+  while (head < tail) {
+    if (g_walk[head].truncated) {
+      ktl::format_to(out, "sha256sum: {}...: path longer than 256 bytes\n", g_walk[head++].view());
+      failed = true;
+      continue;
+    }
+    ktl::StringView path = g_walk[head++].view();
+    fs::Node n = TRY(lookup(v, path, "sha256sum", out));
+    if (n.kind == fs::NodeKind::File) {
+      failed = hash_file(v, n, path, out).is_err() || failed;
+      ++files;
+      continue;
+    }
+    auto listed = v.list(n, [&](const fs::DirEntry& e) {
+      push(path, e.name());
+      return fs::Visit::Continue;
+    });
+    if (listed.is_err()) {
+      ktl::format_to(out, "sha256sum: {}: {}\n", path, fs::to_string(listed.error()));
+      failed = true;
+    }
+  }
+  ktl::format_to(out, "sha256sum: {} files{}\n", files, overflow ? " (the walk stopped at 512 paths)" : "");
+  if (failed || overflow) return ktl::Err(CommandError::Fs);
+  return ktl::ok();
+}
+
+ktl::Result<void, CommandError> cmd_sha256sum(Args args, ktl::FormatSink& out) {
+  if (args.size() < 2) return ktl::Err(CommandError::Usage);
+  fs::FatVolume* v = TRY(root_volume(out));
+  if (args[1] == ktl::StringView("-r")) {
+    if (args.size() != 3) return ktl::Err(CommandError::Usage);
+    return hash_tree(*v, args[2], out);
+  }
+  bool failed = false;
+  for (usize i = 1; i < args.size(); ++i) {
+    auto n = lookup(*v, args[i], "sha256sum", out);
+    if (n.is_err()) {
+      failed = true;
+      continue;
+    }
+    failed = hash_file(*v, n.value(), args[i], out).is_err() || failed;
+  }
+  if (failed) return ktl::Err(CommandError::Fs);
+  return ktl::ok();
+}
+
+// write-pattern PATH SEED: overwrites the file in place, byte i = seed + 13 i + 7 (i / 4096) (mod
+// 256), through the page cache: the dirty-page test writes it under memory pressure, syncs, powers
+// off and checks the disk image on the host (testing/qemu/storage_test.py computes the same bytes).
+ktl::Result<void, CommandError> cmd_write_pattern(Args args, ktl::FormatSink& out) {
+  if (args.size() != 3) return ktl::Err(CommandError::Usage);
+  auto seed = parse_u64(args[2]);
+  if (seed.is_err() || seed.value() > 255) {
+    out.write("write-pattern: SEED must be a number from 0 to 255\n");
+    return ktl::Err(CommandError::Usage);
+  }
+  fs::FatVolume* v = TRY(root_volume(out));
+  fs::Node file = TRY(lookup(*v, args[1], "write-pattern", out));
+  if (file.kind == fs::NodeKind::Directory) {
+    ktl::format_to(out, "write-pattern: {}: {}\n", args[1], fs::to_string(fs::FsError::IsADirectory));
+    return ktl::Err(CommandError::Fs);
+  }
+  u64 start = time::now_ns();
+  for (u64 offset = 0; offset < file.size;) {
+    usize n = static_cast<usize>(ktl::min<u64>(g_file_buffer.size(), file.size - offset));
+    for (usize i = 0; i < n; ++i) {
+      u64 at = offset + i;
+      g_file_buffer[i] = static_cast<ktl::u8>(seed.value() + 13 * at + 7 * (at >> 12));
+    }
+    auto w = v->write(file, offset, g_file_buffer.span().first(n));
+    if (w.is_err()) {
+      ktl::format_to(out, "write-pattern: {}: {} at byte {}\n", args[1], fs::to_string(w.error()), offset);
+      return ktl::Err(CommandError::Fs);
+    }
+    offset += n;
+  }
+  ktl::format_to(out, "write-pattern: {} bytes of {} written in {} ms (dirty in the page cache until sync)\n",
+                 file.size, args[1], (time::now_ns() - start) / time::kNsPerMs);
+  return ktl::ok();
+}
+
+ktl::Result<void, CommandError> cmd_mount(Args, ktl::FormatSink& out) {
+  storage::write_mounts(out);
+  return ktl::ok();
+}
+
+ktl::Result<void, CommandError> cmd_sync(Args, ktl::FormatSink& out) {
+  u64 start = time::now_ns();
+  auto r = storage::sync();
+  if (r.is_err()) {
+    ktl::format_to(out, "sync: {}\n", mm::to_string(r.error()));
+    return ktl::Err(CommandError::Io);
+  }
+  ktl::format_to(out, "sync: every dirty page written back and the disks flushed in {} ms\n",
+                 (time::now_ns() - start) / time::kNsPerMs);
+  return ktl::ok();
+}
+
+ktl::Result<void, CommandError> cmd_pagecache(Args, ktl::FormatSink& out) {
+  storage::write_page_cache(out);
+  return ktl::ok();
+}
+
+ktl::Result<void, CommandError> cmd_bench(Args args, ktl::FormatSink& out) {
+  if (args.size() == 1) {
+    (void)bench::run_all(out);
+    return ktl::ok();
+  }
+  if (args.size() != 2 || args[1] != ktl::StringView("storage")) return ktl::Err(CommandError::Usage);
+  (void)bench::run_storage(out);
   return ktl::ok();
 }
 
@@ -278,7 +551,7 @@ ktl::Result<void, CommandError> cmd_poweroff(Args, ktl::FormatSink& out) {
   return ktl::Err(CommandError::PowerOff);
 }
 
-constexpr ktl::Array<Entry, 14> kCommands{{
+constexpr ktl::Array<Entry, 21> kCommands{{
     {"help", "help", "this list", &cmd_help},
     {"meminfo", "meminfo", "physical memory: usable, reserved, the kernel's share", &cmd_meminfo},
     {"slabinfo", "slabinfo", "every slab cache: object size, objects in use and total, slabs, memory",
@@ -292,11 +565,24 @@ constexpr ktl::Array<Entry, 14> kCommands{{
      &cmd_ktest},
     {"kswapd", "kswapd", "reclaim: usage, watermarks, kswapd and direct-reclaim statistics, reclaimers",
      &cmd_kswapd},
-    {"fill", "fill PCT", "grow the slab caches until memory usage reaches PCT %, then free the objects",
+    {"fill", "fill PCT",
+     "grow the page cache (reading the disks) and the slab caches until usage reaches PCT %, then free the "
+     "objects",
      &cmd_fill},
-    {"drop", "drop", "free every empty slab now (slab_reclaim)", &cmd_drop},
+    {"drop", "drop", "evict every clean cached page and free every empty slab now", &cmd_drop},
+    {"pagecache", "pagecache",
+     "the page cache: pages, dirty, hits, misses, read-ahead, evictions, write-backs", &cmd_pagecache},
+    {"mount", "mount", "the disks, what is mounted at / and why not", &cmd_mount},
+    {"ls", "ls [PATH]", "list a directory of the root file system (default /)", &cmd_ls},
+    {"cat", "cat PATH", "print a file", &cmd_cat},
+    {"sha256sum", "sha256sum PATH...|-r DIR", "SHA-256 of files (-r: every file below DIR)", &cmd_sha256sum},
+    {"sync", "sync", "write every dirty page back and flush the disks", &cmd_sync},
+    {"write-pattern", "write-pattern PATH SEED",
+     "overwrite a file in place with a known pattern (dirty-page test)", &cmd_write_pattern},
     {"lspci", "lspci", "the PCI functions: IDs, class, interrupt pin, BARs, capabilities", &cmd_lspci},
-    {"bench", "bench", "context switch, interrupt and wake-up benchmarks", &cmd_bench},
+    {"bench", "bench [storage]",
+     "context switch, interrupt and wake-up benchmarks (storage: page cache and reclaim under pressure)",
+     &cmd_bench},
     {"poweroff", "poweroff", "power off (ACPI S5, else QEMU's exit device)", &cmd_poweroff},
 }};
 

@@ -1,7 +1,8 @@
 // kernel.shell: the serial shell, a kernel task (class High, so typing stays responsive under
 // load) reading COM1 through its receive interrupt and writing to every console (serial and
 // framebuffer). Commands: help, meminfo, slabinfo, ps, uptime, vmmap, kmalloc-stress N,
-// ktest NAME, bench, poweroff. A command that fails says why; the shell keeps running.
+// ktest NAME, kswapd, fill PCT, drop, pagecache, mount, ls, cat, sha256sum, sync, lspci, bench,
+// poweroff. A command that fails says why; the shell keeps running.
 module;
 
 #include <ktl/macros.h>

@@ -37,7 +37,11 @@ class NullBacking final : public mm::PageBacking {
   ktl::Result<void, mm::IoError> read_pages(u64, ktl::Span<const mm::Frame4K>) override { return ktl::ok(); }
   ktl::Result<void, mm::IoError> write_pages(u64, ktl::Span<const mm::Frame4K>) override { return ktl::ok(); }
   ktl::Result<void, mm::IoError> flush() override { return ktl::ok(); }
-  u64 size_bytes() const override { return 64 * kBatchPages * kPage; }
+  u64 size_bytes() const override { return pages_ * kPage; }
+  explicit NullBacking(u64 pages = 64 * kBatchPages) : pages_(pages) {}
+
+ private:
+  u64 pages_;
 };
 
 pagecache_testing::Env& env() {
@@ -119,8 +123,8 @@ BENCHMARK(BM_RawPmmFree);
 BENCHMARK(BM_PageCacheReclaimClean);
 BENCHMARK(BM_SlabReclaimEmpty);
 
-// Frames held on behalf of "the rest of the page cache" of a 4 GiB node: freed on reclaim at the
-// raw PMM's cost (the page cache itself holds at most kMaxPages).
+// Frames the page cache could not take on the 4 GiB node (none, unless a read failed): freed on
+// reclaim at the raw PMM's cost.
 class Bulk final : public mm::Reclaimer {
  public:
   explicit Bulk(mm::Pmm& pmm) : pmm_(pmm) {}
@@ -152,21 +156,23 @@ struct WatermarkRun {
   u64 ticks = 0;
 };
 
-// A 4 GiB node filled to 80 % (the page cache full, the rest held by Bulk), then kswapd ticks
-// until usage is at the low watermark.
+// A 4 GiB node filled to 80 % with clean cached pages, then kswapd ticks until usage is at the
+// low watermark.
 WatermarkRun high_to_low() {
   constexpr u64 kNodeFrames = (4ull << 30) / kPage;
   pagecache_testing::Env node(kNodeFrames);
-  NullBacking backing;
-  auto cache = std::make_unique<mm::PageCache>(node.table());
+  NullBacking backing(kNodeFrames);
+  mm::PageCacheConfig config;
+  config.max_pages = static_cast<ktl::u32>(kNodeFrames);  // the cache may take the whole node
+  auto cache = std::make_unique<mm::PageCache>(node.table(), config);
   auto id = cache->attach(backing).value();
   std::vector<ktl::u8> byte(1);
-  for (u64 p = 0; p < mm::PageCache::kMaxPages; ++p)
-    (void)cache->read(id, p * kPage, ktl::Span<ktl::u8>(byte));
-  Bulk bulk(node.pmm());
-  u64 total = node.free_frames() + cache->stats().pages;
-  while (mm::usage_pct(node.free_frames(), total) < 80)
-    bulk.frames().push_back(node.pmm().alloc_page_unowned().value());
+  Bulk bulk(node.pmm());  // what the cache could not take (nothing, unless it ran out of room)
+  u64 total = node.free_frames();
+  for (u64 p = 0; mm::usage_pct(node.free_frames(), total) < 80; ++p) {
+    auto r = cache->read(id, p * kPage, ktl::Span<ktl::u8>(byte));
+    if (r.is_err() || r.value() != 1) bulk.frames().push_back(node.pmm().alloc_page_unowned().value());
+  }
   mm::Reclaim reclaim;
   reclaim.init(mm::MemoryGauge{[](void* c) { return static_cast<pagecache_testing::Env*>(c)->free_frames(); },
                                &node, total},

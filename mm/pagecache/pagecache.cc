@@ -1,6 +1,7 @@
 module;
 
 #include <ktl/macros.h>
+#include <ktl/new.h>
 
 module mm.page_cache;
 
@@ -37,14 +38,9 @@ PhysRange one_page(PhysAddr frame) { return PhysRange::with_size(frame, kPageSiz
 PageCache::PageCache(FrameTable& frames, PageCacheConfig config)
     : table_(frames), pmm_(frames.pmm()), window_(frames.window()), config_(config) {
   ktl::check(frames.initialized(), "PageCache: the frame table is not initialized");
-  ktl::check(config_.max_pages > 0 && config_.max_pages <= kMaxPages, "PageCache: max_pages out of range");
+  ktl::check(config_.max_pages > 0, "PageCache: max_pages must be above 0");
   ktl::check(config_.readahead_pages > 0 && config_.readahead_pages <= kMaxReadahead,
              "PageCache: readahead_pages out of range");
-  ktl::LockGuard guard(lru_lock_);
-  for (u32 i = config_.max_pages; i-- > 0;) {
-    entries_[i].next = free_;
-    free_ = &entries_[i];
-  }
 }
 
 PageCache::~PageCache() {
@@ -52,6 +48,39 @@ PageCache::~PageCache() {
     ktl::check(s.backing.load() == nullptr, "PageCache destroyed with a backing attached (detach it first)");
   }
   ktl::check(pages_.load() == 0, "PageCache destroyed with pages left");
+  ktl::LockGuard guard(lru_lock_);
+  while (chunks_ != PhysAddr::zero()) {
+    PhysAddr next = window_.as<ChunkHeader>(chunks_).next;
+    ktl::check_ok(pmm_.free_page(Frame4K::containing(chunks_)), "PageCache: freeing an entry chunk");
+    chunks_ = next;
+  }
+  free_ = nullptr;
+}
+
+ktl::Result<void, IoError> PageCache::grow() {
+  AllocOptions options;
+  options.context = config_.context;
+  auto frame = pmm_.alloc_page_unowned(options);
+  if (frame.is_err()) return ktl::Err(IoError::NoMemory);
+  PhysAddr at = frame.value().start();
+  ktl::Span<ktl::u8> bytes = window_.bytes(at, 4096);
+  KTL_UNSAFE_BUFFER_BEGIN  // the frame's 4096 bytes hold a header and kEntriesPerChunk entries
+  auto* header = new (bytes.data()) ChunkHeader{};
+  auto* first = reinterpret_cast<Entry*>(bytes.data() + sizeof(ChunkHeader));
+  auto entries = ktl::Span<Entry>::from_raw(first, kEntriesPerChunk);
+  KTL_UNSAFE_BUFFER_END
+  header->cache = this;
+  ktl::LockGuard guard(lru_lock_);
+  header->next = chunks_;
+  chunks_ = at;
+  for (u32 i = kEntriesPerChunk; i-- > 0;) {
+    Entry* e = new (&entries[i]) Entry{};
+    e->next = free_;
+    free_ = e;
+  }
+  entries_ += kEntriesPerChunk;
+  entry_frames_.fetch_add(1, ktl::MemoryOrder::Relaxed);
+  return ktl::ok();
 }
 
 // --- backings --------------------------------------------------------------------------------------
@@ -135,11 +164,16 @@ PageCache::Entry* PageCache::find_locked(Bucket& b, u32 slot, u64 index) {
 
 PageCache::Entry& PageCache::entry_of(const FrameDesc* d) {
   ktl::uptr owner = __atomic_load_n(&d->owner, __ATOMIC_ACQUIRE);
-  ktl::uptr base = ktl::address_of(entries_.data());
+  ktl::uptr chunk = owner & ~ktl::uptr{4095};
+  ktl::uptr offset = owner - chunk;
   ktl::check(
-      owner >= base && (owner - base) % sizeof(Entry) == 0 && (owner - base) / sizeof(Entry) < kMaxPages,
+      owner != 0 && offset >= sizeof(ChunkHeader) && (offset - sizeof(ChunkHeader)) % sizeof(Entry) == 0,
       "PageCache: a frame on the LRU list is not the cache's");
-  return entries_[(owner - base) / sizeof(Entry)];
+  KTL_UNSAFE_BUFFER_BEGIN  // owner is an entry's address (set_owner), inside a chunk whose header says whose
+  const auto* header = reinterpret_cast<const ChunkHeader*>(chunk);
+  ktl::check(header->cache == this, "PageCache: a frame on the LRU list is not the cache's");
+  return *reinterpret_cast<Entry*>(owner);
+  KTL_UNSAFE_BUFFER_END
 }
 
 void PageCache::wait_io() {
@@ -260,13 +294,25 @@ ktl::Result<void, IoError> PageCache::copy_page(u32 slot, PageBacking& backing, 
 ktl::Result<PageCache::Entry*, IoError> PageCache::new_page(WhenFull full) {
   Entry* e = nullptr;
   for (u32 attempt = 0; attempt < 2 && e == nullptr; ++attempt) {
+    bool may_grow = false;
     {
       ktl::LockGuard guard(lru_lock_);
-      if (free_ != nullptr) {
+      // At max_pages the cache is full even with entries to spare (a chunk holds more than the
+      // limit may need); concurrent misses may pass the limit by the few in flight.
+      bool room = pages_.load(ktl::MemoryOrder::Relaxed) < config_.max_pages;
+      if (room && free_ != nullptr) {
         e = free_;
         free_ = e->next;
         e->next = nullptr;
+      } else if (room) {
+        may_grow = entries_ < config_.max_pages;
       }
+    }
+    // More entries while under max_pages (a frame of them, allocated without the lock); at the
+    // limit, or without memory for them, the cache evicts some of its own pages first.
+    if (e == nullptr && may_grow && grow().is_ok()) {
+      --attempt;  // the new chunk's entries are there to take
+      continue;
     }
     if (e == nullptr && full == WhenFull::Evict && attempt == 0) (void)evict(8, Evict::WriteBackDirty);
   }
@@ -684,6 +730,7 @@ PageCacheStats PageCache::stats() const {
   s.evicted = evicted_.load(ktl::MemoryOrder::Relaxed);
   s.written_back = written_back_.load(ktl::MemoryOrder::Relaxed);
   s.io_errors = io_errors_.load(ktl::MemoryOrder::Relaxed);
+  s.entry_frames = entry_frames_.load(ktl::MemoryOrder::Relaxed);
   return s;
 }
 

@@ -37,8 +37,8 @@
 // Errors: a failed read_pages leaves no page of its batch in the cache (the caller gets the
 // error; waiters retry and get their own); a failed write back leaves the page dirty. Frames come
 // from the PMM with the configured AllocContext (default NoReclaim): under pressure an allocation
-// fails with IoError::NoMemory instead of recursing into reclaim. When all kMaxPages entries (or
-// config.max_pages) are in use, a miss first evicts pages of the cache itself (as reclaim does).
+// fails with IoError::NoMemory instead of recursing into reclaim. When all config.max_pages entries are in
+// use, a miss first evicts pages of the cache itself (as reclaim does).
 module;
 
 #include <ktl/macros.h>
@@ -121,11 +121,14 @@ struct BackingId {
 // Waits a little for a page's I/O (the kernel's yield). Called with no lock held.
 using IoWait = void (*)();
 
-inline constexpr u32 kPageCacheMaxPages = 4096;  // entries of one cache
+inline constexpr u32 kPageCacheDefaultMaxPages = 4096;  // the default limit of one cache's pages
 inline constexpr u32 kPageCacheMaxReadahead = 32;
 
 struct PageCacheConfig {
-  u32 max_pages = kPageCacheMaxPages;            // at most kPageCacheMaxPages
+  // The most pages the cache holds (its entries are allocated from the PMM as it grows, a frame
+  // of kEntriesPerChunk at a time, and kept until the cache is destroyed: about 1.2 % of what
+  // they describe). The kernel sets it to all of memory: reclaim, not a limit, bounds the cache.
+  u32 max_pages = kPageCacheDefaultMaxPages;
   u32 readahead_pages = kPageCacheMaxReadahead;  // largest read-ahead window (1: none)
   AllocContext context = AllocContext::NoReclaim;
   IoWait io_wait = nullptr;  // null: spin with cpu_relax
@@ -140,11 +143,12 @@ struct PageCacheStats {
   u64 evicted = 0;          // pages dropped (reclaim, drop_clean, self-eviction, detach)
   u64 written_back = 0;     // pages written to their backing
   u64 io_errors = 0;        // failed read_pages / write_pages calls
+  u64 entry_frames = 0;     // frames holding the cache's entries (kept until it is destroyed)
 };
 
 class PageCache final : public Reclaimer {
  public:
-  static constexpr u32 kMaxPages = kPageCacheMaxPages;
+  static constexpr u32 kDefaultMaxPages = kPageCacheDefaultMaxPages;
   static constexpr u32 kBucketBits = 10;
   static constexpr u32 kBuckets = 1u << kBucketBits;
   static constexpr u32 kMaxBackings = 8;
@@ -300,7 +304,22 @@ class PageCache final : public Reclaimer {
   ktl::Atomic<u64> lru_count_{0};                        // written under lru_lock_
   Entry* free_ GUARDED_BY(lru_lock_) = nullptr;
   ktl::Array<Slot, kMaxBackings> slots_{};
-  ktl::Array<Entry, kMaxPages> entries_{};
+  // Entries live in chunks, one PMM frame each, chained through their headers.
+  struct ChunkHeader {
+    PhysAddr next = PhysAddr::zero();
+    const PageCache* cache = nullptr;  // entry_of's check that an owner is one of ours
+  };
+
+ public:
+  static constexpr u32 kEntriesPerChunk = static_cast<u32>((4096 - sizeof(ChunkHeader)) / sizeof(Entry));
+
+ private:
+  // A chunk more on the free list (its frame allocated before the LRU lock is taken); NoMemory
+  // when the PMM has no frame.
+  [[nodiscard]] ktl::Result<void, IoError> grow() EXCLUDES(lru_lock_);
+  PhysAddr chunks_ GUARDED_BY(lru_lock_) = PhysAddr::zero();  // the newest chunk; zero: none
+  u32 entries_ GUARDED_BY(lru_lock_) = 0;                     // entries in all chunks
+  ktl::Atomic<u64> entry_frames_{0};                          // chunks (written under lru_lock_)
   ktl::Atomic<u64> pages_{0};
   ktl::Atomic<u64> dirty_{0};
   ktl::Atomic<u64> hits_{0};

@@ -97,7 +97,7 @@ TEST_F(PageCacheNoReadaheadTest, MissThenHit) {
   EXPECT_EQ(cache_->stats().hits, 1u);
   EXPECT_EQ(b.reads().size(), 1u);
   EXPECT_EQ(cache_->stats().pages, 1u);
-  EXPECT_EQ(env_.free_frames(), env_.baseline() - 1);
+  EXPECT_EQ(env_.free_frames(), env_.baseline() - 1 - cache_->stats().entry_frames);
   // The frame is the cache's in the frame table, with its flags.
   EXPECT_EQ(cache_->reclaimable(), 1u);
 }
@@ -287,7 +287,7 @@ TEST_F(PageCacheTest, ReadErrorsReachTheCallerAndLeaveNoStalePage) {
   EXPECT_EQ(r.error(), IoError::Device);
   EXPECT_EQ(cache_->stats().pages, 0u);
   EXPECT_GE(cache_->stats().io_errors, 1u);
-  EXPECT_EQ(env_.free_frames(), env_.baseline());
+  EXPECT_EQ(env_.free_frames(), env_.baseline() - cache_->stats().entry_frames);
   b.set_bad_read(3, false);
   EXPECT_EQ(read(id, 3 * kPage, 10), slice(b.bytes(), 3 * kPage, 10));  // read again, correct
   // A failed read-ahead does not fail the page asked for, and leaves none of its batch.
@@ -329,11 +329,11 @@ class PageCacheNoMemoryTest : public PageCacheTest {
 TEST_F(PageCacheNoMemoryTest, RunningOutOfFramesIsACleanError) {
   MemBacking& b = backing(64 * kPage);
   auto id = attach(b);
-  // Hold every free frame but 2, and reserve those 2 for atomic allocations: the cache's
-  // NoReclaim allocations may not take them.
+  // Hold every free frame but 3, and reserve those 3 for atomic allocations: the cache's
+  // NoReclaim allocations (its entries' frame too) may not take them.
   std::vector<mm::AllocatedFrames> held;
-  while (env_.free_frames() > 2) held.push_back(env_.pmm().alloc_page().release_value());
-  ASSERT_TRUE(env_.pmm().set_atomic_reserve(2).is_ok());
+  while (env_.free_frames() > 3) held.push_back(env_.pmm().alloc_page().release_value());
+  ASSERT_TRUE(env_.pmm().set_atomic_reserve(3).is_ok());
   std::vector<u8> out(10);
   auto r = cache_->read(id, 0, ktl::Span<u8>(out));
   ASSERT_TRUE(r.is_err());
@@ -343,9 +343,10 @@ TEST_F(PageCacheNoMemoryTest, RunningOutOfFramesIsACleanError) {
   ASSERT_TRUE(w.is_err());
   EXPECT_EQ(w.error(), IoError::NoMemory);
   EXPECT_EQ(cache_->stats().pages, 0u);
-  EXPECT_EQ(env_.free_frames(), 2u);
+  EXPECT_EQ(cache_->stats().entry_frames, 0u);
+  EXPECT_EQ(env_.free_frames(), 3u);
   ASSERT_TRUE(env_.pmm().set_atomic_reserve(0).is_ok());
-  // With 2 frames: the read-ahead window shrinks to what there is.
+  // With 3 frames (one becomes the entries' chunk): the read-ahead window shrinks to what there is.
   EXPECT_EQ(read(id, 0, kPage), slice(b.bytes(), 0, kPage));
   EXPECT_EQ(read(id, kPage, kPage), slice(b.bytes(), kPage, kPage));
   EXPECT_EQ(env_.free_frames(), 0u);
@@ -359,9 +360,9 @@ TEST_F(PageCacheNoMemoryTest, RunningOutOfFramesIsACleanError) {
 TEST_F(PageCacheNoReadaheadTest, ReclaimFreesFramesBackToThePmm) {
   MemBacking& b = backing(64 * kPage);
   auto id = attach(b);
-  u64 free0 = env_.free_frames();
   for (u64 p = 0; p < 20; ++p) (void)read(id, p * kPage, 1);
-  EXPECT_EQ(env_.free_frames(), free0 - 20);
+  u64 free0 = env_.free_frames() + 20;          // free with the cache's entry frames but none of its pages
+  EXPECT_EQ(cache_->stats().entry_frames, 1u);  // 20 entries fit in one chunk
   mm::Reclaimer& r = *cache_;
   EXPECT_STREQ(r.name(), "page_cache");
   EXPECT_EQ(r.reclaimable(), 20u);
@@ -452,3 +453,31 @@ TEST_F(PageCacheNoReadaheadTest, AttachAndDetach) {
 }
 
 }  // namespace
+
+// The entries grow a frame at a time up to max_pages; at the limit the cache evicts its own pages.
+TEST(PageCacheGrowth, EntriesGrowByChunksUpToMaxPages) {
+  Env env(1024);
+  mm::PageCacheConfig config;
+  config.io_wait = pagecache_testing::yield_wait;
+  config.readahead_pages = 1;
+  config.max_pages = PageCache::kEntriesPerChunk + 10;  // two chunks' worth of entries is enough
+  auto cache = std::make_unique<PageCache>(env.table(), config);
+  MemBacking b(env.window(), 400 * kPage);
+  pagecache_testing::fill_pattern(b.bytes(), 7);
+  auto id = cache->attach(b).value();
+  EXPECT_EQ(cache->stats().entry_frames, 0u);  // nothing until the first page
+  std::vector<u8> out(1);
+  for (u64 p = 0; p < 300; ++p) {
+    ASSERT_TRUE(cache->read(id, p * kPage, ktl::Span<u8>(out)).is_ok());
+    ASSERT_EQ(out[0], b.bytes()[p * kPage]);
+    ASSERT_LE(cache->stats().pages, config.max_pages);
+  }
+  // Full: each miss at the limit evicts a few of the oldest pages (8) before it adds its own.
+  EXPECT_GE(cache->stats().pages, config.max_pages - 8);
+  EXPECT_GE(cache->stats().evicted, 300u - config.max_pages);
+  EXPECT_EQ(cache->stats().entry_frames, 2u);
+  EXPECT_EQ(env.free_frames(), env.baseline() - cache->stats().pages - 2);
+  EXPECT_TRUE(cache->detach(id).is_ok());
+  cache.reset();
+  EXPECT_EQ(env.free_frames(), env.baseline());  // the chunks went back with the cache
+}

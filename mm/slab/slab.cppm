@@ -214,8 +214,9 @@ class SlabCache {
 
   // --- reclaim ---
   // Returns depot magazines to the slabs and frees all but kKeepEmptySlabs empty slabs (all of
-  // them with keep = 0). Returns the frames freed.
-  u64 reclaim(u32 keep = kKeepEmptySlabs) EXCLUDES(lock_);
+  // them with keep = 0), stopping once `max_frames` are freed (a whole slab at a time: it may
+  // free up to a slab's frames more). Returns the frames freed.
+  u64 reclaim(u32 keep = kKeepEmptySlabs, u64 max_frames = ~u64{0}) EXCLUDES(lock_);
   // Returns this CPU's (host: thread's) magazines of this cache to the depot.
   void flush_local_cpu() EXCLUDES(lock_);
 
@@ -366,9 +367,11 @@ class SlabAllocator {
   // happens-before this call.
   [[nodiscard]] ktl::Result<void, SlabError> destroy_cache(SlabCache* cache);
 
-  // Depot magazines back to slabs, then all but `keep` empty slabs of every cache to the PMM.
-  // Returns the frames freed. (kswapd calls it through slab_reclaim.)
-  u64 reclaim(u32 keep = SlabCache::kKeepEmptySlabs);
+  // Depot magazines back to slabs, then all but `keep` empty slabs of every cache to the PMM,
+  // until `max_frames` are freed (kswapd asks for a batch at a time: reclaim stops near its
+  // target instead of emptying every cache). Returns the frames freed. (kswapd calls it through
+  // slab_reclaim.)
+  u64 reclaim(u32 keep = SlabCache::kKeepEmptySlabs, u64 max_frames = ~u64{0});
 
   // Returns this CPU's (host: thread's) magazines of every cache to their depots.
   void flush_local_cpu();

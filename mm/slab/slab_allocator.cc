@@ -155,12 +155,14 @@ ktl::Result<void, SlabError> SlabAllocator::destroy_cache(SlabCache* cache) {
   return ktl::ok();
 }
 
-u64 SlabAllocator::reclaim(u32 keep) {
+u64 SlabAllocator::reclaim(u32 keep, u64 max_frames) {
   // Ordinary caches first (they free magazines and off-slab descriptors into the internal caches,
   // which come last in the registry because they were registered first).
   u64 freed = 0;
   ktl::LockGuard guard(registry_lock_);
-  for (SlabCache* c = registry_; c != nullptr; c = c->registry_next_) freed += c->reclaim(keep);
+  for (SlabCache* c = registry_; c != nullptr && freed < max_frames; c = c->registry_next_) {
+    freed += c->reclaim(keep, max_frames - freed);
+  }
   return freed;
 }
 

@@ -454,11 +454,11 @@ void SlabCache::free_direct(void* object) {
 }
 
 // --- reclaim, stats, teardown ------------------------------------------------------------------------
-u64 SlabCache::reclaim(u32 keep) {
+u64 SlabCache::reclaim(u32 keep, u64 max_frames) {
   u64 freed = 0;
   ktl::LockGuard guard(lock_);
   purge_depot_locked();
-  while (lists_[kEmpty].count > keep) {
+  while (lists_[kEmpty].count > keep && freed < max_frames) {
     AllocatedFrames frames = release_slab_locked(lists_[kEmpty].head);
     freed += frames.count();
   }

@@ -139,7 +139,11 @@ KTEST(Slab, PartialFullEmptyListsAndReclaimReportsFrames) {
   KEXPECT_EQ(freed, (kSlabs - SlabCache::kKeepEmptySlabs) * frames);
   KEXPECT_EQ(env.pmm().free_frame_count(), free_before + freed);
   KEXPECT_EQ(c->info().empty_slabs, u64{SlabCache::kKeepEmptySlabs});
-  KEXPECT_EQ(c->reclaim(0), SlabCache::kKeepEmptySlabs * frames);
+  // Bounded: asked for one frame, it frees one slab and stops; 0 frees nothing.
+  KEXPECT_EQ(c->reclaim(0, 0), 0u);
+  KEXPECT_EQ(c->reclaim(0, 1), u64{frames});
+  KEXPECT_EQ(c->info().empty_slabs, u64{SlabCache::kKeepEmptySlabs} - 1);
+  KEXPECT_EQ(c->reclaim(0), (SlabCache::kKeepEmptySlabs - 1) * frames);
   KEXPECT_EQ(c->info().slabs, 0u);
   KEXPECT_OK(env.slab().destroy_cache(c));
   KEXPECT_EQ(env.balance(), balance);

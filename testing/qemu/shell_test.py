@@ -112,7 +112,8 @@ def main():
         con.expect(re.escape(PROMPT), 30, "the first prompt")
 
         names = ["help", "meminfo", "slabinfo", "ps", "uptime", "vmmap", "kmalloc-stress N", "ktest NAME", "kswapd",
-                 "fill PCT", "drop", "lspci", "bench", "poweroff"]
+                 "fill PCT", "drop", "pagecache", "mount", "ls [PATH]", "cat PATH", "sha256sum PATH...|-r DIR",
+                 "sync", "write-pattern PATH SEED", "lspci", "bench [storage]", "poweroff"]
         run_command(con, "help", [r"^\s+%s\s" % re.escape(n) for n in names])
         run_command(con, "meminfo", [r"meminfo: total=\d+K usable=\d+K", r"meminfo: kernel: image=\d+K"])
         run_command(con, "slabinfo", [r"^cache\s+objsize\s+active\s+total\s+slabs\s+memory$",
@@ -129,10 +130,16 @@ def main():
                                     r"^kswapd: \d+ ticks, \d+ wake-ups, \d+ frames freed",
                                     r"^kswapd: reclaimer slab: \d+ calls, \d+ scanned, \d+ freed, \d+ fruitless$"])
         # Below high: nothing for kswapd; the cached slabs stay until `drop`.
-        run_command(con, "fill 50", [r"^fill: usage \d+% -> 5\d% with [1-9]\d* objects of 2 KiB, \d+% once freed \(their slabs stay cached\)$"],
+        run_command(con, "fill 50", [r"^fill: page cache: 0 pages \(0 MiB\) read in \d+ ms: usage \d+% -> \d+%$",
+                                     r"^fill: usage \d+% -> 5\d% with [1-9]\d* objects of 2 KiB, \d+% once freed \(their slabs stay cached\)$"],
                     timeout=120)
         run_command(con, "fill 0", [r"fill: PCT must be a usage percentage from 1 to 99", r"fill: usage: fill PCT"])
-        run_command(con, "drop", [r"^drop: [1-9]\d* frames \(\d+ KiB\) of empty slabs freed; usage \d+% -> \d+%$"])
+        run_command(con, "drop", [r"^drop: 0 clean cached pages and [1-9]\d* frames of empty slabs freed \(\d+ KiB\); usage \d+% -> \d+%$"])
+        # No disk is attached here: the file commands say so and the shell goes on.
+        run_command(con, "mount", [r"^mount: no virtio-blk disk$"])
+        run_command(con, "ls", [r"^no file system at / \(no virtio-blk disk\)$", r"^ls: failed: no file system mounted"])
+        run_command(con, "sync", [r"^sync: every dirty page written back and the disks flushed in \d+ ms$"])
+        run_command(con, "pagecache", [r"^pagecache: 0 pages \(0 KiB\), 0 dirty; 0 reclaimable$"])
         # q35's own functions, and the virtio RNG this test adds (modern virtio-pci: 1af4:1044).
         run_command(con, "lspci", [r"^00:00\.0 8086:29c0 rev \w\w bridge \(host\)$",
                                    r"^\w\w:\w\w\.0 1af4:1044 rev 01 unclassified, INTA line \d+$",

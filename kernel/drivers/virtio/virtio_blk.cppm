@@ -45,7 +45,7 @@ using ktl::u64;
 using ktl::u8;
 using ktl::usize;
 
-inline constexpr u32 kMaxDevices = 4;
+inline constexpr u32 kMaxDevices = 8;
 inline constexpr u16 kQueueSize = 128;
 inline constexpr u32 kSlots = 64;        // requests in flight per device
 inline constexpr u32 kMaxSegments = 32;  // data segments per request
@@ -101,7 +101,7 @@ enum class BlkError : u32 {
 
 // Physical memory the device reads or writes (guest-physical: RAM the direct map covers).
 struct DmaSegment {
-  mm::PhysAddr addr;
+  mm::PhysAddr addr = mm::PhysAddr::zero();
   u32 len = 0;
 };
 
