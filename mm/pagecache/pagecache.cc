@@ -674,9 +674,13 @@ ReclaimBatch PageCache::evict(u64 want, Evict how) {
       // The next victims: the entry after the next one, the bucket of the next one (whose entry was
       // prefetched a round ago), so that the loads below do not wait for memory.
       if (FrameDesc* next = d->prev; next != nullptr) {
-        Entry& ne = entry_of(next);
-        __builtin_prefetch(&buckets_[ne.bucket]);
-        if (next->prev != nullptr) __builtin_prefetch(&entry_of(next->prev));
+        // Only hints: the owners are read without entry_of's check (it runs when they are the victim).
+        KTL_UNSAFE_BUFFER_BEGIN  // an LRU page's owner is its entry (set_owner)
+        const auto* ne = reinterpret_cast<const Entry*>(__atomic_load_n(&next->owner, __ATOMIC_RELAXED));
+        __builtin_prefetch(&buckets_[ne->bucket]);
+        if (next->prev != nullptr)
+          __builtin_prefetch(reinterpret_cast<const void*>(__atomic_load_n(&next->prev->owner, __ATOMIC_RELAXED)));
+        KTL_UNSAFE_BUFFER_END
       }
       // The bucket lock ranks below the LRU lock: try it, pass the page over when it is busy.
       if (!b.lock.try_lock()) {
