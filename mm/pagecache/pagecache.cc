@@ -679,7 +679,8 @@ ReclaimBatch PageCache::evict(u64 want, Evict how) {
         const auto* ne = reinterpret_cast<const Entry*>(__atomic_load_n(&next->owner, __ATOMIC_RELAXED));
         __builtin_prefetch(&buckets_[ne->bucket]);
         if (next->prev != nullptr)
-          __builtin_prefetch(reinterpret_cast<const void*>(__atomic_load_n(&next->prev->owner, __ATOMIC_RELAXED)));
+          __builtin_prefetch(
+              reinterpret_cast<const void*>(__atomic_load_n(&next->prev->owner, __ATOMIC_RELAXED)));
         KTL_UNSAFE_BUFFER_END
       }
       // The bucket lock ranks below the LRU lock: try it, pass the page over when it is busy.
