@@ -4,6 +4,7 @@
 // with patched bytes for each corruption the module must report, foreign and missing file
 // systems, and the same volume inside an MBR and a GPT.
 #include <gtest/gtest.h>
+#include <ktl/macros.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -86,8 +87,11 @@ void put16(Bytes& b, size_t at, u32 v) {
 // --- SHA-256 (ktl.sha256, the kernel's), to check the manifest's digests (Python's hashlib) ------
 
 std::string sha256(const Bytes& data) {
+  KTL_UNSAFE_BUFFER_BEGIN  // the vector's size() bytes
+  auto bytes = ktl::Span<const u8>::from_raw(data.data(), data.size());
+  KTL_UNSAFE_BUFFER_END
   ktl::InlineString<72> hex;
-  ktl::format_to(hex, "{}", ktl::sha256(ktl::Span<const u8>::from_raw(data.data(), data.size())));
+  ktl::format_to(hex, "{}", ktl::sha256(bytes));
   return std::string(hex.c_str());
 }
 
